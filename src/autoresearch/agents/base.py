@@ -1,0 +1,41 @@
+"""The agent seam: `Agent.propose(context) -> Proposal`."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from autoresearch.records import Experiment, Proposal
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything an agent may look at when proposing the next experiment.
+
+    `prompt` is the rendered text for LLM-style agents; structured agents (the tuner)
+    read the fields instead.
+    """
+
+    task_dir: Path
+    iteration: int  # 1, 2, ... (0 is the baseline and never reaches an agent)
+    editable: tuple[str, ...]
+    readonly: tuple[str, ...]
+    history: Sequence[Experiment]  # every earlier experiment of the tag, oldest first
+    best: Experiment  # the current best (the code in the work tree is its code)
+    primary: str
+    direction: str  # "minimize" | "maximize"
+    prompt: str = ""
+    prompt_file: Path | None = None
+    seed: int = 0
+    stop_event: threading.Event | None = None  # set on Ctrl-C: stop the agent's process too
+    extra: dict = field(default_factory=dict)
+
+
+class Agent(Protocol):
+    """Edits the editable files in `context.task_dir` and says what it did."""
+
+    name: str
+
+    def propose(self, context: Context) -> Proposal: ...

@@ -1,0 +1,64 @@
+"""The `command` agent: any program that edits the files itself.
+
+The rendered prompt reaches it on stdin and in the file named by AUTORESEARCH_PROMPT_FILE;
+AUTORESEARCH_ITERATION says which iteration it is. Its stdout is the explanation, and the
+first non-empty line of it the description.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from autoresearch.agents.base import Context
+from autoresearch.records import Proposal, RunSpec
+from autoresearch.runner import run_process
+
+
+def split_explanation(text: str) -> tuple[str, str]:
+    """(description, explanation) from an agent's final text.
+
+    A marked `<explanation>` block wins; otherwise the whole text is the explanation.
+    """
+    start, end = text.rfind("<explanation>"), text.rfind("</explanation>")
+    if start != -1 and end > start:
+        text = text[start + len("<explanation>"):end]
+    text = text.strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first.lstrip("#*- ").strip()[:200], text
+
+
+class CommandAgent:
+    name = "command"
+
+    def __init__(self, command: str, timeout: float = 3600.0):
+        self.command = command
+        self.timeout = timeout
+
+    def propose(self, context: Context) -> Proposal:
+        run_dir = Path(context.prompt_file).parent if context.prompt_file else context.task_dir
+        stdout_log = run_dir / "agent.log"
+        stderr_log = run_dir / "agent.stderr.log"
+        env = {
+            **os.environ,
+            "AUTORESEARCH_PROMPT_FILE": str(context.prompt_file),
+            "AUTORESEARCH_ITERATION": str(context.iteration),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        # The shell reads the prompt as stdin and sends stderr aside, so stdout is the explanation.
+        script = f"exec 0<{shlex.quote(str(context.prompt_file))} 2>>{shlex.quote(str(stderr_log))}\n{self.command}"
+        result = run_process(RunSpec(command=script, cwd=str(context.task_dir), env=env,
+                                     timeout=self.timeout, log_path=str(stdout_log)),
+                             stop_event=context.stop_event)
+        text = stdout_log.read_text(encoding="utf-8", errors="replace") if stdout_log.exists() else ""
+        description, explanation = split_explanation(text)
+        if result.timed_out:
+            return Proposal(description or "agent timed out", explanation, ok=False,
+                            error=f"agent command timed out after {self.timeout:g} s")
+        if result.exit_code != 0:
+            tail = stderr_log.read_text(errors="replace")[-500:].strip() if stderr_log.exists() else ""
+            return Proposal(description or "agent failed", explanation, ok=False,
+                            error=f"agent command exited with {result.exit_code}" + (f": {tail}" if tail else ""))
+        return Proposal(description or "(no description)", explanation)

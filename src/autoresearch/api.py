@@ -1,0 +1,107 @@
+"""The library entry points the CLI calls; everything the CLI does is available here."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from autoresearch.agents import create_agent
+from autoresearch.config import Task, load_task
+from autoresearch.errors import AutoresearchError
+from autoresearch.loop import Limits, Loop
+from autoresearch.records import Experiment, Status
+from autoresearch.store import STORE_DIR, RunStore
+
+
+def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, max_seconds: float | None = None,
+             max_crashes: int | None = None, seed: int = 0, say: Callable[[str], None] = print,
+             stop_event: threading.Event | None = None) -> list[Experiment]:
+    """Run (or resume) the loop on a task; returns the experiments this call recorded."""
+    task = load_task(task_dir)
+    agent_impl = create_agent(agent or task.agent.kind, task, seed=seed)
+    loop = Loop(task, tag, agent_impl, say=say, stop_event=stop_event)
+    return loop.run(Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes))
+
+
+@dataclass
+class RunStatus:
+    task: Task
+    store: RunStore
+    records: list[Experiment]
+
+    def totals(self) -> dict:
+        primary = self.task.metrics.primary
+        best = next((r for r in reversed(self.records) if r.status is Status.KEEP), None)
+        base = next((r for r in self.records if r.status is Status.KEEP), None)
+
+        def brief(r: Experiment | None):
+            if r is None:
+                return None
+            return {"iteration": r.iteration, "commit": r.commit, "value": r.metrics.get(primary),
+                    "description": r.description}
+
+        count = lambda s: sum(1 for r in self.records if r.status is s)  # noqa: E731
+        return {
+            "tag": self.store.tag, "branch": self.store.branch, "primary": primary,
+            "direction": self.task.metrics.direction, "iterations": len(self.records),
+            "keeps": count(Status.KEEP), "discards": count(Status.DISCARD), "crashes": count(Status.CRASH),
+            "best": brief(best), "baseline": brief(base),
+            "cost_usd": round(sum(r.cost_usd for r in self.records), 6),
+            "tokens": sum(r.tokens for r in self.records),
+        }
+
+
+def list_tags(task_dir: Path) -> list[str]:
+    root = Path(task_dir) / STORE_DIR
+    return sorted(p.name for p in root.iterdir() if (p / "ledger.jsonl").exists()) if root.is_dir() else []
+
+
+def status_of(task_dir, tag: str | None = None) -> RunStatus:
+    task = load_task(task_dir)
+    if tag is None:
+        tags = list_tags(task.dir)
+        if not tags:
+            raise AutoresearchError(f"{task.dir}: no runs yet; start one with `autoresearch run {task_dir} --tag <tag>`")
+        branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=task.dir,
+                                capture_output=True, text=True).stdout.strip()
+        current = branch.removeprefix("autoresearch/")
+        if len(tags) == 1:
+            tag = tags[0]
+        elif current in tags:
+            tag = current
+        else:
+            raise AutoresearchError(f"{task.dir}: several runs ({', '.join(tags)}); choose one with --tag")
+    store = RunStore(task.dir, tag)
+    if not store.ledger.exists():
+        raise AutoresearchError(f"{store.ledger.path}: no run with tag {tag!r}; tags here: {', '.join(list_tags(task.dir)) or 'none'}")
+    return RunStatus(task, store, list(store.ledger.records))
+
+
+def copy_example(name: str, directory: Path, *, time_budget: float | None = None) -> Path:
+    """Copy a bundled example to `directory` as a fresh git repository (kept if it exists)."""
+    directory = Path(directory).resolve()
+    source = resources.files("autoresearch.examples") / name
+    if not (directory / "autoresearch.toml").exists():
+        if directory.exists() and any(directory.iterdir()):
+            raise AutoresearchError(f"{directory} exists and is not an autoresearch task; choose another --dir")
+        with resources.as_file(source) as src:
+            shutil.copytree(src, directory, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "data", "metrics.jsonl"))
+        if time_budget is not None:
+            _set_budget(directory / "autoresearch.toml", time_budget)
+        git = ["git", "-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost"]
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=directory, check=True)
+        subprocess.run(git + ["add", "-A"], cwd=directory, check=True)
+        subprocess.run(git + ["commit", "-q", "-m", f"{name} example task"], cwd=directory, check=True)
+    return directory
+
+
+def _set_budget(config: Path, seconds: float) -> None:
+    text = re.sub(r"(?m)^(time_budget\s*=\s*)[0-9.eE+-]+", lambda m: f"{m.group(1)}{seconds:g}", config.read_text())
+    config.write_text(text)

@@ -1,0 +1,38 @@
+"""Crash-safe file writes: a reader sees the old content or the new, never half of either."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, data) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line with a single write(2) on an O_APPEND descriptor, then fsync.
+
+    One write keeps concurrent appenders from interleaving; a kill mid-write can only
+    leave a torn last line, which the reader detects (no newline) and drops.
+    """
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+        while written < len(data):  # regular files write fully; this is belt and braces
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,135 @@
+"""The command line: parses arguments and calls the library, nothing more."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autoresearch.errors import AutoresearchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Autonomous ML research loops: an agent edits, the metric decides, nothing is lost.")
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def _stop_on_signals() -> threading.Event:
+    """First Ctrl-C asks the loop to stop cleanly; a second one interrupts at once."""
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err_console.print("[yellow]stopping: rolling back the iteration in flight (Ctrl-C again to abort)[/]")
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+@app.command()
+def run(
+    task_dir: Path = typer.Argument(Path("."), help="Task directory holding autoresearch.toml."),
+    tag: str = typer.Option(..., "--tag", "-t", help="Run tag: branch autoresearch/<tag>; an existing tag resumes."),
+    iterations: int = typer.Option(10, "--iterations", "-n", min=0, help="Agent iterations to run (the baseline comes first on a new tag)."),
+    agent: Optional[str] = typer.Option(None, "--agent", "-a", help="tuner | command (default: [agent] kind)."),
+    max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Stop starting new iterations after this long."),
+    max_crashes: Optional[int] = typer.Option(None, "--max-crashes", help="Stop after this many crashes in a row."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the tuner agent."),
+) -> None:
+    """Run the research loop on a task (or resume it)."""
+    from autoresearch.api import run_loop
+
+    stop = _stop_on_signals()
+    records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
+                       max_crashes=max_crashes, seed=seed, say=console.print, stop_event=stop)
+    _print_summary(task_dir, tag, ran=len(records))
+
+
+@app.command()
+def status(
+    task_dir: Path = typer.Argument(Path("."), help="Task directory."),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Run tag (default: the only one, or the checked-out one)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the totals as JSON."),
+    last: int = typer.Option(15, "--last", help="How many recent experiments to list."),
+) -> None:
+    """Show a run's progress: totals, best, and the latest experiments."""
+    from autoresearch.api import status_of
+
+    s = status_of(task_dir, tag)
+    if as_json:
+        print(json.dumps(s.totals(), indent=2))
+        return
+    _print_status(s, last)
+
+
+@app.command()
+def demo(
+    directory: Path = typer.Option(Path("autoresearch-demo"), "--dir", help="Where to copy the example task."),
+    iterations: int = typer.Option(10, "--iterations", "-n", min=0),
+    tag: str = typer.Option("demo", "--tag", "-t"),
+    budget: Optional[float] = typer.Option(None, "--budget", help="Training seconds per run (default: the example's)."),
+) -> None:
+    """Copy the bundled MNIST-1D task and run the loop on it, offline, with the tuner agent."""
+    from autoresearch.api import copy_example, run_loop
+
+    task_dir = copy_example("mnist1d", directory, time_budget=budget)
+    console.print(f"task: {task_dir}  (MNIST-1D, generated locally; agent: tuner)")
+    stop = _stop_on_signals()
+    records = run_loop(task_dir, tag, iterations=iterations, agent="tuner", say=console.print, stop_event=stop)
+    _print_summary(task_dir, tag, ran=len(records))
+
+
+def _print_summary(task_dir: Path, tag: str, ran: int) -> None:
+    from autoresearch.api import status_of
+
+    s = status_of(task_dir, tag)
+    console.print()
+    _print_status(s, last=0)
+    console.print(f"results: {s.task.dir / 'results.tsv'}   ledger and logs: {s.store.root}")
+
+
+def _print_status(s, last: int) -> None:
+    t = s.totals()
+    best = t["best"]
+    base = t["baseline"]
+    line = f"[bold]{s.store.branch}[/]  {t['iterations']} experiments: {t['keeps']} keep, {t['discards']} discard, {t['crashes']} crash"
+    console.print(line)
+    if best:
+        gain = f"  ({best['value'] - base['value']:+.6f} vs baseline {base['value']:.6f})" if base else ""
+        console.print(f"best {t['primary']} = {best['value']:.6f} at {best['commit'][:7]} (iteration {best['iteration']}): {best['description']}{gain}")
+    if last:
+        table = Table(show_edge=False, pad_edge=False)
+        for col in ("#", "commit", t["primary"], "status", "description"):
+            table.add_column(col)
+        colors = {"keep": "green", "discard": "white", "crash": "red"}
+        for r in s.records[-last:]:
+            v = r.metrics.get(t["primary"])
+            shown = f"{v:.6f}" if isinstance(v, float) and r.status.value != "crash" else "-"
+            desc = r.description + (f"  [dim]({r.reason})[/]" if r.status.value == "crash" else "")
+            table.add_row(str(r.iteration), r.commit[:7], shown, f"[{colors[r.status.value]}]{r.status.value}[/]", desc)
+        console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except AutoresearchError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[red]aborted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

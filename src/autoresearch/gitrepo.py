@@ -1,0 +1,131 @@
+"""The git operations the loop needs, as one small wrapper over the git CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from autoresearch.errors import GitError
+
+_FALLBACK_IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
+
+
+class Git:
+    """Git commands run in the task directory (which may be a subfolder of the repository)."""
+
+    def __init__(self, cwd: str | Path):
+        self.cwd = Path(cwd)
+        self._identity: tuple[str, ...] | None = None
+
+    def __call__(self, *args: str, check: bool = True, input: str | None = None) -> str:
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+        proc = subprocess.run(
+            ["git", *args], cwd=self.cwd, capture_output=True, text=True, env=env,
+            input=input, stdin=None if input is not None else subprocess.DEVNULL,
+        )
+        if check and proc.returncode != 0:
+            raise GitError(f"git {' '.join(args)} failed in {self.cwd}: {proc.stderr.strip() or proc.stdout.strip()}")
+        return proc.stdout
+
+    # -- facts ---------------------------------------------------------------------------
+    def is_repo(self) -> bool:
+        return self("rev-parse", "--is-inside-work-tree", check=False).strip() == "true"
+
+    def head(self) -> str:
+        return self("rev-parse", "HEAD").strip()
+
+    def has_commits(self) -> bool:
+        return bool(self("rev-parse", "--verify", "-q", "HEAD", check=False).strip())
+
+    def current_branch(self) -> str:
+        return self("rev-parse", "--abbrev-ref", "HEAD").strip()
+
+    def branch_exists(self, branch: str) -> bool:
+        return bool(self("rev-parse", "--verify", "-q", f"refs/heads/{branch}", check=False).strip())
+
+    def rev(self, ref: str) -> str:
+        return self("rev-parse", ref).strip()
+
+    def prefix(self) -> str:
+        """The task directory relative to the repository root ('' or 'sub/dir/')."""
+        return self("rev-parse", "--show-prefix").strip()
+
+    def dirty_tracked(self) -> list[str]:
+        """Tracked files with uncommitted changes (staged or not), relative to the repo root."""
+        out = self("status", "--porcelain=v1", "-z", "--untracked-files=no")
+        return [entry[3:] for entry in out.split("\0") if entry]
+
+    def changed_paths(self) -> list[str]:
+        """Every path that differs from HEAD, untracked included, relative to the task directory."""
+        out = self("status", "--porcelain=v1", "-z", "--untracked-files=all", ".")
+        entries = [e for e in out.split("\0") if e]
+        prefix = self.prefix()
+        paths, skip = [], False
+        for entry in entries:
+            if skip:  # the second path of a rename record
+                skip = False
+                continue
+            if entry[0] in "RC":
+                skip = True
+            path = entry[3:]
+            paths.append(path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, prefix or "."))
+        return paths
+
+    def show(self, commit: str, path: str) -> str:
+        return self("show", f"{commit}:./{path}")
+
+    # -- changes -------------------------------------------------------------------------
+    def _ident(self) -> tuple[str, ...]:
+        if self._identity is None:
+            has = self("config", "user.email", check=False).strip() and self("config", "user.name", check=False).strip()
+            self._identity = () if has else _FALLBACK_IDENTITY
+        return self._identity
+
+    def checkout_new_branch(self, branch: str) -> None:
+        self("checkout", "-q", "-b", branch)
+
+    def checkout(self, branch: str) -> None:
+        self("checkout", "-q", branch)
+
+    def commit(self, paths: list[str], message: str) -> str:
+        """Commit exactly `paths` (added, changed or deleted) and return the new hash."""
+        self("add", "-A", "--", *paths)
+        self(*self._ident(), "commit", "-q", "--no-verify", "--allow-empty", "-F", "-", "--", *paths, input=message)
+        return self.head()
+
+    def keep_reachable(self, ref: str, commit: str) -> None:
+        self("update-ref", ref, commit)
+
+    def reset_hard(self, commit: str) -> None:
+        self("reset", "-q", "--hard", commit)
+
+    def restore(self, paths: list[str], commit: str = "HEAD") -> None:
+        """Put tracked `paths` back as they are in `commit`; delete those it does not have."""
+        tracked = set(self("ls-tree", "-r", "--name-only", "--full-name", commit, "--", *paths).splitlines()) if paths else set()
+        prefix = self.prefix()
+        for path in paths:
+            if f"{prefix}{path}" in tracked:
+                self("checkout", "-q", commit, "--", path)
+            else:
+                target = self.cwd / path
+                self("rm", "-q", "--cached", "--ignore-unmatch", "--", path)
+                if target.is_file() or target.is_symlink():
+                    target.unlink()
+
+    def diff(self, a: str, b: str) -> str:
+        return self("diff", a, b, "--", ".")
+
+    def exclude(self, patterns: list[str]) -> None:
+        """Add patterns to .git/info/exclude (never committed, never shown as untracked)."""
+        path = Path(self("rev-parse", "--git-path", "info/exclude").strip())
+        if not path.is_absolute():
+            path = self.cwd / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existing = path.read_text().splitlines() if path.exists() else []
+        missing = [p for p in patterns if p not in existing]
+        if missing:
+            with open(path, "a") as fh:
+                if existing and existing[-1] != "":
+                    fh.write("\n")
+                fh.write("\n".join(missing) + "\n")

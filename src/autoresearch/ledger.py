@@ -1,0 +1,78 @@
+"""The ledger: an append-only JSONL file, one line per finished experiment.
+
+It is the single source of truth for a tag; results.tsv and every summary are derived
+from it. Appending a record is the moment an experiment becomes real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from autoresearch.atomic import append_line
+from autoresearch.errors import AutoresearchError
+from autoresearch.records import Experiment, Status
+
+
+class Ledger:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._records: list[Experiment] | None = None
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    @property
+    def records(self) -> list[Experiment]:
+        if self._records is None:
+            self._records = self._load()
+        return self._records
+
+    def _load(self) -> list[Experiment]:
+        if not self.path.exists():
+            return []
+        raw = self.path.read_bytes()
+        if raw and not raw.endswith(b"\n"):
+            # A kill mid-append left a torn last line: the experiment never finished, drop it.
+            raw = raw[: raw.rfind(b"\n") + 1]
+            with open(self.path, "r+b") as fh:
+                fh.truncate(len(raw))
+                os.fsync(fh.fileno())
+        records = []
+        for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(Experiment.from_json(json.loads(line)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise AutoresearchError(
+                    f"{self.path}: line {number} is not a valid experiment record ({exc}); "
+                    "the ledger is append-only: restore it from a backup or remove that line"
+                ) from None
+        return records
+
+    def append(self, record: Experiment) -> None:
+        append_line(self.path, json.dumps(record.to_json(), sort_keys=True))
+        self.records.append(record)
+
+    def reload(self) -> list[Experiment]:
+        self._records = None
+        return self.records
+
+    # -- derived state -------------------------------------------------------------------
+    def best(self) -> Experiment | None:
+        """The last keep: keeps only ever improve, so the newest is the best."""
+        for record in reversed(self.records):
+            if record.status is Status.KEEP:
+                return record
+        return None
+
+    def next_iteration(self) -> int:
+        return self.records[-1].iteration + 1 if self.records else 0
+
+    def find(self, iteration: int) -> Experiment | None:
+        for record in reversed(self.records):
+            if record.iteration == iteration:
+                return record
+        return None

@@ -1,0 +1,328 @@
+"""The research loop: one experiment at a time, from proposal to ledger record.
+
+    propose -> guard -> commit -> run -> metrics -> decide -> record -> keep or reset
+
+The ledger record is the commit point of an iteration. Before it, an interrupted iteration
+is rolled back on the next start; after it, only the git reset and results.tsv remain to
+be brought in line, and both are derived from the ledger.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from autoresearch import guard, results_tsv
+from autoresearch.agents.base import Agent, Context
+from autoresearch.atomic import write_json, write_text
+from autoresearch.config import Task
+from autoresearch.decision import Rules, check_primary, decide, total_code_lines
+from autoresearch.errors import AutoresearchError
+from autoresearch.executor import Executor, LocalExecutor
+from autoresearch.footer import parse_footer
+from autoresearch.gitrepo import Git
+from autoresearch.prompt import render_prompt
+from autoresearch.records import CrashReason, Experiment, Proposal, RunResult, RunSpec, Status
+from autoresearch.runner import kill_tree_if_alive
+from autoresearch.store import STORE_DIR, RunStore
+
+_FULL_PARSE_BYTES = 8 * 1024 * 1024
+
+
+class Stopped(Exception):
+    """Raised at a checkpoint once a stop was requested (Ctrl-C)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    iterations: int
+    max_seconds: float | None = None
+    max_consecutive_crashes: int | None = None
+
+
+class Loop:
+    def __init__(self, task: Task, tag: str, agent: Agent, *, executor: Executor | None = None,
+                 say: Callable[[str], None] = print, stop_event: threading.Event | None = None):
+        self.task = task
+        self.agent = agent
+        self.executor = executor or LocalExecutor()
+        self.say = say
+        self.stop_event = stop_event or threading.Event()
+        self.store = RunStore(task.dir, tag)
+        self.git = Git(task.dir)
+        self.rules = Rules.from_metrics(task.metrics)
+
+    # -- start ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the tag's branch and store, or resume them; leave a consistent state."""
+        git, store = self.git, self.store
+        if not git.is_repo():
+            raise AutoresearchError(f"{self.task.dir}: not inside a git repository; run `git init && git add -A && git commit -m init` there first")
+        if not git.has_commits():
+            raise AutoresearchError(f"{self.task.dir}: the repository has no commit yet; commit the task files first")
+        if store.ledger.exists():
+            if not git.branch_exists(store.branch):
+                raise AutoresearchError(f"{store.ledger.path} exists but branch {store.branch} is gone; restore the branch or pick another --tag")
+            if git.current_branch() != store.branch:
+                self._require_clean()
+                git.checkout(store.branch)
+            self.recover()
+        else:
+            if git.branch_exists(store.branch):
+                raise AutoresearchError(
+                    f"branch {store.branch} exists but has no ledger at {store.ledger.path}; "
+                    f"pick another --tag or delete the branch (git branch -D {store.branch})")
+            self._require_clean()
+            git.checkout_new_branch(store.branch)
+            store.create()
+        prefix = git.prefix()
+        git.exclude([f"/{prefix}results.tsv", f"/{prefix}{STORE_DIR}/"])
+
+    def _require_clean(self) -> None:
+        dirty = self.git.dirty_tracked()
+        if dirty:
+            raise AutoresearchError(
+                f"{self.task.dir}: uncommitted changes in {', '.join(dirty[:5])}; commit or stash them first "
+                "(the loop resets the work tree to the best commit after every discarded experiment)")
+
+    def recover(self) -> None:
+        """Undo an iteration that was interrupted before its record, finish one after it."""
+        store, ledger = self.store, self.store.ledger
+        ledger.reload()  # also drops a torn last line
+        pending = store.pending()
+        if pending:
+            if pending.get("pid"):
+                kill_tree_if_alive(pending["pid"], pending.get("create_time", 0.0))
+            if ledger.find(pending["iteration"]) is None:
+                self.say(f"resume: iteration {pending['iteration']} was interrupted; rolling it back")
+                store.set_aside(pending["iteration"])
+            self._restore_tree(pending.get("untracked", []))
+        best = ledger.best()
+        if best is not None and self.git.head() != best.commit:
+            self.git.reset_hard(best.commit)
+        store.clear_pending()
+        self._write_tsv()
+
+    def _restore_tree(self, untracked_before: list[str]) -> None:
+        best = self.store.ledger.best()
+        self.git.reset_hard(best.commit if best else "HEAD")
+        before = set(untracked_before)
+        for path in self.git.changed_paths():  # after a hard reset only untracked files remain
+            if path not in before:
+                target = self.task.dir / path
+                if target.is_file() or target.is_symlink():
+                    target.unlink()
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self, limits: Limits) -> list[Experiment]:
+        """Run the baseline if needed, then `limits.iterations` agent iterations."""
+        self.prepare()
+        started = time.monotonic()
+        done: list[Experiment] = []
+        try:
+            if self.store.ledger.best() is None:
+                baseline = self._iteration(self.store.ledger.next_iteration(), baseline=True)
+                done.append(baseline)
+                if baseline.status is Status.CRASH:
+                    raise AutoresearchError(
+                        f"the baseline run crashed ({baseline.reason}); fix the task so `{self.task.run}` works "
+                        f"unmodified, see {self.store.run_dir(baseline.iteration) / 'log.txt'}")
+            crashes = 0
+            for _ in range(limits.iterations):
+                if limits.max_seconds is not None and time.monotonic() - started >= limits.max_seconds:
+                    self.say("time limit reached; stopping")
+                    break
+                record = self._iteration(self.store.ledger.next_iteration())
+                done.append(record)
+                crashes = crashes + 1 if record.status is Status.CRASH else 0
+                if limits.max_consecutive_crashes and crashes >= limits.max_consecutive_crashes:
+                    self.say(f"{crashes} crashes in a row; stopping")
+                    break
+        except Stopped:
+            self.say("stopped: the interrupted iteration was rolled back")
+            self.recover()
+        return done
+
+    def _checkpoint(self) -> None:
+        if self.stop_event.is_set():
+            raise Stopped()
+
+    def _iteration(self, n: int, *, baseline: bool = False) -> Experiment:
+        task, store, git = self.task, self.store, self.git
+        self._checkpoint()
+        history = list(store.ledger.records)
+        best = store.ledger.best()
+        parent = git.head()
+        untracked = [p for p in git.changed_paths()]
+        store.set_pending(iteration=n, parent=parent, untracked=untracked, started=time.time())
+        run_dir = store.run_dir(n)
+        started = time.time()
+        ro_before = guard.file_hashes(task.dir, task.readonly)
+
+        if baseline:
+            proposal = Proposal("baseline", "The unmodified code, run once to set the bar.")
+            commit, changed = parent, []
+        else:
+            lines_before = total_code_lines(task.dir, task.editable)
+            proposal = self._propose(n, history, best, run_dir)
+            self._checkpoint()
+            changed = git.changed_paths()
+            early = self._early_outcome(proposal, changed, history)
+            if early is not None:
+                status, reason, metrics = early
+                return self._finish(self._record(n, parent, parent, status, reason, proposal, started,
+                                                 changed=changed, metrics=metrics))
+            outside = guard.outside_scope(changed, task.editable)
+            commit = git.commit(changed, proposal.description or "experiment")
+            git.keep_reachable(store.ref(n), commit)
+            store.set_pending(commit=commit)
+            write_text(run_dir / "diff.patch", git.diff(parent, commit))
+            bad = sorted(set(outside) | set(guard.changed_readonly(ro_before, guard.file_hashes(task.dir, task.readonly))))
+            if bad:
+                reason = f"{CrashReason.GUARD.value}: changed non-editable file(s) {', '.join(bad)}; reverted"
+                return self._finish(self._record(n, commit, parent, Status.CRASH, reason, proposal, started, changed=changed))
+
+        result = self._run(n, run_dir)
+        self._checkpoint()
+        metrics = self._metrics(result)
+        write_json(run_dir / "metrics.json", metrics)
+        status, reason = self._judge(result, metrics, ro_before, best, baseline, lines_before if not baseline else 0)
+        memory_gb = self._memory_gb(metrics, result)
+        record = self._record(n, commit, parent, status, reason, proposal, started, changed=changed,
+                              metrics=metrics, result=result, memory_gb=memory_gb)
+        return self._finish(record)
+
+    def _propose(self, n: int, history, best: Experiment, run_dir: Path) -> Proposal:
+        prompt = render_prompt(self.task, self.store.tag, n, history, best)
+        prompt_file = run_dir / "prompt.md"
+        write_text(prompt_file, prompt)
+        context = Context(
+            task_dir=self.task.dir, iteration=n, editable=self.task.editable, readonly=self.task.readonly,
+            history=tuple(history), best=best, primary=self.rules.primary, direction=self.rules.direction,
+            prompt=prompt, prompt_file=prompt_file, seed=0, stop_event=self.stop_event,
+        )
+        try:
+            return self.agent.propose(context)
+        except AutoresearchError as exc:
+            return Proposal("agent failed", "", ok=False, error=str(exc))
+        except Exception as exc:  # a bug in an agent must not end the night
+            return Proposal("agent failed", "", ok=False, error=f"{type(exc).__name__}: {exc}")
+
+    def _early_outcome(self, proposal: Proposal, changed: list[str], history):
+        """(status, reason, metrics) when the proposal must not be trained, else None."""
+        if not proposal.ok:
+            self._restore_tree(self.store.pending().get("untracked", []))
+            return Status.CRASH, f"{CrashReason.AGENT.value}: {proposal.error}", {}
+        if not changed:
+            return Status.CRASH, f"{CrashReason.AGENT.value}: no change to the editable files", {}
+        if guard.outside_scope(changed, self.task.editable):
+            return None  # committed so the attempt can be inspected, then rejected by the guard
+        digest = guard.content_hash(self.task.dir, self.task.editable)
+        for old in history:
+            if old.content_hash == digest and old.status is not Status.CRASH:
+                self._restore_tree(self.store.pending().get("untracked", []))
+                # Same code, same result: show the earlier metrics rather than train it again.
+                return Status.DISCARD, f"duplicate of iteration {old.iteration}; not run again", old.metrics
+        return None
+
+    def _run(self, n: int, run_dir: Path) -> RunResult:
+        env = {
+            **os.environ,
+            "AUTORESEARCH_TIME_BUDGET": f"{self.task.time_budget:g}",
+            "AUTORESEARCH_ITERATION": str(n),
+            "PYTHONUNBUFFERED": "1",
+            # `python` in the run command means the interpreter autoresearch runs under (seed 001, run 4).
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        spec = RunSpec(command=self.task.run, cwd=str(self.task.dir), env=env,
+                       timeout=self.task.timeout, log_path=str(run_dir / "log.txt"))
+
+        def on_start(pid: int) -> None:
+            try:
+                import psutil
+                create_time = psutil.Process(pid).create_time()
+            except Exception:
+                create_time = 0.0
+            self.store.set_pending(pid=pid, create_time=create_time)
+
+        return self.executor.run(spec, on_start=on_start, stop_event=self.stop_event)
+
+    def _metrics(self, result: RunResult) -> dict:
+        log = Path(result.log_path)
+        if log.exists() and log.stat().st_size <= _FULL_PARSE_BYTES:
+            text = log.read_text(encoding="utf-8", errors="replace")
+        else:
+            text = result.output_tail
+        return parse_footer(text)
+
+    def _judge(self, result: RunResult, metrics: dict, ro_before, best, baseline: bool, lines_before: int):
+        ro_after = guard.file_hashes(self.task.dir, self.task.readonly)
+        bad = guard.changed_readonly(ro_before, ro_after)
+        if bad:
+            return Status.CRASH, f"{CrashReason.GUARD.value}: the run modified read-only file(s) {', '.join(bad)}"
+        if result.timed_out:
+            return Status.CRASH, f"{CrashReason.TIMEOUT.value}: killed after {self.task.timeout:g} s"
+        if result.exit_code != 0:
+            return Status.CRASH, f"{CrashReason.EXIT_CODE.value}: {result.exit_code}"
+        problem = check_primary(metrics, self.rules.primary)
+        if problem == CrashReason.NAN.value:
+            return Status.CRASH, f"{problem}: {self.rules.primary} = {metrics[self.rules.primary]}"
+        if problem:
+            return Status.CRASH, f"{problem}: no numeric `{self.rules.primary}:` line after the last `---`"
+        if baseline:
+            return Status.KEEP, "baseline"
+        simpler = total_code_lines(self.task.dir, self.task.editable) < lines_before
+        decision = decide(metrics, best.metrics, self.rules, simpler=simpler)
+        return decision.status, decision.reason
+
+    def _memory_gb(self, metrics: dict, result: RunResult) -> float:
+        mb = metrics.get(self.task.metrics.memory_key)
+        if not isinstance(mb, float) or not math.isfinite(mb):
+            mb = result.peak_rss_mb  # no footer value: the measured peak of the process tree
+        return round(mb / 1024, 1)
+
+    def _record(self, n, commit, parent, status, reason, proposal: Proposal, started, *, changed,
+                metrics=None, result: RunResult | None = None, memory_gb: float = 0.0) -> Experiment:
+        return Experiment(
+            iteration=n, commit=commit, parent=parent, status=status, reason=reason,
+            description=proposal.description, explanation=proposal.explanation,
+            metrics=metrics or {}, memory_gb=memory_gb if status is not Status.CRASH else 0.0,
+            exit_code=result.exit_code if result else None,
+            wall_seconds=round(result.wall_seconds, 3) if result else 0.0,
+            peak_rss_mb=round(result.peak_rss_mb, 1) if result else 0.0,
+            agent=getattr(self.agent, "name", "baseline") if n else "baseline",
+            cost_usd=proposal.cost_usd, tokens=proposal.tokens, agent_data=proposal.data,
+            changed_files=tuple(changed), content_hash=guard.content_hash(self.task.dir, self.task.editable),
+            started_at=started, finished_at=time.time(),
+        )
+
+    def _finish(self, record: Experiment) -> Experiment:
+        """Record, then move the branch: keep advances it, anything else resets to the best."""
+        run_dir = self.store.run_dir(record.iteration)
+        write_text(run_dir / "explanation.md", f"# {record.description}\n\n{record.explanation}\n")
+        if record.status is Status.CRASH and record.commit == record.parent and record.iteration:
+            record = replace(record, content_hash="")  # nothing was tried: never a duplicate
+        self.store.ledger.append(record)
+        if record.status is not Status.KEEP:
+            self._restore_tree(self.store.pending().get("untracked", []))
+        self.store.clear_pending()
+        self._write_tsv()
+        self._say(record)
+        return record
+
+    def _write_tsv(self) -> None:
+        records = self.store.ledger.records
+        results_tsv.write(self.store.results_tsv, records, self.task.columns)
+        results_tsv.write(self.store.root / "results.tsv", records, self.task.columns)
+
+    def _say(self, r: Experiment) -> None:
+        value = r.metrics.get(self.rules.primary)
+        shown = f"{value:.6f}" if isinstance(value, float) and r.status is not Status.CRASH else "-"
+        extra = f"  ({r.reason})" if r.status is Status.CRASH else ""
+        self.say(f"#{r.iteration:<4} {r.commit[:7]}  {self.rules.primary}={shown}  {r.status.value:<7} {r.description}{extra}")

@@ -1,0 +1,106 @@
+"""Immutable records that flow through the loop, and the status enum."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Status(str, enum.Enum):
+    KEEP = "keep"
+    DISCARD = "discard"
+    CRASH = "crash"
+
+
+class CrashReason(str, enum.Enum):
+    """Why a run is a crash; the first word of the ledger's `reason` field."""
+
+    TIMEOUT = "timeout"
+    EXIT_CODE = "exit_code"
+    NO_METRIC = "no_metric"
+    NAN = "nan"
+    GUARD = "guard"
+    AGENT = "agent"  # the agent failed or made no change: nothing was trained
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run for one experiment."""
+
+    command: str
+    cwd: str
+    env: dict[str, str]
+    timeout: float
+    log_path: str
+    max_log_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What happened when the training command ran."""
+
+    exit_code: int | None  # None when killed at the timeout
+    timed_out: bool
+    wall_seconds: float
+    peak_rss_mb: float  # peak resident memory of the whole process tree
+    log_path: str
+    log_truncated: bool = False
+    output_tail: str = ""  # last part of the output, for footer parsing when the log is capped
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What an agent did in one iteration.
+
+    The agent edits the files in the work tree itself; the proposal says what and why.
+    `ok` False means the agent failed (non-zero exit, timeout): nothing is trained.
+    """
+
+    description: str
+    explanation: str
+    ok: bool = True
+    error: str = ""
+    cost_usd: float = 0.0
+    tokens: int = 0
+    data: dict[str, Any] = field(default_factory=dict)  # agent-specific, kept in the ledger
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One row of the ledger: everything recorded about one iteration."""
+
+    iteration: int
+    commit: str
+    parent: str
+    status: Status
+    description: str
+    explanation: str = ""
+    reason: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    memory_gb: float = 0.0
+    exit_code: int | None = None
+    wall_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    agent: str = ""
+    cost_usd: float = 0.0
+    tokens: int = 0
+    agent_data: dict[str, Any] = field(default_factory=dict)
+    changed_files: tuple[str, ...] = ()
+    content_hash: str = ""
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    worker: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["status"] = self.status.value
+        d["changed_files"] = list(self.changed_files)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "Experiment":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        known["status"] = Status(known["status"])
+        known["changed_files"] = tuple(known.get("changed_files", ()))
+        return cls(**known)

@@ -1,0 +1,82 @@
+"""The run store: `.autoresearch/<tag>/` under the task directory.
+
+    ledger.jsonl       one record per finished experiment (the source of truth)
+    pending.json       the iteration in flight; present only between its start and its record
+    runs/0007/         log.txt, diff.patch, metrics.json, explanation.md, prompt.md
+    results.tsv        this tag's copy of the table (the task directory holds the latest run's)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+from autoresearch.atomic import write_json
+from autoresearch.errors import AutoresearchError
+from autoresearch.ledger import Ledger
+
+STORE_DIR = ".autoresearch"
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_tag(tag: str) -> str:
+    if not _TAG.match(tag) or ".." in tag or tag.endswith(".lock"):
+        raise AutoresearchError(
+            f"--tag {tag!r}: use letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit), e.g. nov23"
+        )
+    return tag
+
+
+class RunStore:
+    def __init__(self, task_dir: Path, tag: str):
+        self.task_dir = Path(task_dir)
+        self.tag = check_tag(tag)
+        self.root = self.task_dir / STORE_DIR / tag
+        self.ledger = Ledger(self.root / "ledger.jsonl")
+
+    @property
+    def branch(self) -> str:
+        return f"autoresearch/{self.tag}"
+
+    def ref(self, iteration: int) -> str:
+        return f"refs/autoresearch/{self.tag}/{iteration:04d}"
+
+    @property
+    def results_tsv(self) -> Path:
+        return self.task_dir / "results.tsv"
+
+    @property
+    def pending_path(self) -> Path:
+        return self.root / "pending.json"
+
+    def create(self) -> None:
+        (self.root / "runs").mkdir(parents=True, exist_ok=True)
+
+    def run_dir(self, iteration: int) -> Path:
+        path = self.root / "runs" / f"{iteration:04d}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- the iteration in flight ---------------------------------------------------------
+    def pending(self) -> dict | None:
+        try:
+            return json.loads(self.pending_path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None  # written atomically, so this is only a hand-edited file: ignore it
+
+    def set_pending(self, **fields) -> None:
+        write_json(self.pending_path, {**(self.pending() or {}), **fields})
+
+    def clear_pending(self) -> None:
+        self.pending_path.unlink(missing_ok=True)
+
+    def set_aside(self, iteration: int) -> None:
+        """Keep what an interrupted iteration left, out of the way of its redo."""
+        path = self.root / "runs" / f"{iteration:04d}"
+        if path.exists():
+            shutil.move(str(path), str(path.with_name(f"{path.name}.interrupted-{int(time.time())}")))

@@ -1,0 +1,64 @@
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def make_task(tmp_path):
+    """A tiny task whose train.py prints a footer computed from its constants, in a git repo."""
+
+    def make(train: str | None = None, config: str | None = None, extra: dict | None = None,
+             subdir: str = "") -> Path:
+        root = tmp_path / "repo"
+        task = root / subdir if subdir else root
+        task.mkdir(parents=True, exist_ok=True)
+        (task / "train.py").write_text(textwrap.dedent(train or '''\
+            X = 1.0  # search: float(0.0, 10.0)
+            print("training")
+            print("---")
+            print(f"score: {X:.6f}")
+            print("peak_vram_mb: 512.0")
+        '''))
+        (task / "prepare.py").write_text("DATA = 'fixed'\n")
+        (task / "program.md").write_text("# Tiny task\nMaximise score.\n")
+        (task / "autoresearch.toml").write_text(textwrap.dedent(config or '''\
+            [task]
+            run = "python train.py"
+            editable = ["train.py"]
+            readonly = ["prepare.py"]
+            time_budget = 5
+            timeout = 20
+
+            [metrics]
+            primary = "score"
+            direction = "maximize"
+        '''))
+        for name, content in (extra or {}).items():
+            p = task / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(textwrap.dedent(content))
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
+        subprocess.run(GIT + ["add", "-A"], cwd=root, check=True)
+        subprocess.run(GIT + ["commit", "-q", "-m", "init"], cwd=root, check=True)
+        return task
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _git_identity(monkeypatch):
+    # Tests commit in throwaway repositories; give git an identity without touching ~/.gitconfig.
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "test")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "test")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.com")

@@ -1,0 +1,76 @@
+import textwrap
+
+import pytest
+
+from autoresearch.config import load_task
+from autoresearch.errors import ConfigError
+
+GOOD = """\
+[task]
+run = "python train.py"
+editable = ["train.py"]
+readonly = ["prepare.py"]
+time_budget = 300
+
+[metrics]
+primary = "val_bpb"
+direction = "minimize"
+"""
+
+
+def write(tmp_path, text, files=("train.py", "prepare.py")):
+    for f in files:
+        (tmp_path / f).write_text("x = 1\n")
+    (tmp_path / "autoresearch.toml").write_text(textwrap.dedent(text))
+    return tmp_path
+
+
+def test_defaults(tmp_path):
+    task = load_task(write(tmp_path, GOOD))
+    assert task.timeout == 2 * 300 + 60
+    assert task.columns == ("val_bpb",)
+    assert task.metrics.memory_key == "peak_vram_mb"
+    assert task.agent.kind == "tuner"
+
+
+def test_seed_004_layout(tmp_path):
+    text = GOOD.replace('primary = "val_bpb"\ndirection = "minimize"',
+                        'primary = "bin_acc"\ndirection = "maximize"\ntie_break = ["mc_acc"]\ncolumns = ["mc_acc", "bin_acc"]')
+    task = load_task(write(tmp_path, text))
+    assert task.columns == ("mc_acc", "bin_acc")
+    assert [(t.name, t.direction) for t in task.metrics.tie_break] == [("mc_acc", None)]
+
+
+def test_tie_break_with_its_own_direction(tmp_path):
+    text = GOOD + 'tie_break = [{name = "loss", direction = "minimize"}]\n'
+    task = load_task(write(tmp_path, text.replace('direction = "minimize"\ntie', 'direction = "maximize"\ntie')))
+    assert task.columns == ("val_bpb", "loss")
+
+
+def test_extra_keys_are_fine(tmp_path):
+    assert load_task(write(tmp_path, GOOD + "future_key = 3\n[other]\nx = 1\n"))
+
+
+@pytest.mark.parametrize("mutate, key, words", [
+    (lambda t: t.replace('run = "python train.py"\n', ""), "task.run", "required"),
+    (lambda t: t.replace('direction = "minimize"', 'direction = "down"'), "metrics.direction", "'minimize' or 'maximize', got 'down'"),
+    (lambda t: t.replace("time_budget = 300", 'time_budget = "long"'), "task.time_budget", "number"),
+    (lambda t: t.replace("time_budget = 300", "time_budget = -1"), "task.time_budget", "greater than 0"),
+    (lambda t: t.replace('editable = ["train.py"]', 'editable = "train.py"'), "task.editable", "tuple"),
+    (lambda t: t.replace('editable = ["train.py"]', 'editable = ["missing.py"]'), "task.editable", "missing.py"),
+    (lambda t: t.replace('readonly = ["prepare.py"]', 'readonly = ["train.py"]'), "task.readonly", "also editable"),
+    (lambda t: t.replace('[metrics]\nprimary = "val_bpb"\n', "[metrics]\n"), "metrics.primary", "required"),
+    (lambda t: t + '[agent]\nkind = "command"\n', "agent", "command"),
+])
+def test_bad_config_names_file_key_and_fix(tmp_path, mutate, key, words):
+    with pytest.raises(ConfigError) as info:
+        load_task(write(tmp_path, mutate(GOOD)))
+    message = str(info.value)
+    assert "autoresearch.toml" in message and key in message and words in message
+
+
+def test_missing_file_and_bad_toml(tmp_path):
+    with pytest.raises(ConfigError, match="no task config"):
+        load_task(tmp_path)
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_task(write(tmp_path, "[task\n"))

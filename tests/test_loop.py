@@ -1,0 +1,282 @@
+"""The loop end to end with real git and real processes, driven by scripted agents."""
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from autoresearch.config import load_task
+from autoresearch.errors import AutoresearchError
+from autoresearch.loop import Limits, Loop
+from autoresearch.records import Proposal, Status
+
+from conftest import git
+
+
+class ScriptedAgent:
+    """Applies one scripted edit per iteration: a function of the task directory."""
+
+    name = "scripted"
+
+    def __init__(self, *edits):
+        self.edits = list(edits)
+        self.contexts = []
+
+    def propose(self, context):
+        self.contexts.append(context)
+        edit = self.edits.pop(0)
+        result = edit(context.task_dir)
+        if isinstance(result, Proposal):
+            return result
+        return Proposal(description=result or "edit", explanation=f"{result}. Because.")
+
+
+def set_x(value):
+    def edit(d: Path):
+        p = d / "train.py"
+        p.write_text(p.read_text().replace(p.read_text().splitlines()[0], f"X = {value}  # search: float(0.0, 10.0)"))
+        return f"X -> {value}"
+    return edit
+
+
+def tsv(task):
+    return [line.split("\t") for line in (task / "results.tsv").read_text().splitlines()]
+
+
+def run(task, agent, n, tag="t1", **kw):
+    loop = Loop(load_task(task), tag, agent, say=lambda s: None, **kw)
+    return loop, loop.run(Limits(iterations=n))
+
+
+def test_keep_discard_and_branch_moves(make_task):
+    task = make_task()
+    agent = ScriptedAgent(set_x(2.0), set_x(1.5), set_x(3.0))
+    loop, records = run(task, agent, 3)
+    assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.DISCARD, Status.KEEP]
+    rows = tsv(task)
+    assert rows[0] == ["commit", "score", "memory_gb", "status", "description"]
+    assert [r[1] for r in rows[1:]] == ["1.000000", "2.000000", "1.500000", "3.000000"]
+    assert [r[2] for r in rows[1:]] == ["0.5"] * 4
+    assert git(task, "rev-parse", "--abbrev-ref", "HEAD").strip() == "autoresearch/t1"
+    assert git(task, "rev-parse", "HEAD").strip() == records[-1].commit
+    # discarded commits stay reachable
+    assert "X = 1.5" in git(task, "show", records[2].commit[:7] + ":train.py")
+    assert (loop.store.run_dir(2) / "diff.patch").read_text().count("X = 1.5") == 1
+    # results.tsv and the store are never committed nor shown as untracked
+    assert git(task, "status", "--porcelain").strip() == ""
+
+
+def test_agent_sees_history_and_prompt(make_task):
+    task = make_task()
+    agent = ScriptedAgent(set_x(2.0), set_x(0.5))
+    run(task, agent, 2)
+    second = agent.contexts[1]
+    assert [e.iteration for e in second.history] == [0, 1]
+    assert second.best.iteration == 1
+    assert "Tiny task" in second.prompt and "X -> 2.0" in second.prompt
+    assert second.prompt_file.read_text() == second.prompt
+
+
+def test_guard_reverts_readonly_edit_and_records_crash(make_task):
+    task = make_task()
+
+    def cheat(d):
+        (d / "prepare.py").write_text("DATA = 'leaked'\n")
+        set_x(9.0)(d)
+        return "cheat"
+
+    loop, records = run(task, ScriptedAgent(cheat), 1)
+    r = records[-1]
+    assert r.status is Status.CRASH and r.reason.startswith("guard") and "prepare.py" in r.reason
+    assert (task / "prepare.py").read_text() == "DATA = 'fixed'\n"
+    assert "X = 1.0" in (task / "train.py").read_text()
+    assert not (loop.store.run_dir(1) / "log.txt").exists()  # never trained
+    assert "leaked" in git(task, "show", r.commit + ":prepare.py")  # the attempt is inspectable
+    assert tsv(task)[2][1:4] == ["0.000000", "0.0", "crash"]
+
+
+def test_new_file_outside_scope_is_removed(make_task):
+    task = make_task()
+
+    def sneak(d):
+        (d / "helper.py").write_text("print('hi')\n")
+        set_x(9.0)(d)
+        return "sneak"
+
+    _, records = run(task, ScriptedAgent(sneak), 1)
+    assert records[-1].status is Status.CRASH and "helper.py" in records[-1].reason
+    assert not (task / "helper.py").exists()
+
+
+def test_run_that_modifies_readonly_file_is_a_crash(make_task):
+    train = '''\
+        X = 1.0
+        import sys
+        if X > 1:
+            open("prepare.py", "w").write("DATA = 'tampered'\\n")
+        print("---")
+        print(f"score: {X}")
+    '''
+    task = make_task(train=train)
+    _, records = run(task, ScriptedAgent(set_x(5.0)), 1)
+    assert records[-1].status is Status.CRASH and "read-only" in records[-1].reason
+    assert (task / "prepare.py").read_text() == "DATA = 'fixed'\n"
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("import sys\nprint('---')\nprint('score: 1')\nsys.exit(3)\n", "exit_code: 3"),
+    ("print('---')\nprint('score: nan')\n", "nan"),
+    ("print('no footer at all')\n", "no_metric"),
+    ("print('---')\nprint('other: 1.0')\n", "no_metric"),
+    ("print('half way', flush=True)\nraise RuntimeError('boom')\n", "exit_code: 1"),
+])
+def test_crash_reasons(make_task, body, reason):
+    task = make_task()
+
+    def edit(d):
+        (d / "train.py").write_text("X = 2.0\n" + body)
+        return "breaks"
+
+    loop, records = run(task, ScriptedAgent(edit), 1)
+    r = records[-1]
+    assert r.status is Status.CRASH and r.reason.startswith(reason)
+    assert (task / "train.py").read_text().startswith("X = 1.0")
+    assert (loop.store.run_dir(1) / "log.txt").exists()
+
+
+def test_timeout_is_a_crash(make_task):
+    task = make_task(config='''\
+        [task]
+        run = "python train.py"
+        editable = ["train.py"]
+        time_budget = 1
+        timeout = 1.5
+        [metrics]
+        primary = "score"
+        direction = "maximize"
+    ''')
+
+    def hang(d):
+        (d / "train.py").write_text("import time\ntime.sleep(60)\n")
+        return "hang"
+
+    _, records = run(task, ScriptedAgent(hang), 1)
+    assert records[-1].status is Status.CRASH and records[-1].reason.startswith("timeout")
+    assert records[-1].wall_seconds < 10
+
+
+def test_agent_without_change_and_failing_agent_do_not_train(make_task):
+    task = make_task()
+    nothing = lambda d: "thought about it"  # noqa: E731
+    failing = lambda d: Proposal("x", "", ok=False, error="exit 1")  # noqa: E731
+    loop, records = run(task, ScriptedAgent(nothing, failing), 2)
+    assert [r.status for r in records[1:]] == [Status.CRASH, Status.CRASH]
+    assert "no change" in records[1].reason and "exit 1" in records[2].reason
+    assert not (loop.store.run_dir(1) / "log.txt").exists()
+
+
+def test_duplicate_change_is_not_run_again(make_task):
+    task = make_task()
+    loop, records = run(task, ScriptedAgent(set_x(0.5), set_x(0.5)), 2)
+    assert records[2].status is Status.DISCARD and "duplicate of iteration 1" in records[2].reason
+    assert not (loop.store.run_dir(2) / "log.txt").exists()
+
+
+def test_simplicity_rule_keeps_equal_but_shorter_code(make_task):
+    task = make_task(train='''\
+        X = 1.0
+        unused = 1
+        print("---")
+        print(f"score: {X}")
+    ''')
+
+    def simplify(d):
+        p = d / "train.py"
+        p.write_text(p.read_text().replace("unused = 1\n", ""))
+        return "remove dead line"
+
+    _, records = run(task, ScriptedAgent(simplify), 1)
+    assert records[-1].status is Status.KEEP and "simpler" in records[-1].reason
+
+
+def test_resume_continues_numbering_and_rows(make_task):
+    task = make_task()
+    run(task, ScriptedAgent(set_x(2.0)), 1)
+    _, more = run(task, ScriptedAgent(set_x(3.0), set_x(2.5)), 2)
+    assert [r.iteration for r in more] == [2, 3]
+    assert len(tsv(task)) == 1 + 4
+
+
+def test_task_in_a_subdirectory(make_task):
+    task = make_task(subdir="tasks/tiny")
+    _, records = run(task, ScriptedAgent(set_x(4.0), set_x(0.1)), 2)
+    assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.DISCARD]
+    assert "X = 4.0" in (task / "train.py").read_text()
+
+
+def test_dirty_tree_and_existing_branch_without_ledger(make_task):
+    task = make_task()
+    (task / "train.py").write_text("X = 7\n")
+    with pytest.raises(AutoresearchError, match="uncommitted changes"):
+        run(task, ScriptedAgent(), 0)
+    git(task, "checkout", "train.py")
+    git(task, "branch", "autoresearch/t1")
+    with pytest.raises(AutoresearchError, match="no ledger"):
+        run(task, ScriptedAgent(), 0)
+
+
+def test_stop_event_rolls_back_cleanly(make_task):
+    task = make_task()
+    stop = threading.Event()
+
+    def edit_then_stop(d):
+        set_x(5.0)(d)
+        stop.set()
+        return "interrupted"
+
+    loop, records = run(task, ScriptedAgent(edit_then_stop), 3, stop_event=stop)
+    assert len(records) == 1  # only the baseline
+    assert "X = 1.0" in (task / "train.py").read_text()
+    assert loop.store.pending() is None
+    assert len(tsv(task)) == 2
+
+
+def test_seed_004_layout_with_tie_break(make_task):
+    train = '''\
+        BIN = 0.8
+        MC = 0.5
+        print("---")
+        print(f"mc_acc: {MC:.6f}")
+        print(f"bin_acc: {BIN:.6f}")
+        print("train_seconds: 300.2")
+        print("train_stopped_budget: true")
+        print("peak_vram_mb: 1234.5")
+        print("arch: baseline")
+    '''
+    config = '''\
+        [task]
+        run = "python train.py"
+        editable = ["train.py"]
+        readonly = ["prepare.py"]
+        time_budget = 300
+        [metrics]
+        primary = "bin_acc"
+        direction = "maximize"
+        tie_break = ["mc_acc"]
+        columns = ["mc_acc", "bin_acc"]
+    '''
+    task = make_task(train=train, config=config)
+
+    def mc(v):
+        def edit(d):
+            p = d / "train.py"
+            p.write_text(re.sub(r"MC = [0-9.]+", f"MC = {v}", p.read_text()))
+            return f"mc {v}"
+        return edit
+
+    _, records = run(task, ScriptedAgent(mc(0.6), mc(0.4)), 2)
+    assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.DISCARD]
+    rows = tsv(task)
+    assert rows[0] == ["commit", "mc_acc", "bin_acc", "memory_gb", "status", "description"]
+    assert rows[1][1:5] == ["0.500000", "0.800000", "1.2", "keep"]
