@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 from autoresearch import guard, results_tsv
 from autoresearch.agents.base import Agent, Context
 from autoresearch.atomic import write_json, write_text
@@ -97,8 +99,8 @@ class Loop:
         ledger.reload()  # also drops a torn last line
         pending = store.pending()
         if pending:
-            if pending.get("pid"):
-                kill_tree_if_alive(pending["pid"], pending.get("create_time", 0.0))
+            for proc in pending.get("processes", []):
+                kill_tree_if_alive(proc["pid"], proc["create_time"])
             if ledger.find(pending["iteration"]) is None:
                 self.say(f"resume: iteration {pending['iteration']} was interrupted; rolling it back")
                 store.set_aside(pending["iteration"])
@@ -159,7 +161,7 @@ class Loop:
         history = list(store.ledger.records)
         best = store.ledger.best()
         parent = git.head()
-        untracked = [p for p in git.changed_paths()]
+        untracked = git.changed_paths()  # the user's own untracked files: not the agent's doing
         store.set_pending(iteration=n, parent=parent, untracked=untracked, started=time.time())
         run_dir = store.run_dir(n)
         started = time.time()
@@ -172,7 +174,7 @@ class Loop:
             lines_before = total_code_lines(task.dir, task.editable)
             proposal = self._propose(n, history, best, run_dir)
             self._checkpoint()
-            changed = git.changed_paths()
+            changed = [p for p in git.changed_paths() if p not in set(untracked)]
             early = self._early_outcome(proposal, changed, history)
             if early is not None:
                 status, reason, metrics = early
@@ -206,6 +208,7 @@ class Loop:
             task_dir=self.task.dir, iteration=n, editable=self.task.editable, readonly=self.task.readonly,
             history=tuple(history), best=best, primary=self.rules.primary, direction=self.rules.direction,
             prompt=prompt, prompt_file=prompt_file, seed=0, stop_event=self.stop_event,
+            on_process_start=lambda pid: self._track(pid, "agent"),
         )
         try:
             return self.agent.propose(context)
@@ -243,15 +246,16 @@ class Loop:
         spec = RunSpec(command=self.task.run, cwd=str(self.task.dir), env=env,
                        timeout=self.task.timeout, log_path=str(run_dir / "log.txt"))
 
-        def on_start(pid: int) -> None:
-            try:
-                import psutil
-                create_time = psutil.Process(pid).create_time()
-            except Exception:
-                create_time = 0.0
-            self.store.set_pending(pid=pid, create_time=create_time)
+        return self.executor.run(spec, on_start=lambda pid: self._track(pid, "run"), stop_event=self.stop_event)
 
-        return self.executor.run(spec, on_start=on_start, stop_event=self.stop_event)
+    def _track(self, pid: int, role: str) -> None:
+        """Note a started process group in pending.json, so a resume can kill what it left."""
+        try:
+            create_time = psutil.Process(pid).create_time()
+        except psutil.Error:
+            create_time = 0.0
+        processes = (self.store.pending() or {}).get("processes", [])
+        self.store.set_pending(processes=[*processes, {"role": role, "pid": pid, "create_time": create_time}])
 
     def _metrics(self, result: RunResult) -> dict:
         log = Path(result.log_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from autoresearch.records import Experiment, Proposal
 
@@ -30,6 +30,7 @@ class Context:
     prompt_file: Path | None = None
     seed: int = 0
     stop_event: threading.Event | None = None  # set on Ctrl-C: stop the agent's process too
+    on_process_start: Callable[[int], None] | None = None  # report a started pid, for cleanup after a crash
     extra: dict = field(default_factory=dict)
 
 

@@ -51,7 +51,7 @@ class CommandAgent:
         script = f"exec 0<{shlex.quote(str(context.prompt_file))} 2>>{shlex.quote(str(stderr_log))}\n{self.command}"
         result = run_process(RunSpec(command=script, cwd=str(context.task_dir), env=env,
                                      timeout=self.timeout, log_path=str(stdout_log)),
-                             stop_event=context.stop_event)
+                             stop_event=context.stop_event, on_start=context.on_process_start)
         text = stdout_log.read_text(encoding="utf-8", errors="replace") if stdout_log.exists() else ""
         description, explanation = split_explanation(text)
         if result.timed_out:

@@ -1,0 +1,538 @@
+"""The tuner: a hyperparameter agent that edits annotated UPPERCASE constants, no LLM involved.
+
+Why not plain Optuna TPE: TPE changes every knob at once and spends its first ten trials
+on random configurations, which is a poor use of a budget of ten to fifty expensive runs
+that starts from code someone already tuned by hand. The policy here is a coordinate
+search around the current best instead, the way a person tunes:
+
+1. Every axis gets one move before any axis gets a second (file order), so the first
+   iterations say which knobs matter. A categorical axis tries its untried choices first.
+2. After that an axis is picked by its record: how often a move on it was kept and how
+   much it gained, damped when its last move failed recently. Sometimes (two_axis_prob)
+   a second axis moves along with it, for couplings such as learning rate and width.
+3. A numeric move continues in the direction that last gained (momentum), else goes
+   toward the side with more room, then the other side, then at half the step, and so on.
+   Once an axis has enough points, Optuna's TPE restricted to that axis (the others fixed
+   at the best) proposes the value instead, from the whole history.
+4. A crash is a wall: no value at or beyond a crashed one (seen from the best) is
+   proposed on that axis again. No configuration already run is ever proposed again.
+
+`TunerPolicy` is that policy without git or files (the bench reuses it); `TunerAgent`
+wires it to the loop: it reads the constants, rebuilds the history from the ledger (and
+from `git show` for experiments that did not record params), and rewrites the literals.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import subprocess
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import optuna
+
+from autoresearch.agents.base import Context
+from autoresearch.constants import Constant, Space, find_constants, render, rewrite, round_value, searchable
+from autoresearch.errors import AutoresearchError, ConfigError
+from autoresearch.records import Experiment, Proposal, Status
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+RECENCY_DECAY = 0.6  # weight of an axis's move per later move on the same axis
+RETRY_AFTER_KEEPS = 2  # a choice that lost is tried again only once the best has moved this often
+NO_SPACE_HINT = "annotate e.g. `LR = 3e-3  # search: log(1e-4, 1e-1)`"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One earlier run as the policy sees it."""
+
+    params: Mapping[str, Any]
+    value: float | None  # the primary metric; None when the run crashed
+    status: str  # "keep" | "discard" | "crash"
+    parent_params: Mapping[str, Any] | None = None  # the best it was derived from, when known
+    parent_value: float | None = None
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    params: dict[str, Any]
+    changed: tuple[str, ...]
+    reasons: tuple[str, ...]  # one clause per changed axis, for the explanation
+
+
+@dataclass
+class _AxisRecord:
+    outcomes: list = field(default_factory=list)  # (kept, gain) per move on the axis, oldest first
+    last_move: int = -1  # index in history
+    last_kept_direction: int = 0  # +1 / -1 in unit coordinates; 0 when the last move was not kept
+    last_kept_step: float = 0.0
+    values_tried: list = field(default_factory=list)
+    last_tried_at: dict = field(default_factory=dict)  # value -> history index of its last run
+    crash_values: list = field(default_factory=list)
+
+    @property
+    def moves(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def last_failed(self) -> bool:
+        return bool(self.outcomes) and not self.outcomes[-1][0]
+
+
+class TunerPolicy:
+    """Coordinate search around the best, with TPE per axis once an axis has data."""
+
+    def __init__(
+        self,
+        spaces: Mapping[str, Space],
+        direction: str = "maximize",
+        seed: int = 0,
+        *,
+        first_step: float = 0.25,
+        two_axis_prob: float = 0.2,
+        tpe_min_points: int = 4,
+        tpe_prob: float = 0.5,
+    ):
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction must be 'maximize' or 'minimize', not {direction!r}")
+        self.spaces = dict(spaces)
+        self.axes = list(self.spaces)
+        self.direction = direction
+        self.seed = seed
+        self.first_step = first_step  # fraction of the axis range (log range for log axes)
+        self.two_axis_prob = two_axis_prob
+        self.tpe_min_points = tpe_min_points
+        self.tpe_prob = tpe_prob
+
+    # -- public -------------------------------------------------------------------------
+
+    def suggest(
+        self, best_params: Mapping[str, Any], history: Sequence[Observation], iteration: int | None = None
+    ) -> Suggestion:
+        """The next configuration: `best_params` with one (sometimes two) axes moved."""
+        iteration = len(history) if iteration is None else iteration
+        rng = random.Random(f"tuner:{self.seed}:{iteration}")
+        best = {a: best_params[a] for a in self.axes}
+        tried = {self._key(o.params) for o in history} | {self._key(best)}
+        records = self._axis_records(history)
+
+        untried = [a for a in self.axes if records[a].moves == 0]
+        for axis in untried:
+            move = self._move(axis, best, records[axis], history, tried, rng, iteration, fresh_axis=True)
+            if move is not None:
+                return self._suggestion(best, [move])
+
+        ranked = self._rank_axes(records, history, rng)
+        for i, axis in enumerate(ranked):
+            move = self._move(axis, best, records[axis], history, tried, rng, iteration)
+            if move is None:
+                continue
+            moves = [move]
+            if rng.random() < self.two_axis_prob:
+                for other in ranked[i + 1 :]:
+                    candidate = {**best, axis: move[1]}
+                    second = self._move(other, candidate, records[other], history, tried, rng, iteration)
+                    if second is not None:
+                        moves.append(second)
+                        break
+            return self._suggestion(best, moves)
+        return self._random_fresh(best, tried, rng)
+
+    def is_better(self, value: float, than: float) -> bool:
+        return value > than if self.direction == "maximize" else value < than
+
+    # -- axis bookkeeping ---------------------------------------------------------------
+
+    def _axis_records(self, history: Sequence[Observation]) -> dict[str, _AxisRecord]:
+        records = {a: _AxisRecord() for a in self.axes}
+        base = history[0].params if history else None
+        for index, obs in enumerate(history):
+            parent = obs.parent_params if obs.parent_params is not None else base
+            if parent is None or obs is history[0] and obs.parent_params is None:
+                continue  # the baseline moved nothing
+            changed = [a for a in self.axes if a in obs.params and obs.params[a] != parent.get(a)]
+            gain = None
+            if obs.value is not None and obs.parent_value is not None:
+                gain = obs.value - obs.parent_value if self.direction == "maximize" else obs.parent_value - obs.value
+            kept = obs.status == Status.KEEP.value
+            for axis in changed:
+                rec = records[axis]
+                rec.outcomes.append((kept, max(gain or 0.0, 0.0) / len(changed) if kept else 0.0))
+                rec.last_move = index
+                rec.values_tried.append(obs.params[axis])
+                rec.last_tried_at[_hashable(obs.params[axis])] = index
+                rec.last_tried_at[_hashable(parent.get(axis))] = index  # the loser of a kept move lost here
+                rec.last_kept_direction = 0
+                if kept:
+                    space = self.spaces[axis]
+                    if space.is_numeric and _is_number(parent.get(axis)) and _is_number(obs.params[axis]):
+                        delta = self._unit(axis, obs.params[axis]) - self._unit(axis, parent[axis])
+                        rec.last_kept_direction = 1 if delta > 0 else -1
+                        rec.last_kept_step = abs(delta)
+                if obs.status == Status.CRASH.value and len(changed) == 1:
+                    rec.crash_values.append((parent.get(axis), obs.params[axis]))
+        return records
+
+    def _rank_axes(self, records: dict[str, _AxisRecord], history: Sequence[Observation], rng: random.Random) -> list[str]:
+        values = [o.value for o in history if o.value is not None]
+        spread = (max(values) - min(values)) if len(values) > 1 else 0.0
+        now = len(history)
+
+        def score(axis: str) -> float:
+            rec = records[axis]
+            # Recent moves count most: an axis that gained early and failed since has had its turn.
+            weights = [RECENCY_DECAY ** (rec.moves - 1 - j) for j in range(rec.moves)]
+            kept = sum(w for w, (k, _) in zip(weights, rec.outcomes) if k)
+            success = (kept + 1) / (sum(weights) + 2)  # Beta(1, 1) posterior mean
+            gain = sum(w * g for w, (_, g) in zip(weights, rec.outcomes))
+            s = success + (gain / spread if spread > 0 else 0.0)
+            if rec.last_failed and now - rec.last_move <= len(self.axes):
+                s *= 0.5  # just failed: give the other axes a turn before coming back
+            return s
+
+        # Sample without replacement in proportion to score^2: mostly the promising axes,
+        # but never starve one (its score is at least a fraction of the best).
+        remaining = {a: score(a) ** 2 for a in self.axes}
+        ranked = []
+        while remaining:
+            axes, weights = zip(*remaining.items())
+            pick = rng.choices(axes, weights=weights)[0]
+            ranked.append(pick)
+            del remaining[pick]
+        return ranked
+
+    # -- moves --------------------------------------------------------------------------
+
+    def _move(self, axis, best, record, history, tried, rng, iteration, fresh_axis=False):
+        """(axis, new value, reason) for a fresh configuration, or None if the axis is exhausted."""
+        space = self.spaces[axis]
+        current = best[axis]
+
+        def fresh(value) -> bool:
+            return value != current and self._key({**best, axis: value}) not in tried
+
+        if space.kind == "choice":
+            seen = set(_hashable(v) for o in history for v in [o.params.get(axis)])
+            for choice in space.choices:
+                if _hashable(choice) not in seen and fresh(choice):
+                    return axis, choice, f"{axis} is a choice not tried yet"
+        elif not fresh_axis and len({_hashable(o.params.get(axis)) for o in history}) >= self.tpe_min_points:
+            if rng.random() < self.tpe_prob:
+                value = self._tpe_value(axis, best, history, iteration)
+                if value is not None and fresh(value) and not self._beyond_crash(axis, current, value, record):
+                    n = sum(1 for o in history if o.value is not None)
+                    return axis, value, f"TPE on {axis} alone (others fixed at the best) suggests it from {n} finished runs"
+
+        if space.kind == "choice":
+            # A choice that lost is worth another run only in a changed context.
+            keep_indices = [i for i, o in enumerate(history) if o.status == Status.KEEP.value]
+
+            def stale(choice) -> bool:
+                at = record.last_tried_at.get(_hashable(choice))
+                return at is not None and sum(1 for i in keep_indices if i > at) < RETRY_AFTER_KEEPS
+
+            value = self._tpe_value(axis, best, history, iteration)
+            if value is not None and fresh(value) and not stale(value):
+                return axis, value, f"every choice of {axis} was tried; TPE prefers this one with the best's other values"
+            for choice in space.choices:
+                if fresh(choice) and not stale(choice):
+                    return axis, choice, f"{axis}={choice!r} lost before, but the best has changed since"
+            return None
+
+        for value, reason in self._local_candidates(axis, current, record, rng):
+            if self._beyond_crash(axis, current, value, record):
+                continue
+            # Values this axis already had (in another context) come last: new information first.
+            if fresh(value) and value not in record.values_tried:
+                return axis, value, reason
+        for value, reason in self._local_candidates(axis, current, record, rng):
+            if fresh(value) and not self._beyond_crash(axis, current, value, record):
+                return axis, value, reason
+        return None
+
+    def _local_candidates(self, axis, current, record, rng):
+        """Values near `current` in preference order: momentum, then outward, then finer."""
+        u = self._unit(axis, current)
+        if record.last_kept_direction:
+            first_direction = record.last_kept_direction
+        elif abs((1 - u) - u) > 1e-9:
+            first_direction = 1 if (1 - u) > u else -1  # toward the side with more room
+        else:
+            first_direction = rng.choice((1, -1))
+        steps = [self.first_step / 2**k for k in range(6)]
+        if record.last_kept_direction and record.last_kept_step > 0:
+            yield self._from_unit(axis, u + first_direction * record.last_kept_step), (
+                f"{axis} gained when moved this way last time, so it moves on by the same step"
+            )
+        for step in steps:
+            for direction in (first_direction, -first_direction):
+                value = self._from_unit(axis, u + direction * step)
+                side = "up" if direction > 0 else "down"
+                yield value, f"{axis} is moved {side} by {step:.2g} of its range"
+
+    def _beyond_crash(self, axis, current, value, record) -> bool:
+        for _, crashed in record.crash_values:
+            if not _is_number(crashed):
+                continue
+            if crashed > current and value >= crashed or crashed < current and value <= crashed:
+                return True
+        return False
+
+    def _tpe_value(self, axis: str, best: Mapping[str, Any], history: Sequence[Observation], iteration: int):
+        distributions = self._distributions(best, history)
+        fixed = {a: v for a, v in best.items() if a != axis}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.PartialFixedSampler(
+                fixed_params=fixed,
+                base_sampler=optuna.samplers.TPESampler(seed=self.seed * 7919 + iteration, n_startup_trials=3),
+            )
+        study = optuna.create_study(direction=self.direction, sampler=sampler)
+        for obs in history:
+            params = {a: v for a, v in obs.params.items() if a in distributions}
+            dists = {a: distributions[a] for a in params}
+            if obs.value is None or not math.isfinite(obs.value):
+                trial = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params=params, distributions=dists)
+            else:
+                trial = optuna.trial.create_trial(value=obs.value, params=params, distributions=dists)
+            study.add_trial(trial)
+        trial = study.ask()
+        return self._snap(axis, _suggest(trial, axis, distributions[axis]))
+
+    def _distributions(self, best, history) -> dict[str, optuna.distributions.BaseDistribution]:
+        """The annotated spaces, widened to hold every value seen (the baseline may sit outside)."""
+        distributions = {}
+        for axis, space in self.spaces.items():
+            seen = [best[axis]] + [o.params[axis] for o in history if axis in o.params]
+            if space.kind == "choice":
+                choices = list(space.choices)
+                for v in seen:
+                    if _hashable(v) not in {_hashable(c) for c in choices}:
+                        choices.append(v)
+                distributions[axis] = optuna.distributions.CategoricalDistribution(choices)
+                continue
+            low, high = self._bounds(axis, seen)
+            if space.is_int:
+                distributions[axis] = optuna.distributions.IntDistribution(int(low), int(high), log=space.is_log)
+            else:
+                distributions[axis] = optuna.distributions.FloatDistribution(float(low), float(high), log=space.is_log)
+        return distributions
+
+    def _random_fresh(self, best, tried, rng) -> Suggestion:
+        """Every local move is spent: a uniformly random configuration nobody ran."""
+        for _ in range(1000):
+            params = {a: self._random_value(a, rng) for a in self.axes}
+            if self._key(params) not in tried:
+                changed = [a for a in self.axes if params[a] != best[a]]
+                moves = [(a, params[a], f"{a} is drawn at random: every local move was already run") for a in changed]
+                return self._suggestion(best, moves)
+        raise AutoresearchError("the tuner has run every configuration it can reach; widen the search spaces")
+
+    def _random_value(self, axis: str, rng: random.Random):
+        space = self.spaces[axis]
+        if space.kind == "choice":
+            return rng.choice(space.choices)
+        return self._from_unit(axis, rng.random())
+
+    # -- coordinates --------------------------------------------------------------------
+
+    def _bounds(self, axis: str, extra: Sequence[Any] = ()) -> tuple[float, float]:
+        space = self.spaces[axis]
+        numbers = [v for v in extra if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if space.is_log:
+            numbers = [v for v in numbers if v > 0]
+        return min([space.low, *numbers]), max([space.high, *numbers])
+
+    def _unit(self, axis: str, value) -> float:
+        space = self.spaces[axis]
+        low, high = space.low, space.high
+        if space.is_log:
+            value = max(value, low * 1e-12) if value <= 0 else value
+            return (math.log(value) - math.log(low)) / (math.log(high) - math.log(low))
+        return (value - low) / (high - low)
+
+    def _from_unit(self, axis: str, u: float):
+        space = self.spaces[axis]
+        u = min(max(u, 0.0), 1.0)
+        low, high = space.low, space.high
+        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low))) if space.is_log else low + u * (high - low)
+        return self._snap(axis, value)
+
+    def _snap(self, axis: str, value):
+        """As it will be written to the file: ints rounded, floats to 3 significant digits."""
+        space = self.spaces[axis]
+        if space.kind == "choice":
+            return value
+        if space.is_int:
+            return int(round(value))
+        return round_value(float(value))
+
+    def _key(self, params: Mapping[str, Any]) -> tuple:
+        return tuple(_hashable(params.get(a)) for a in self.axes)
+
+    def _suggestion(self, best, moves) -> Suggestion:
+        params = dict(best)
+        for axis, value, _ in moves:
+            params[axis] = value
+        return Suggestion(params, tuple(m[0] for m in moves), tuple(m[2] for m in moves))
+
+
+def _suggest(trial: optuna.Trial, name: str, distribution):
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return trial.suggest_categorical(name, distribution.choices)
+    if isinstance(distribution, optuna.distributions.IntDistribution):
+        return trial.suggest_int(name, distribution.low, distribution.high, log=distribution.log)
+    return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _hashable(value):
+    # 1 == 1.0 == True in Python; the type keeps `True` and `1` apart as choices.
+    return (type(value).__name__ if isinstance(value, bool) else "num" if isinstance(value, (int, float)) else "s", value)
+
+
+class TunerAgent:
+    """The loop's offline agent: `TunerPolicy` applied to the constants of the editable files."""
+
+    name = "tuner"
+    OPTIONS = ("first_step", "two_axis_prob", "tpe_min_points", "tpe_prob")
+
+    def __init__(self, seed: int = 0, **options):
+        unknown = sorted(set(options) - set(self.OPTIONS))
+        if unknown:
+            raise ConfigError("tuner", unknown[0], f"unknown tuner option; known: {', '.join(self.OPTIONS)}")
+        self.seed = seed
+        self.options = options
+        self._params_by_commit: dict[str, dict[str, Any] | None] = {}
+
+    def propose(self, context: Context) -> Proposal:
+        files = [f for f in context.editable if f.endswith(".py")]
+        try:
+            located = self._constants(context.task_dir, files)
+        except ConfigError as e:
+            return Proposal("tuner failed", "", ok=False, error=str(e))
+        if not located:
+            where = ", ".join(files) or "the editable files (none is a .py file)"
+            return Proposal("tuner found nothing to tune", "", ok=False,
+                            error=f"no UPPERCASE constants with a search space found in {where}; {NO_SPACE_HINT}")
+        spaces = {key: const.space for key, (_, const) in located.items()}
+        best = {key: const.value for key, (_, const) in located.items()}
+        history = self._observations(context, located)
+        policy = TunerPolicy(spaces, context.direction, seed=self.seed + context.seed, **self.options)
+        try:
+            suggestion = policy.suggest(best, history, context.iteration)
+        except AutoresearchError as e:
+            return Proposal("tuner exhausted", "", ok=False, error=str(e))
+
+        by_file: dict[str, dict[str, Any]] = {}
+        for key in suggestion.changed:
+            path, const = located[key]
+            by_file.setdefault(path, {})[const.name] = suggestion.params[key]
+        for path, values in by_file.items():
+            file = context.task_dir / path
+            file.write_text(rewrite(file.read_text(), values, path))
+
+        changes = [f"{key} {render(best[key])} -> {render(suggestion.params[key])}" for key in suggestion.changed]
+        return Proposal(
+            description=", ".join(changes),
+            explanation=self._explain(context, suggestion, history),
+            data={"params": suggestion.params, "changed": list(suggestion.changed)},
+        )
+
+    # -- reading constants ----------------------------------------------------------------
+
+    def _constants(self, task_dir: Path, files: Sequence[str]) -> dict[str, tuple[str, Constant]]:
+        """Searchable constants keyed NAME, or `file.py:NAME` where a name is in several files."""
+        per_file = [(path, searchable(find_constants((task_dir / path).read_text(), path)))
+                    for path in files if (task_dir / path).exists()]
+        return _keyed(per_file)
+
+    def _observations(self, context: Context, located) -> list[Observation]:
+        params_by_commit: dict[str, dict[str, Any]] = {}
+        value_by_commit: dict[str, float] = {}
+        rows = []
+        for exp in context.history:
+            if exp.status == Status.CRASH and exp.reason.split(" ", 1)[0] == "agent":
+                continue  # nothing was trained: says nothing about the configuration
+            params = exp.agent_data.get("params") if isinstance(exp.agent_data, dict) else None
+            if not isinstance(params, dict):
+                params = self._params_at_commit(context.task_dir, exp.commit, located)
+            if params is None:
+                continue
+            params = {k: v for k, v in params.items() if k in located}
+            value = exp.metrics.get(context.primary)
+            value = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+            status = exp.status.value if value is not None else Status.CRASH.value
+            if exp.status == Status.KEEP and exp.commit:
+                params_by_commit[exp.commit] = params
+                if value is not None:
+                    value_by_commit[exp.commit] = value
+            rows.append((exp, params, value, status))
+        return [
+            Observation(params, value, status, params_by_commit.get(exp.parent), value_by_commit.get(exp.parent))
+            for exp, params, value, status in rows
+        ]
+
+    def _params_at_commit(self, task_dir: Path, commit: str, located) -> dict[str, Any] | None:
+        """The constants as they were at `commit`, for runs that did not record params."""
+        if not commit:
+            return None
+        if commit not in self._params_by_commit:
+            key_of = {(path, const.name): key for key, (path, const) in located.items()}
+            params = {}
+            for path in dict.fromkeys(path for path, _ in located.values()):
+                source = _git_show(task_dir, commit, path)
+                if source is None:
+                    continue
+                try:
+                    constants = find_constants(source, path)
+                except ConfigError:
+                    continue  # an old revision with a broken annotation: skip that file
+                for const in constants:
+                    key = key_of.get((path, const.name))
+                    if key is not None:
+                        params[key] = const.value
+            self._params_by_commit[commit] = params or None
+        return self._params_by_commit[commit]
+
+    def _explain(self, context: Context, suggestion: Suggestion, history: Sequence[Observation]) -> str:
+        best_value = context.best.metrics.get(context.primary)
+        finished = sum(1 for o in history if o.value is not None)
+        axes = " and ".join(suggestion.changed)
+        sentences = [
+            f"Moves {axes} away from the current best"
+            + (f" ({context.primary} {best_value:.4g})" if isinstance(best_value, (int, float)) else "")
+            + ", everything else unchanged.",
+            *[r[0].upper() + r[1:] + "." for r in suggestion.reasons],
+            f"Chosen by the tuner's coordinate search from {finished} finished runs.",
+        ]
+        return " ".join(sentences)
+
+
+def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tuple[str, Constant]]:
+    counts: dict[str, int] = {}
+    for _, constants in per_file:
+        for c in constants:
+            counts[c.name] = counts.get(c.name, 0) + 1
+    return {
+        (c.name if counts[c.name] == 1 else f"{path}:{c.name}"): (path, c)
+        for path, constants in per_file
+        for c in constants
+    }
+
+
+def _git_show(task_dir: Path, commit: str, path: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "show", f"{commit}:./{path}"], cwd=task_dir, capture_output=True, text=True, timeout=30
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None

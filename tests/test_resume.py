@@ -1,0 +1,106 @@
+"""SIGKILL of the orchestrator mid-iteration, then resume: nothing lost, nothing half-written."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import git
+
+AGENT = '''\
+import os, pathlib, re, time
+n = int(os.environ["AUTORESEARCH_ITERATION"])
+p = pathlib.Path("train.py")
+p.write_text(re.sub(r"X = [0-9.]+", f"X = {n + 1}.0", p.read_text()))
+if pathlib.Path("hold_agent").exists():
+    pathlib.Path("agent_started").write_text(str(os.getpid()))
+    time.sleep(60)
+print(f"X -> {n + 1}")
+print("Raise X because a larger X scores higher.")
+'''
+
+TRAIN = '''\
+import os, pathlib, time
+X = 1.0
+if pathlib.Path("hold_run").exists() and X > 1:
+    pathlib.Path("run_started").write_text(str(os.getpid()))
+    time.sleep(60)
+print("---")
+print(f"score: {X:.6f}")
+'''
+
+CONFIG = '''\
+[task]
+run = "python train.py"
+editable = ["train.py"]
+readonly = ["prepare.py"]
+time_budget = 5
+timeout = 90
+
+[metrics]
+primary = "score"
+direction = "maximize"
+
+[agent]
+kind = "command"
+command = "python ../agent.py"
+'''
+
+
+def start(task, n):
+    return subprocess.Popen([sys.executable, "-m", "autoresearch", "run", str(task), "--tag", "k", "--iterations", str(n)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True)
+
+
+def wait_for(path: Path, timeout=30):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+    time.sleep(0.2)
+    return int(path.read_text())
+
+
+def rows(task):
+    return (task / "results.tsv").read_text().splitlines()
+
+
+@pytest.mark.parametrize("stage", ["hold_run", "hold_agent"])
+def test_sigkill_mid_iteration_then_resume(make_task, stage, tmp_path):
+    task = make_task(train=TRAIN, config=CONFIG, extra={"../agent.py": AGENT})
+    # the agent script lives outside the task dir so it is not an out-of-scope change
+    proc = start(task, 1)
+    assert proc.wait(60) == 0, proc.stdout.read()
+    assert len(rows(task)) == 3
+
+    (task / stage).write_text("")
+    proc = start(task, 1)
+    child = wait_for(task / ("run_started" if stage == "hold_run" else "agent_started"))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    before = (task / "results.tsv").read_text()
+    assert len(before.splitlines()) == 3  # no half-done row
+    if stage == "hold_run":
+        assert psutil.pid_exists(child)  # the training group outlived the orchestrator...
+
+    (task / stage).unlink()
+    proc = start(task, 1)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "interrupted" in out
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE  # ...until resume
+    lines = rows(task)
+    assert len(lines) == 4, lines
+    assert [line.split("\t")[3] for line in lines[1:]] == ["keep", "keep", "keep"]
+    assert lines[-1].split("\t")[1] == "3.000000"
+    ledger = (task / ".autoresearch/k/ledger.jsonl").read_text().splitlines()
+    assert len(ledger) == 3
+    assert git(task, "rev-parse", "HEAD").strip().startswith(lines[-1].split("\t")[0])
+    assert git(task, "status", "--porcelain", "--untracked-files=no").strip() == ""
+    assert (task / "prepare.py").read_text() == "DATA = 'fixed'\n"
+    assert list((task / ".autoresearch/k/runs").glob("0002.interrupted-*"))
