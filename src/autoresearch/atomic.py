@@ -7,18 +7,30 @@ import os
 from pathlib import Path
 
 
-def write_text(path: str | Path, text: str) -> None:
+def write_text(path: str | Path, text: str, *, durable: bool = True) -> None:
+    """Replace `path` atomically. `durable` also survives a power cut (fsync); a killed
+    process never leaves a partial file either way."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def write_json(path: str | Path, data) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+def write_json(path: str | Path, data, *, durable: bool = True) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", durable=durable)
+
+
+def mirror(source: str | Path, target: str | Path) -> None:
+    """Make `target` show the content of `source` without copying it (a hard link, swapped in atomically)."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.link.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.link(source, tmp)
+    os.replace(tmp, target)
 
 
 def append_line(path: str | Path, line: str) -> None:

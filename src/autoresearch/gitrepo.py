@@ -17,6 +17,7 @@ class Git:
     def __init__(self, cwd: str | Path):
         self.cwd = Path(cwd)
         self._identity: tuple[str, ...] | None = None
+        self._prefix: str | None = None
 
     def __call__(self, *args: str, check: bool = True, input: str | None = None) -> str:
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
@@ -49,7 +50,9 @@ class Git:
 
     def prefix(self) -> str:
         """The task directory relative to the repository root ('' or 'sub/dir/')."""
-        return self("rev-parse", "--show-prefix").strip()
+        if self._prefix is None:
+            self._prefix = self("rev-parse", "--show-prefix").strip()
+        return self._prefix
 
     def dirty_tracked(self) -> list[str]:
         """Tracked files with uncommitted changes (staged or not), relative to the repo root."""
@@ -58,10 +61,15 @@ class Git:
 
     def changed_paths(self) -> list[str]:
         """Every path that differs from HEAD, untracked included, relative to the task directory."""
+        return [path for _, path in self.status()]
+
+    def status(self) -> list[tuple[str, str]]:
+        """(two-letter porcelain code, path relative to the task directory) for every change;
+        code '??' marks an untracked file."""
         out = self("status", "--porcelain=v1", "-z", "--untracked-files=all", ".")
         entries = [e for e in out.split("\0") if e]
         prefix = self.prefix()
-        paths, skip = [], False
+        result, skip = [], False
         for entry in entries:
             if skip:  # the second path of a rename record
                 skip = False
@@ -69,8 +77,8 @@ class Git:
             if entry[0] in "RC":
                 skip = True
             path = entry[3:]
-            paths.append(path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, prefix or "."))
-        return paths
+            result.append((entry[:2], path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, prefix or ".")))
+        return result
 
     def show(self, commit: str, path: str) -> str:
         return self("show", f"{commit}:./{path}")

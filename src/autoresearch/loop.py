@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -22,7 +23,7 @@ import psutil
 
 from autoresearch import guard, results_tsv
 from autoresearch.agents.base import Agent, Context
-from autoresearch.atomic import write_json, write_text
+from autoresearch.atomic import mirror, write_json, write_text
 from autoresearch.config import Task
 from autoresearch.decision import Rules, check_primary, decide, total_code_lines
 from autoresearch.errors import AutoresearchError
@@ -31,7 +32,7 @@ from autoresearch.footer import parse_footer
 from autoresearch.gitrepo import Git
 from autoresearch.prompt import render_prompt
 from autoresearch.records import CrashReason, Experiment, Proposal, RunResult, RunSpec, Status
-from autoresearch.runner import kill_tree_if_alive
+from autoresearch.runner import RUN_TOKEN_ENV, kill_tree_if_alive
 from autoresearch.store import STORE_DIR, RunStore
 
 _FULL_PARSE_BYTES = 8 * 1024 * 1024
@@ -59,6 +60,7 @@ class Loop:
         self.store = RunStore(task.dir, tag)
         self.git = Git(task.dir)
         self.rules = Rules.from_metrics(task.metrics)
+        self.table = results_tsv.Table(self.store.results_tsv, task.columns)
 
     # -- start ---------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -100,7 +102,7 @@ class Loop:
         pending = store.pending()
         if pending:
             for proc in pending.get("processes", []):
-                kill_tree_if_alive(proc["pid"], proc["create_time"])
+                kill_tree_if_alive(proc["pid"], proc["create_time"], token=proc.get("token"))
             if ledger.find(pending["iteration"]) is None:
                 self.say(f"resume: iteration {pending['iteration']} was interrupted; rolling it back")
                 store.set_aside(pending["iteration"])
@@ -109,17 +111,22 @@ class Loop:
         if best is not None and self.git.head() != best.commit:
             self.git.reset_hard(best.commit)
         store.clear_pending()
-        self._write_tsv()
+        self.table.reset(ledger.records)
+        self._mirror_tsv()
 
-    def _restore_tree(self, untracked_before: list[str]) -> None:
+    def _restore_tree(self, untracked_before: list[str], created: list[str] | None = None) -> None:
+        """Back to the best commit; files the agent created are deleted, the user's are kept.
+
+        `created` (the new files, when known) spares a `git status` call.
+        """
         best = self.store.ledger.best()
         self.git.reset_hard(best.commit if best else "HEAD")
         before = set(untracked_before)
-        for path in self.git.changed_paths():  # after a hard reset only untracked files remain
-            if path not in before:
-                target = self.task.dir / path
-                if target.is_file() or target.is_symlink():
-                    target.unlink()
+        leftovers = created if created is not None else self.git.changed_paths()  # after the reset: untracked only
+        for path in leftovers:
+            target = self.task.dir / path
+            if path not in before and (target.is_file() or target.is_symlink()):
+                target.unlink()
 
     # -- the loop ------------------------------------------------------------------------
     def run(self, limits: Limits) -> list[Experiment]:
@@ -160,8 +167,9 @@ class Loop:
         self._checkpoint()
         history = list(store.ledger.records)
         best = store.ledger.best()
-        parent = git.head()
+        parent = best.commit if best else git.head()
         untracked = git.changed_paths()  # the user's own untracked files: not the agent's doing
+        self._created: list[str] | None = None
         store.set_pending(iteration=n, parent=parent, untracked=untracked, started=time.time())
         run_dir = store.run_dir(n)
         started = time.time()
@@ -174,7 +182,9 @@ class Loop:
             lines_before = total_code_lines(task.dir, task.editable)
             proposal = self._propose(n, history, best, run_dir)
             self._checkpoint()
-            changed = [p for p in git.changed_paths() if p not in set(untracked)]
+            entries = [(code, p) for code, p in git.status() if p not in set(untracked)]
+            changed = [p for _, p in entries]
+            self._created = [p for code, p in entries if code == "??"]
             early = self._early_outcome(proposal, changed, history)
             if early is not None:
                 status, reason, metrics = early
@@ -184,7 +194,7 @@ class Loop:
             commit = git.commit(changed, proposal.description or "experiment")
             git.keep_reachable(store.ref(n), commit)
             store.set_pending(commit=commit)
-            write_text(run_dir / "diff.patch", git.diff(parent, commit))
+            write_text(run_dir / "diff.patch", git.diff(parent, commit), durable=False)
             bad = sorted(set(outside) | set(guard.changed_readonly(ro_before, guard.file_hashes(task.dir, task.readonly))))
             if bad:
                 reason = f"{CrashReason.GUARD.value}: changed non-editable file(s) {', '.join(bad)}; reverted"
@@ -193,7 +203,7 @@ class Loop:
         result = self._run(n, run_dir)
         self._checkpoint()
         metrics = self._metrics(result)
-        write_json(run_dir / "metrics.json", metrics)
+        write_json(run_dir / "metrics.json", metrics, durable=False)
         status, reason = self._judge(result, metrics, ro_before, best, baseline, lines_before if not baseline else 0)
         memory_gb = self._memory_gb(metrics, result)
         record = self._record(n, commit, parent, status, reason, proposal, started, changed=changed,
@@ -203,7 +213,7 @@ class Loop:
     def _propose(self, n: int, history, best: Experiment, run_dir: Path) -> Proposal:
         prompt = render_prompt(self.task, self.store.tag, n, history, best)
         prompt_file = run_dir / "prompt.md"
-        write_text(prompt_file, prompt)
+        write_text(prompt_file, prompt, durable=False)
         context = Context(
             task_dir=self.task.dir, iteration=n, editable=self.task.editable, readonly=self.task.readonly,
             history=tuple(history), best=best, primary=self.rules.primary, direction=self.rules.direction,
@@ -240,22 +250,26 @@ class Loop:
             "AUTORESEARCH_TIME_BUDGET": f"{self.task.time_budget:g}",
             "AUTORESEARCH_ITERATION": str(n),
             "PYTHONUNBUFFERED": "1",
+            # Every process of the run inherits this, so a resume finds even those that left the group.
+            RUN_TOKEN_ENV: uuid.uuid4().hex,
             # `python` in the run command means the interpreter autoresearch runs under (seed 001, run 4).
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         spec = RunSpec(command=self.task.run, cwd=str(self.task.dir), env=env,
                        timeout=self.task.timeout, log_path=str(run_dir / "log.txt"))
 
-        return self.executor.run(spec, on_start=lambda pid: self._track(pid, "run"), stop_event=self.stop_event)
+        return self.executor.run(spec, on_start=lambda pid: self._track(pid, "run", env[RUN_TOKEN_ENV]),
+                                 stop_event=self.stop_event)
 
-    def _track(self, pid: int, role: str) -> None:
+    def _track(self, pid: int, role: str, token: str | None = None) -> None:
         """Note a started process group in pending.json, so a resume can kill what it left."""
         try:
             create_time = psutil.Process(pid).create_time()
         except psutil.Error:
             create_time = 0.0
         processes = (self.store.pending() or {}).get("processes", [])
-        self.store.set_pending(processes=[*processes, {"role": role, "pid": pid, "create_time": create_time}])
+        entry = {"role": role, "pid": pid, "create_time": create_time, "token": token}
+        self.store.set_pending(processes=[*processes, entry])
 
     def _metrics(self, result: RunResult) -> dict:
         log = Path(result.log_path)
@@ -309,21 +323,21 @@ class Loop:
     def _finish(self, record: Experiment) -> Experiment:
         """Record, then move the branch: keep advances it, anything else resets to the best."""
         run_dir = self.store.run_dir(record.iteration)
-        write_text(run_dir / "explanation.md", f"# {record.description}\n\n{record.explanation}\n")
+        write_text(run_dir / "explanation.md", f"# {record.description}\n\n{record.explanation}\n", durable=False)
         if record.status is Status.CRASH and record.commit == record.parent and record.iteration:
             record = replace(record, content_hash="")  # nothing was tried: never a duplicate
         self.store.ledger.append(record)
         if record.status is not Status.KEEP:
-            self._restore_tree(self.store.pending().get("untracked", []))
+            self._restore_tree(self.store.pending().get("untracked", []), self._created)
         self.store.clear_pending()
-        self._write_tsv()
+        self.table.add(record)
+        self._mirror_tsv()
         self._say(record)
         return record
 
-    def _write_tsv(self) -> None:
-        records = self.store.ledger.records
-        results_tsv.write(self.store.results_tsv, records, self.task.columns)
-        results_tsv.write(self.store.root / "results.tsv", records, self.task.columns)
+    def _mirror_tsv(self) -> None:
+        # The task directory's results.tsv shows the tag run last; the store keeps each tag's own.
+        mirror(self.store.results_tsv, self.store.root / "results.tsv")
 
     def _say(self, r: Experiment) -> None:
         value = r.metrics.get(self.rules.primary)

@@ -36,3 +36,23 @@ def render(experiments: Iterable[Experiment], columns: Sequence[str]) -> str:
 
 def write(path: str | Path, experiments: Iterable[Experiment], columns: Sequence[str]) -> None:
     write_text(path, render(experiments, columns))
+
+
+class Table:
+    """results.tsv kept in step with a growing ledger: each row is formatted once."""
+
+    def __init__(self, path: str | Path, columns: Sequence[str]):
+        self.path = Path(path)
+        self.columns = tuple(columns)
+        self.lines: list[str] = [header(columns)]
+
+    def reset(self, experiments: Iterable[Experiment]) -> None:
+        self.lines = [header(self.columns), *(row(e, self.columns) for e in experiments)]
+        self.flush()
+
+    def add(self, exp: Experiment) -> None:
+        self.lines.append(row(exp, self.columns))
+        self.flush()
+
+    def flush(self) -> None:
+        write_text(self.path, "\n".join(self.lines) + "\n")

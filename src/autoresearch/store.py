@@ -70,7 +70,8 @@ class RunStore:
             return None  # written atomically, so this is only a hand-edited file: ignore it
 
     def set_pending(self, **fields) -> None:
-        write_json(self.pending_path, {**(self.pending() or {}), **fields})
+        # Not fsync'd: it guards against a killed process, which leaves the page cache intact.
+        write_json(self.pending_path, {**(self.pending() or {}), **fields}, durable=False)
 
     def clear_pending(self) -> None:
         self.pending_path.unlink(missing_ok=True)

@@ -124,23 +124,35 @@ class TunerPolicy:
         for axis in untried:
             move = self._move(axis, best, records[axis], history, tried, rng, iteration, fresh_axis=True)
             if move is not None:
-                return self._suggestion(best, [move])
+                why = f"{axis} had not been changed yet (every knob gets one move first, in file order)"
+                return self._suggestion(best, [(*move, why)])
 
         ranked = self._rank_axes(records, history, rng)
         for i, axis in enumerate(ranked):
             move = self._move(axis, best, records[axis], history, tried, rng, iteration)
             if move is None:
                 continue
-            moves = [move]
+            moves = [(*move, self._record_text(axis, records[axis]))]
             if rng.random() < self.two_axis_prob:
                 for other in ranked[i + 1 :]:
                     candidate = {**best, axis: move[1]}
                     second = self._move(other, candidate, records[other], history, tried, rng, iteration)
                     if second is not None:
-                        moves.append(second)
+                        why = f"{other} moves along with it, to catch an interaction ({self._record_text(other, records[other])})"
+                        moves.append((*second, why))
                         break
             return self._suggestion(best, moves)
         return self._random_fresh(best, tried, rng)
+
+    def _record_text(self, axis: str, record: _AxisRecord) -> str:
+        kept = sum(1 for k, _ in record.outcomes if k)
+        gain = sum(g for _, g in record.outcomes)
+        text = f"{axis} was picked for its record: {kept} of {record.moves} moves kept"
+        if gain > 0:
+            text += f", gaining {gain:.3g} in all"
+        if record.last_failed:
+            text += ", the last one not"
+        return text
 
     def is_better(self, value: float, than: float) -> bool:
         return value > than if self.direction == "maximize" else value < than
@@ -219,13 +231,13 @@ class TunerPolicy:
             seen = set(_hashable(v) for o in history for v in [o.params.get(axis)])
             for choice in space.choices:
                 if _hashable(choice) not in seen and fresh(choice):
-                    return axis, choice, f"{axis} is a choice not tried yet"
+                    return axis, choice, f"{choice!r} is one of its choices not tried yet"
         elif not fresh_axis and len({_hashable(o.params.get(axis)) for o in history}) >= self.tpe_min_points:
             if rng.random() < self.tpe_prob:
                 value = self._tpe_value(axis, best, history, iteration)
                 if value is not None and fresh(value) and not self._beyond_crash(axis, current, value, record):
                     n = sum(1 for o in history if o.value is not None)
-                    return axis, value, f"TPE on {axis} alone (others fixed at the best) suggests it from {n} finished runs"
+                    return axis, value, f"TPE restricted to {axis} (the other knobs fixed at the best) proposes it from {n} finished runs"
 
         if space.kind == "choice":
             # A choice that lost is worth another run only in a changed context.
@@ -237,10 +249,10 @@ class TunerPolicy:
 
             value = self._tpe_value(axis, best, history, iteration)
             if value is not None and fresh(value) and not stale(value):
-                return axis, value, f"every choice of {axis} was tried; TPE prefers this one with the best's other values"
+                return axis, value, f"all its choices were tried; TPE over the history prefers this one"
             for choice in space.choices:
                 if fresh(choice) and not stale(choice):
-                    return axis, choice, f"{axis}={choice!r} lost before, but the best has changed since"
+                    return axis, choice, f"{choice!r} lost before, but the best has changed since"
             return None
 
         for value, reason in self._local_candidates(axis, current, record, rng):
@@ -266,13 +278,17 @@ class TunerPolicy:
         steps = [self.first_step / 2**k for k in range(6)]
         if record.last_kept_direction and record.last_kept_step > 0:
             yield self._from_unit(axis, u + first_direction * record.last_kept_step), (
-                f"{axis} gained when moved this way last time, so it moves on by the same step"
+                "its last kept move went this way, so it goes on by the same step"
             )
         for step in steps:
             for direction in (first_direction, -first_direction):
                 value = self._from_unit(axis, u + direction * step)
                 side = "up" if direction > 0 else "down"
-                yield value, f"{axis} is moved {side} by {step:.2g} of its range"
+                scale = "log range" if self.spaces[axis].is_log else "range"
+                reason = f"a step {side} by {step:.2g} of its {scale}"
+                if step == self.first_step and direction == first_direction and not record.last_kept_direction:
+                    reason += ", toward the side with more room"
+                yield value, reason
 
     def _beyond_crash(self, axis, current, value, record) -> bool:
         for _, crashed in record.crash_values:
@@ -283,7 +299,7 @@ class TunerPolicy:
         return False
 
     def _tpe_value(self, axis: str, best: Mapping[str, Any], history: Sequence[Observation], iteration: int):
-        distributions = self._distributions(best, history)
+        distributions = self.distributions(best, history)
         fixed = {a: v for a, v in best.items() if a != axis}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -303,7 +319,7 @@ class TunerPolicy:
         trial = study.ask()
         return self._snap(axis, _suggest(trial, axis, distributions[axis]))
 
-    def _distributions(self, best, history) -> dict[str, optuna.distributions.BaseDistribution]:
+    def distributions(self, best, history=()) -> dict[str, optuna.distributions.BaseDistribution]:
         """The annotated spaces, widened to hold every value seen (the baseline may sit outside)."""
         distributions = {}
         for axis, space in self.spaces.items():
@@ -328,7 +344,7 @@ class TunerPolicy:
             params = {a: self._random_value(a, rng) for a in self.axes}
             if self._key(params) not in tried:
                 changed = [a for a in self.axes if params[a] != best[a]]
-                moves = [(a, params[a], f"{a} is drawn at random: every local move was already run") for a in changed]
+                moves = [(a, params[a], "drawn at random", "every local move was already run") for a in changed]
                 return self._suggestion(best, moves)
         raise AutoresearchError("the tuner has run every configuration it can reach; widen the search spaces")
 
@@ -375,10 +391,12 @@ class TunerPolicy:
         return tuple(_hashable(params.get(a)) for a in self.axes)
 
     def _suggestion(self, best, moves) -> Suggestion:
+        """`moves` are (axis, value, why this value, why this axis)."""
         params = dict(best)
-        for axis, value, _ in moves:
+        for axis, value, _, _ in moves:
             params[axis] = value
-        return Suggestion(params, tuple(m[0] for m in moves), tuple(m[2] for m in moves))
+        reasons = tuple(f"{why_axis}; {why_value}" for _, _, why_value, why_axis in moves)
+        return Suggestion(params, tuple(m[0] for m in moves), reasons)
 
 
 def _suggest(trial: optuna.Trial, name: str, distribution):
@@ -439,10 +457,10 @@ class TunerAgent:
             file = context.task_dir / path
             file.write_text(rewrite(file.read_text(), values, path))
 
-        changes = [f"{key} {render(best[key])} -> {render(suggestion.params[key])}" for key in suggestion.changed]
+        changes = [f"{key} {_shown(best[key])} -> {_shown(suggestion.params[key])}" for key in suggestion.changed]
         return Proposal(
             description=", ".join(changes),
-            explanation=self._explain(context, suggestion, history),
+            explanation=self._explain(context, suggestion, history, best),
             data={"params": suggestion.params, "changed": list(suggestion.changed)},
         )
 
@@ -502,17 +520,14 @@ class TunerAgent:
             self._params_by_commit[commit] = params or None
         return self._params_by_commit[commit]
 
-    def _explain(self, context: Context, suggestion: Suggestion, history: Sequence[Observation]) -> str:
+    def _explain(self, context: Context, suggestion: Suggestion, history: Sequence[Observation], best) -> str:
         best_value = context.best.metrics.get(context.primary)
-        finished = sum(1 for o in history if o.value is not None)
-        axes = " and ".join(suggestion.changed)
-        sentences = [
-            f"Moves {axes} away from the current best"
-            + (f" ({context.primary} {best_value:.4g})" if isinstance(best_value, (int, float)) else "")
-            + ", everything else unchanged.",
-            *[r[0].upper() + r[1:] + "." for r in suggestion.reasons],
-            f"Chosen by the tuner's coordinate search from {finished} finished runs.",
-        ]
+        current = f" ({context.primary} {best_value:.4g})" if isinstance(best_value, (int, float)) else ""
+        changes = " and ".join(
+            f"{key} from {_shown(best[key])} to {_shown(suggestion.params[key])}" for key in suggestion.changed
+        )
+        sentences = [f"Changes {changes}, everything else as in the current best{current}."]
+        sentences += [r[0].upper() + r[1:] + "." for r in suggestion.reasons]
         return " ".join(sentences)
 
 
@@ -526,6 +541,11 @@ def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tupl
         for path, constants in per_file
         for c in constants
     }
+
+
+def _shown(value) -> str:
+    """A value for a human: strings bare (`ARCH mlp -> cnn`), numbers as written to the file."""
+    return value if isinstance(value, str) else render(value)
 
 
 def _git_show(task_dir: Path, commit: str, path: str) -> str | None:
