@@ -120,6 +120,11 @@ def _print_status(s, last: int) -> None:
         console.print(table)
 
 
+from autoresearch.analysis.commands import register as _register_analysis  # noqa: E402
+
+_register_analysis(app)
+
+
 def main() -> None:
     try:
         app()

@@ -59,6 +59,7 @@ class MetricsSection(_Section):
 class AgentSection(_Section):
     kind: str = "tuner"
     command: str = ""
+    timeout: float = Field(default=3600.0, gt=0)  # wall-clock limit of one agent call, seconds
 
     @model_validator(mode="after")
     def _command_needs_command(self):

@@ -51,7 +51,8 @@ class Limits:
 
 class Loop:
     def __init__(self, task: Task, tag: str, agent: Agent, *, executor: Executor | None = None,
-                 say: Callable[[str], None] = print, stop_event: threading.Event | None = None):
+                 say: Callable[[str], None] = print, stop_event: threading.Event | None = None,
+                 observers: list[Callable[["Loop", Experiment], None]] | None = None):
         self.task = task
         self.agent = agent
         self.executor = executor or LocalExecutor()
@@ -61,11 +62,16 @@ class Loop:
         self.git = Git(task.dir)
         self.rules = Rules.from_metrics(task.metrics)
         self.table = results_tsv.Table(self.store.results_tsv, task.columns)
+        # Called after every recorded experiment (analysis refresh, strategy memo, ...).
+        self.observers = list(observers or [])
 
     # -- start ---------------------------------------------------------------------------
     def prepare(self) -> None:
         """Create the tag's branch and store, or resume them; leave a consistent state."""
         git, store = self.git, self.store
+        check = getattr(self.agent, "check", None)
+        if check is not None:
+            check()  # fail in a second with a fix, not after the baseline has trained
         if not git.is_repo():
             raise AutoresearchError(f"{self.task.dir}: not inside a git repository; run `git init && git add -A && git commit -m init` there first")
         if not git.has_commits():
@@ -333,6 +339,11 @@ class Loop:
         self.table.add(record)
         self._mirror_tsv()
         self._say(record)
+        for observer in self.observers:
+            try:
+                observer(self, record)
+            except Exception as exc:  # a failing report must not end the night's experiments
+                self.say(f"warning: {getattr(observer, '__name__', observer)} failed: {type(exc).__name__}: {exc}")
         return record
 
     def _mirror_tsv(self) -> None:

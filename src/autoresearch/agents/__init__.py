@@ -1,26 +1,31 @@
-"""Agents: one module per backend, all behind `Agent.propose(context) -> Proposal`."""
+"""Agents: one module per backend, all behind `Agent.propose(context) -> Proposal`.
+
+Each backend module has a class with `from_task(task, seed) -> Agent`; an optional
+`check()` verifies at start-up that the backend can work (binary present, flags accepted)
+and raises `AutoresearchError` with a fix when not.
+"""
 
 from __future__ import annotations
+
+from importlib import import_module
 
 from autoresearch.agents.base import Agent, Context
 from autoresearch.errors import ConfigError
 
-KINDS = ("tuner", "command")
+# kind -> "module:Class"; a backend registers itself here and nowhere else.
+BACKENDS: dict[str, str] = {
+    "tuner": "autoresearch.agents.tuner:TunerAgent",
+    "command": "autoresearch.agents.command:CommandAgent",
+}
+KINDS = tuple(BACKENDS)
 
 
-def create_agent(kind: str, task, *, command: str | None = None, seed: int = 0) -> Agent:
+def create_agent(kind: str, task, *, seed: int = 0) -> Agent:
     """The agent named by `kind`, configured from the task's [agent] section."""
-    if kind == "tuner":
-        from autoresearch.agents.tuner import TunerAgent  # optuna loads only when needed
-        return TunerAgent(seed=seed)
-    if kind == "command":
-        from autoresearch.agents.command import CommandAgent
-        cmd = command if command is not None else task.agent.command
-        if not cmd or not cmd.strip():
-            raise ConfigError(task.path, "agent.command", 'kind = "command" needs the command that edits the files, e.g. command = "./my_agent.sh"')
-        timeout = float(getattr(task.agent, "timeout", None) or 3600)
-        return CommandAgent(cmd, timeout=timeout)
-    raise ConfigError(task.path, "agent.kind", f"unknown agent {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind not in BACKENDS:
+        raise ConfigError(task.path, "agent.kind", f"unknown agent {kind!r}; expected one of {', '.join(BACKENDS)}")
+    module, cls = BACKENDS[kind].split(":")
+    return getattr(import_module(module), cls).from_task(task, seed=seed)
 
 
-__all__ = ["Agent", "Context", "create_agent", "KINDS"]
+__all__ = ["Agent", "Context", "create_agent", "BACKENDS", "KINDS"]

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from autoresearch.agents.base import Context
+from autoresearch.errors import ConfigError
 from autoresearch.records import Proposal, RunSpec
 from autoresearch.runner import run_process
 
@@ -36,6 +37,14 @@ class CommandAgent:
     def __init__(self, command: str, timeout: float = 3600.0):
         self.command = command
         self.timeout = timeout
+
+    @classmethod
+    def from_task(cls, task, seed: int = 0) -> "CommandAgent":
+        cmd = task.agent.command
+        if not cmd.strip():
+            raise ConfigError(task.path, "agent.command",
+                              'kind = "command" needs the command that edits the files, e.g. command = "./my_agent.sh"')
+        return cls(cmd, timeout=task.agent.timeout)
 
     def propose(self, context: Context) -> Proposal:
         run_dir = Path(context.prompt_file).parent if context.prompt_file else context.task_dir

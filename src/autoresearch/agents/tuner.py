@@ -37,12 +37,13 @@ import optuna
 from autoresearch.agents.base import Context
 from autoresearch.constants import Constant, Space, find_constants, render, rewrite, round_value, searchable
 from autoresearch.errors import AutoresearchError, ConfigError
-from autoresearch.records import Experiment, Proposal, Status
+from autoresearch.records import CrashReason, Proposal, Status
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 RECENCY_DECAY = 0.6  # weight of an axis's move per later move on the same axis
 RETRY_AFTER_KEEPS = 2  # a choice that lost is tried again only once the best has moved this often
+UNTRAINED_CRASHES = {CrashReason.AGENT.value, CrashReason.GUARD.value}
 NO_SPACE_HINT = "annotate e.g. `LR = 3e-3  # search: log(1e-4, 1e-1)`"
 
 
@@ -309,7 +310,8 @@ class TunerPolicy:
             )
         study = optuna.create_study(direction=self.direction, sampler=sampler)
         for obs in history:
-            params = {a: v for a, v in obs.params.items() if a in distributions}
+            # A value the space cannot hold (an older file's type, say) is left out, not fatal.
+            params = {a: v for a, v in obs.params.items() if a in distributions and _fits(distributions[a], v)}
             dists = {a: distributions[a] for a in params}
             if obs.value is None or not math.isfinite(obs.value):
                 trial = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params=params, distributions=dists)
@@ -407,6 +409,14 @@ def _suggest(trial: optuna.Trial, name: str, distribution):
     return trial.suggest_float(name, distribution.low, distribution.high, log=distribution.log)
 
 
+def _fits(distribution, value) -> bool:
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return _hashable(value) in {_hashable(c) for c in distribution.choices}
+    if not _is_number(value) or isinstance(distribution, optuna.distributions.IntDistribution) and value != int(value):
+        return False
+    return distribution.low <= value <= distribution.high
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -477,7 +487,7 @@ class TunerAgent:
         value_by_commit: dict[str, float] = {}
         rows = []
         for exp in context.history:
-            if exp.status == Status.CRASH and exp.reason.split(" ", 1)[0] == "agent":
+            if exp.status == Status.CRASH and _reason_word(exp.reason) in UNTRAINED_CRASHES:
                 continue  # nothing was trained: says nothing about the configuration
             params = exp.agent_data.get("params") if isinstance(exp.agent_data, dict) else None
             if not isinstance(params, dict):
@@ -541,6 +551,11 @@ def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tupl
         for path, constants in per_file
         for c in constants
     }
+
+
+def _reason_word(reason: str) -> str:
+    words = reason.replace(":", " ").split()
+    return words[0] if words else ""
 
 
 def _shown(value) -> str:

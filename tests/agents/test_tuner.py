@@ -1,0 +1,288 @@
+import math
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from autoresearch.agents.base import Context
+from autoresearch.agents.tuner import Observation, TunerAgent, TunerPolicy
+from autoresearch.constants import Space, find_constants
+from autoresearch.errors import ConfigError
+from autoresearch.records import Experiment, Status
+
+TRAIN = '''"""Toy training script."""
+import prepare
+
+ARCH = "mlp"        # search: ["mlp", "cnn", "gru"]
+LR = 1e-3           # search: log(1e-4, 1e-1)
+WIDTH = 64          # search: int_log(16, 1024)
+DROPOUT = 0.0       # search: float(0.0, 0.5)
+SEED = 0
+
+
+def main():
+    print("---")
+'''
+AXES = ["ARCH", "LR", "WIDTH", "DROPOUT"]
+
+
+def git(cwd, *args) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def task(tmp_path) -> tuple[Path, str]:
+    (tmp_path / "train.py").write_text(TRAIN)
+    (tmp_path / "prepare.py").write_text("TIME_BUDGET = 1\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "baseline")
+    return tmp_path, git(tmp_path, "rev-parse", "HEAD")
+
+
+def params_of(path: Path) -> dict:
+    return {c.name: c.value for c in find_constants(path.read_text()) if c.name in AXES}
+
+
+def context(task_dir, history, best, seed=0) -> Context:
+    return Context(task_dir=task_dir, iteration=len(history), editable=("train.py",), readonly=("prepare.py",),
+                   history=tuple(history), best=best, primary="val_acc", direction="maximize", seed=seed)
+
+
+def toy_objective(p) -> float | None:
+    """A cnn is much better; LR has an optimum at 3e-3; very high LR crashes."""
+    if p["LR"] >= 0.05:
+        return None
+    v = {"mlp": 0.6, "cnn": 0.8, "gru": 0.65}[p["ARCH"]]
+    v -= 0.04 * (math.log10(p["LR"]) - math.log10(3e-3)) ** 2
+    v -= 0.01 * (math.log2(p["WIDTH"]) - 7) ** 2 / 4
+    v -= 0.2 * (p["DROPOUT"] - 0.1) ** 2
+    return v
+
+
+def simulate(task_dir, base_commit, iterations, objective=toy_objective, seed=0, agent=None):
+    """The loop, in miniature: propose, score, keep if strictly better, else restore the best code."""
+    agent = agent or TunerAgent(seed=seed)
+    train = task_dir / "train.py"
+    baseline_value = objective(params_of(train))
+    best = Experiment(0, base_commit, "", Status.KEEP, "baseline", metrics={"val_acc": baseline_value})
+    best_source, history, proposals = train.read_text(), [best], []
+    for i in range(1, iterations + 1):
+        proposal = agent.propose(context(task_dir, history, best, seed=0))
+        assert proposal.ok, proposal.error
+        assert params_of(train) == proposal.data["params"]  # the ledger's params are what the file says
+        value = objective(proposal.data["params"])
+        if value is None:
+            status, metrics = Status.CRASH, {}
+        else:
+            status = Status.KEEP if value > best.metrics["val_acc"] else Status.DISCARD
+            metrics = {"val_acc": value}
+        exp = Experiment(i, f"commit{i}", best.commit, status, proposal.description, metrics=metrics,
+                         agent="tuner", agent_data=proposal.data)
+        history.append(exp)
+        proposals.append(proposal)
+        if status == Status.KEEP:
+            best, best_source = exp, train.read_text()
+        else:
+            train.write_text(best_source)
+    return history, proposals
+
+
+def test_propose_edits_only_one_literal(task):
+    task_dir, commit = task
+    base = Experiment(0, commit, "", Status.KEEP, "baseline", metrics={"val_acc": 0.5})
+    proposal = TunerAgent().propose(context(task_dir, [base], base))
+    assert proposal.ok
+    before, after = TRAIN.splitlines(), (task_dir / "train.py").read_text().splitlines()
+    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    assert len(before) == len(after) and len(changed) == 1
+    line_before, line_after = before[changed[0]], after[changed[0]]
+    assert line_before.split("=")[0] == line_after.split("=")[0]  # same name
+    assert line_before.split("#")[1] == line_after.split("#")[1]  # same annotation
+    assert proposal.description == "ARCH mlp -> cnn"
+    assert proposal.data["params"] == {"ARCH": "cnn", "LR": 0.001, "WIDTH": 64, "DROPOUT": 0.0}
+    assert 2 <= proposal.explanation.count(".") and "ARCH" in proposal.explanation
+    assert (task_dir / "prepare.py").read_text() == "TIME_BUDGET = 1\n"
+
+
+def test_first_proposals_are_single_axis_in_file_order(task):
+    history, proposals = simulate(*task, iterations=len(AXES))
+    assert [p.data["changed"] for p in proposals] == [[a] for a in AXES]
+
+
+def test_never_repeats_a_configuration(task):
+    history, _ = simulate(*task, iterations=25)
+    configs = [tuple(sorted(e.agent_data["params"].items())) for e in history[1:]]
+    baseline = tuple(sorted((c.name, c.value) for c in find_constants(TRAIN) if c.name in AXES))
+    assert len(set(configs)) == len(configs) and baseline not in configs
+
+
+def test_deterministic_for_the_same_seed(task, tmp_path_factory):
+    first, _ = simulate(*task, iterations=12, seed=3)
+    other_dir = tmp_path_factory.mktemp("again")
+    (other_dir / "train.py").write_text(TRAIN)
+    (other_dir / "prepare.py").write_text("TIME_BUDGET = 1\n")
+    git(other_dir, "init", "-q")
+    git(other_dir, "add", ".")
+    git(other_dir, "commit", "-qm", "baseline")
+    second, _ = simulate(other_dir, git(other_dir, "rev-parse", "HEAD"), iterations=12, seed=3)
+    assert [e.agent_data["params"] for e in first[1:]] == [e.agent_data["params"] for e in second[1:]]
+
+
+def test_untried_choices_get_tried(task):
+    history, _ = simulate(*task, iterations=10)
+    archs = {e.agent_data["params"]["ARCH"] for e in history[1:]}
+    assert {"cnn", "gru"} <= archs
+
+
+def test_baseline_params_come_from_git_when_not_recorded(task):
+    task_dir, commit = task
+    # The work tree has moved on (a kept LR change committed), the baseline recorded no params.
+    (task_dir / "train.py").write_text(TRAIN.replace("LR = 1e-3", "LR = 3e-3"))
+    git(task_dir, "commit", "-qam", "lr")
+    head = git(task_dir, "rev-parse", "HEAD")
+    base = Experiment(0, commit, "", Status.KEEP, "baseline", metrics={"val_acc": 0.5})
+    kept = Experiment(1, head, commit, Status.KEEP, "LR", metrics={"val_acc": 0.6})  # by another agent
+    agent = TunerAgent()
+    history = agent._observations(context(task_dir, [base, kept], kept), agent._constants(task_dir, ["train.py"]))
+    assert history[0].params["LR"] == 1e-3 and history[1].params["LR"] == 3e-3
+    assert history[1].parent_params == history[0].params and history[1].parent_value == 0.5
+
+
+def test_crash_is_a_wall(task):
+    spaces = {c.name: c.space for c in find_constants(TRAIN) if c.name in AXES}
+    policy = TunerPolicy(spaces, "maximize", seed=0)
+    base = {"ARCH": "mlp", "LR": 1e-3, "WIDTH": 64, "DROPOUT": 0.0}
+    crashed = {**base, "LR": 0.01}
+    history = [Observation(base, 0.6, "keep"), Observation(crashed, None, "crash", base, 0.6)]
+    for i in range(12):
+        s = policy.suggest(base, history, iteration=len(history))
+        assert s.params != crashed
+        assert s.params["LR"] < 0.01
+        value = toy_objective(s.params)
+        history.append(Observation(s.params, value, "discard", base, 0.6))
+
+
+def test_crash_told_to_optuna_as_fail(task):
+    spaces = {c.name: c.space for c in find_constants(TRAIN) if c.name in AXES}
+    policy = TunerPolicy(spaces, "maximize", seed=0, tpe_prob=1.0, tpe_min_points=1)
+    base = {"ARCH": "mlp", "LR": 1e-3, "WIDTH": 64, "DROPOUT": 0.0}
+    history = [Observation(base, 0.6, "keep"), Observation({**base, "LR": 0.01}, None, "crash", base, 0.6),
+               Observation({**base, "LR": 3e-4}, 0.5, "discard", base, 0.6)]
+    value = policy._tpe_value("LR", base, history, iteration=3)
+    assert 1e-4 <= value <= 1e-1
+
+
+def test_minimize_moves_toward_lower_values():
+    policy = TunerPolicy({"LR": Space("log", 1e-4, 1e-1)}, "minimize", seed=0)
+    best, value = {"LR": 1e-2}, (math.log10(1e-2) + 3) ** 2
+    history = [Observation(dict(best), value, "keep")]
+    for i in range(1, 13):
+        s = policy.suggest(best, history, iteration=i)
+        v = (math.log10(s.params["LR"]) + 3) ** 2  # optimum at 1e-3
+        keep = v < value
+        history.append(Observation(s.params, v, "keep" if keep else "discard", dict(best), value))
+        if keep:
+            best, value = s.params, v
+    assert 5e-4 < best["LR"] < 2e-3
+
+
+def test_no_annotated_constants(tmp_path):
+    (tmp_path / "train.py").write_text("import os\nNAME = 'x'\n")
+    base = Experiment(0, "", "", Status.KEEP, "baseline", metrics={"val_acc": 0.5})
+    proposal = TunerAgent().propose(context(tmp_path, [base], base))
+    assert not proposal.ok
+    assert "train.py" in proposal.error and "# search: log(1e-4, 1e-1)" in proposal.error
+
+
+def test_malformed_annotation_fails_the_proposal(tmp_path):
+    (tmp_path / "train.py").write_text("LR = 0.1  # search: log(1e-4)\n")
+    base = Experiment(0, "", "", Status.KEEP, "baseline", metrics={"val_acc": 0.5})
+    proposal = TunerAgent().propose(context(tmp_path, [base], base))
+    assert not proposal.ok and "LR" in proposal.error and "train.py" in proposal.error
+
+
+def test_names_in_two_files_are_keyed_by_file(tmp_path):
+    (tmp_path / "a.py").write_text("LR = 0.1  # search: log(1e-3, 1)\nWIDTH = 8  # search: int(2, 16)\n")
+    (tmp_path / "b.py").write_text("LR = 0.2  # search: log(1e-3, 1)\n")
+    keys = list(TunerAgent()._constants(tmp_path, ["a.py", "b.py"]))
+    assert keys == ["a.py:LR", "WIDTH", "b.py:LR"]
+
+
+def test_unknown_option_is_an_error():
+    with pytest.raises(ConfigError, match="nonsense"):
+        TunerAgent(nonsense=1)
+
+
+# -- the policy on a synthetic objective --------------------------------------------------
+
+SPACES = {
+    "ARCH": Space("choice", choices=("mlp", "cnn", "gru")),
+    "LR": Space("log", 1e-4, 1e-1),
+    "WIDTH": Space("int_log", 16, 1024),
+    "DROPOUT": Space("float", 0.0, 0.5),
+}
+BASE = {"ARCH": "mlp", "LR": 1e-3, "WIDTH": 64, "DROPOUT": 0.0}
+
+
+def noisy(params, rng):
+    value = toy_objective(params)
+    return None if value is None else value + rng.gauss(0, 0.003)
+
+
+def run_policy(seed, iterations):
+    rng = random.Random(seed)
+    policy = TunerPolicy(SPACES, "maximize", seed=seed)
+    best, best_value = dict(BASE), noisy(BASE, rng)
+    history, trace = [Observation(dict(best), best_value, "keep")], []
+    for i in range(1, iterations + 1):
+        s = policy.suggest(best, history, iteration=i)
+        value = noisy(s.params, rng)
+        keep = value is not None and value > best_value
+        status = "keep" if keep else "crash" if value is None else "discard"
+        history.append(Observation(s.params, value, status, dict(best), best_value))
+        if keep:
+            best, best_value = s.params, value
+        trace.append(toy_objective(best))
+    return trace
+
+
+def run_plain_tpe(seed, iterations):
+    rng = random.Random(seed)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.enqueue_trial(BASE)
+    best, best_value, trace = None, -math.inf, []
+    for i in range(iterations + 1):
+        trial = study.ask()
+        p = {"ARCH": trial.suggest_categorical("ARCH", ["mlp", "cnn", "gru"]),
+             "LR": trial.suggest_float("LR", 1e-4, 1e-1, log=True),
+             "WIDTH": trial.suggest_int("WIDTH", 16, 1024, log=True),
+             "DROPOUT": trial.suggest_float("DROPOUT", 0.0, 0.5)}
+        value = noisy(p, rng)
+        if value is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, value)
+            if value > best_value:
+                best, best_value = p, value
+        if i:
+            trace.append(toy_objective(best))
+    return trace
+
+
+def test_policy_beats_plain_tpe_on_a_synthetic_objective():
+    start = time.time()
+    seeds, iterations = range(6), 15
+    ours = [run_policy(s, iterations) for s in seeds]
+    plain = [run_plain_tpe(s, iterations) for s in seeds]
+    baseline = toy_objective(BASE)
+    for trace in ours:
+        assert trace[9] > baseline + 0.1  # found the cnn (a clear improvement) within 10 iterations
+    mean = lambda traces, k: sum(t[k] for t in traces) / len(traces)  # noqa: E731
+    for k in (4, 9, 14):
+        assert mean(ours, k) >= mean(plain, k)
+    assert time.time() - start < 10
