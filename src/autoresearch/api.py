@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+from autoresearch import outer
 from autoresearch.agents import create_agent
 from autoresearch.config import Task, load_task
 from autoresearch.errors import AutoresearchError
@@ -20,13 +21,18 @@ from autoresearch.store import STORE_DIR, RunStore
 
 
 def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, max_seconds: float | None = None,
-             max_crashes: int | None = None, seed: int = 0, say: Callable[[str], None] = print,
+             max_crashes: int | None = None, max_cost_usd: float | None = None, seed: int = 0,
+             evolve_program: bool = False, say: Callable[[str], None] = print,
              stop_event: threading.Event | None = None) -> list[Experiment]:
     """Run (or resume) the loop on a task; returns the experiments this call recorded."""
     task = load_task(task_dir)
     agent_impl = create_agent(agent or task.agent.kind, task, seed=seed)
     loop = Loop(task, tag, agent_impl, say=say, stop_event=stop_event)
-    return loop.run(Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes))
+    records = loop.run(Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,
+                              max_cost_usd=max_cost_usd))
+    if evolve_program:
+        say(f"proposed program: {outer.evolve_program(task, loop.store)} (program.md is unchanged)")
+    return records
 
 
 @dataclass

@@ -44,6 +44,8 @@ def run(
     agent: Optional[str] = typer.Option(None, "--agent", "-a", help="tuner | command (default: [agent] kind)."),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Stop starting new iterations after this long."),
     max_crashes: Optional[int] = typer.Option(None, "--max-crashes", help="Stop after this many crashes in a row."),
+    max_cost_usd: Optional[float] = typer.Option(None, "--max-cost-usd", help="Stop once the agent has cost this many dollars."),
+    evolve_program: bool = typer.Option(False, "--evolve-program", help="At the end, write program.proposed.md beside program.md."),
     seed: int = typer.Option(0, "--seed", help="Seed for the tuner agent."),
 ) -> None:
     """Run the research loop on a task (or resume it)."""
@@ -51,7 +53,8 @@ def run(
 
     stop = _stop_on_signals()
     records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
-                       max_crashes=max_crashes, seed=seed, say=console.print, stop_event=stop)
+                       max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
+                       evolve_program=evolve_program, say=console.print, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
 
 
@@ -104,6 +107,8 @@ def _print_status(s, last: int) -> None:
     base = t["baseline"]
     line = f"[bold]{s.store.branch}[/]  {t['iterations']} experiments: {t['keeps']} keep, {t['discards']} discard, {t['crashes']} crash"
     console.print(line)
+    if t["cost_usd"] or t["tokens"]:
+        console.print(f"agent cost: ${t['cost_usd']:.4f}, {t['tokens']:,} tokens")
     if best:
         gain = f"  ({best['value'] - base['value']:+.6f} vs baseline {base['value']:.6f})" if base else ""
         console.print(f"best {t['primary']} = {best['value']:.6f} at {best['commit'][:7]} (iteration {best['iteration']}): {best['description']}{gain}")

@@ -60,6 +60,11 @@ class AgentSection(_Section):
     kind: str = "tuner"
     command: str = ""
     timeout: float = Field(default=3600.0, gt=0)  # wall-clock limit of one agent call, seconds
+    recent: int = Field(default=10, ge=1)  # experiments shown in full in the prompt
+    prompt_budget: int = Field(default=24_000, ge=2_000)  # characters the prompt may take
+    memo_every: int = Field(default=5, ge=0)  # refresh the strategy memo every K iterations (0: never)
+    plateau: int = Field(default=5, ge=0)  # iterations without a keep that make a plateau (0: off)
+    max_fix_attempts: int = Field(default=2, ge=0)  # repairs of a crashed change before it is abandoned
 
     @model_validator(mode="after")
     def _command_needs_command(self):

@@ -21,7 +21,7 @@ from typing import Callable
 
 import psutil
 
-from autoresearch import guard, results_tsv
+from autoresearch import guard, outer, results_tsv
 from autoresearch.agents.base import Agent, Context
 from autoresearch.atomic import mirror, write_json, write_text
 from autoresearch.config import Task
@@ -47,6 +47,7 @@ class Limits:
     iterations: int
     max_seconds: float | None = None
     max_consecutive_crashes: int | None = None
+    max_cost_usd: float | None = None
 
 
 class Loop:
@@ -92,7 +93,8 @@ class Loop:
             git.checkout_new_branch(store.branch)
             store.create()
         prefix = git.prefix()
-        git.exclude([f"/{prefix}results.tsv", f"/{prefix}{STORE_DIR}/"])
+        git.exclude([f"/{prefix}{name}" for name in ("results.tsv", f"{STORE_DIR}/", "analysis_summary.json",
+                                                      "analysis_summary.md", "progress.png", "report.html")])
 
     def _require_clean(self) -> None:
         dirty = self.git.dirty_tracked()
@@ -153,6 +155,10 @@ class Loop:
                 if limits.max_seconds is not None and time.monotonic() - started >= limits.max_seconds:
                     self.say("time limit reached; stopping")
                     break
+                spent = sum(r.cost_usd for r in self.store.ledger.records)
+                if limits.max_cost_usd is not None and spent >= limits.max_cost_usd:
+                    self.say(f"cost limit reached: ${spent:.2f} of ${limits.max_cost_usd:.2f}; stopping")
+                    break
                 record = self._iteration(self.store.ledger.next_iteration())
                 done.append(record)
                 crashes = crashes + 1 if record.status is Status.CRASH else 0
@@ -186,7 +192,11 @@ class Loop:
             commit, changed = parent, []
         else:
             lines_before = total_code_lines(task.dir, task.editable)
-            proposal = self._propose(n, history, best, run_dir)
+            repair = outer.repair_target(history, self.agent, task.agent.max_fix_attempts)
+            if repair is not None:
+                # The agent repairs the crashed change itself, so the work tree holds that code.
+                git("checkout", "-q", repair.commit, "--", *task.editable)
+            proposal = self._propose(n, history, best, run_dir, repair)
             self._checkpoint()
             entries = [(code, p) for code, p in git.status() if p not in set(untracked)]
             changed = [p for _, p in entries]
@@ -216,8 +226,10 @@ class Loop:
                               metrics=metrics, result=result, memory_gb=memory_gb)
         return self._finish(record)
 
-    def _propose(self, n: int, history, best: Experiment, run_dir: Path) -> Proposal:
-        prompt = render_prompt(self.task, self.store.tag, n, history, best)
+    def _propose(self, n: int, history, best: Experiment, run_dir: Path, repair: Experiment | None) -> Proposal:
+        extras = outer.prompt_extras(self.task, self.store, history, repair)
+        prompt = render_prompt(self.task, self.store.tag, n, history, best, runs_dir=self.store.root / "runs",
+                               extras=extras, budget=self.task.agent.prompt_budget, recent=self.task.agent.recent)
         prompt_file = run_dir / "prompt.md"
         write_text(prompt_file, prompt, durable=False)
         context = Context(
@@ -227,7 +239,8 @@ class Loop:
             on_process_start=lambda pid: self._track(pid, "agent"),
         )
         try:
-            return self.agent.propose(context)
+            proposal = self.agent.propose(context)
+            return replace(proposal, data={**proposal.data, "repair_of": repair.iteration}) if repair else proposal
         except AutoresearchError as exc:
             return Proposal("agent failed", "", ok=False, error=str(exc))
         except Exception as exc:  # a bug in an agent must not end the night
@@ -324,6 +337,7 @@ class Loop:
             cost_usd=proposal.cost_usd, tokens=proposal.tokens, agent_data=proposal.data,
             changed_files=tuple(changed), content_hash=guard.content_hash(self.task.dir, self.task.editable),
             started_at=started, finished_at=time.time(),
+            repair_of=proposal.data.get("repair_of") if isinstance(proposal.data, dict) else None,
         )
 
     def _finish(self, record: Experiment) -> Experiment:
@@ -344,6 +358,7 @@ class Loop:
                 observer(self, record)
             except Exception as exc:  # a failing report must not end the night's experiments
                 self.say(f"warning: {getattr(observer, '__name__', observer)} failed: {type(exc).__name__}: {exc}")
+        outer.refresh_memo_if_due(self.task, self.store, self.agent, self.say)
         return record
 
     def _mirror_tsv(self) -> None:

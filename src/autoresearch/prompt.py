@@ -1,48 +1,100 @@
-"""Render the agent's prompt from a template file and plain data."""
+"""Render the agent's prompt from a template file and plain data, within a size budget."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import jinja2
 
-from autoresearch.decision import rounded
+from autoresearch.context import RECENT, fmt, view_history
 from autoresearch.records import Experiment
 
 TEMPLATES = Path(__file__).parent / "templates"
-RECENT = 10
+DEFAULT_BUDGET = 24_000  # characters; ~6k tokens, small next to what a coding agent reads itself
 
 
 @lru_cache(maxsize=None)
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True, autoescape=False,
+        keep_trailing_newline=True, autoescape=False, trim_blocks=False,
     )
 
 
-def _value(exp: Experiment, primary: str) -> str:
-    v = rounded(exp.metrics.get(primary))
-    return f"{v:.6f}" if v is not None else "-"
+def render(template: str, **data) -> str:
+    return _env().get_template(template).render(**data)
+
+
+@dataclass(frozen=True)
+class Extras:
+    """Optional sections: each is empty when it does not apply."""
+
+    memo: str = ""
+    hints: str = ""
+    plateau: int = 0
+    repair: dict | None = None
 
 
 def render_prompt(task, tag: str, iteration: int, history: Sequence[Experiment], best: Experiment,
-                  template: str = "prompt.md.j2") -> str:
+                  runs_dir: Path | None = None, extras: Extras = Extras(), budget: int = DEFAULT_BUDGET,
+                  recent: int = RECENT, interpreter: str | None = None) -> str:
+    """The worker prompt. Over `budget` characters, the oldest one-line entries go first,
+    then long explanations, log tails, memo and hints are cut, in that order."""
     program_path = task.dir / "program.md"
     program = program_path.read_text(encoding="utf-8") if program_path.is_file() else f"# Task in {task.dir.name}"
     primary = task.metrics.primary
-    recent = [
-        {"iteration": e.iteration, "commit": e.commit[:7], "value": _value(e, primary),
-         "status": e.status.value, "description": e.description.replace("|", "/")}
-        for e in history[-RECENT:]
-    ]
-    return _env().get_template(template).render(
+    view = view_history(history, best, primary, task.metrics.direction, runs_dir or task.dir, recent=recent)
+    data = dict(
         program=program.rstrip(), iteration=iteration, branch=f"autoresearch/{tag}",
         editable=task.editable, readonly=task.readonly, run_command=task.run, task_dir=str(task.dir),
-        interpreter=sys.executable, time_budget=f"{task.time_budget:g}", timeout=f"{task.timeout:g}",
-        direction=task.metrics.direction, primary=primary, best_value=_value(best, primary),
-        best_commit=best.commit[:7], best_iteration=best.iteration, recent=recent,
+        interpreter=interpreter or sys.executable, time_budget=f"{task.time_budget:g}", timeout=f"{task.timeout:g}",
+        direction=task.metrics.direction, primary=primary, best_value=fmt(best.metrics.get(primary)),
+        best_commit=best.commit[:7], best_iteration=best.iteration,
+        recent=view.recent, older=view.older, older_omitted=0, stats=view.stats,
+        memo=extras.memo.strip(), hints=extras.hints.strip(), plateau=extras.plateau, repair=extras.repair,
     )
+    text = render("prompt.md.j2", **data)
+    for shrink in _shrinkers(data):
+        if len(text) <= budget:
+            break
+        shrink(len(text) - budget)
+        text = render("prompt.md.j2", **data)
+    return text
+
+
+def _shrinkers(data: dict):
+    """Ways to make the prompt shorter, least valuable first."""
+
+    def drop_older(excess: int) -> None:
+        older = data["older"]
+        cut, freed = 0, 0
+        while cut < len(older) and freed < excess:
+            freed += len(older[cut]) + 1
+            cut += 1
+        data["older"] = older[cut:]
+        data["older_omitted"] += cut
+
+    def cut_field(key: str, limit: int):
+        def shrink(excess: int) -> None:
+            for e in data["recent"]:
+                if len(e[key]) > limit:
+                    e[key] = e[key][:limit].rstrip() + " [...]"
+        return shrink
+
+    def cut_text(key: str, limit: int):
+        def shrink(excess: int) -> None:
+            if len(data[key]) > limit:
+                data[key] = data[key][:limit].rstrip() + "\n[...]"
+        return shrink
+
+    def cut_program(excess: int) -> None:
+        keep = max(2000, len(data["program"]) - excess)
+        if keep < len(data["program"]):
+            data["program"] = data["program"][:keep].rstrip() + "\n[... program.md cut to fit the prompt budget]"
+
+    return [drop_older, cut_field("log_tail", 600), cut_field("explanation", 400), cut_text("hints", 2000),
+            cut_text("memo", 2000), cut_field("explanation", 150), cut_program]

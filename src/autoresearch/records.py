@@ -91,6 +91,7 @@ class Experiment:
     started_at: float = 0.0
     finished_at: float = 0.0
     worker: int | None = None
+    repair_of: int | None = None  # the crashed iteration this one repairs
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -1,0 +1,102 @@
+"""The outer loop's hooks into each iteration: crash repair, prompt extras, the memo."""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Sequence
+
+from autoresearch.atomic import write_text
+from autoresearch.context import RECENT, view_history
+from autoresearch.memo import plateau_length, rules_memo, should_refresh
+from autoresearch.prompt import Extras, render
+from autoresearch.records import Experiment, Status
+
+# Crashes that point at the change itself; timeouts, guards and agent failures do not.
+REPAIRABLE = ("exit_code", "nan", "no_metric", "syntax")
+ENVIRONMENT_HINTS = ("ModuleNotFoundError", "command not found", "No such file or directory: 'python",
+                     "CUDA driver", "libcuda", "cannot open shared object file")
+
+
+def memo_path(store):
+    return store.root / "strategy.md"
+
+
+def repair_target(history: Sequence[Experiment], agent, max_attempts: int) -> Experiment | None:
+    """The crashed experiment the next iteration should repair, if any (seed 004: fix the dumb
+    crash and re-run; abandon a broken idea after a few attempts)."""
+    if not history or max_attempts <= 0 or not getattr(agent, "repairs", True):
+        return None
+    last = history[-1]
+    if last.status is not Status.CRASH or last.commit == last.parent or not last.reason.startswith(REPAIRABLE):
+        return None
+    if any(hint in last.reason for hint in ENVIRONMENT_HINTS):
+        return None  # the setup failed, not the idea: "fix your code" would send the agent astray
+    root = last.repair_of if last.repair_of is not None else last.iteration
+    attempts = sum(1 for e in history if e.repair_of == root)
+    return last if attempts < max_attempts else None
+
+
+def prompt_extras(task, store, history: Sequence[Experiment], repair: Experiment | None) -> Extras:
+    memo_file = memo_path(store)
+    memo = memo_file.read_text(encoding="utf-8") if memo_file.is_file() else ""
+    plateau = plateau_length(history)
+    repair_data = None
+    if repair is not None:
+        from autoresearch.context import log_tail
+        root = repair.repair_of if repair.repair_of is not None else repair.iteration
+        repair_data = {
+            "iteration": repair.iteration, "description": repair.description, "reason": repair.reason,
+            "log_tail": log_tail(store.root / "runs" / f"{repair.iteration:04d}", 40),
+            "attempt": 1 + sum(1 for e in history if e.repair_of == root),
+            "max_attempts": task.agent.max_fix_attempts,
+        }
+    return Extras(memo=memo, hints=_hints(task, store), repair=repair_data,
+                  plateau=plateau if task.agent.plateau and plateau >= task.agent.plateau else 0)
+
+
+def _hints(task, store) -> str:
+    """The analysis summary's hints, when the analysis has run."""
+    for path in (store.root / "analysis_summary.json", task.dir / "analysis_summary.json"):
+        if path.is_file():
+            try:
+                from autoresearch.analysis.summary import summary_hints
+                return summary_hints(json.loads(path.read_text()))
+            except Exception:  # an old or partial summary must not block the experiment
+                return ""
+    return ""
+
+
+def refresh_memo_if_due(task, store, agent, say: Callable[[str], None]) -> bool:
+    history = store.ledger.records
+    if not should_refresh(history, task.agent.memo_every, task.agent.plateau):
+        return False
+    primary, direction = task.metrics.primary, task.metrics.direction
+    rules = rules_memo(history, primary, direction, task.agent.plateau or 5)
+    memo = rules
+    writer = getattr(agent, "write_memo", None)
+    if writer is not None:
+        best = next(e for e in reversed(history) if e.status is Status.KEEP)
+        view = view_history(history, best, primary, direction, store.root / "runs", recent=RECENT)
+        old = memo_path(store).read_text() if memo_path(store).is_file() else ""
+        program = (task.dir / "program.md").read_text() if (task.dir / "program.md").is_file() else ""
+        request = render("memo.md.j2", editable=task.editable, direction=direction, primary=primary,
+                         program=program[:6000], memo=old, rules=rules, recent=view.recent)
+        try:
+            written = writer(request)
+            memo = written.strip() + "\n" if written and written.strip() else rules
+        except Exception as exc:  # fall back to the rules: the loop goes on
+            say(f"warning: the agent could not write the strategy memo ({exc}); using the rules-based one")
+    write_text(memo_path(store), memo)
+    return True
+
+
+def evolve_program(task, store) -> str:
+    """Write program.proposed.md beside program.md: the program plus the memo's lessons.
+    program.md itself is never edited without the user asking."""
+    program_path = task.dir / "program.md"
+    program = program_path.read_text(encoding="utf-8") if program_path.is_file() else ""
+    memo = memo_path(store).read_text(encoding="utf-8") if memo_path(store).is_file() else rules_memo(
+        store.ledger.records, task.metrics.primary, task.metrics.direction)
+    proposed = task.dir / "program.proposed.md"
+    write_text(proposed, f"{program.rstrip()}\n\n## Lessons from run {store.tag} (proposed; review before adopting)\n\n{memo}")
+    return str(proposed)
