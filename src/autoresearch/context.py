@@ -60,11 +60,14 @@ def view_history(history: Sequence[Experiment], best: Experiment, primary: str, 
     view = HistoryView()
     newest, older = list(history[-recent:]), list(history[:-recent] if len(history) > recent else [])
     for e in newest:
+        explanation = e.explanation.strip()
+        if first_line(explanation) == first_line(e.description):  # the description is its first line
+            explanation = explanation.split("\n", 1)[1].strip() if "\n" in explanation else ""
         view.recent.append({
             "iteration": e.iteration, "commit": e.commit[:7], "status": e.status.value,
             "value": fmt(e.metrics.get(primary)) if e.status is not Status.CRASH else "-",
             "delta": delta(e, best, primary), "description": first_line(e.description),
-            "explanation": e.explanation.strip()[:EXPLANATION_CHARS],
+            "explanation": explanation[:EXPLANATION_CHARS],
             "metrics": ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in sorted(e.metrics.items())
                                  if isinstance(v, (int, float, str)))[:400],
             "reason": e.reason,
@@ -82,6 +85,8 @@ def aggregate(history: Sequence[Experiment], primary: str, direction: str) -> di
     agent_runs = [e for e in history if e.iteration > 0]
     keeps = sum(1 for e in agent_runs if e.status is Status.KEEP)
     best_over_time = [f"#{e.iteration}: {fmt(e.metrics.get(primary))}" for e in history if e.status is Status.KEEP]
+    if len(best_over_time) > 9:  # the start and the recent climb tell the story; keep the line short
+        best_over_time = [best_over_time[0], "...", *best_over_time[-8:]]
     last_keep = max((e.iteration for e in history if e.status is Status.KEEP), default=0)
     last = history[-1].iteration if history else 0
     return {

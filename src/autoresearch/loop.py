@@ -240,7 +240,10 @@ class Loop:
         )
         try:
             proposal = self.agent.propose(context)
-            return replace(proposal, data={**proposal.data, "repair_of": repair.iteration}) if repair else proposal
+            if repair is None:
+                return proposal
+            root = repair.repair_of if repair.repair_of is not None else repair.iteration  # the change being repaired
+            return replace(proposal, data={**proposal.data, "repair_of": root})
         except AutoresearchError as exc:
             return Proposal("agent failed", "", ok=False, error=str(exc))
         except Exception as exc:  # a bug in an agent must not end the night
