@@ -11,14 +11,20 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from autoresearch.errors import AutoresearchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Autonomous ML research loops: an agent edits, the metric decides, nothing is lost.")
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def say(text: str) -> None:
+    """Loop messages are plain text: descriptions from agents may contain [brackets]."""
+    console.print(text, markup=False)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -54,7 +60,7 @@ def run(
     stop = _stop_on_signals()
     records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
                        max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
-                       evolve_program=evolve_program, say=console.print, stop_event=stop)
+                       evolve_program=evolve_program, say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
 
 
@@ -88,7 +94,7 @@ def demo(
     task_dir = copy_example("mnist1d", directory, time_budget=budget)
     console.print(f"task: {task_dir}  (MNIST-1D, generated locally; agent: tuner)")
     stop = _stop_on_signals()
-    records = run_loop(task_dir, tag, iterations=iterations, agent="tuner", say=console.print, stop_event=stop)
+    records = run_loop(task_dir, tag, iterations=iterations, agent="tuner", say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
 
 
@@ -111,7 +117,7 @@ def _print_status(s, last: int) -> None:
         console.print(f"agent cost: ${t['cost_usd']:.4f}, {t['tokens']:,} tokens")
     if best:
         gain = f"  ({best['value'] - base['value']:+.6f} vs baseline {base['value']:.6f})" if base else ""
-        console.print(f"best {t['primary']} = {best['value']:.6f} at {best['commit'][:7]} (iteration {best['iteration']}): {best['description']}{gain}")
+        console.print(f"best {t['primary']} = {best['value']:.6f} at {best['commit'][:7]} (iteration {best['iteration']}): {escape(best['description'])}{gain}")
     if last:
         table = Table(show_edge=False, pad_edge=False)
         for col in ("#", "commit", t["primary"], "status", "description"):
@@ -120,7 +126,7 @@ def _print_status(s, last: int) -> None:
         for r in s.records[-last:]:
             v = r.metrics.get(t["primary"])
             shown = f"{v:.6f}" if isinstance(v, float) and r.status.value != "crash" else "-"
-            desc = r.description + (f"  [dim]({r.reason})[/]" if r.status.value == "crash" else "")
+            desc = escape(r.description) + (f"  [dim]({escape(r.reason)})[/]" if r.status.value == "crash" else "")
             table.add_row(str(r.iteration), r.commit[:7], shown, f"[{colors[r.status.value]}]{r.status.value}[/]", desc)
         console.print(table)
 
@@ -134,7 +140,7 @@ def main() -> None:
     try:
         app()
     except AutoresearchError as exc:
-        err_console.print(f"[red]error:[/] {exc}")
+        err_console.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[red]aborted[/]")
