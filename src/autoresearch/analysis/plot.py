@@ -1,0 +1,200 @@
+"""The progress plot (every experiment, keeps labelled, running best) and learning-curve plots.
+
+Both write PNGs with matplotlib's Agg backend: no display, no GUI toolkit, safe in a loop
+that runs overnight on a headless box.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from autoresearch.analysis.curves import load_curve, series_names, x_key
+from autoresearch.records import Experiment, Status
+
+LABEL_CHARS = 38
+GREY, GREEN, DARK_GREEN, RED = "#9aa0a6", "#1e9e4a", "#0b6b2e", "#c0392b"
+
+
+@dataclass(frozen=True)
+class YRange:
+    """The zoomed y window and the points that fall outside it on the bad side."""
+
+    low: float
+    high: float
+    clipped: tuple[tuple[int, float], ...]  # (iteration, value) of points drawn at the edge
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # before pyplot: never try to open a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def primary_value(record: Experiment, primary: str) -> float | None:
+    value = record.metrics.get(primary)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def zoom(points: Sequence[tuple[int, float, bool]], maximize: bool) -> YRange:
+    """A y window from a bit on the bad side of the baseline to a bit past the best.
+
+    `points` are (iteration, value, kept). The window is sized by the baseline-to-best span, so
+    one diverged run cannot squash the frontier into a flat line; discards worse than the
+    window are clipped to its edge and reported, never silently dropped.
+    """
+    values = [v for _, v, _ in points]
+    keeps = [v for _, v, kept in points if kept] or values[:1]
+    sign = 1.0 if maximize else -1.0  # work in "higher is better" units
+    baseline, best = sign * keeps[0], max(sign * v for v in keeps)
+    # How far each point falls short of the baseline (0 when it does not).
+    shortfall = sorted(max(0.0, baseline - sign * v) for v in values)
+    span = best - baseline
+    if span <= 0:  # nothing beat the baseline: size the window by the discards themselves
+        worse = [d for d in shortfall if d > 0]
+        span = worse[len(worse) // 2] if worse else max(abs(baseline) * 0.01, 1e-9)
+    # Show the bulk of the points (75th percentile of the shortfall), but never more than 3 spans.
+    typical = shortfall[int(0.75 * (len(shortfall) - 1))]
+    bad_edge = baseline - min(max(span, typical), 3 * span)
+    good_edge = max(sign * v for v in values)
+    pad = 0.08 * (good_edge - bad_edge)
+    # Extra room on the good side: the keeps' labels sit above (maximize) their points.
+    low, high = bad_edge - pad, good_edge + 3 * pad
+    clipped = tuple((i, v) for i, v, _ in points if sign * v < low)
+    if not maximize:
+        low, high = -high, -low
+    return YRange(low, high, clipped)
+
+
+def shorten(text: str, limit: int = LABEL_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def plot_progress(task, store, path: str | Path, records: Sequence[Experiment] | None = None) -> Path:
+    """Write the progress plot of a run to `path` (PNG) and return the path."""
+    plt = _pyplot()
+    primary, direction = task.metrics.primary, task.metrics.direction
+    maximize = direction == "maximize"
+    records = list(store.ledger.records if records is None else records)
+    points = [(r.iteration, v, r.status is Status.KEEP) for r in records
+              if r.status is not Status.CRASH and (v := primary_value(r, primary)) is not None]
+    crashes = sum(1 for r in records if r.status is Status.CRASH)
+
+    fig, ax = plt.subplots(figsize=(12, 6), dpi=110)
+    kept = [(i, v) for i, v, k in points if k]
+    title = f"{primary} ({direction}): {len(records)} experiments, {len(kept)} kept"
+    ax.set_title(title + (f", {crashes} crashed (not shown)" if crashes else ""), fontsize=12)
+    ax.set_xlabel("experiment #")
+    ax.set_ylabel(f"{primary} ({'higher' if maximize else 'lower'} is better)")
+    ax.grid(True, color="#e5e5e5", linewidth=0.6)
+    if not points:
+        ax.text(0.5, 0.5, "no finished experiment with a numeric " + primary, ha="center", va="center",
+                transform=ax.transAxes, color=GREY)
+        return _save(fig, path)
+
+    window = zoom(points, maximize)
+    clipped = {i for i, _ in window.clipped}
+    shown = [(i, v) for i, v, k in points if not k and i not in clipped]
+    ax.scatter([i for i, _ in shown], [v for _, v in shown], s=14, color=GREY, alpha=0.7,
+               label="discard", zorder=2)
+    if window.clipped:
+        # Drawn just inside the bad edge, with the true value beside it.
+        inset = 0.015 * (window.high - window.low)
+        edge = window.low + inset if maximize else window.high - inset
+        ax.scatter([i for i, _ in window.clipped], [edge] * len(window.clipped), s=30, color=GREY,
+                   marker="v" if maximize else "^", zorder=2,
+                   label=f"discard off the scale ({len(window.clipped)})")
+        for i, v in window.clipped:
+            ax.annotate(f"{v:.4g}", (i, edge), xytext=(5, 0), textcoords="offset points", fontsize=7,
+                        color=GREY, va="center")
+    ax.scatter([i for i, _ in kept], [v for _, v in kept], s=46, color=GREEN, edgecolor=DARK_GREEN,
+               label="keep", zorder=4)
+    last = max(i for i, _, _ in points)
+    steps_x = [i for i, _ in kept] + [last]
+    steps_y = [v for _, v in kept] + [kept[-1][1]] if kept else []
+    if kept:
+        ax.step(steps_x, steps_y, where="post", color=DARK_GREEN, linewidth=1.6, alpha=0.8,
+                label="running best", zorder=3)
+    by_iteration = {r.iteration: r for r in records}
+    for i, v in kept:
+        # On the good side of the point, where the step line never runs; slanted so that
+        # labels of keeps a few experiments apart do not overwrite each other.
+        ax.annotate(shorten(by_iteration[i].description), (i, v), xytext=(4, 7 if maximize else -7),
+                    textcoords="offset points", fontsize=7.5, color=DARK_GREEN, rotation=12 if maximize else -12,
+                    rotation_mode="anchor", va="bottom" if maximize else "top", zorder=5, clip_on=True)
+    ax.set_ylim(window.low, window.high)
+    first = min(i for i, _, _ in points)
+    ax.set_xlim(first - 0.5, last + max(1.5, 0.18 * (last - first + 1)))  # room for the last label
+    ax.legend(loc="lower right" if maximize else "upper right", fontsize=8, framealpha=0.9)
+    return _save(fig, path)
+
+
+def plot_curves(store, iterations: Sequence[int], path: str | Path, records=None) -> Path | None:
+    """Learning curves of the chosen runs, one panel per quantity; None when no run has a curve."""
+    plt = _pyplot()
+    by_iteration = {r.iteration: r for r in (store.ledger.records if records is None else records)}
+    curves = {}
+    for i in iterations:
+        curve = load_curve(store.root / "runs" / f"{i:04d}")
+        if curve:
+            curves[i] = curve
+    if not curves:
+        return None
+    names: dict[str, None] = {}
+    for curve in curves.values():
+        names.update(dict.fromkeys(series_names(curve)))
+    panels = _panels(list(names))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), dpi=100, squeeze=False)
+    for ax, (title, members) in zip(axes[0], panels):
+        ax.set_title(title, fontsize=11)
+        ax.grid(True, color="#e5e5e5", linewidth=0.6)
+        for n, (i, curve) in enumerate(curves.items()):
+            color = plt.cm.tab10(n % 10)
+            key = x_key(curve)
+            ax.set_xlabel(key or "point")
+            for name in members:
+                xs = [p.get(key, k) if key else k for k, p in enumerate(curve) if name in p]
+                ys = [p[name] for p in curve if name in p]
+                if ys:
+                    style = "--" if name.startswith("train") else "-"
+                    record = by_iteration.get(i)
+                    label = f"#{i} {shorten(record.description, 24) if record else ''} {name}"
+                    ax.plot(xs, ys, style, color=color, linewidth=1.4, label=label)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _panels(names: list[str]) -> list[tuple[str, list[str]]]:
+    """Losses together, accuracies together, everything else in one panel."""
+    groups: dict[str, list[str]] = {"loss": [], "accuracy": [], "other": []}
+    for name in names:
+        low = name.lower()
+        group = "loss" if "loss" in low else "accuracy" if "acc" in low else "other"
+        groups[group].append(name)
+    return [(title, members) for title, members in groups.items() if members]
+
+
+def _save(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside and renamed: a viewer refreshing mid-night never sees half a PNG.
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.tight_layout()
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path

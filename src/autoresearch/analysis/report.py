@@ -1,0 +1,281 @@
+"""`report.html`: the night's story in one self-contained file a person can open or send.
+
+Everything is inline (CSS, plots as base64 PNG) and a Content-Security-Policy forbids any
+network load, so the file reads the same offline, attached to a mail, or years later.
+Descriptions, explanations and diffs are written by agents: the template escapes all of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import math
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from autoresearch.analysis.plot import plot_curves, plot_progress, primary_value
+from autoresearch.analysis.references import load_references
+from autoresearch.atomic import write_text
+from autoresearch.records import Experiment, Status
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+MAX_DIFF_CHARS = 30_000  # per experiment: a rewritten 5,000-line file would bury the page
+MAX_LOG_TAIL_CHARS = 4_000
+
+
+@lru_cache(maxsize=None)
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = fmt
+    env.filters["signed"] = lambda v: "" if v is None else ("+" if v >= 0 else "") + fmt(v)
+    return env
+
+
+def fmt(value: Any) -> str:
+    """Numbers as a person reads them: 6 significant digits, no float noise."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.6g}"
+    return str(value)
+
+
+def write_report(task, store, path: str | Path | None = None) -> Path:
+    """Write `report.html` for a run (default: in the run store) and return its path."""
+    path = Path(path) if path is not None else store.root / "report.html"
+    html = render_report(task, store)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, html, durable=False)
+    return path
+
+
+def render_report(task, store) -> str:
+    records = list(store.ledger.records)
+    primary, maximize = task.metrics.primary, task.metrics.direction == "maximize"
+    with tempfile.TemporaryDirectory() as tmp:
+        progress = _data_uri(plot_progress(task, store, Path(tmp) / "progress.png", records))
+        chosen = _curve_runs(records)
+        curves_png = plot_curves(store, chosen, Path(tmp) / "curves.png", records) if chosen else None
+        curves = _data_uri(curves_png) if curves_png else None
+    references = load_references(task.dir, task.path)
+    best = next((r for r in reversed(records) if r.status is Status.KEEP), None)
+    context = {
+        "title": f"{task.dir.name} / {store.tag}",
+        "generated": time.strftime("%Y-%m-%d %H:%M"),
+        "task": {"dir": str(task.dir), "run": task.run, "editable": ", ".join(task.editable),
+                 "time_budget": task.time_budget},
+        "branch": store.branch, "primary": primary, "direction": task.metrics.direction,
+        "summary": _summary(records, primary, maximize),
+        "progress_png": progress, "curves_png": curves, "curve_runs": chosen,
+        "frontier": frontier(records, primary),
+        "experiments": [_experiment(r, store, primary, maximize, best_before)
+                        for r, best_before in _with_best_before(records, primary)],
+        "references": _references_view(references, best.metrics if best else {}),
+        "analysis": _analysis_view(task, store),
+        "cost": _cost(records),
+    }
+    return _env().get_template("report.html.j2").render(**context)
+
+
+def frontier(records: list[Experiment], primary: str) -> list[dict]:
+    """Every keep in order, with its gain over the keep before it."""
+    rows, previous = [], None
+    for r in records:
+        if r.status is not Status.KEEP:
+            continue
+        value = primary_value(r, primary)
+        gain = value - previous if value is not None and previous is not None else None
+        rows.append({"iteration": r.iteration, "commit": r.commit[:7], "value": value, "gain": gain,
+                     "description": r.description})
+        previous = value if value is not None else previous
+    return rows
+
+
+def _summary(records: list[Experiment], primary: str, maximize: bool) -> dict:
+    keeps = [r for r in records if r.status is Status.KEEP]
+    count = {s: sum(1 for r in records if r.status is s) for s in Status}
+    base, best = (keeps[0], keeps[-1]) if keeps else (None, None)
+    base_v = primary_value(base, primary) if base else None
+    best_v = primary_value(best, primary) if best else None
+    gain = best_v - base_v if base_v is not None and best_v is not None else None
+    starts = [r.started_at for r in records if r.started_at]
+    ends = [r.finished_at for r in records if r.finished_at]
+    frontier_rows = frontier(records, primary)
+    biggest = max((f for f in frontier_rows[1:] if f["gain"] is not None),
+                  key=lambda f: f["gain"] if maximize else -f["gain"], default=None)
+    return {
+        "count": len(records), "keeps": count[Status.KEEP], "discards": count[Status.DISCARD],
+        "crashes": count[Status.CRASH], "base": base, "best": best, "base_value": base_v,
+        "best_value": best_v, "gain": gain,
+        "gain_pct": 100 * gain / abs(base_v) if gain is not None and base_v else None,
+        "improvements": max(0, len(keeps) - 1), "biggest": biggest,
+        "hours": (max(ends) - min(starts)) / 3600 if starts and ends else None,
+        "train_hours": sum(r.wall_seconds for r in records) / 3600,
+        "cost_usd": sum(r.cost_usd for r in records), "tokens": sum(r.tokens for r in records),
+    }
+
+
+def _with_best_before(records: list[Experiment], primary: str):
+    best = None
+    for r in records:
+        yield r, best
+        if r.status is Status.KEEP:
+            best = primary_value(r, primary)
+
+
+def _experiment(r: Experiment, store, primary: str, maximize: bool, best_before: float | None) -> dict:
+    run_dir = store.root / "runs" / f"{r.iteration:04d}"
+    value = primary_value(r, primary) if r.status is not Status.CRASH else None
+    delta = value - best_before if value is not None and best_before is not None else None
+    return {
+        "iteration": r.iteration, "status": r.status.value, "commit": r.commit[:7], "parent": r.parent[:7],
+        "description": r.description, "explanation": r.explanation, "reason": r.reason,
+        "value": value, "delta": delta,
+        "better": delta is not None and (delta > 0 if maximize else delta < 0),
+        "metrics": {k: v for k, v in r.metrics.items() if not isinstance(v, (dict, list))},
+        "memory_gb": r.memory_gb, "wall_seconds": r.wall_seconds, "cost_usd": r.cost_usd, "tokens": r.tokens,
+        "agent": r.agent, "changed_files": ", ".join(r.changed_files),
+        "diff": _diff_lines(run_dir / "diff.patch"),
+        "log_tail": _tail(run_dir / "log.txt") if r.status is Status.CRASH else "",
+        "meta": _meta(run_dir / "meta.json"),
+    }
+
+
+def _diff_lines(path: Path) -> list[tuple[str, str]]:
+    """(css class, line) pairs, so additions and removals can be coloured after escaping."""
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    cut = len(text) > MAX_DIFF_CHARS
+    lines = []
+    for line in text[:MAX_DIFF_CHARS].splitlines():
+        kind = "hunk" if line.startswith("@@") else "file" if line.startswith(("diff ", "+++", "---", "index ")) \
+            else "add" if line.startswith("+") else "del" if line.startswith("-") else ""
+        lines.append((kind, line))
+    if cut:
+        lines.append(("hunk", f"... diff cut at {MAX_DIFF_CHARS:,} characters; full diff in {path}"))
+    return lines
+
+
+def _tail(path: Path) -> str:
+    if not path.is_file():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - MAX_LOG_TAIL_CHARS))
+        return fh.read().decode("utf-8", errors="replace")
+
+
+def _meta(path: Path) -> dict:
+    """The per-run meta-analysis, flattened to scalars and short lists for a compact view."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(meta, dict):
+        return {}
+    out = {}
+    for key, value in meta.items():
+        if isinstance(value, dict):  # one level down: convergence.slope, overfit.turn_epoch, ...
+            for sub, v in value.items():
+                if isinstance(v, (str, int, float, bool)):
+                    out[f"{key}.{sub}"] = v
+        elif isinstance(value, list):
+            texts = [v.get("text", "") if isinstance(v, dict) else fmt(v) for v in value]
+            if any(texts):
+                out[key] = "; ".join(t for t in texts if t)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def _curve_runs(records: list[Experiment]) -> list[int]:
+    """Baseline and best: the two curves that tell how training itself changed overnight."""
+    keeps = [r.iteration for r in records if r.status is Status.KEEP]
+    return list(dict.fromkeys([keeps[0], keeps[-1]])) if keeps else []
+
+
+def _references_view(references, metrics: dict) -> dict | None:
+    if references is None:
+        return None
+    items = []
+    for ref in references.references:
+        differences = references.differences(ref)
+        items.append({"name": ref.name, "source": ref.source, "comparisons": references.compare(ref, metrics),
+                      "differences": differences, "protocol": ref.protocol})
+    return {"path": str(references.path), "ours": references.protocol, "items": items,
+            "any_difference": any(i["differences"] for i in items)}
+
+
+def _analysis_view(task, store) -> dict | None:
+    """The analysis summary (axes, near misses, plateau, hints) when that module is present."""
+    summary = None
+    try:
+        # import_module, not `from ... import`: it honours sys.modules, where tests put a fake.
+        summary = importlib.import_module("autoresearch.analysis.summary").summarize(task, store)
+    except Exception:  # an optional module that is missing or broken must not cost the report
+        for candidate in (store.root / "analysis_summary.json", task.dir / "analysis_summary.json"):
+            try:
+                summary = json.loads(candidate.read_text())
+                break
+            except (OSError, ValueError):
+                continue
+    if not isinstance(summary, dict):
+        return None
+    sections = []
+    for key in ("axes", "near_misses", "losing_regions", "plateau", "noise_floor", "warnings", "hints"):
+        table = _as_table(summary.get(key))
+        if table:
+            sections.append({"title": key.replace("_", " "), **table})
+    return {"sections": sections} if sections else None
+
+
+def _as_table(value: Any) -> dict | None:
+    """Any list of dicts, dict of dicts, dict of scalars or list of strings, as header + rows."""
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        value = [{"name": k, **v} for k, v in value.items()]
+    if isinstance(value, dict) and value:
+        return {"header": ["", ""], "rows": [[k, _cell(v)] for k, v in value.items()]}
+    if isinstance(value, list) and value:
+        if all(isinstance(v, dict) and "text" in v for v in value):  # hints, suggestions: the text says it all
+            return {"header": [], "rows": [[_cell(v["text"])] for v in value]}
+        if all(isinstance(v, dict) for v in value):
+            header = list(dict.fromkeys(k for row in value for k in row))
+            return {"header": header, "rows": [[_cell(row.get(k)) for k in header] for row in value]}
+        return {"header": [], "rows": [[_cell(v)] for v in value]}
+    return None
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
+    return fmt(value)
+
+
+def _cost(records: list[Experiment]) -> dict:
+    total, tokens = sum(r.cost_usd for r in records), sum(r.tokens for r in records)
+    agents: dict[str, dict] = {}
+    for r in records:
+        a = agents.setdefault(r.agent or "-", {"runs": 0, "cost_usd": 0.0, "tokens": 0})
+        a["runs"] += 1
+        a["cost_usd"] += r.cost_usd
+        a["tokens"] += r.tokens
+    improvements = max(0, sum(1 for r in records if r.status is Status.KEEP) - 1)
+    return {"total_usd": total, "tokens": tokens, "per_iteration_usd": total / len(records) if records else 0.0,
+            "per_keep_usd": total / improvements if improvements else None, "agents": agents}
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")

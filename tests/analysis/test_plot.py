@@ -1,0 +1,61 @@
+import matplotlib.image as mpimg
+import pytest
+
+from autoresearch.analysis.curves import load_curve, parse_log
+from autoresearch.analysis.plot import plot_curves, plot_progress, zoom
+from nights import build_night
+
+
+@pytest.fixture
+def night(tmp_path):
+    return build_night(tmp_path / "task")
+
+
+def test_zoom_clips_one_diverged_discard_but_keeps_the_frontier():
+    points = [(0, 0.70, True), (1, 0.78, True), (2, 0.76, False), (3, 0.10, False), (5, 0.91, True), (7, 0.93, True)]
+    window = zoom(points, maximize=True)
+    assert window.low < 0.70 and window.high > 0.93
+    assert window.low > 0.4  # not squashed down to the diverged run
+    assert window.clipped == ((3, 0.10),)
+
+
+def test_zoom_for_minimize_clips_on_the_high_side():
+    points = [(0, 1.00, True), (1, 0.98, True), (2, 0.99, False), (3, 9.0, False), (4, 0.97, True)]
+    window = zoom(points, maximize=False)
+    assert window.low < 0.97 and 1.0 < window.high < 1.2
+    assert window.clipped == ((3, 9.0),)
+
+
+def test_zoom_without_any_improvement_still_has_a_window():
+    window = zoom([(0, 0.5, True), (1, 0.4, False), (2, 0.45, False)], maximize=True)
+    assert window.low < 0.4 < 0.5 < window.high and not window.clipped
+
+
+def test_progress_plot_is_a_real_png(night, tmp_path):
+    task, store = night
+    path = plot_progress(task, store, tmp_path / "out" / "progress.png")
+    image = mpimg.imread(path)
+    assert image.shape[0] > 400 and image.shape[1] > 800
+    assert image.std() > 0.05  # not a blank canvas
+
+
+def test_progress_plot_of_an_empty_run(night, tmp_path):
+    task, store = night
+    path = plot_progress(task, store, tmp_path / "empty.png", records=[])
+    assert mpimg.imread(path).shape[0] > 0
+
+
+def test_curves_from_jsonl_and_from_log_lines(night, tmp_path):
+    task, store = night
+    assert load_curve(store.root / "runs" / "0001")[0] == {"epoch": 1.0, "train_loss": 1.5, "val_loss": 1.61,
+                                                           "val_acc": pytest.approx(0.39)}
+    from_log = load_curve(store.root / "runs" / "0000")  # no metrics.jsonl: the epoch lines of log.txt
+    assert [p["epoch"] for p in from_log] == [1, 2, 3, 4, 5]
+    assert from_log[0] == {"epoch": 1.0, "loss": 2.0, "train_acc": 0.54, "val_acc": 0.49}
+    assert plot_curves(store, [0, 1, 7], tmp_path / "curves.png").is_file()
+    assert plot_curves(store, [99], tmp_path / "none.png") is None  # no such run: nothing to draw
+
+
+def test_parse_log_understands_common_epoch_line_styles():
+    text = "Epoch 2/10: train_loss=1.5, val/loss: 1.7 acc 45.2%\nstep 3 loss 1\n---\nval_acc: 0.5\n"
+    assert parse_log(text) == [{"epoch": 2.0, "train_loss": 1.5, "val/loss": 1.7, "acc": 45.2}]
