@@ -18,20 +18,29 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Experiment, Status
 from autoresearch.store import STORE_DIR, RunStore
+from autoresearch.workers import parse_slots, run_workers
 
 
 def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, max_seconds: float | None = None,
              max_crashes: int | None = None, max_cost_usd: float | None = None, seed: int = 0,
-             evolve_program: bool = False, say: Callable[[str], None] = print,
-             stop_event: threading.Event | None = None) -> list[Experiment]:
-    """Run (or resume) the loop on a task; returns the experiments this call recorded."""
+             evolve_program: bool = False, gpus: str | None = None, workers: int | None = None,
+             say: Callable[[str], None] = print, stop_event: threading.Event | None = None) -> list[Experiment]:
+    """Run (or resume) the loop on a task; returns the experiments this call recorded.
+
+    `gpus="0,1"` or `workers=N` (N > 1) runs one worker per slot, sharing one ledger."""
     task = load_task(task_dir)
-    agent_impl = create_agent(agent or task.agent.kind, task, seed=seed)
-    loop = Loop(task, tag, agent_impl, say=say, stop_event=stop_event)
-    records = loop.run(Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,
-                              max_cost_usd=max_cost_usd))
+    kind = agent or task.agent.kind
+    limits = Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,
+                    max_cost_usd=max_cost_usd)
+    if gpus or (workers or 1) > 1:
+        slots = parse_slots(gpus, workers)
+        make_agent = lambda i: create_agent(kind, task, seed=seed + i)  # noqa: E731
+        records = run_workers(task, tag, make_agent, slots, limits, say=say, stop_event=stop_event)
+    else:
+        loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event)
+        records = loop.run(limits)
     if evolve_program:
-        say(f"proposed program: {outer.evolve_program(task, loop.store)} (program.md is unchanged)")
+        say(f"proposed program: {outer.evolve_program(task, RunStore(task.dir, tag))} (program.md is unchanged)")
     return records
 
 
@@ -58,6 +67,8 @@ class RunStatus:
             "direction": self.task.metrics.direction, "iterations": len(self.records),
             "keeps": count(Status.KEEP), "discards": count(Status.DISCARD), "crashes": count(Status.CRASH),
             "best": brief(best), "baseline": brief(base),
+            "workers": {f"w{w}": sum(1 for r in self.records if r.worker == w)
+                        for w in sorted({r.worker for r in self.records if r.worker is not None})},
             "cost_usd": round(sum(r.cost_usd for r in self.records), 6),
             "tokens": sum(r.tokens for r in self.records),
         }

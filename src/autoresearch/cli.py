@@ -52,6 +52,8 @@ def run(
     max_crashes: Optional[int] = typer.Option(None, "--max-crashes", help="Stop after this many crashes in a row."),
     max_cost_usd: Optional[float] = typer.Option(None, "--max-cost-usd", help="Stop once the agent has cost this many dollars."),
     evolve_program: bool = typer.Option(False, "--evolve-program", help="At the end, write program.proposed.md beside program.md."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="One worker per GPU, e.g. 0,1,2,3 (each run sees only its GPU)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Workers on a CPU machine (one per slot)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the tuner agent."),
 ) -> None:
     """Run the research loop on a task (or resume it)."""
@@ -60,7 +62,7 @@ def run(
     stop = _stop_on_signals()
     records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
                        max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
-                       evolve_program=evolve_program, say=say, stop_event=stop)
+                       evolve_program=evolve_program, gpus=gpus, workers=workers, say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
 
 
@@ -113,6 +115,8 @@ def _print_status(s, last: int) -> None:
     base = t["baseline"]
     line = f"[bold]{s.store.branch}[/]  {t['iterations']} experiments: {t['keeps']} keep, {t['discards']} discard, {t['crashes']} crash"
     console.print(line)
+    if t["workers"]:
+        console.print("workers: " + ", ".join(f"{w} {n} experiments" for w, n in t["workers"].items()))
     if t["cost_usd"] or t["tokens"]:
         console.print(f"agent cost: ${t['cost_usd']:.4f}, {t['tokens']:,} tokens")
     if best:

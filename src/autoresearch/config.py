@@ -2,11 +2,18 @@
 
 Loaded once, validated with pydantic, and turned into one frozen `Task`. Every problem
 becomes a `ConfigError` naming the file, the key and what is expected.
+
+Keys this version does not know are allowed (later features read them), except one that looks
+like a typo of a known key (`editabel`, `[metric]`) or a known key in the wrong section: those
+are errors with a "did you mean" suggestion, since a silently ignored setting is worse.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +36,20 @@ class TaskSection(_Section):
     readonly: tuple[str, ...] = ()
     time_budget: float = Field(gt=0)
     timeout: float | None = Field(default=None, gt=0)
+    # Stop after this many crashes in a row, of any kind; 0 never stops. --max-crashes overrides it.
+    max_consecutive_crashes: int = Field(default=5, ge=0)
+    # Pause after this many runs in a row that failed because of the setup (a missing package,
+    # no GPU driver, a full disk), not the idea; 0 never pauses.
+    pause_after_env_errors: int = Field(default=3, ge=0)
+    # Kill a run whose processes together hold more resident memory than this many MB: crash `oom`.
+    memory_limit_mb: float | None = Field(default=None, gt=0)
+    # Environment variables the run gets besides the safe defaults (PATH, HOME, CUDA_*, ...).
+    env: tuple[str, ...] = ()
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, v):
+        return _check_env_names(v)
 
     @property
     def hard_timeout(self) -> float:
@@ -60,6 +81,13 @@ class AgentSection(_Section):
     kind: str = "tuner"
     command: str = ""
     timeout: float = Field(default=3600.0, gt=0)  # wall-clock limit of one agent call, seconds
+    # Environment variables the agent gets besides the safe defaults and its backend's API keys.
+    env: tuple[str, ...] = ()
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, v):
+        return _check_env_names(v)
     recent: int = Field(default=10, ge=1)  # experiments shown in full in the prompt
     prompt_budget: int = Field(default=24_000, ge=2_000)  # characters the prompt may take
     memo_every: int = Field(default=5, ge=0)  # refresh the strategy memo every K iterations (0: never)
@@ -71,6 +99,16 @@ class AgentSection(_Section):
         if self.kind == "command" and not self.command.strip():
             raise ValueError("kind = \"command\" needs a non-empty `command`")
         return self
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_env_names(names):
+    bad = [n for n in names if not _ENV_NAME.match(n)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not an environment variable name (letters, digits, _)")
+    return names
 
 
 class TaskConfig(_Section):
@@ -86,6 +124,10 @@ class Task:
         self.dir = directory
         self.config = config
         self.path = path
+
+    def moved_to(self, directory: Path) -> "Task":
+        """The same task in another checkout (a worker's worktree)."""
+        return Task(Path(directory), self.config, self.path)
 
     @property
     def run(self) -> str:
@@ -145,6 +187,7 @@ def load_task(task_dir: str | Path) -> Task:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(path, None, f"not valid TOML: {exc}") from None
+    _check_unknown_keys(path, raw, TaskConfig)
     try:
         config = TaskConfig.model_validate(raw)
     except ValidationError as exc:
@@ -154,9 +197,70 @@ def load_task(task_dir: str | Path) -> Task:
     return Task(directory, config, path)
 
 
+def _sections(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """Field name -> the model of its table (or of its array of tables), for fields that have one."""
+    out = {}
+    for name, info in model.model_fields.items():
+        todo = [info.annotation]
+        while todo:
+            t = todo.pop()
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                out[name] = t
+                break
+            todo.extend(typing.get_args(t))
+    return out
+
+
+def _close(key: str, candidates) -> str | None:
+    by_lower = {c.lower(): c for c in candidates}
+    match = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.8)
+    return by_lower[match[0]] if match else None
+
+
+def _check_unknown_keys(path: Path, raw, model: type[BaseModel], prefix: str = "") -> None:
+    """An unknown key that is a near miss of a known one, or a known one misplaced, is an error."""
+    if not isinstance(raw, dict):
+        return  # the schema validation reports the wrong type
+    known, tables = set(model.model_fields), _sections(model)
+    for key, value in raw.items():
+        if key in tables:
+            for item in value if isinstance(value, list) else [value]:
+                _check_unknown_keys(path, item, tables[key], f"{prefix}{key}.")
+        elif key not in known:
+            problem = _misspelt(key, value, known - set(raw), tables, prefix) or _misplaced(key, prefix)
+            if problem:
+                raise ConfigError(path, f"{prefix}{key}", problem)
+
+
+def _misspelt(key: str, value, candidates: set[str], tables: dict, prefix: str) -> str | None:
+    suggestion = _close(key, candidates)
+    if suggestion is None:
+        return None
+    shown = f"[{prefix}{suggestion}]" if suggestion in tables and isinstance(value, dict) else f"`{suggestion}`"
+    return f"unknown key; did you mean {shown}?"
+
+
+def _misplaced(key: str, prefix: str) -> str | None:
+    """A key of a top-level section found elsewhere: at the top, or in another section."""
+    if prefix.count(".") > 1:
+        return None
+    where = "at the top of the file" if not prefix else f"in [{prefix.rstrip('.')}]"
+    others = [(section, model) for section, model in _sections(TaskConfig).items() if prefix != f"{section}."]
+    for section, model in others:
+        if key in model.model_fields:
+            return f"unknown key {where}; `{key}` belongs in [{section}]"
+    for section, model in others:
+        suggestion = _close(key, model.model_fields)
+        if suggestion is not None:
+            return f"unknown key {where}; did you mean `{suggestion}`, which belongs in [{section}]?"
+    return None
+
+
 def _check_files(path: Path, directory: Path, config: TaskConfig) -> None:
     for key, names in (("task.editable", config.task.editable), ("task.readonly", config.task.readonly)):
         for name in names:
+            if "\0" in name:
+                raise ConfigError(path, key, f"{name!r} is not a file name")
             p = (directory / name).resolve()
             if not p.is_relative_to(directory):
                 raise ConfigError(path, key, f"{name!r} is outside the task directory")

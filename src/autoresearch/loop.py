@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +30,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.executor import Executor, LocalExecutor
 from autoresearch.footer import parse_footer
 from autoresearch.gitrepo import Git
+from autoresearch.ledger import Ledger
 from autoresearch.prompt import render_prompt
 from autoresearch.records import CrashReason, Experiment, Proposal, RunResult, RunSpec, Status
 from autoresearch.runner import RUN_TOKEN_ENV, kill_tree_if_alive
@@ -50,19 +51,69 @@ class Limits:
     max_cost_usd: float | None = None
 
 
+@dataclass
+class Shared:
+    """What the workers of one run share: the lock around decisions, the table, the counters.
+
+    A single loop has one of its own. The lock makes "compare with the best, record, move
+    the branch" one step, so two workers can never both keep against the same best.
+    """
+
+    table: results_tsv.Table
+    ledger: Ledger
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    next_iteration: int = 0
+    tickets: int | None = None  # agent iterations left for all workers together
+    in_flight: dict[int, str] = field(default_factory=dict)  # iteration -> content hash
+
+    def take_iteration(self, ledger) -> int:
+        with self.lock:
+            n = max(ledger.next_iteration(), self.next_iteration)
+            self.next_iteration = n + 1
+            return n
+
+    def take_ticket(self) -> bool:
+        with self.lock:
+            if self.tickets is None:
+                return True
+            if self.tickets <= 0:
+                return False
+            self.tickets -= 1
+            return True
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One worker of several: its own git worktree and branch, its own device."""
+
+    index: int
+    task_dir: Path  # the task directory inside the worker's worktree
+    env: dict = field(default_factory=dict)  # e.g. CUDA_VISIBLE_DEVICES for its runs
+
+    @property
+    def name(self) -> str:
+        return f"w{self.index}"
+
+
 class Loop:
     def __init__(self, task: Task, tag: str, agent: Agent, *, executor: Executor | None = None,
                  say: Callable[[str], None] = print, stop_event: threading.Event | None = None,
-                 observers: list[Callable[["Loop", Experiment], None]] | None = None):
-        self.task = task
+                 observers: list[Callable[["Loop", Experiment], None]] | None = None,
+                 shared: Shared | None = None, worker: Worker | None = None):
         self.agent = agent
         self.executor = executor or LocalExecutor()
         self.say = say
         self.stop_event = stop_event or threading.Event()
-        self.store = RunStore(task.dir, tag)
-        self.git = Git(task.dir)
+        self.store = RunStore(task.dir, tag, worker=worker.index if worker else None,
+                              ledger=shared.ledger if shared else None)
+        self.main_git = Git(task.dir)
+        self.worker = worker
+        # A worker edits, commits and trains in its own worktree; the store stays in the main one.
+        self.task = task.moved_to(worker.task_dir) if worker else task
+        self.git = Git(self.task.dir) if worker else self.main_git
         self.rules = Rules.from_metrics(task.metrics)
-        self.table = results_tsv.Table(self.store.results_tsv, task.columns)
+        self.shared = shared or Shared(results_tsv.Table(self.store.results_tsv, task.columns), self.store.ledger)
+        self.table = self.shared.table
         # Called after every recorded experiment (analysis refresh, strategy memo, ...).
         self.observers = list(observers or [])
 
@@ -73,6 +124,9 @@ class Loop:
         check = getattr(self.agent, "check", None)
         if check is not None:
             check()  # fail in a second with a fix, not after the baseline has trained
+        if self.worker is not None:
+            self.recover()  # the pool made the branch and the worktree; finish what this worker left
+            return
         if not git.is_repo():
             raise AutoresearchError(f"{self.task.dir}: not inside a git repository; run `git init && git add -A && git commit -m init` there first")
         if not git.has_commits():
@@ -106,7 +160,8 @@ class Loop:
     def recover(self) -> None:
         """Undo an iteration that was interrupted before its record, finish one after it."""
         store, ledger = self.store, self.store.ledger
-        ledger.reload()  # also drops a torn last line
+        if self.worker is None:
+            ledger.reload()  # also drops a torn last line
         pending = store.pending()
         if pending:
             for proc in pending.get("processes", []):
@@ -119,8 +174,9 @@ class Loop:
         if best is not None and self.git.head() != best.commit:
             self.git.reset_hard(best.commit)
         store.clear_pending()
-        self.table.reset(ledger.records)
-        self._mirror_tsv()
+        if self.worker is None:
+            self.table.reset(ledger.records)
+            self._mirror_tsv()
 
     def _restore_tree(self, untracked_before: list[str], created: list[str] | None = None) -> None:
         """Back to the best commit; files the agent created are deleted, the user's are kept.
@@ -144,7 +200,7 @@ class Loop:
         done: list[Experiment] = []
         try:
             if self.store.ledger.best() is None:
-                baseline = self._iteration(self.store.ledger.next_iteration(), baseline=True)
+                baseline = self._iteration(self.shared.take_iteration(self.store.ledger), baseline=True)
                 done.append(baseline)
                 if baseline.status is Status.CRASH:
                     raise AutoresearchError(
@@ -152,6 +208,8 @@ class Loop:
                         f"unmodified, see {self.store.run_dir(baseline.iteration) / 'log.txt'}")
             crashes = 0
             for _ in range(limits.iterations):
+                if not self.shared.take_ticket():
+                    break
                 if limits.max_seconds is not None and time.monotonic() - started >= limits.max_seconds:
                     self.say("time limit reached; stopping")
                     break
@@ -159,7 +217,7 @@ class Loop:
                 if limits.max_cost_usd is not None and spent >= limits.max_cost_usd:
                     self.say(f"cost limit reached: ${spent:.2f} of ${limits.max_cost_usd:.2f}; stopping")
                     break
-                record = self._iteration(self.store.ledger.next_iteration())
+                record = self._iteration(self.shared.take_iteration(self.store.ledger))
                 done.append(record)
                 crashes = crashes + 1 if record.status is Status.CRASH else 0
                 if limits.max_consecutive_crashes and crashes >= limits.max_consecutive_crashes:
@@ -177,8 +235,13 @@ class Loop:
     def _iteration(self, n: int, *, baseline: bool = False) -> Experiment:
         task, store, git = self.task, self.store, self.git
         self._checkpoint()
-        history = list(store.ledger.records)
-        best = store.ledger.best()
+        self._n = n
+        with self.shared.lock:
+            history = list(store.ledger.records)
+            best = store.ledger.best()
+        if self.worker is not None and best is not None and git.head() != best.commit:
+            # Another worker's keep is the best now: continue from it (documented policy: reset).
+            git.reset_hard(best.commit)
         parent = best.commit if best else git.head()
         untracked = git.changed_paths()  # the user's own untracked files: not the agent's doing
         self._created: list[str] | None = None
@@ -220,11 +283,14 @@ class Loop:
         self._checkpoint()
         metrics = self._metrics(result)
         write_json(run_dir / "metrics.json", metrics, durable=False)
-        status, reason = self._judge(result, metrics, ro_before, best, baseline, lines_before if not baseline else 0)
         memory_gb = self._memory_gb(metrics, result)
-        record = self._record(n, commit, parent, status, reason, proposal, started, changed=changed,
-                              metrics=metrics, result=result, memory_gb=memory_gb)
-        return self._finish(record)
+        with self.shared.lock:
+            best_now = store.ledger.best()  # other workers may have kept something while this trained
+            status, reason = self._judge(result, metrics, ro_before, best_now, baseline,
+                                         lines_before if not baseline else 0)
+            record = self._record(n, commit, parent, status, reason, proposal, started, changed=changed,
+                                  metrics=metrics, result=result, memory_gb=memory_gb)
+            return self._finish(record)
 
     def _propose(self, n: int, history, best: Experiment, run_dir: Path, repair: Experiment | None) -> Proposal:
         extras = outer.prompt_extras(self.task, self.store, history, repair)
@@ -259,11 +325,17 @@ class Loop:
         if guard.outside_scope(changed, self.task.editable):
             return None  # committed so the attempt can be inspected, then rejected by the guard
         digest = guard.content_hash(self.task.dir, self.task.editable)
-        for old in history:
-            if old.content_hash == digest and old.status is not Status.CRASH:
-                self._restore_tree(self.store.pending().get("untracked", []))
-                # Same code, same result: show the earlier metrics rather than train it again.
-                return Status.DISCARD, f"duplicate of iteration {old.iteration}; not run again", old.metrics
+        with self.shared.lock:
+            for old in self.store.ledger.records:
+                if old.content_hash == digest and old.status is not Status.CRASH:
+                    self._restore_tree(self.store.pending().get("untracked", []))
+                    # Same code, same result: show the earlier metrics rather than train it again.
+                    return Status.DISCARD, f"duplicate of iteration {old.iteration}; not run again", old.metrics
+            for other, running in self.shared.in_flight.items():
+                if running == digest:
+                    self._restore_tree(self.store.pending().get("untracked", []))
+                    return Status.DISCARD, f"duplicate of iteration {other} (running on another worker); not run", {}
+            self.shared.in_flight[self._n] = digest  # other workers must not run the same code now
         return None
 
     def _run(self, n: int, run_dir: Path) -> RunResult:
@@ -272,6 +344,7 @@ class Loop:
             "AUTORESEARCH_TIME_BUDGET": f"{self.task.time_budget:g}",
             "AUTORESEARCH_ITERATION": str(n),
             "PYTHONUNBUFFERED": "1",
+            **(self.worker.env if self.worker else {}),  # e.g. CUDA_VISIBLE_DEVICES: this worker's GPU only
             # Every process of the run inherits this, so a resume finds even those that left the group.
             RUN_TOKEN_ENV: uuid.uuid4().hex,
             # `python` in the run command means the interpreter autoresearch runs under (seed 001, run 4).
@@ -349,12 +422,18 @@ class Loop:
         write_text(run_dir / "explanation.md", f"# {record.description}\n\n{record.explanation}\n", durable=False)
         if record.status is Status.CRASH and record.commit == record.parent and record.iteration:
             record = replace(record, content_hash="")  # nothing was tried: never a duplicate
-        self.store.ledger.append(record)
-        if record.status is not Status.KEEP:
-            self._restore_tree(self.store.pending().get("untracked", []), self._created)
-        self.store.clear_pending()
-        self.table.add(record)
-        self._mirror_tsv()
+        if self.worker is not None:
+            record = replace(record, worker=self.worker.index)
+        with self.shared.lock:
+            self.store.ledger.append(record)
+            self.shared.in_flight.pop(record.iteration, None)
+            if record.status is not Status.KEEP:
+                self._restore_tree(self.store.pending().get("untracked", []), self._created)
+            elif self.worker is not None:
+                self.main_git.reset_hard(record.commit)  # the tag's branch always holds the global best
+            self.store.clear_pending()
+            self.table.add(record)
+            self._mirror_tsv()
         self._say(record)
         for observer in self.observers:
             try:
@@ -372,4 +451,5 @@ class Loop:
         value = r.metrics.get(self.rules.primary)
         shown = f"{value:.6f}" if isinstance(value, float) and r.status is not Status.CRASH else "-"
         extra = f"  ({r.reason})" if r.status is Status.CRASH else ""
-        self.say(f"#{r.iteration:<4} {r.commit[:7]}  {self.rules.primary}={shown}  {r.status.value:<7} {r.description}{extra}")
+        who = f"[{self.worker.name}] " if self.worker else ""
+        self.say(f"{who}#{r.iteration:<4} {r.commit[:7]}  {self.rules.primary}={shown}  {r.status.value:<7} {r.description}{extra}")

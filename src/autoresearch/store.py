@@ -31,11 +31,12 @@ def check_tag(tag: str) -> str:
 
 
 class RunStore:
-    def __init__(self, task_dir: Path, tag: str):
+    def __init__(self, task_dir: Path, tag: str, worker: int | None = None, ledger: Ledger | None = None):
         self.task_dir = Path(task_dir)
         self.tag = check_tag(tag)
+        self.worker = worker
         self.root = self.task_dir / STORE_DIR / tag
-        self.ledger = Ledger(self.root / "ledger.jsonl")
+        self.ledger = ledger or Ledger(self.root / "ledger.jsonl")
 
     @property
     def branch(self) -> str:
@@ -50,7 +51,14 @@ class RunStore:
 
     @property
     def pending_path(self) -> Path:
-        return self.root / "pending.json"
+        # One file per worker: each has its own iteration in flight.
+        return self.root / ("pending.json" if self.worker is None else f"pending-w{self.worker}.json")
+
+    def worker_branch(self, index: int) -> str:
+        return f"autoresearch/{self.tag}-w{index}"
+
+    def worktree(self, index: int) -> Path:
+        return self.root / "worktrees" / f"w{index}"
 
     def create(self) -> None:
         (self.root / "runs").mkdir(parents=True, exist_ok=True)

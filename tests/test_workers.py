@@ -1,0 +1,79 @@
+"""Several workers on one machine: one ledger, one table, one global best, no duplicates."""
+
+import re
+import threading
+
+from autoresearch.config import load_task
+from autoresearch.loop import Limits
+from autoresearch.records import Proposal, Status
+from autoresearch.workers import parse_slots, run_workers
+
+from conftest import git
+
+TRAIN = '''\
+import os, time
+X = 1.0
+time.sleep(0.3)
+print("---")
+print(f"score: {X:.6f}")
+print(f"device: {os.environ.get('CUDA_VISIBLE_DEVICES', '-1')}")
+'''
+
+
+class ValueAgent:
+    """Sets X to the next value of a list shared by all workers."""
+
+    name = "values"
+
+    def __init__(self, values, lock):
+        self.values, self.lock = values, lock
+
+    def propose(self, context):
+        with self.lock:
+            v = self.values.pop(0)
+        p = context.task_dir / "train.py"
+        p.write_text(re.sub(r"X = [0-9.]+", f"X = {v}", p.read_text()))
+        return Proposal(f"X -> {v}", f"Try X = {v}.")
+
+
+def test_two_gpu_workers_share_one_ledger(make_task):
+    task_dir = make_task(train=TRAIN)
+    task = load_task(task_dir)
+    values, lock = [2.0, 2.0, 2.5, 3.0, 5.0, 4.0, 6.0, 0.5], threading.Lock()
+    records = run_workers(task, "g", lambda i: ValueAgent(values, lock), parse_slots("0,1", None),
+                          Limits(iterations=8), say=lambda s: None)
+    ledger = [r for r in records]
+    assert len(ledger) == 9 and sorted(r.iteration for r in ledger) == list(range(9))
+    rows = (task_dir / "results.tsv").read_text().splitlines()
+    assert rows[0].split("\t")[-1] == "worker" and len(rows) == 10
+    assert {row.split("\t")[-1] for row in rows[2:]} <= {"w0", "w1"}
+    # each run saw only its worker's GPU
+    for r in ledger[1:]:
+        if r.status is not Status.CRASH and "duplicate" not in r.reason:
+            assert r.metrics["device"] == float(r.worker)
+    # keeps only ever improve in ledger order: the last keep is the global best
+    keeps = [r for r in records if r.status is Status.KEEP]
+    by_order = [r.metrics["score"] for r in sorted(keeps, key=lambda r: r.finished_at)]
+    assert by_order == sorted(by_order) and len(set(by_order)) == len(by_order)
+    best = max(keeps, key=lambda r: r.metrics["score"])
+    assert best.metrics["score"] == 6.0
+    assert git(task_dir, "rev-parse", "autoresearch/g").strip() == best.commit
+    assert "X = 6.0" in (task_dir / "train.py").read_text()
+    # the same code never ran twice
+    ran = [r.content_hash for r in records if r.exit_code is not None]
+    assert len(ran) == len(set(ran))
+    # both workers proposed X = 2.0 from the baseline at once: one of them did not run it
+    assert sum(1 for r in records if "duplicate" in r.reason) == 1
+    for i in (0, 1):
+        assert git(task_dir, "rev-parse", "--verify", f"autoresearch/g-w{i}").strip()
+
+
+def test_cpu_workers_resume(make_task):
+    task_dir = make_task(train=TRAIN)
+    values, lock = [2.0, 3.0, 4.0, 5.0, 6.0, 7.0], threading.Lock()
+    make = lambda i: ValueAgent(values, lock)  # noqa: E731
+    run_workers(load_task(task_dir), "c", make, parse_slots(None, 2), Limits(iterations=2), say=lambda s: None)
+    run_workers(load_task(task_dir), "c", make, parse_slots(None, 2), Limits(iterations=3), say=lambda s: None)
+    rows = (task_dir / "results.tsv").read_text().splitlines()
+    assert len(rows) == 1 + 6
+    assert git(task_dir, "status", "--porcelain", "--untracked-files=no").strip() == ""
