@@ -2,6 +2,107 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
+import typer
+
 
 def register(app) -> None:
     """Add the analysis commands (summarize, plot, report, ...) to the typer app."""
+    _register_report_commands(app)
+
+
+# -- plot / report / consolidate / export (for people and other tools) -----------------
+
+TAG_HELP = "Run tag (default: the only one, or the checked-out one)."
+
+
+def _register_report_commands(app) -> None:
+    @app.command()
+    def plot(
+        task_dir: Path = typer.Argument(Path("."), help="Task directory."),
+        tag: Optional[str] = typer.Option(None, "--tag", "-t", help=TAG_HELP),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="progress PNG (default: .autoresearch/<tag>/progress.png)."),
+        curves: Optional[str] = typer.Option(None, "--curves", help="Iterations whose learning curves to plot, e.g. 0,12,31 (default: baseline and best)."),
+    ) -> None:
+        """Plot progress (keeps, discards, running best) and learning curves of chosen runs."""
+        from autoresearch.analysis.plot import plot_curves, plot_progress
+        from autoresearch.api import status_of
+        from autoresearch.records import Status
+
+        chosen = _iterations(curves) if curves else None
+        s = status_of(task_dir, tag)
+        path = plot_progress(s.task, s.store, out or s.store.root / "progress.png", s.records)
+        typer.echo(f"wrote {path}")
+        if chosen is not None:
+            iterations = chosen
+        else:
+            keeps = [r.iteration for r in s.records if r.status is Status.KEEP]
+            iterations = list(dict.fromkeys([keeps[0], keeps[-1]])) if keeps else []
+        curves_path = plot_curves(s.store, iterations, path.with_name("curves.png"), s.records) if iterations else None
+        if curves_path:
+            typer.echo(f"wrote {curves_path} (runs {', '.join(map(str, iterations))})")
+        else:
+            typer.echo("no learning curves: those runs left no metrics.jsonl or `epoch ...` lines in log.txt")
+
+    @app.command()
+    def report(
+        task_dir: Path = typer.Argument(Path("."), help="Task directory."),
+        tag: Optional[str] = typer.Option(None, "--tag", "-t", help=TAG_HELP),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (default: .autoresearch/<tag>/report.html)."),
+    ) -> None:
+        """Write a self-contained report.html: the night's story, plots, frontier, every experiment, cost."""
+        from autoresearch.analysis.report import write_report
+        from autoresearch.api import status_of
+
+        s = status_of(task_dir, tag)
+        path = write_report(s.task, s.store, out)
+        typer.echo(f"wrote {path}  (open {path.resolve().as_uri()})")
+
+    @app.command()
+    def consolidate(
+        dirs: list[Path] = typer.Argument(..., help="Folders holding experiment folders (result.json, result_*.json, metrics.jsonl, log.txt)."),
+        metric: Optional[str] = typer.Option(None, "--metric", "-m", help="Metric to sort by (default: guessed, held-out first)."),
+        direction: Optional[str] = typer.Option(None, "--direction", help="minimize | maximize (default: guessed from the name)."),
+        out: Path = typer.Option(Path("RESULTS.md"), "--out", "-o", help="Markdown file to write."),
+    ) -> None:
+        """Consolidate experiment folders made by other tools into one RESULTS.md."""
+        from autoresearch.analysis.consolidate import write_results
+
+        if direction not in (None, "minimize", "maximize"):
+            raise typer.BadParameter(f"{direction!r}: use minimize or maximize", param_hint="--direction")
+        path, result = write_results(dirs, out, metric=metric, direction=direction)
+        typer.echo(f"wrote {path}: {len(result.runs)} experiments in {len(result.groups)} groups, sorted by {result.metric} ({result.direction})")
+        if result.best:
+            typer.echo(f"best: {result.best.group}/{result.best.name} ({result.metric} = {result.best.metrics[result.metric]:g})")
+        for warning in result.warnings:
+            typer.echo(f"warning: {warning}")
+
+    export = typer.Typer(no_args_is_help=True, help="Export a run to other tools.")
+
+    @export.command("mlflow")
+    def export_mlflow(
+        task_dir: Path = typer.Argument(Path("."), help="Task directory."),
+        tag: Optional[str] = typer.Option(None, "--tag", "-t", help=TAG_HELP),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="e.g. file:./mlruns, sqlite:///mlflow.db, http://host:5000 (default: MLflow's own)."),
+        experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment name (default: autoresearch/<task>/<tag>)."),
+    ) -> None:
+        """Every experiment as an MLflow run: changed constants, metrics, status, log and diff."""
+        from autoresearch.analysis.mlflow_export import export_mlflow as export_run
+        from autoresearch.api import status_of
+
+        s = status_of(task_dir, tag)
+        result = export_run(s.task, s.store, tracking_uri=tracking_uri, experiment=experiment)
+        skipped = f", {len(result.skipped)} already there" if result.skipped else ""
+        typer.echo(f"exported {len(result.exported)} runs{skipped} to {result.tracking_uri}, experiment {result.experiment!r}")
+
+    app.add_typer(export, name="export")
+
+
+def _iterations(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: give iteration numbers separated by commas, e.g. 0,12,31",
+                                 param_hint="--curves") from None
