@@ -55,7 +55,7 @@ def test_report_uses_the_analysis_summary_when_present(night, monkeypatch):
     monkeypatch.setitem(sys.modules, "autoresearch.analysis.summary", fake)
     view = _analysis_view(task, store)
     assert [s["title"] for s in view["sections"]] == ["axes", "hints"]
-    assert view["sections"][0]["header"] == ["axis", "tried", "kept", "best_delta"]
+    assert view["sections"][0]["header"] == ["axis", "tried", "kept", "best delta"]
     assert view["sections"][0]["rows"] == [["LR", "2", "1", "0.08"]]
 
 

@@ -15,7 +15,7 @@ from typing import Sequence
 from autoresearch.analysis.curves import load_curve, series_names, x_key
 from autoresearch.records import Experiment, Status
 
-LABEL_CHARS = 38
+LABEL_CHARS = 34
 GREY, GREEN, DARK_GREEN, RED = "#9aa0a6", "#1e9e4a", "#0b6b2e", "#c0392b"
 
 
@@ -133,7 +133,7 @@ def plot_progress(task, store, path: str | Path, records: Sequence[Experiment] |
                     rotation_mode="anchor", va="bottom" if maximize else "top", zorder=5, clip_on=True)
     ax.set_ylim(window.low, window.high)
     first = min(i for i, _, _ in points)
-    ax.set_xlim(first - 0.5, last + max(1.5, 0.18 * (last - first + 1)))  # room for the last label
+    ax.set_xlim(first - 0.5, last + max(2.0, 0.22 * (last - first + 1)))  # room for the last label
     ax.legend(loc="lower right" if maximize else "upper right", fontsize=8, framealpha=0.9)
     return _save(fig, path)
 

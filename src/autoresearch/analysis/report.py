@@ -145,7 +145,7 @@ def _experiment(r: Experiment, store, primary: str, maximize: bool, best_before:
         "better": delta is not None and (delta > 0 if maximize else delta < 0),
         "metrics": {k: v for k, v in r.metrics.items() if not isinstance(v, (dict, list))},
         "memory_gb": r.memory_gb, "wall_seconds": r.wall_seconds, "cost_usd": r.cost_usd, "tokens": r.tokens,
-        "agent": r.agent, "changed_files": ", ".join(r.changed_files),
+        "agent": r.agent, "worker": r.worker, "changed_files": ", ".join(r.changed_files),
         "diff": _diff_lines(run_dir / "diff.patch"),
         "log_tail": _tail(run_dir / "log.txt") if r.status is Status.CRASH else "",
         "meta": _meta(run_dir / "meta.json"),
@@ -245,20 +245,20 @@ def _as_table(value: Any) -> dict | None:
     if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
         value = [{"name": k, **v} for k, v in value.items()]
     if isinstance(value, dict) and value:
-        return {"header": ["", ""], "rows": [[k, _cell(v)] for k, v in value.items()]}
+        return {"header": [], "rows": [[k.replace("_", " "), _cell(v)] for k, v in value.items()]}
     if isinstance(value, list) and value:
         if all(isinstance(v, dict) and "text" in v for v in value):  # hints, suggestions: the text says it all
             return {"header": [], "rows": [[_cell(v["text"])] for v in value]}
         if all(isinstance(v, dict) for v in value):
-            header = list(dict.fromkeys(k for row in value for k in row))
-            return {"header": header, "rows": [[_cell(row.get(k)) for k in header] for row in value]}
+            keys = list(dict.fromkeys(k for row in value for k in row))
+            return {"header": [k.replace("_", " ") for k in keys], "rows": [[_cell(row.get(k)) for k in keys] for row in value]}
         return {"header": [], "rows": [[_cell(v)] for v in value]}
     return None
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, (list, tuple)):
-        return ", ".join(_cell(v) for v in value)
+        return ("; " if any(isinstance(v, dict) for v in value) else ", ").join(_cell(v) for v in value)
     if isinstance(value, dict):
         return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
     return fmt(value)
