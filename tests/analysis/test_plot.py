@@ -2,7 +2,7 @@ import matplotlib.image as mpimg
 import pytest
 
 from autoresearch.analysis.curves import load_curve, parse_log
-from autoresearch.analysis.plot import plot_curves, plot_progress, zoom
+from autoresearch.analysis.plot import label_keeps, plot_curves, plot_progress, zoom
 from nights import build_night
 
 
@@ -59,3 +59,10 @@ def test_curves_from_jsonl_and_from_log_lines(night, tmp_path):
 def test_parse_log_understands_common_epoch_line_styles():
     text = "Epoch 2/10: train_loss=1.5, val/loss: 1.7 acc 45.2%\nstep 3 loss 1\n---\nval_acc: 0.5\n"
     assert parse_log(text) == [{"epoch": 2.0, "train_loss": 1.5, "val/loss": 1.7, "acc": 45.2}]
+
+
+def test_dense_keeps_get_labels_for_baseline_best_and_the_biggest_gains():
+    kept = [(0, 1.0), (1, 0.99), (2, 0.90), (3, 0.89), (10, 0.88)]  # minimize: 2 is the big step
+    assert label_keeps(kept, maximize=False, min_gap=1.5) == [(0, 1.0), (2, 0.90), (10, 0.88)]
+    assert label_keeps(kept, maximize=False, min_gap=0.5) == kept
+    assert label_keeps([], maximize=True, min_gap=1) == []

@@ -67,11 +67,26 @@ def zoom(points: Sequence[tuple[int, float, bool]], maximize: bool) -> YRange:
     good_edge = max(sign * v for v in values)
     pad = 0.08 * (good_edge - bad_edge)
     # Extra room on the good side: the keeps' labels sit above (maximize) their points.
-    low, high = bad_edge - pad, good_edge + 3 * pad
+    low, high = bad_edge - pad, good_edge + 4 * pad
     clipped = tuple((i, v) for i, v, _ in points if sign * v < low)
     if not maximize:
         low, high = -high, -low
     return YRange(low, high, clipped)
+
+
+def label_keeps(kept: Sequence[tuple[int, float]], maximize: bool, min_gap: float) -> list[tuple[int, float]]:
+    """The keeps worth a label: baseline and best always, then the biggest gains that are at
+    least `min_gap` experiments from every label already placed (dense keeps would overprint)."""
+    if not kept:
+        return []
+    sign = 1.0 if maximize else -1.0
+    gains = [(sign * (v - kept[n - 1][1]) if n else math.inf, i, v) for n, (i, v) in enumerate(kept)]
+    order = [gains[0], gains[-1]] + sorted(gains[1:-1], key=lambda g: -g[0])
+    chosen: list[tuple[int, float]] = []
+    for _, i, v in order:
+        if all(abs(i - j) >= min_gap for j, _ in chosen) or not chosen:
+            chosen.append((i, v))
+    return sorted(set(chosen))
 
 
 def shorten(text: str, limit: int = LABEL_CHARS) -> str:
@@ -125,15 +140,21 @@ def plot_progress(task, store, path: str | Path, records: Sequence[Experiment] |
         ax.step(steps_x, steps_y, where="post", color=DARK_GREEN, linewidth=1.6, alpha=0.8,
                 label="running best", zorder=3)
     by_iteration = {r.iteration: r for r in records}
-    for i, v in kept:
-        # On the good side of the point, where the step line never runs; slanted so that
-        # labels of keeps a few experiments apart do not overwrite each other.
-        ax.annotate(shorten(by_iteration[i].description), (i, v), xytext=(4, 7 if maximize else -7),
-                    textcoords="offset points", fontsize=7.5, color=DARK_GREEN, rotation=12 if maximize else -12,
-                    rotation_mode="anchor", va="bottom" if maximize else "top", zorder=5, clip_on=True)
-    ax.set_ylim(window.low, window.high)
     first = min(i for i, _, _ in points)
-    ax.set_xlim(first - 0.5, last + max(2.0, 0.22 * (last - first + 1)))  # room for the last label
+    width = last - first + 1
+    for i, v in label_keeps(kept, maximize, min_gap=0.03 * width):
+        # Up and to the left of the point on the good side (down-left when minimizing): the
+        # region beyond the earlier running best, where no discard can sit. Slanted against
+        # the rising frontier, labels of neighbouring keeps stay apart instead of overlapping.
+        ax.annotate(shorten(by_iteration[i].description), (i, v), xytext=(-3, 4 if maximize else -4),
+                    textcoords="offset points", fontsize=7.5, color=DARK_GREEN, rotation=-30 if maximize else 30,
+                    rotation_mode="anchor", ha="right", va="bottom" if maximize else "top", zorder=5, clip_on=True)
+    ax.set_ylim(window.low, window.high)
+    ax.set_xlim(first - max(2.0, 0.14 * width), last + max(1.0, 0.03 * width))  # room for the first labels
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.0f}" if first <= x <= last else ""))
     ax.legend(loc="lower right" if maximize else "upper right", fontsize=8, framealpha=0.9)
     return _save(fig, path)
 
