@@ -48,6 +48,9 @@ class Git:
     def rev(self, ref: str) -> str:
         return self("rev-parse", ref).strip()
 
+    def root(self) -> str:
+        return self("rev-parse", "--show-toplevel").strip()
+
     def prefix(self) -> str:
         """The task directory relative to the repository root ('' or 'sub/dir/')."""
         if self._prefix is None:

@@ -279,7 +279,7 @@ class Loop:
                 reason = f"{CrashReason.GUARD.value}: changed non-editable file(s) {', '.join(bad)}; reverted"
                 return self._finish(self._record(n, commit, parent, Status.CRASH, reason, proposal, started, changed=changed))
 
-        result = self._run(n, run_dir)
+        result = self._run(n, run_dir, commit)
         self._checkpoint()
         metrics = self._metrics(result)
         write_json(run_dir / "metrics.json", metrics, durable=False)
@@ -338,7 +338,7 @@ class Loop:
             self.shared.in_flight[self._n] = digest  # other workers must not run the same code now
         return None
 
-    def _run(self, n: int, run_dir: Path) -> RunResult:
+    def _run(self, n: int, run_dir: Path, commit: str) -> RunResult:
         env = {
             **os.environ,
             "AUTORESEARCH_TIME_BUDGET": f"{self.task.time_budget:g}",
@@ -351,10 +351,16 @@ class Loop:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         spec = RunSpec(command=self.task.run, cwd=str(self.task.dir), env=env,
-                       timeout=self.task.timeout, log_path=str(run_dir / "log.txt"))
+                       timeout=self.task.timeout, log_path=str(run_dir / "log.txt"),
+                       commit=commit, repo_dir=self._repo_root(), task_subdir=self.git.prefix().rstrip("/"))
 
         return self.executor.run(spec, on_start=lambda pid: self._track(pid, "run", env[RUN_TOKEN_ENV]),
                                  stop_event=self.stop_event)
+
+    def _repo_root(self) -> str:
+        if not hasattr(self, "_root"):
+            self._root = self.git.root()
+        return self._root
 
     def _track(self, pid: int, role: str, token: str | None = None) -> None:
         """Note a started process group in pending.json, so a resume can kill what it left."""

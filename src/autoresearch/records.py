@@ -34,6 +34,11 @@ class RunSpec:
     timeout: float
     log_path: str
     max_log_bytes: int = 50 * 1024 * 1024
+    # Where the code comes from, for executors that run elsewhere (Ray): the experiment's commit,
+    # the repository root, and the task directory inside it ("" at the root).
+    commit: str = ""
+    repo_dir: str = ""
+    task_subdir: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class RunResult:
     log_path: str
     log_truncated: bool = False
     output_tail: str = ""  # last part of the output, for footer parsing when the log is capped
+    startup_seconds: float | None = None  # request to the script's first line; known for warm runs
+    warm: bool = False  # forked from a preloaded server (warm.py) rather than a fresh process
 
 
 @dataclass(frozen=True)
