@@ -16,6 +16,7 @@ from autoresearch.errors import ConfigError
 BACKENDS: dict[str, str] = {
     "tuner": "autoresearch.agents.tuner:TunerAgent",
     "command": "autoresearch.agents.command:CommandAgent",
+    "openai": "autoresearch.agents.openai:OpenAIAgent",
 }
 KINDS = tuple(BACKENDS)
 
