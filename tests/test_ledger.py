@@ -38,3 +38,11 @@ def test_corrupt_middle_line_is_a_clear_error(tmp_path):
     path.write_text('{"bad json\n{"also": 1}\n')
     with pytest.raises(AutoresearchError, match="ledger.jsonl: line 1"):
         Ledger(path).records
+
+
+def test_append_to_a_ledger_not_yet_read_keeps_one_copy(tmp_path):
+    path = tmp_path / "ledger.jsonl"
+    Ledger(path).append(rec(0))
+    fresh = Ledger(path)
+    fresh.append(rec(1))
+    assert [r.iteration for r in fresh.records] == [0, 1]

@@ -53,8 +53,9 @@ class Ledger:
         return records
 
     def append(self, record: Experiment) -> None:
+        records = self.records  # read the file first, or the new line would be loaded twice
         append_line(self.path, json.dumps(record.to_json(), sort_keys=True))
-        self.records.append(record)
+        records.append(record)
 
     def reload(self) -> list[Experiment]:
         self._records = None
