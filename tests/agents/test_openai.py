@@ -145,6 +145,13 @@ def test_good_edit_is_kept_with_tokens_and_cost(run):
     assert git(r.task, "status", "--porcelain").strip() == ""
 
 
+def test_extra_body_reaches_the_server_but_cannot_override_the_protocol(run):
+    r = run([GOOD], extra_config='[agent.extra_body]\ntop_p = 0.5\nstream = true\nmodel = "other"\n')
+    assert r.last.status is Status.KEEP
+    body = r.chats[0].body
+    assert body["top_p"] == 0.5 and body["stream"] is False and body["model"] == "fake-model"
+
+
 def test_local_server_without_price_costs_nothing(make_task, monkeypatch):
     monkeypatch.setenv("LLM_BEARER", KEY)
     with FakeOpenAI([GOOD]) as server:
@@ -357,3 +364,57 @@ def test_base_url_from_the_environment(make_task, monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL")
     monkeypatch.delenv("OPENAI_API_BASE")
     assert OpenAIAgent.from_task(task).base_url == "https://api.openai.com/v1"
+
+
+# -- the agent contract, called directly (what tests/agents/test_contract.py checks of every backend)
+@pytest.fixture
+def direct(make_task, monkeypatch, tmp_path):
+    """(agent, context) against a fake server, without the loop."""
+    from autoresearch.agents.base import Context
+    from autoresearch.records import Experiment
+
+    monkeypatch.setenv("LLM_BEARER", KEY)
+    servers = []
+
+    def make(replies, prompt_file=True):
+        server = FakeOpenAI(replies).__enter__()
+        servers.append(server)
+        task = load_task(make_task(config=CONFIG.format(url=server.url, max_retries=0, request_timeout=10, timeout=30)))
+        head = git(task.dir, "rev-parse", "HEAD").strip()
+        base = Experiment(iteration=0, commit=head, parent=head, status=Status.KEEP, description="baseline",
+                          metrics={"score": 1.0})
+        run_dir = tmp_path / "run"
+        run_dir.mkdir(exist_ok=True)
+        (run_dir / "prompt.md").write_text("# Tiny task\nRaise X.\n")
+        ctx = Context(task_dir=task.dir, iteration=1, editable=task.editable, readonly=task.readonly,
+                      history=(base,), best=base, primary="score", direction="maximize", prompt="# Tiny task\nRaise X.\n",
+                      prompt_file=run_dir / "prompt.md" if prompt_file else None, on_process_start=pids.append)
+        return create_agent("openai", task), ctx
+
+    pids = []
+    yield make
+    assert pids == []  # no process is started: the model is behind HTTP
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+def test_contract_edit_and_explain(direct):
+    agent, ctx = direct([GOOD])
+    agent.check()
+    proposal = agent.propose(ctx)
+    assert proposal.ok and agent.name == "openai"
+    assert [line[3:] for line in git(ctx.task_dir, "status", "--porcelain").splitlines()] == ["train.py"]
+    assert isinstance(proposal.cost_usd, float) and isinstance(proposal.tokens, int)
+
+
+def test_contract_failure_is_a_proposal_not_an_exception(direct):
+    agent, ctx = direct([Reply(status=401)])
+    proposal = agent.propose(ctx)
+    assert not proposal.ok and "401" in proposal.error
+    assert git(ctx.task_dir, "status", "--porcelain").strip() == ""
+
+
+def test_contract_works_without_a_prompt_file(direct):
+    agent, ctx = direct([GOOD], prompt_file=False)
+    assert agent.propose(ctx).ok
+    assert not list(ctx.task_dir.rglob("agent.log"))  # no run directory: no transcript in the work tree

@@ -25,6 +25,9 @@ Settings, in the task's `[agent]` section:
     max_retries = 5                      # on 429, 5xx, timeouts and connection errors, with backoff
     retry_base_delay = 1.0               # first backoff in seconds, doubled each retry, with jitter
 
+    [agent.extra_body]                   # more request fields, passed as they are: a server's own
+    top_p = 0.9                          # options (vLLM `guided_grammar`, llama.cpp `grammar`, a seed...)
+
 The API key lives only in memory and the Authorization header; everything written (the
 transcript `agent.log` in the run directory, the ledger, errors) is redacted.
 """
@@ -99,7 +102,7 @@ class OpenAIAgent:
                  max_fix_rounds: int = 3, temperature: float | None = None, max_tokens: int | None = None,
                  max_continuations: int = 2, price_in: float = 0.0, price_out: float = 0.0,
                  request_timeout: float = 600.0, timeout: float = 3600.0, max_retries: int = 5,
-                 retry_base_delay: float = 1.0):
+                 retry_base_delay: float = 1.0, extra_body: dict | None = None):
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
@@ -112,6 +115,7 @@ class OpenAIAgent:
         self.timeout = timeout
         self.max_retries = max_retries
         self.retry_base_delay = retry_base_delay
+        self.extra_body = dict(extra_body or {})
         self._carried = _Usage()  # spent outside an iteration (the memo), billed to the next one
 
     @classmethod
@@ -139,8 +143,11 @@ class OpenAIAgent:
                 raise ConfigError(task.path, f"agent.{key}", f"must be at least {minimum}, got {value!r}")
             return value
 
+        extra_body = extra.get("extra_body", {})
+        if not isinstance(extra_body, dict):
+            raise ConfigError(task.path, "agent.extra_body", f"must be a table of request fields, got {extra_body!r}")
         return cls(
-            model, base_url=base_url, api_key_env=str(extra.get("api_key_env") or "OPENAI_API_KEY"),
+            model, base_url=base_url, extra_body=extra_body, api_key_env=str(extra.get("api_key_env") or "OPENAI_API_KEY"),
             max_fix_rounds=number("max_fix_rounds", int, 3), temperature=number("temperature", float, None),
             max_tokens=number("max_tokens", int, None, 1), max_continuations=number("max_continuations", int, 2),
             price_in=number("price_in", float, 0.0), price_out=number("price_out", float, 0.0),
@@ -235,7 +242,8 @@ class OpenAIAgent:
                         f"(max_tokens = {self.max_tokens or 'the server default'}); raise agent.max_tokens")
 
     def _body(self, messages: list[dict]) -> dict:
-        body: dict = {"model": self.model, "messages": messages, "stream": False}
+        # The fields this agent relies on win over extra_body: a stream would not parse.
+        body: dict = {**self.extra_body, "model": self.model, "messages": messages, "stream": False}
         if self.temperature is not None:
             body["temperature"] = self.temperature
         if self.max_tokens is not None:
