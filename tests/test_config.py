@@ -74,3 +74,50 @@ def test_missing_file_and_bad_toml(tmp_path):
         load_task(tmp_path)
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_task(write(tmp_path, "[task\n"))
+
+
+@pytest.mark.parametrize("text, key, suggestion", [
+    (GOOD.replace("editable =", "editabel ="), "task.editabel", "did you mean `editable`?"),
+    (GOOD.replace("time_budget", "time_budjet"), "task.time_budjet", "did you mean `time_budget`?"),
+    (GOOD.replace("primary", "Primry"), "metrics.Primry", "did you mean `primary`?"),
+    (GOOD.replace("[metrics]", "[metric]"), "metric", "did you mean [metrics]?"),
+    (GOOD + "[agent]\nkind = \"tuner\"\ncomand = \"x\"\n", "agent.comand", "did you mean `command`?"),
+    (GOOD + "tie_break = [{name = \"loss\", directon = \"minimize\"}]\n", "metrics.tie_break.directon", "`direction`"),
+    (GOOD.replace("time_budget = 300", "time_budget = 300\nmemory_limit = 4000"), "task.memory_limit",
+     "did you mean `memory_limit_mb`?"),
+    (GOOD.replace("time_budget = 300\n", "") .replace("[metrics]", "time_budget = 300\n[metrics]")
+     .replace('direction = "minimize"', 'direction = "minimize"\nmax_consecutive_crash = 3'),
+     "metrics.max_consecutive_crash", "did you mean `max_consecutive_crashes`, which belongs in [task]?"),
+    ('run = "python train.py"\n' + GOOD.replace('run = "python train.py"\n', ""), "run", "belongs in [task]"),
+])
+def test_unknown_key_close_to_a_known_one_is_an_error(tmp_path, text, key, suggestion):
+    with pytest.raises(ConfigError) as info:
+        load_task(write(tmp_path, text))
+    message = str(info.value)
+    assert "autoresearch.toml" in message and key in message and suggestion in message, message
+
+
+def test_unrelated_extra_keys_stay_allowed(tmp_path):
+    text = GOOD.replace("time_budget = 300", 'time_budget = 300\neval = "python prepare.py --evaluate"\nfinal_eval = "x"') \
+        + "min_delta = 0.001\nnoise_runs = 3\n[report]\ntitle = 'x'\n"
+    task = load_task(write(tmp_path, text))
+    assert task.config.task.eval == "python prepare.py --evaluate"
+    assert task.config.metrics.noise_runs == 3 and task.config.metrics.min_delta == 0.001
+
+
+def test_crash_limits_memory_and_env_keys(tmp_path):
+    task = load_task(write(tmp_path, GOOD))
+    assert task.config.task.max_consecutive_crashes == 5
+    assert task.config.task.pause_after_env_errors == 3
+    assert task.config.task.memory_limit_mb is None
+    assert task.config.task.env == () and task.agent.env == ()
+    text = GOOD.replace("time_budget = 300", 'time_budget = 300\nmax_consecutive_crashes = 0\npause_after_env_errors = 2\n'
+                        'memory_limit_mb = 4096\nenv = ["WANDB_MODE"]') + '[agent]\nenv = ["ANTHROPIC_API_KEY"]\n'
+    task = load_task(write(tmp_path, text))
+    t = task.config.task
+    assert (t.max_consecutive_crashes, t.pause_after_env_errors, t.memory_limit_mb, t.env) == (0, 2, 4096, ("WANDB_MODE",))
+    assert task.agent.env == ("ANTHROPIC_API_KEY",)
+    for bad, key in (('env = ["NOT A NAME"]', "task.env"), ("memory_limit_mb = 0", "task.memory_limit_mb"),
+                     ("max_consecutive_crashes = -1", "task.max_consecutive_crashes")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_task(write(tmp_path, GOOD.replace("time_budget = 300", f"time_budget = 300\n{bad}")))

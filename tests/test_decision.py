@@ -62,3 +62,11 @@ def test_check_primary():
 def test_code_lines_ignores_blank_and_comment_lines():
     src = "# header\n\nX = 1  # trailing comment counts\n    # indented comment\ny = 2\n"
     assert code_lines(src) == 2
+
+
+def test_noise_floor_turns_small_gains_into_discards():
+    best = {"val_bpb": 1.0}
+    assert decide({"val_bpb": 0.995}, best, MIN, floor=0.01).status is Status.DISCARD
+    assert "noise floor" in decide({"val_bpb": 0.995}, best, MIN, floor=0.01).reason
+    assert decide({"val_bpb": 0.98}, best, MIN, floor=0.01).status is Status.KEEP
+    assert decide({"val_bpb": 1.02}, best, MIN, floor=0.01).status is Status.DISCARD

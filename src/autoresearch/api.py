@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from autoresearch import outer
+from autoresearch import integrity, outer
 from autoresearch.agents import create_agent
 from autoresearch.config import Task, load_task
 from autoresearch.errors import AutoresearchError
@@ -39,6 +39,8 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     else:
         loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event)
         records = loop.run(limits)
+    if task.config.task.final_eval and records and not (stop_event and stop_event.is_set()):
+        integrity.final_eval(task, RunStore(task.dir, tag), say=say)  # the held-out check on the best commits
     if evolve_program:
         say(f"proposed program: {outer.evolve_program(task, RunStore(task.dir, tag))} (program.md is unchanged)")
     return records
@@ -72,6 +74,14 @@ class RunStatus:
             "cost_usd": round(sum(r.cost_usd for r in self.records), 6),
             "tokens": sum(r.tokens for r in self.records),
         }
+
+
+def confirm(task_dir, tag: str | None = None, top: int = 3, say: Callable[[str], None] = print) -> list[dict]:
+    """Run `[task] final_eval` on the best `top` keeps of a run and report the gaps."""
+    s = status_of(task_dir, tag)
+    if not s.task.config.task.final_eval:
+        raise AutoresearchError(f"{s.task.path}: [task] final_eval is not set; e.g. final_eval = \"python prepare.py --test\"")
+    return integrity.final_eval(s.task, s.store, top=top, say=say)
 
 
 def list_tags(task_dir: Path) -> list[str]:

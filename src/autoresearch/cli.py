@@ -84,6 +84,18 @@ def status(
 
 
 @app.command()
+def confirm(
+    task_dir: Path = typer.Argument(Path("."), help="Task directory."),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t"),
+    top: int = typer.Option(3, "--top", min=1, help="How many of the best keeps to check."),
+) -> None:
+    """Run the held-out check ([task] final_eval) on the best commits and show the gap."""
+    from autoresearch.api import confirm as run_confirm
+
+    run_confirm(task_dir, tag, top=top, say=say)
+
+
+@app.command()
 def demo(
     directory: Path = typer.Option(Path("autoresearch-demo"), "--dir", help="Where to copy the example task."),
     iterations: int = typer.Option(10, "--iterations", "-n", min=0),

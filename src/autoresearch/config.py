@@ -36,6 +36,13 @@ class TaskSection(_Section):
     readonly: tuple[str, ...] = ()
     time_budget: float = Field(gt=0)
     timeout: float | None = Field(default=None, gt=0)
+    # Trusted evaluation, run after training in a separate process: the primary metric comes from
+    # its footer, not from what the editable code printed (e.g. "python prepare.py --evaluate").
+    eval: str | None = Field(default=None, min_length=1)
+    # Held-out check run on the best commits at the end of a run, or by `autoresearch confirm`.
+    final_eval: str | None = Field(default=None, min_length=1)
+    # Modules imported once by a warm-start server that forks each `python script.py` run (warm.py).
+    preload: tuple[str, ...] = ()
     # Stop after this many crashes in a row, of any kind; 0 never stops. --max-crashes overrides it.
     max_consecutive_crashes: int = Field(default=5, ge=0)
     # Pause after this many runs in a row that failed because of the setup (a missing package,
@@ -45,6 +52,9 @@ class TaskSection(_Section):
     memory_limit_mb: float | None = Field(default=None, gt=0)
     # Environment variables the run gets besides the safe defaults (PATH, HOME, CUDA_*, ...).
     env: tuple[str, ...] = ()
+    # With [executor] kind = "ray": a command run once per node, in the task directory, before the
+    # node's first run (e.g. "python prepare.py" to download the data); see ray_node.py.
+    setup: str | None = Field(default=None, min_length=1)
 
     @field_validator("env")
     @classmethod
@@ -67,6 +77,12 @@ class MetricsSection(_Section):
     tie_break: tuple[TieBreak, ...] = ()
     columns: tuple[str, ...] | None = None
     memory_key: str = "peak_vram_mb"
+    # A keep must beat the best by more than this (in the primary's units) ...
+    min_delta: float = Field(default=0.0, ge=0)
+    # ... and by more than twice the run-to-run spread when the baseline is run noise_runs times.
+    noise_runs: int = Field(default=1, ge=1)
+    # Confirm a candidate keep with a second run under another seed (AUTORESEARCH_SEED) first.
+    confirm: bool = False
 
     @field_validator("tie_break", mode="before")
     @classmethod
@@ -101,6 +117,28 @@ class AgentSection(_Section):
         return self
 
 
+class ExecutorSection(_Section):
+    # Where runs happen: "local" (this machine) or "ray" (a Ray task per run; ray_executor.py).
+    kind: Literal["local", "ray"] = "local"
+    # The Ray cluster: "auto" joins the one `ray start --head` started on this machine.
+    address: str = "auto"
+    # What each run asks Ray for. A CPU-only cluster: num_gpus = 0, num_cpus = 1.
+    num_gpus: float = Field(default=1, ge=0)
+    num_cpus: float | None = Field(default=None, ge=0)  # unset: Ray's default for a task (1)
+    resources: dict[str, float] = {}  # custom Ray resources per run, e.g. {slot = 1}
+    # Where each node keeps what [task] setup made; `~` is the node's home.
+    cache_dir: str = "~/.cache/autoresearch/ray"
+
+    def ray_options(self) -> dict:
+        """The options of each run's Ray task."""
+        options: dict = {"num_gpus": self.num_gpus}
+        if self.num_cpus is not None:
+            options["num_cpus"] = self.num_cpus
+        if self.resources:
+            options["resources"] = dict(self.resources)
+        return options
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -115,6 +153,7 @@ class TaskConfig(_Section):
     task: TaskSection
     metrics: MetricsSection
     agent: AgentSection = AgentSection()
+    executor: ExecutorSection = ExecutorSection()
 
 
 class Task:

@@ -64,10 +64,17 @@ def check_primary(metrics: Mapping, primary: str) -> str | None:
     return None
 
 
-def decide(candidate: Mapping, best: Mapping, rules: Rules, *, simpler: bool = False) -> Decision:
+def decide(candidate: Mapping, best: Mapping, rules: Rules, *, simpler: bool = False, floor: float = 0.0) -> Decision:
     """Keep if the primary is strictly better; else if equal, the first differing tie-break
-    decides; else if everything is equal, keep a change that simplifies the code."""
+    decides; else if everything is equal, keep a change that simplifies the code.
+
+    With a noise `floor`, "better" means better by more than the floor; a gain within it is
+    noise and never a keep."""
     c = _compare(candidate.get(rules.primary), best.get(rules.primary), rules.direction)
+    if c > 0 and floor > 0:
+        gain = abs(rounded(candidate[rules.primary]) - rounded(best[rules.primary]))
+        if gain <= floor:
+            return Decision(Status.DISCARD, f"{rules.primary} gain {gain:.6f} is within the noise floor {floor:.6f}")
     if c > 0:
         return Decision(Status.KEEP, f"{rules.primary} improved")
     if c < 0:

@@ -21,7 +21,7 @@ from typing import Callable
 
 import psutil
 
-from autoresearch import guard, outer, results_tsv
+from autoresearch import guard, integrity, outer, results_tsv
 from autoresearch.agents.base import Agent, Context
 from autoresearch.atomic import mirror, write_json, write_text
 from autoresearch.config import Task
@@ -206,6 +206,10 @@ class Loop:
                     raise AutoresearchError(
                         f"the baseline run crashed ({baseline.reason}); fix the task so `{self.task.run}` works "
                         f"unmodified, see {self.store.run_dir(baseline.iteration) / 'log.txt'}")
+            while integrity.repeats_done(self.store.ledger.records) < self.task.metrics.noise_runs - 1:
+                # The baseline again under other seeds: the run-to-run spread is the noise floor.
+                done.append(self._iteration(self.shared.take_iteration(self.store.ledger), baseline=True,
+                                            repeat=integrity.repeats_done(self.store.ledger.records) + 1))
             crashes = 0
             for _ in range(limits.iterations):
                 if not self.shared.take_ticket():
@@ -232,7 +236,7 @@ class Loop:
         if self.stop_event.is_set():
             raise Stopped()
 
-    def _iteration(self, n: int, *, baseline: bool = False) -> Experiment:
+    def _iteration(self, n: int, *, baseline: bool = False, repeat: int = 0) -> Experiment:
         task, store, git = self.task, self.store, self.git
         self._checkpoint()
         self._n = n
@@ -251,7 +255,9 @@ class Loop:
         ro_before = guard.file_hashes(task.dir, task.readonly)
 
         if baseline:
-            proposal = Proposal("baseline", "The unmodified code, run once to set the bar.")
+            proposal = (Proposal("baseline", "The unmodified code, run once to set the bar.") if not repeat else
+                        Proposal(f"baseline repeat {repeat} of {task.metrics.noise_runs - 1} (noise estimate)",
+                                 "The unmodified code under another seed, to measure the run-to-run spread."))
             commit, changed = parent, []
         else:
             lines_before = total_code_lines(task.dir, task.editable)
@@ -279,18 +285,62 @@ class Loop:
                 reason = f"{CrashReason.GUARD.value}: changed non-editable file(s) {', '.join(bad)}; reverted"
                 return self._finish(self._record(n, commit, parent, Status.CRASH, reason, proposal, started, changed=changed))
 
-        result = self._run(n, run_dir, commit)
-        self._checkpoint()
-        metrics = self._metrics(result)
-        write_json(run_dir / "metrics.json", metrics, durable=False)
+        seed = str(repeat) if repeat else None
+        result, metrics, problem = self._measure(n, run_dir, commit, seed)
         memory_gb = self._memory_gb(metrics, result)
+        judged = dict(ro_before=ro_before, baseline=baseline, repeat=repeat, problem=problem, parent=parent,
+                      lines_before=lines_before if not baseline else 0)
+        confirmation = None
+        if self.task.metrics.confirm and not baseline:
+            status, _ = self._judge(result, metrics, best=store.ledger.best(), **judged)
+            if status is Status.KEEP:  # a candidate: run it again under another seed before believing it
+                confirmation = self._confirm(n, commit, parent, proposal, started, changed)
         with self.shared.lock:
             best_now = store.ledger.best()  # other workers may have kept something while this trained
-            status, reason = self._judge(result, metrics, ro_before, best_now, baseline,
-                                         lines_before if not baseline else 0)
+            status, reason = self._judge(result, metrics, best=best_now, **judged)
+            if confirmation is not None and status is Status.KEEP:
+                c_status, _ = self._judge(confirmation[1], confirmation[2], best=best_now, **{**judged, "problem": confirmation[3]})
+                status = c_status
+                reason = f"{reason}; confirmed by iteration {confirmation[0]}" if c_status is Status.KEEP else \
+                    f"not confirmed by iteration {confirmation[0]} under another seed"
             record = self._record(n, commit, parent, status, reason, proposal, started, changed=changed,
                                   metrics=metrics, result=result, memory_gb=memory_gb)
-            return self._finish(record)
+            record = self._finish(record)
+            if confirmation is not None:
+                self._finish(confirmation[4])
+            return record
+
+    def _measure(self, n: int, run_dir: Path, commit: str, seed: str | None):
+        """Run the training (and the trusted eval): (result, metrics, crash reason or '' or a flag)."""
+        env = self._run_env(n, seed)
+        result = self._run(n, run_dir, commit, env)
+        self._checkpoint()
+        metrics = self._metrics(result)
+        problem = ""
+        eval_command = self.task.config.task.eval
+        if eval_command and result.exit_code == 0 and not result.timed_out:
+            eval_metrics, error = integrity.trusted_eval(eval_command, self.task.dir, env, self.task.timeout,
+                                                         run_dir / "eval.log")
+            self._checkpoint()
+            if error:
+                problem = error
+            else:
+                metrics, problem = integrity.merge_trusted(metrics, eval_metrics, self.rules.primary)
+        write_json(run_dir / "metrics.json", metrics, durable=False)
+        return result, metrics, problem
+
+    def _confirm(self, n: int, commit: str, parent: str, proposal: Proposal, started: float, changed):
+        """The same commit under another seed, recorded as its own (discard) row."""
+        m = self.shared.take_iteration(self.store.ledger)
+        run_dir = self.store.run_dir(m)
+        result, metrics, problem = self._measure(m, run_dir, commit, seed=str(m))
+        note = Proposal(f"confirm #{n}: {proposal.description}", f"Iteration {n} again under seed {m}.")
+        record = self._record(m, commit, parent, Status.DISCARD, f"{integrity.CONFIRM_REASON} {n}", note, started,
+                              changed=changed, metrics=metrics, result=result,
+                              memory_gb=self._memory_gb(metrics, result))
+        if result.exit_code != 0 or result.timed_out or check_primary(metrics, self.rules.primary):
+            record = replace(record, status=Status.CRASH, reason=f"{integrity.CONFIRM_REASON} {n}: the run failed")
+        return m, result, metrics, problem, record
 
     def _propose(self, n: int, history, best: Experiment, run_dir: Path, repair: Experiment | None) -> Proposal:
         extras = outer.prompt_extras(self.task, self.store, history, repair)
@@ -338,7 +388,7 @@ class Loop:
             self.shared.in_flight[self._n] = digest  # other workers must not run the same code now
         return None
 
-    def _run(self, n: int, run_dir: Path, commit: str) -> RunResult:
+    def _run_env(self, n: int, seed: str | None = None) -> dict:
         env = {
             **os.environ,
             "AUTORESEARCH_TIME_BUDGET": f"{self.task.time_budget:g}",
@@ -350,6 +400,11 @@ class Loop:
             # `python` in the run command means the interpreter autoresearch runs under (seed 001, run 4).
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
+        if seed is not None:
+            env["AUTORESEARCH_SEED"] = seed  # repeats and confirmations: the same code, another seed
+        return env
+
+    def _run(self, n: int, run_dir: Path, commit: str, env: dict) -> RunResult:
         spec = RunSpec(command=self.task.run, cwd=str(self.task.dir), env=env,
                        timeout=self.task.timeout, log_path=str(run_dir / "log.txt"),
                        commit=commit, repo_dir=self._repo_root(), task_subdir=self.git.prefix().rstrip("/"))
@@ -380,7 +435,8 @@ class Loop:
             text = result.output_tail
         return parse_footer(text)
 
-    def _judge(self, result: RunResult, metrics: dict, ro_before, best, baseline: bool, lines_before: int):
+    def _judge(self, result: RunResult, metrics: dict, *, ro_before, best, baseline: bool, lines_before: int,
+               repeat: int = 0, problem: str = "", parent: str = ""):
         ro_after = guard.file_hashes(self.task.dir, self.task.readonly)
         bad = guard.changed_readonly(ro_before, ro_after)
         if bad:
@@ -389,16 +445,25 @@ class Loop:
             return Status.CRASH, f"{CrashReason.TIMEOUT.value}: killed after {self.task.timeout:g} s"
         if result.exit_code != 0:
             return Status.CRASH, f"{CrashReason.EXIT_CODE.value}: {result.exit_code}"
-        problem = check_primary(metrics, self.rules.primary)
-        if problem == CrashReason.NAN.value:
-            return Status.CRASH, f"{problem}: {self.rules.primary} = {metrics[self.rules.primary]}"
-        if problem:
-            return Status.CRASH, f"{problem}: no numeric `{self.rules.primary}:` line after the last `---`"
+        if problem.startswith("eval:"):
+            return Status.CRASH, problem
+        flag = f"; {problem}" if problem else ""
+        missing = check_primary(metrics, self.rules.primary)
+        if missing == CrashReason.NAN.value:
+            return Status.CRASH, f"{missing}: {self.rules.primary} = {metrics[self.rules.primary]}"
+        if missing:
+            return Status.CRASH, f"{missing}: no numeric `{self.rules.primary}:` line after the last `---`"
+        if repeat:
+            return Status.DISCARD, f"{integrity.NOISE_REASON} {repeat}"
         if baseline:
-            return Status.KEEP, "baseline"
+            return Status.KEEP, "baseline" + flag
+        history = self.store.ledger.records
+        floor = integrity.noise_floor(history, self.rules.primary, self.task.metrics.min_delta)
+        if floor > 0 and integrity.seed_only_change(self.git, parent, self.task.dir, self.task.editable):
+            return Status.DISCARD, f"a seed change alone is never a keep (noise floor {floor:.6f})" + flag
         simpler = total_code_lines(self.task.dir, self.task.editable) < lines_before
-        decision = decide(metrics, best.metrics, self.rules, simpler=simpler)
-        return decision.status, decision.reason
+        decision = decide(metrics, best.metrics, self.rules, simpler=simpler, floor=floor)
+        return decision.status, decision.reason + flag
 
     def _memory_gb(self, metrics: dict, result: RunResult) -> float:
         mb = metrics.get(self.task.metrics.memory_key)
@@ -434,7 +499,7 @@ class Loop:
             self.store.ledger.append(record)
             self.shared.in_flight.pop(record.iteration, None)
             if record.status is not Status.KEEP:
-                self._restore_tree(self.store.pending().get("untracked", []), self._created)
+                self._restore_tree((self.store.pending() or {}).get("untracked", []), self._created)
             elif self.worker is not None:
                 self.main_git.reset_hard(record.commit)  # the tag's branch always holds the global best
             self.store.clear_pending()

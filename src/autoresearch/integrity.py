@@ -1,0 +1,136 @@
+"""The number that decides "keep" must be one the agent could not fake or luck into.
+
+- Trusted evaluation (`[task] eval`): after training, a separate process computes the
+  metrics; the primary comes from it, and a run whose own footer disagrees is flagged.
+- Noise (`[metrics] min_delta`, `noise_runs`, `confirm`): the baseline repeated k times gives
+  the run-to-run spread; a gain must clear max(min_delta, 2 x spread), and a change of seed
+  alone is never a keep once the floor is known.
+- Held-out check (`[task] final_eval`): run on the best commits at the end, reporting the gap
+  between the search metric and the held-out one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from autoresearch.atomic import write_json
+from autoresearch.constants import find_constants
+from autoresearch.decision import rounded
+from autoresearch.footer import parse_footer
+from autoresearch.gitrepo import Git
+from autoresearch.records import Experiment, RunSpec, Status
+from autoresearch.runner import run_process
+
+NOISE_REASON = "noise: baseline repeat"
+CONFIRM_REASON = "confirmation run of iteration"
+SEED_NAMES = ("SEED", "RANDOM_SEED", "RNG_SEED")
+
+
+# -- trusted evaluation ------------------------------------------------------------------
+def trusted_eval(command: str, task_dir: Path, env: dict, timeout: float, log_path: Path) -> tuple[dict, str | None]:
+    """(metrics from the eval's footer, a crash reason or None)."""
+    result = run_process(RunSpec(command=command, cwd=str(task_dir), env=env, timeout=timeout, log_path=str(log_path)))
+    if result.timed_out:
+        return {}, f"eval: timed out after {timeout:g} s"
+    if result.exit_code != 0:
+        return {}, f"eval: `{command}` exited with {result.exit_code}, see {log_path.name}"
+    return parse_footer(log_path.read_text(encoding="utf-8", errors="replace")), None
+
+
+def merge_trusted(run_metrics: dict, eval_metrics: dict, primary: str) -> tuple[dict, str]:
+    """The run's metrics overridden by the eval's; a flag when the run's own primary disagrees."""
+    merged = {**run_metrics, **eval_metrics}
+    claimed, trusted = rounded(run_metrics.get(primary)), rounded(eval_metrics.get(primary))
+    flag = ""
+    if claimed is not None and trusted is not None and claimed != trusted:
+        merged[f"reported_{primary}"] = run_metrics[primary]
+        flag = f"flagged: the run printed {primary}={claimed:.6f}, the trusted eval says {trusted:.6f}"
+    return merged, flag
+
+
+# -- noise ---------------------------------------------------------------------------------
+def noise_values(history: Sequence[Experiment], primary: str) -> list[float]:
+    """The primary of the baseline and of its repeats."""
+    base = next((e for e in history if e.status is Status.KEEP), None)
+    if base is None:
+        return []
+    runs = [base] + [e for e in history if e.reason.startswith(NOISE_REASON)]
+    return [v for v in (rounded(e.metrics.get(primary)) for e in runs) if v is not None]
+
+
+def noise_floor(history: Sequence[Experiment], primary: str, min_delta: float) -> float:
+    values = noise_values(history, primary)
+    spread = statistics.stdev(values) if len(values) >= 2 else 0.0
+    return max(min_delta, 2 * spread)
+
+
+def repeats_done(history: Sequence[Experiment]) -> int:
+    return sum(1 for e in history if e.reason.startswith(NOISE_REASON))
+
+
+def seed_only_change(git: Git, parent: str, task_dir: Path, editable: Sequence[str]) -> bool:
+    """True when the only difference from `parent` is the value of seed constants."""
+    changed_names: set[str] = set()
+    for name in editable:
+        if not name.endswith(".py"):
+            return False
+        try:
+            old = git.show(parent, name)
+        except Exception:
+            return False
+        new = (task_dir / name).read_text(encoding="utf-8")
+        try:
+            before = {c.name: (c.value, c.line) for c in find_constants(old)}
+            after = {c.name: (c.value, c.line) for c in find_constants(new)}
+        except Exception:
+            return False
+        moved = {k for k in set(before) | set(after) if before.get(k, (None,))[0] != after.get(k, (None,))[0]}
+        old_lines = [line for line in old.splitlines() if not any(line.lstrip().startswith(m) for m in moved)]
+        new_lines = [line for line in new.splitlines() if not any(line.lstrip().startswith(m) for m in moved)]
+        if old_lines != new_lines:
+            return False  # something other than constants changed
+        changed_names |= moved
+    return bool(changed_names) and all(any(s in n.upper() for s in SEED_NAMES) for n in changed_names)
+
+
+# -- held-out check ------------------------------------------------------------------------
+def final_eval(task, store, *, top: int = 3, say=print) -> list[dict]:
+    """Run `[task] final_eval` on the best `top` keeps, each in a fresh detached worktree of
+    its commit; write final_eval.json in the run store and return its rows."""
+    command = task.config.task.final_eval
+    if not command:
+        return []
+    primary = task.metrics.primary
+    keeps = [e for e in store.ledger.records if e.status is Status.KEEP][-top:][::-1]
+    git = Git(task.dir)
+    prefix = git.prefix()
+    rows = []
+    for exp in keeps:
+        scratch = Path(tempfile.mkdtemp(prefix="autoresearch-final-"))
+        tree = scratch / "tree"
+        try:
+            git("worktree", "add", "-q", "--detach", str(tree), exp.commit)
+            log = store.run_dir(exp.iteration) / "final_eval.log"
+            env = {**os.environ, "AUTORESEARCH_TIME_BUDGET": f"{task.time_budget:g}", "PYTHONUNBUFFERED": "1"}
+            result = run_process(RunSpec(command=command, cwd=str(tree / prefix), env=env,
+                                         timeout=task.timeout, log_path=str(log)))
+            metrics = parse_footer(log.read_text(encoding="utf-8", errors="replace")) if result.exit_code == 0 else {}
+            held_out = rounded(metrics.get(primary))
+            search = rounded(exp.metrics.get(primary))
+            rows.append({"iteration": exp.iteration, "commit": exp.commit, "description": exp.description,
+                         "search": search, "held_out": held_out,
+                         "gap": None if held_out is None or search is None else round(held_out - search, 6),
+                         "error": None if result.exit_code == 0 else f"exit code {result.exit_code}"})
+        finally:
+            git("worktree", "remove", "--force", str(tree), check=False)
+            shutil.rmtree(scratch, ignore_errors=True)
+    write_json(store.root / "final_eval.json", {"primary": primary, "command": command, "rows": rows})
+    for r in rows:
+        gap = f"{r['gap']:+.6f}" if r["gap"] is not None else r["error"] or "no metric"
+        say(f"final eval #{r['iteration']} {r['commit'][:7]}: search {primary}={r['search']}, held-out {r['held_out']} (gap {gap})")
+    return rows
