@@ -89,7 +89,7 @@ def confirm(
     tag: Optional[str] = typer.Option(None, "--tag", "-t"),
     top: int = typer.Option(3, "--top", min=1, help="How many of the best keeps to check."),
 ) -> None:
-    """Run the held-out check ([task] final_eval) on the best commits and show the gap."""
+    """Run the held-out check (task.final_eval) on the best commits and show the gap."""
     from autoresearch.api import confirm as run_confirm
 
     run_confirm(task_dir, tag, top=top, say=say)
