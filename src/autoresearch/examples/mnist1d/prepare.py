@@ -50,6 +50,7 @@ def prepare_data():
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
         os.replace(tmp, DATA_PATH)
     except BaseException:
         if os.path.exists(tmp):
@@ -86,12 +87,12 @@ def evaluate(model, device="cpu", batch_size=1000, with_loss=False):
         model.eval()
     correct, loss_sum = 0, 0.0
     with torch.no_grad():
-        for i in range(0, len(y), batch_size):
-            logits = model(x[i:i + batch_size]).float()
-            if logits.shape != (len(y[i:i + batch_size]), NUM_CLASSES):
-                raise ValueError(f"model returned shape {tuple(logits.shape)}, expected (B, {NUM_CLASSES})")
-            correct += (logits.argmax(1) == y[i:i + batch_size]).sum().item()
-            loss_sum += F.cross_entropy(logits, y[i:i + batch_size], reduction="sum").item()
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+            logits = model(xb).float()
+            if logits.shape != (len(yb), NUM_CLASSES):
+                raise ValueError(f"model returned shape {tuple(logits.shape)}, expected ({len(yb)}, {NUM_CLASSES})")
+            correct += (logits.argmax(1) == yb).sum().item()
+            loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
     if was_training:
         model.train()
     acc = correct / len(y)

@@ -15,11 +15,14 @@ import torch.nn.functional as F
 
 import prepare
 
+# The knobs. Keep them UPPERCASE literals with a `# search:` range: the offline tuner reads
+# and rewrites exactly these lines. WIDTH is hidden units (mlp) or channels (cnn); DEPTH is
+# hidden layers (mlp) or conv layers (cnn). SEED is fixed so runs are comparable.
 ARCH = "mlp"            # search: ["mlp", "cnn"]
-WIDTH = 32              # search: int_log(16, 256)
+WIDTH = 64              # search: int_log(16, 256)
 DEPTH = 2               # search: int(1, 4)
 LR = 1e-3               # search: log(1e-4, 3e-2)
-BATCH_SIZE = 256        # search: int_log(16, 1024)
+BATCH_SIZE = 128        # search: int_log(16, 1024)
 OPTIMIZER = "adam"      # search: ["adam", "adamw", "sgd"]
 WEIGHT_DECAY = 0.0      # search: float(0.0, 0.1)
 DROPOUT = 0.0           # search: float(0.0, 0.5)
@@ -73,7 +76,7 @@ def main():
         raise ValueError(f"unknown ARCH {ARCH!r}")
     model = (MLP if ARCH == "mlp" else CNN)().to(device)
     num_params = sum(p.numel() for p in model.parameters())
-    if OPTIMIZER == "sgd":
+    if OPTIMIZER == "sgd":  # with the usual momentum; plain SGD is rarely competitive
         opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=WEIGHT_DECAY)
     elif OPTIMIZER in ("adam", "adamw"):
         cls = torch.optim.Adam if OPTIMIZER == "adam" else torch.optim.AdamW
@@ -81,37 +84,36 @@ def main():
     else:
         raise ValueError(f"unknown OPTIMIZER {OPTIMIZER!r}")
 
-    log = open("metrics.jsonl", "w")
+    log = open("metrics.jsonl", "w")  # the learning curve, one JSON record per log line
     n, epoch, train_seconds, last_log = len(y_train), 0, 0.0, -1.0
+    loss_sum = correct = seen = 0  # training stats since the last log line
     while train_seconds < prepare.TIME_BUDGET:
         epoch += 1
         model.train()
-        t0 = time.time()
-        loss_sum = correct = seen = 0
+        t0 = time.perf_counter()
         for idx in torch.randperm(n, device=device).split(BATCH_SIZE):
             # Decay the LR linearly to zero over the budget: large steps early, fine-tuning late.
             for g in opt.param_groups:
                 g["lr"] = LR * max(0.0, 1 - train_seconds / prepare.TIME_BUDGET)
-            logits = model(x_train[idx])
-            loss = F.cross_entropy(logits, y_train[idx])
+            xb, yb = x_train[idx], y_train[idx]
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += loss.item() * len(idx)  # .item() also syncs the GPU, so timing is honest
-            correct += (logits.argmax(1) == y_train[idx]).sum().item()
+            loss_sum += loss.item() * len(idx)  # .item() also waits for the GPU: honest timing
+            correct += (logits.argmax(1) == yb).sum().item()
             seen += len(idx)
-            train_seconds += time.time() - t0
-            t0 = time.time()
+            now = time.perf_counter()
+            train_seconds, t0 = train_seconds + now - t0, now
             if not math.isfinite(loss_sum):
-                raise RuntimeError(f"loss diverged at epoch {epoch}: LR={LR} is too high?")
-            if train_seconds >= prepare.TIME_BUDGET:  # checked every batch: stop mid-epoch if needed
+                raise RuntimeError(f"loss diverged in epoch {epoch}; LR={LR} too high?")
+            if train_seconds >= prepare.TIME_BUDGET:  # checked every batch: stop mid-epoch
                 break
-        # MLP epochs take ~20 ms, so log every ~0.5 s of training, not every epoch.
-        # Evaluation is not charged to the training budget.
-        done = train_seconds >= prepare.TIME_BUDGET
-        if train_seconds - last_log < 0.5 and not done:
+        # MLP epochs take ~20 ms, so log every ~0.5 s of training rather than every epoch.
+        # Evaluation happens outside the timed region: it is not charged to the budget.
+        if train_seconds - last_log < 0.5 and train_seconds < prepare.TIME_BUDGET:
             continue
-        last_log = train_seconds
         val_acc, val_loss = prepare.evaluate(model, device, with_loss=True)
         rec = {"epoch": epoch, "train_loss": loss_sum / seen, "train_acc": correct / seen,
                "val_loss": val_loss, "val_acc": val_acc, "seconds": round(train_seconds, 3)}
@@ -119,6 +121,8 @@ def main():
         log.flush()
         print(f"epoch {epoch} | loss {rec['train_loss']:.3f} | train_acc {rec['train_acc']:.3f} | "
               f"val_acc {val_acc:.3f} | {train_seconds:.1f}s", flush=True)
+        loss_sum = correct = seen = 0
+        last_log = train_seconds
     log.close()
 
     val_acc = prepare.evaluate(model, device)

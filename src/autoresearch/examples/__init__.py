@@ -1,0 +1,1 @@
+"""Bundled example tasks (each folder is a self-contained autoresearch task directory)."""
