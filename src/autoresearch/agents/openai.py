@@ -28,6 +28,10 @@ Settings, in the task's `[agent]` section:
     [agent.extra_body]                   # more request fields, passed as they are: a server's own
     top_p = 0.9                          # options (vLLM `guided_grammar`, llama.cpp `grammar`, a seed...)
 
+Two server quirks worth knowing: OpenAI's reasoning models refuse `max_tokens` and
+`temperature` (leave them unset; put `max_completion_tokens` in extra_body), and Ollama cuts
+a long prompt silently at its context length (start it with a larger OLLAMA_CONTEXT_LENGTH).
+
 The API key lives only in memory and the Authorization header; everything written (the
 transcript `agent.log` in the run directory, the ledger, errors) is redacted.
 """
