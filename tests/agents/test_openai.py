@@ -145,6 +145,13 @@ def test_good_edit_is_kept_with_tokens_and_cost(run):
     assert git(r.task, "status", "--porcelain").strip() == ""
 
 
+def test_thinking_is_not_the_answer(run):
+    draft = answer(replace="X = 9.0  # search: float(0.0, 10.0)\n")
+    r = run([f"<think>\nA first idea:\n{draft}\nNo, too far.\n</think>\n{GOOD}"])
+    assert r.last.status is Status.KEEP and r.last.metrics["score"] == 2.0
+    assert r.last.description == "Raise X to 2.0"
+
+
 def test_extra_body_reaches_the_server_but_cannot_override_the_protocol(run):
     r = run([GOOD], extra_config='[agent.extra_body]\ntop_p = 0.5\nstream = true\nmodel = "other"\n')
     assert r.last.status is Status.KEEP

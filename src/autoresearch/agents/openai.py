@@ -55,6 +55,9 @@ from autoresearch.secrets import redact, secret_values
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _READONLY_CHARS = 20_000  # a read-only file larger than this is named, not shown
+# Reasoning models served raw (DeepSeek-R1, Qwen3 on vLLM without a reasoning parser) think in the
+# content; drafts of blocks in there are not the answer.
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _BLOCK = re.compile(r"^[ \t]*<{5,9} ?SEARCH.*?^[ \t]*>{5,9} ?REPLACE[ \t]*$", re.MULTILINE | re.DOTALL)
 
 SYSTEM = """\
@@ -187,7 +190,7 @@ class OpenAIAgent:
         reasons: list[str] = []
         for round_ in range(self.max_fix_rounds + 1):
             try:
-                text = self._ask(client, messages, usage, deadline, context.stop_event, log)
+                text = _THINK.sub("", self._ask(client, messages, usage, deadline, context.stop_event, log))
             except ChatStopped:
                 return self._result(usage, round_, error="stopped", secrets=secrets)
             except ChatError as exc:
