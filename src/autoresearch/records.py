@@ -54,6 +54,8 @@ class RunResult:
     output_tail: str = ""  # last part of the output, for footer parsing when the log is capped
     startup_seconds: float | None = None  # request to the script's first line; known for warm runs
     warm: bool = False  # forked from a preloaded server (warm.py) rather than a fresh process
+    startup_seconds: float | None = None  # request to the script's first line; known for warm runs
+    warm: bool = False  # forked from a preloaded server (warm.py) rather than a fresh process
 
 
 @dataclass(frozen=True)

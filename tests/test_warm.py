@@ -1,0 +1,516 @@
+"""warm.py and forkserver.py against real processes: a forked run must behave like a fresh one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from autoresearch.executor import LocalExecutor
+from autoresearch.records import RunSpec
+from autoresearch.runner import RUN_TOKEN_ENV, _processes_with_token, kill_tree_if_alive
+from autoresearch.warm import WarmExecutor, parse_command
+
+PY = shlex.quote(sys.executable)
+BIN = os.path.dirname(sys.executable)
+
+# Starts a sleeping Python that ignores SIGTERM; `spawn(name, **popen_kwargs)` returns its pid.
+SPAWN = """
+import os, signal, subprocess, sys, time
+SLEEPER = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)"
+def write_pid(name, pid):
+    with open(name + ".tmp", "w") as f:
+        f.write(str(pid))
+    os.replace(name + ".tmp", name)  # the test never reads a half-written pid
+def spawn(name, **kw):
+    child = subprocess.Popen([sys.executable, "-c", SLEEPER], **kw)
+    write_pid(name, child.pid)
+    return child.pid
+"""
+
+
+def env(**extra) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"  # `python` is this interpreter, as in loop.py
+    return {**e, **extra}
+
+
+def make_spec(tmp_path: Path, body: str, *, args: str = "", timeout: float = 20.0, name: str = "train.py",
+              command: str | None = None, run_env: dict | None = None, max_log_bytes: int = 10**6,
+              log: str = "run.log") -> RunSpec:
+    (tmp_path / name).write_text(SPAWN + textwrap.dedent(body))
+    return RunSpec(command=command or f"python {name} {args}".strip(), cwd=str(tmp_path),
+                   env=run_env or env(), timeout=timeout, log_path=str(tmp_path / "logs" / log),
+                   max_log_bytes=max_log_bytes)
+
+
+def log_of(result) -> str:
+    return Path(result.log_path).read_text(errors="replace")
+
+
+def dead(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_dead(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not dead(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def read_pid(tmp_path: Path, name: str, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while not (tmp_path / name).exists():
+        assert time.monotonic() < deadline, f"{name} never written"
+        time.sleep(0.02)
+    return int((tmp_path / name).read_text())
+
+
+@pytest.fixture
+def warm():
+    messages: list[str] = []
+    ex = WarmExecutor(["json", "decimal"], say=messages.append)
+    ex.messages = messages
+    yield ex
+    ex.close()
+
+
+# -- which commands run warm ----------------------------------------------------------------
+@pytest.mark.parametrize("command, argv, unbuffered", [
+    ("python train.py", ("train.py",), False),
+    ("python3 train.py --lr 0.1", ("train.py", "--lr", "0.1"), False),
+    (f"{PY} -u train.py 'a b' --x=1", ("train.py", "a b", "--x=1"), True),
+    ("python -uB ./train.py", ("./train.py",), True),
+])
+def test_plain_python_commands_are_recognised(tmp_path, command, argv, unbuffered):
+    (tmp_path / "train.py").write_text("")
+    plain = parse_command(command, str(tmp_path), env())
+    assert plain is not None and plain.argv == argv and plain.unbuffered == unbuffered
+
+
+@pytest.mark.parametrize("command", [
+    "python train.py | tee out", "python train.py && echo ok", "python train.py > out.txt",
+    "FOO=1 python train.py", "python -m train", "python -c 'print(1)'", "python -O train.py",
+    "python", "python missing.py", "sh train.py", "/usr/bin/env python train.py", "python $SCRIPT",
+    "python train.py; rm -rf x", "python 'unterminated", "python sub",
+])
+def test_anything_else_runs_fresh(tmp_path, command):
+    (tmp_path / "train.py").write_text("")
+    (tmp_path / "sub").mkdir()
+    assert parse_command(command, str(tmp_path), env()) is None
+
+
+def test_another_interpreter_runs_fresh(tmp_path):
+    (tmp_path / "train.py").write_text("")
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    assert parse_command("python train.py", str(tmp_path), env(PATH=str(fake.parent))) is None
+    assert parse_command(f"{fake} train.py", str(tmp_path), env()) is None
+
+
+# -- a warm run behaves like a fresh one ------------------------------------------------------
+@pytest.mark.parametrize("body, code, text", [
+    ("print('fine')", 0, "fine"),
+    ("sys.exit(3)", 3, ""),
+    ("sys.exit(-1)", 255, ""),
+    ("raise SystemExit('bad config')", 1, "bad config"),
+    ("def f():\n    raise ValueError('boom')\nf()", 1, "ValueError: boom"),
+    ("raise KeyboardInterrupt", -signal.SIGINT, "KeyboardInterrupt"),
+    ("def broken(:\n    pass", 1, "SyntaxError"),
+])
+def test_exit_codes_and_errors(tmp_path, warm, body, code, text):
+    result = warm.run(make_spec(tmp_path, body))
+    assert result.warm and result.exit_code == code and not result.timed_out
+    log = log_of(result)
+    assert text in log
+    assert "forkserver" not in log  # a traceback shows the script's frames only, as a fresh run's
+
+
+def test_uncaught_exception_traceback_reads_like_a_fresh_one(tmp_path, warm):
+    spec = make_spec(tmp_path, "def f():\n    raise ValueError('boom')\nf()")
+    fresh = LocalExecutor().run(spec)
+    hot = warm.run(spec)
+    assert hot.warm and hot.exit_code == fresh.exit_code == 1
+    assert log_of(hot) == log_of(fresh)
+
+
+def test_argv_cwd_env_and_main_are_exactly_a_fresh_runs(tmp_path, warm):
+    body = """
+    import json, __main__
+    print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ), "name": __name__,
+                      "file": __file__, "path0": sys.path[0], "main": __main__.__file__,
+                      "stdin": sys.stdin.read(), "token_in_proc": os.environ.get("AUTORESEARCH_RUN_TOKEN")}))
+    """
+    run_env = env(AUTORESEARCH_RUN_TOKEN="t" * 32, ODD="a b=c")
+    spec = make_spec(tmp_path, body, args="'x y' --lr=0.1", run_env=run_env)
+    seen = {}
+    for name, ex in (("fresh", LocalExecutor()), ("warm", warm)):
+        result = ex.run(spec)
+        assert result.exit_code == 0 and result.warm == (name == "warm")
+        seen[name] = json.loads(log_of(result))
+    hot = seen["warm"]
+    assert hot["argv"] == ["train.py", "x y", "--lr=0.1"]
+    assert hot["cwd"] == str(tmp_path) and hot["name"] == "__main__"
+    assert hot["file"] == hot["main"] == str(tmp_path / "train.py")
+    assert hot["env"] == run_env  # exactly: nothing of the server's environment is left
+    assert hot["stdin"] == ""
+    for key in ("argv", "cwd", "name", "file", "path0", "main", "stdin"):
+        assert hot[key] == seen["fresh"][key], key
+
+
+def test_output_in_the_log_with_non_utf8_bytes_and_the_cap(tmp_path, warm):
+    body = """
+    sys.stdout.buffer.write(b"\\xff\\xfe not utf-8\\n")
+    sys.stdout.flush()
+    print("to stderr", file=sys.stderr)
+    line = b"x" * 1023 + b"\\n"
+    for _ in range(300):
+        sys.stdout.buffer.write(line)
+    sys.stdout.buffer.write(b"---\\nval_loss: 1.23\\n")
+    """
+    result = warm.run(make_spec(tmp_path, body, max_log_bytes=100_000))
+    assert result.exit_code == 0 and result.warm
+    data = Path(result.log_path).read_bytes()
+    assert data.startswith(b"\xff\xfe not utf-8\n") and b"to stderr\n" in data
+    assert data.endswith(b"---\nval_loss: 1.23\n")
+    assert result.output_tail.endswith("val_loss: 1.23\n")
+
+
+def test_unbuffered_flag_reaches_the_log_before_a_kill(tmp_path, warm):
+    spec = make_spec(tmp_path, 'print("early")\ntime.sleep(1000)\n', timeout=1.5,
+                     command="python -u train.py")
+    result = warm.run(spec)
+    assert result.warm and result.timed_out
+    assert "early" in log_of(result)
+
+
+def test_atexit_handlers_and_non_daemon_threads_finish_as_in_a_fresh_process(tmp_path, warm):
+    body = """
+    import atexit, threading
+    atexit.register(lambda: print("atexit ran", flush=True))
+    def work():
+        time.sleep(0.3)
+        print("thread done", flush=True)
+    threading.Thread(target=work).start()
+    print("main done", flush=True)
+    """
+    result = warm.run(make_spec(tmp_path, body))
+    assert result.exit_code == 0
+    assert log_of(result).splitlines() == ["main done", "thread done", "atexit ran"]
+
+
+def test_startup_is_recorded(tmp_path, warm):
+    result = warm.run(make_spec(tmp_path, "pass"))
+    assert result.warm and result.startup_seconds is not None
+    assert 0 < result.startup_seconds <= result.wall_seconds
+    fresh = LocalExecutor().run(make_spec(tmp_path, "pass"))
+    assert not fresh.warm and fresh.startup_seconds is None
+
+
+# -- the guarantees of process control ----------------------------------------------------------
+def test_timeout_kills_the_group_the_spawned_and_the_forked_escapee(tmp_path, warm):
+    body = """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    spawn("child.pid")
+    pid = os.fork()
+    if pid == 0:  # leaves the group without exec: only the run token in /proc finds it
+        os.setsid()
+        write_pid("forked.pid", os.getpid())
+        time.sleep(1000)
+        os._exit(0)
+    write_pid("main.pid", os.getpid())
+    print("ready", flush=True)
+    time.sleep(1000)
+    """
+    warm._grace = 0.5
+    result = warm.run(make_spec(tmp_path, body, timeout=2.0))
+    assert result.warm and result.timed_out and result.exit_code is None
+    assert result.wall_seconds < 2.0 + 0.5 + 3.0
+    for name in ("main.pid", "child.pid", "forked.pid"):
+        assert wait_dead(read_pid(tmp_path, name), 2.0), name
+
+
+def test_a_forked_escapee_is_found_by_the_run_token_alone(tmp_path, warm, monkeypatch):
+    # The scans are blinded and the escapee leaves the group: only the token can find it, and a
+    # forked child has it in /proc/PID/environ only because forkserver._mark_token put it there.
+    from autoresearch import runner
+
+    monkeypatch.setattr(runner._TreeWatch, "sample", lambda self: None)
+    body = """
+    if os.fork() == 0:
+        os.setsid()
+        write_pid("forked.pid", os.getpid())
+        time.sleep(1000)
+        os._exit(0)
+    while not os.path.exists("forked.pid"):
+        time.sleep(0.01)
+    """
+    result = warm.run(make_spec(tmp_path, body))
+    assert result.exit_code == 0
+    assert wait_dead(read_pid(tmp_path, "forked.pid"), 2.0)
+
+
+def test_the_run_token_finds_the_child_so_a_resume_can_kill_it(tmp_path, warm):
+    token = "r" * 32
+    spec = make_spec(tmp_path, 'write_pid("main.pid", os.getpid())\ntime.sleep(1000)\n',
+                     run_env=env(AUTORESEARCH_RUN_TOKEN=token))
+    started: list[int] = []
+    box = {}
+    thread = threading.Thread(target=lambda: box.setdefault("r", warm.run(spec, on_start=started.append)))
+    thread.start()
+    pid = read_pid(tmp_path, "main.pid")
+    assert started == [pid]
+    assert pid in [p.pid for p in _processes_with_token(token)]
+    assert not any(p in [q.pid for q in _processes_with_token(token)] for p in warm.server_pids)
+    assert kill_tree_if_alive(pid, psutil.Process(pid).create_time(), token=token, grace=0.5)
+    thread.join(10)
+    assert box["r"].exit_code == -signal.SIGTERM
+
+
+def test_stop_event_ends_the_run(tmp_path, warm):
+    stop = threading.Event()
+    spec = make_spec(tmp_path, 'write_pid("main.pid", os.getpid())\ntime.sleep(1000)\n')
+    threading.Timer(1.0, stop.set).start()
+    t0 = time.monotonic()
+    result = warm.run(spec, stop_event=stop)
+    assert result.warm and result.exit_code is None and not result.timed_out
+    assert time.monotonic() - t0 < 1.0 + 3.0
+    assert wait_dead(read_pid(tmp_path, "main.pid"))
+
+
+def test_concurrent_runs_share_one_server(tmp_path, warm):
+    specs = []
+    for i in range(3):
+        d = tmp_path / f"w{i}"
+        d.mkdir()
+        specs.append(make_spec(d, f"time.sleep(0.3)\nprint('worker {i}')\n"))
+    results = [None] * 3
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, warm.run(specs[i]))) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert all(r.warm and r.exit_code == 0 for r in results)
+    assert [log_of(r).strip() for r in results] == ["worker 0", "worker 1", "worker 2"]
+    assert len(warm.server_pids) == 1
+
+
+def test_per_run_variables_share_a_server_other_changes_get_their_own(tmp_path, warm):
+    warm.run(make_spec(tmp_path, "pass", run_env=env(AUTORESEARCH_ITERATION="1")))
+    first = warm.server_pids
+    warm.run(make_spec(tmp_path, "pass", run_env=env(AUTORESEARCH_ITERATION="2")))
+    assert warm.server_pids == first
+    result = warm.run(make_spec(tmp_path, "print(os.environ['OMP_NUM_THREADS'])",
+                                run_env=env(OMP_NUM_THREADS="1")))
+    assert result.warm and log_of(result).strip() == "1"
+    assert len(warm.server_pids) == 2
+
+
+# -- isolation: each run is a fresh fork of a pristine server ----------------------------------
+def test_module_globals_do_not_leak_into_the_next_run(tmp_path, warm):
+    first = """
+    import json, decimal
+    json.leaked = 1
+    decimal.getcontext().prec = 5
+    sys.modules["planted"] = json
+    os.environ["LEAKED"] = "1"
+    """
+    second = """
+    import json, decimal
+    print(hasattr(json, "leaked"), decimal.getcontext().prec, "planted" in sys.modules, "LEAKED" in os.environ)
+    """
+    assert warm.run(make_spec(tmp_path, first, name="a.py")).exit_code == 0
+    result = warm.run(make_spec(tmp_path, second, name="b.py"))
+    assert result.warm and log_of(result).strip() == "False 28 False False"
+
+
+def test_threads_of_a_run_do_not_survive_into_the_next(tmp_path, warm):
+    first = """
+    import threading
+    for _ in range(3):
+        threading.Thread(target=time.sleep, args=(0.2,)).start()
+    threading.Thread(target=time.sleep, args=(1000,), daemon=True).start()
+    """
+    second = """
+    import threading
+    print(threading.active_count(), len(os.listdir("/proc/self/task")))
+    """
+    assert warm.run(make_spec(tmp_path, first, name="a.py")).exit_code == 0
+    result = warm.run(make_spec(tmp_path, second, name="b.py"))
+    assert log_of(result).strip() == "1 1"
+
+
+def test_numpy_state_is_fresh_and_reseeded_in_every_run(tmp_path):
+    pytest.importorskip("numpy")
+    body = """
+    import numpy as np
+    print(np.get_printoptions()["precision"], np.random.random(), float((np.ones((200, 200)) @ np.ones((200, 200)))[0, 0]))
+    np.set_printoptions(precision=2)
+    np.random.seed(0)
+    """
+    with WarmExecutor(["numpy"]) as ex:
+        outs = [log_of(ex.run(make_spec(tmp_path, body, log=f"{i}.log"))).split() for i in range(2)]
+    assert outs[0][0] == outs[1][0] == "8"  # the first run's printoptions did not leak
+    assert outs[0][1] != outs[1][1]  # seeded from the OS in each run, as a fresh process is
+    assert outs[0][2] == outs[1][2] == "200.0"  # BLAS works in a fork (its pool was stopped)
+
+
+@pytest.mark.slow
+def test_cuda_and_torch_state_do_not_leak_and_the_server_never_initialises_cuda(tmp_path):
+    pytest.importorskip("torch")
+    first = """
+    import torch
+    print("preloaded" if "torch" in sys.modules else "cold", torch.get_num_threads(), flush=True)
+    torch.cuda.is_available()
+    try:
+        torch.cuda.init()  # raises on a CPU build; initialises CUDA where there is one
+    except Exception:
+        pass
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    """
+    second = """
+    import torch
+    print(torch.cuda.is_initialized(), torch.get_num_threads(), torch.initial_seed() != 1)
+    """
+    with WarmExecutor(["torch"]) as ex:
+        one = ex.run(make_spec(tmp_path, first, name="a.py", log="a.log"))
+        two = ex.run(make_spec(tmp_path, second, name="b.py", log="b.log"))
+    assert one.exit_code == 0 and two.exit_code == 0, log_of(one) + log_of(two)
+    mark, threads = log_of(one).split()
+    assert mark == "preloaded"
+    # The second run starts from the server's state: CUDA never initialised there, threads as before.
+    assert log_of(two).split() == ["False", threads, "True"]
+
+
+# -- fallbacks and the server's life ---------------------------------------------------------
+def test_non_plain_commands_run_fresh(tmp_path, warm):
+    spec = make_spec(tmp_path, "print(os.environ.get('FOO'))", command="FOO=bar python train.py | cat")
+    result = warm.run(spec)
+    assert not result.warm and result.exit_code == 0 and log_of(result).strip() == "bar"
+    assert warm.server_pids == []  # never started for nothing
+
+
+def test_a_missing_preload_module_warns_once_and_runs_fresh(tmp_path):
+    said: list[str] = []
+    with WarmExecutor(["json", "no_such_module_xyz"], say=said.append) as ex:
+        results = [ex.run(make_spec(tmp_path, "print('ok')", log=f"{i}.log")) for i in range(2)]
+    assert [r.warm for r in results] == [False, False]
+    assert all(r.exit_code == 0 and log_of(r).strip() == "ok" for r in results)
+    assert len(said) == 1 and "no_such_module_xyz" in said[0] and "fresh" in said[0]
+
+
+def test_a_bad_module_name_is_refused_up_front():
+    with pytest.raises(ValueError, match="not a module name"):
+        WarmExecutor(["torch; rm -rf /"])
+
+
+def test_close_stops_the_server(tmp_path, warm):
+    assert warm.run(make_spec(tmp_path, "pass")).warm
+    (pid,) = warm.server_pids
+    warm.close()
+    assert wait_dead(pid)
+    assert warm.run(make_spec(tmp_path, "pass")).warm  # a later run starts a new one
+
+
+def test_the_server_dies_with_the_orchestrator(tmp_path):
+    (tmp_path / "train.py").write_text("pass\n")
+    script = f"""
+import os, sys
+from autoresearch.records import RunSpec
+from autoresearch.warm import WarmExecutor
+ex = WarmExecutor(["json"])
+spec = RunSpec(command={f'{sys.executable} train.py'!r}, cwd={str(tmp_path)!r}, env=dict(os.environ),
+               timeout=20, log_path={str(tmp_path / 'run.log')!r})
+assert ex.run(spec).warm
+print(ex.server_pids[0], flush=True)
+os.read(0, 1)  # wait to be killed
+"""
+    orchestrator = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True)
+    server = int(orchestrator.stdout.readline())
+    assert not dead(server)
+    orchestrator.kill()
+    orchestrator.wait()
+    assert wait_dead(server)
+
+
+def test_a_server_dying_mid_run_loses_that_run_only(tmp_path, warm):
+    spec = make_spec(tmp_path, 'write_pid("main.pid", os.getpid())\ntime.sleep(1.0)\nprint("finished")\n')
+    assert warm.run(spec).exit_code == 0
+    (server,) = warm.server_pids
+    result = warm.run(spec, on_start=lambda pid: os.kill(server, signal.SIGKILL))
+    assert result.warm and result.exit_code is None and not result.timed_out
+    assert "warm-start server died (exit code -9) during the run" in log_of(result)
+    assert "finished" in log_of(result)  # the child itself ran to its end
+    again = warm.run(spec)
+    assert again.warm and again.exit_code == 0 and warm.server_pids != [server]
+    assert warm.messages == []  # one failure is not enough to give up
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_multiprocessing_workers_run_from_a_warm_child(tmp_path, warm, method):
+    # DataLoader workers: `spawn` re-imports the script through __main__.__file__, `fork` copies it.
+    body = f"""
+    import multiprocessing as mp
+    def square(x):
+        return x * x
+    if __name__ == "__main__":
+        with mp.get_context({method!r}).Pool(2) as pool:
+            print(sum(pool.map(square, range(10))))
+    """
+    result = warm.run(make_spec(tmp_path, body, timeout=60))
+    assert result.warm and result.exit_code == 0, log_of(result)
+    assert log_of(result).strip() == "285"
+
+
+# -- with the loop and the config -------------------------------------------------------------
+def test_the_loop_runs_warm_with_an_executor_it_is_given(make_task):
+    from autoresearch.config import load_task
+    from autoresearch.loop import Limits, Loop
+    from autoresearch.records import Status
+
+    task = make_task()
+    with WarmExecutor(["json"], say=pytest.fail) as ex:
+        seen = []
+        real = ex.run
+        ex.run = lambda spec, **kw: seen.append(real(spec, **kw)) or seen[-1]
+        loop = Loop(load_task(task), "t1", object(), executor=ex, say=lambda s: None)
+        records = loop.run(Limits(iterations=0))  # the baseline only
+    assert [r.status for r in records] == [Status.KEEP] and records[0].metrics["score"] == 1.0
+    assert [r.warm for r in seen] == [True] and seen[0].startup_seconds > 0
+
+
+def test_preload_is_read_from_the_task_config(make_task):
+    from autoresearch.config import load_task
+
+    config = textwrap.dedent('''\
+        [task]
+        run = "python train.py"
+        editable = ["train.py"]
+        time_budget = 5
+        preload = ["torch", "numpy"]
+
+        [metrics]
+        primary = "score"
+        direction = "maximize"
+    ''')
+    assert load_task(make_task(config=config)).config.task.preload == ("torch", "numpy")
