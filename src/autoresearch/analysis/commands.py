@@ -10,7 +10,50 @@ import typer
 
 def register(app) -> None:
     """Add the analysis commands (summarize, plot, report, ...) to the typer app."""
+    _register_summary_commands(app)
     _register_report_commands(app)
+
+
+# -- summarize / suggest (analysis summary and next configurations) ----------------------
+
+
+def _register_summary_commands(app) -> None:
+    # Annotations are strings here (`from __future__ import annotations`); typer resolves
+    # them in the module's globals, hence the module-level imports these need.
+    @app.command()
+    def summarize(
+        task_dir: Path = typer.Argument(Path("."), help="Task directory."),
+        tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Run tag (default: the only one, or the checked-out one)."),
+    ) -> None:
+        """Write analysis_summary.json and .md: frontier, near misses, axes, plateau, hints."""
+        from autoresearch.analysis.observer import backfill
+        from autoresearch.analysis.summary import summary_hints, summarize as summarize_run, write_summary
+        from autoresearch.api import status_of
+
+        s = status_of(task_dir, tag)
+        backfill(s.task, s.store)
+        summary = summarize_run(s.task, s.store)
+        json_path, md_path = write_summary(s.task, s.store, summary)
+        typer.echo(summary_hints(summary))
+        typer.echo(f"wrote {json_path} and {md_path}")
+
+    @app.command()
+    def suggest(
+        task_dir: Path = typer.Argument(Path("."), help="Task directory."),
+        tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Run tag (default: the only one, or the checked-out one)."),
+        count: int = typer.Option(4, "--max", "-n", min=1, help="Most configurations to write."),
+    ) -> None:
+        """Write next configurations to config/auto/ from the meta-analysis and the best constants."""
+        from autoresearch.analysis.suggest import suggest as suggest_configs
+        from autoresearch.api import status_of
+
+        s = status_of(task_dir, tag)
+        written = suggest_configs(s.task, s.store, max_configs=count)
+        if not written:
+            typer.echo("no suggestion: the editable files have no UPPERCASE constants to move, or every move was tried")
+        for path, suggestion in written:
+            changes = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in suggestion.changed.items())
+            typer.echo(f"{path}: {changes}  ({suggestion.reason})")
 
 
 # -- plot / report / consolidate / export (for people and other tools) -----------------

@@ -1,0 +1,74 @@
+"""The analysis refresh after every experiment, as a Loop observer.
+
+    loop = Loop(task, tag, agent, observers=[refresh])
+
+It captures the run's learning curve, writes its meta-analysis, and rewrites the summary
+the agent reads next. The summary pass is linear in the ledger already in memory and the
+axes of earlier runs come from their cache, so the refresh costs milliseconds per
+thousand experiments: nothing next to a training run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from autoresearch.analysis.axes import untrained
+from autoresearch.analysis.meta import META_NAME, analyze_run
+from autoresearch.analysis.summary import write_summary
+from autoresearch.decision import rounded
+from autoresearch.records import Experiment, Status
+
+CURVE_NAME = "metrics.jsonl"
+MTIME_SLACK = 1.0  # seconds: file systems with coarse timestamps
+BACKFILL = 200  # the summary reads the meta of the best and the latest run; the report may read more
+
+
+def capture_curve(task_dir: Path, run_dir: Path, started_at: float) -> bool:
+    """Copy the task's metrics.jsonl into the run directory when this run wrote it.
+
+    A metrics.jsonl older than the run's start was left by an earlier run (a crash
+    before the first epoch leaves the previous one in place): it is not this run's curve.
+    """
+    source, target = Path(task_dir) / CURVE_NAME, Path(run_dir) / CURVE_NAME
+    if target.exists() or not source.is_file():
+        return False
+    if source.stat().st_mtime + MTIME_SLACK < started_at:
+        return False
+    shutil.copy2(source, target)
+    return True
+
+
+def analyze_record(task, store, record: Experiment, records=None) -> dict | None:
+    """Meta-analysis of one recorded experiment, compared with the other runs of its tag."""
+    if untrained(record):
+        return None
+    run_dir = store.root / "runs" / f"{record.iteration:04d}"
+    if not run_dir.is_dir():
+        return None
+    capture_curve(task.dir, run_dir, record.started_at)
+    primary = task.metrics.primary
+    others = [r.metrics.get(primary) for r in (records if records is not None else store.ledger.records)
+              if r.iteration != record.iteration and r.status is not Status.CRASH and not untrained(r)
+              and r.content_hash != record.content_hash and rounded(r.metrics.get(primary)) is not None]
+    return analyze_run(run_dir, primary, task.metrics.direction, others=others,
+                       majority_rate=getattr(task.metrics, "majority_rate", None))
+
+
+def backfill(task, store, limit: int = BACKFILL) -> int:
+    """Meta-analyse recent runs (and the best) that have none yet: runs recorded before the
+    observer was attached, or by another tool. Returns how many were analysed."""
+    records = store.ledger.records
+    best = next((r for r in reversed(records) if r.status is Status.KEEP), None)
+    todo = list(records[-limit:]) + ([best] if best is not None and best not in records[-limit:] else [])
+    done = 0
+    for record in todo:
+        if not (store.root / "runs" / f"{record.iteration:04d}" / META_NAME).exists():
+            done += analyze_record(task, store, record, records) is not None
+    return done
+
+
+def refresh(loop, record: Experiment) -> None:
+    """Loop observer: meta-analysis of the new run, then the summary of the whole tag."""
+    analyze_record(loop.task, loop.store, record)
+    write_summary(loop.task, loop.store)
