@@ -280,3 +280,20 @@ def test_seed_004_layout_with_tie_break(make_task):
     rows = tsv(task)
     assert rows[0] == ["commit", "mc_acc", "bin_acc", "memory_gb", "status", "description"]
     assert rows[1][1:5] == ["0.500000", "0.800000", "1.2", "keep"]
+
+
+def test_preload_runs_are_warm_and_recorded(make_task):
+    task = make_task(config='''\
+        [task]
+        run = "python train.py"
+        editable = ["train.py"]
+        time_budget = 5
+        timeout = 30
+        preload = ["json"]
+        [metrics]
+        primary = "score"
+        direction = "maximize"
+    ''')
+    loop, records = run(task, ScriptedAgent(set_x(2.0)), 1)
+    assert all(r.warm for r in records) and all(r.startup_seconds is not None for r in records)
+    assert records[-1].status is Status.KEEP

@@ -39,6 +39,18 @@ from autoresearch.store import STORE_DIR, RunStore
 _FULL_PARSE_BYTES = 8 * 1024 * 1024
 
 
+def default_executor(task: Task, say: Callable[[str], None]) -> Executor:
+    """What the task's config asks for: Ray, warm starts, or plain local processes."""
+    section = task.config.executor
+    if section.kind == "ray":
+        from autoresearch.ray_executor import RayExecutor
+        return RayExecutor.from_task(task)
+    if task.config.task.preload:
+        from autoresearch.warm import WarmExecutor
+        return WarmExecutor(task.config.task.preload, say=say)
+    return LocalExecutor()
+
+
 class Stopped(Exception):
     """Raised at a checkpoint once a stop was requested (Ctrl-C)."""
 
@@ -101,7 +113,8 @@ class Loop:
                  observers: list[Callable[["Loop", Experiment], None]] | None = None,
                  shared: Shared | None = None, worker: Worker | None = None):
         self.agent = agent
-        self.executor = executor or LocalExecutor()
+        self._owns_executor = executor is None
+        self.executor = executor or default_executor(task, say)
         self.say = say
         self.stop_event = stop_event or threading.Event()
         self.store = RunStore(task.dir, tag, worker=worker.index if worker else None,
@@ -223,13 +236,17 @@ class Loop:
                     break
                 record = self._iteration(self.shared.take_iteration(self.store.ledger))
                 done.append(record)
-                crashes = crashes + 1 if record.status is Status.CRASH else 0
+                counts = record.status is Status.CRASH and not record.reason.startswith(CrashReason.NODE_LOST.value)
+                crashes = crashes + 1 if counts else 0  # a lost node is never held against the ideas
                 if limits.max_consecutive_crashes and crashes >= limits.max_consecutive_crashes:
                     self.say(f"{crashes} crashes in a row; stopping")
                     break
         except Stopped:
             self.say("stopped: the interrupted iteration was rolled back")
             self.recover()
+        finally:
+            if self._owns_executor:
+                getattr(self.executor, "close", lambda: None)()  # a warm-start server, a Ray connection
         return done
 
     def _checkpoint(self) -> None:
@@ -441,6 +458,8 @@ class Loop:
         bad = guard.changed_readonly(ro_before, ro_after)
         if bad:
             return Status.CRASH, f"{CrashReason.GUARD.value}: the run modified read-only file(s) {', '.join(bad)}"
+        if result.node_lost:  # the machine died, twice: says nothing about the idea
+            return Status.CRASH, f"{CrashReason.NODE_LOST.value}: the node running it died (retried once)"
         if result.timed_out:
             return Status.CRASH, f"{CrashReason.TIMEOUT.value}: killed after {self.task.timeout:g} s"
         if result.exit_code != 0:
@@ -485,6 +504,8 @@ class Loop:
             changed_files=tuple(changed), content_hash=guard.content_hash(self.task.dir, self.task.editable),
             started_at=started, finished_at=time.time(),
             repair_of=proposal.data.get("repair_of") if isinstance(proposal.data, dict) else None,
+            startup_seconds=result.startup_seconds if result else None, warm=result.warm if result else False,
+            node=result.node if result else "",
         )
 
     def _finish(self, record: Experiment) -> Experiment:

@@ -22,6 +22,7 @@ class CrashReason(str, enum.Enum):
     NAN = "nan"
     GUARD = "guard"
     AGENT = "agent"  # the agent failed or made no change: nothing was trained
+    NODE_LOST = "node_lost"  # the machine running it died (Ray), twice: never the idea's fault
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ class RunResult:
     output_tail: str = ""  # last part of the output, for footer parsing when the log is capped
     startup_seconds: float | None = None  # request to the script's first line; known for warm runs
     warm: bool = False  # forked from a preloaded server (warm.py) rather than a fresh process
-    startup_seconds: float | None = None  # request to the script's first line; known for warm runs
-    warm: bool = False  # forked from a preloaded server (warm.py) rather than a fresh process
+    node: str = ""  # where it ran, for executors that run elsewhere (Ray: "host:nodeid8"); "" here
+    node_lost: bool = False  # every attempt's node died mid-run: nothing is known about the code
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,9 @@ class Experiment:
     finished_at: float = 0.0
     worker: int | None = None
     repair_of: int | None = None  # the crashed iteration this one repairs
+    startup_seconds: float | None = None  # until the script's first line (warm starts make it short)
+    warm: bool = False  # the run was forked from a preloaded server
+    node: str = ""  # the machine it ran on, when not this one (Ray)
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
