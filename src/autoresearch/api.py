@@ -15,6 +15,7 @@ from autoresearch import integrity, outer
 from autoresearch.agents import create_agent
 from autoresearch.config import Task, load_task
 from autoresearch.errors import AutoresearchError
+from autoresearch.gpu import training_share
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Experiment, Status
 from autoresearch.store import STORE_DIR, RunStore
@@ -71,6 +72,8 @@ class RunStatus:
             "best": brief(best), "baseline": brief(base),
             "workers": {f"w{w}": sum(1 for r in self.records if r.worker == w)
                         for w in sorted({r.worker for r in self.records if r.worker is not None})},
+            "training_share": training_share(self.records),
+            "warm_runs": sum(1 for r in self.records if r.warm),
             "cost_usd": round(sum(r.cost_usd for r in self.records), 6),
             "tokens": sum(r.tokens for r in self.records),
         }

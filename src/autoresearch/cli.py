@@ -129,6 +129,9 @@ def _print_status(s, last: int) -> None:
     console.print(line)
     if t["workers"]:
         console.print("workers: " + ", ".join(f"{w} {n} experiments" for w, n in t["workers"].items()))
+    if t["training_share"] is not None:
+        warm = f", {t['warm_runs']} warm starts" if t["warm_runs"] else ""
+        console.print(f"wall time spent training: {t['training_share']:.1%}{warm}")
     if t["cost_usd"] or t["tokens"]:
         console.print(f"agent cost: ${t['cost_usd']:.4f}, {t['tokens']:,} tokens")
     if best:

@@ -30,6 +30,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.executor import Executor, LocalExecutor
 from autoresearch.footer import parse_footer
 from autoresearch.gitrepo import Git
+from autoresearch.gpu import GpuSampler
 from autoresearch.ledger import Ledger
 from autoresearch.prompt import render_prompt
 from autoresearch.records import CrashReason, Experiment, Proposal, RunResult, RunSpec, Status
@@ -426,8 +427,11 @@ class Loop:
                        timeout=self.task.timeout, log_path=str(run_dir / "log.txt"),
                        commit=commit, repo_dir=self._repo_root(), task_subdir=self.git.prefix().rstrip("/"))
 
-        return self.executor.run(spec, on_start=lambda pid: self._track(pid, "run", env[RUN_TOKEN_ENV]),
-                                 stop_event=self.stop_event)
+        with GpuSampler(env.get("CUDA_VISIBLE_DEVICES")) as sampler:
+            result = self.executor.run(spec, on_start=lambda pid: self._track(pid, "run", env[RUN_TOKEN_ENV]),
+                                       stop_event=self.stop_event)
+        self._gpu = sampler
+        return result
 
     def _repo_root(self) -> str:
         if not hasattr(self, "_root"):
@@ -506,6 +510,8 @@ class Loop:
             repair_of=proposal.data.get("repair_of") if isinstance(proposal.data, dict) else None,
             startup_seconds=result.startup_seconds if result else None, warm=result.warm if result else False,
             node=result.node if result else "",
+            gpu_util=self._gpu.utilisation if result and getattr(self, "_gpu", None) else None,
+            gpu_peak_mb=round(self._gpu.peak_mb, 1) if result and getattr(self, "_gpu", None) and self._gpu.peak_mb else None,
         )
 
     def _finish(self, record: Experiment) -> Experiment:

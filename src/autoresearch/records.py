@@ -105,6 +105,8 @@ class Experiment:
     startup_seconds: float | None = None  # until the script's first line (warm starts make it short)
     warm: bool = False  # the run was forked from a preloaded server
     node: str = ""  # the machine it ran on, when not this one (Ray)
+    gpu_util: float | None = None  # mean GPU utilisation sampled during the run (NVML), percent
+    gpu_peak_mb: float | None = None  # peak GPU memory in use (NVML), when no footer says it
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
