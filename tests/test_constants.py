@@ -181,3 +181,9 @@ def test_round_trip(lr, width, arch, opt, flag):
     # Untouched constants are untouched, and rewriting again with the same values changes nothing.
     assert found["EPOCHS"].value == 20 and found["SEED"].value == 0
     assert rewrite(out, new) == out
+
+
+def test_form_feed_and_crlf_do_not_shift_lines():
+    src = "import os\r\n\x0c\r\nLR = 0.1  # search: log(0.01, 1)\r\nX = 'a\u2028b'\r\nW = 3\r\n"
+    out = rewrite(src, {"LR": 0.2, "W": 4})
+    assert out == src.replace("0.1 ", "0.2 ").replace("W = 3", "W = 4")

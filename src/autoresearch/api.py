@@ -13,6 +13,7 @@ from typing import Callable
 
 from autoresearch import integrity, outer
 from autoresearch.agents import create_agent
+from autoresearch.analysis.observer import refresh as refresh_analysis
 from autoresearch.config import Task, load_task
 from autoresearch.errors import AutoresearchError
 from autoresearch.gpu import training_share
@@ -36,10 +37,13 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     if gpus or (workers or 1) > 1:
         slots = parse_slots(gpus, workers)
         make_agent = lambda i: create_agent(kind, task, seed=seed + i)  # noqa: E731
-        records = run_workers(task, tag, make_agent, slots, limits, say=say, stop_event=stop_event)
+        records = run_workers(task, tag, make_agent, slots, limits, say=say, stop_event=stop_event,
+                              observers=[refresh_analysis])
     else:
-        loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event)
+        loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event,
+                    observers=[refresh_analysis])
         records = loop.run(limits)
+    _final_reports(task, tag, say)
     if task.config.task.final_eval and records and not (stop_event and stop_event.is_set()):
         integrity.final_eval(task, RunStore(task.dir, tag), say=say)  # the held-out check on the best commits
     if evolve_program:
@@ -77,6 +81,20 @@ class RunStatus:
             "cost_usd": round(sum(r.cost_usd for r in self.records), 6),
             "tokens": sum(r.tokens for r in self.records),
         }
+
+
+def _final_reports(task: Task, tag: str, say: Callable[[str], None]) -> None:
+    """The progress plot and the HTML report at the end of a run; a failure here loses nothing."""
+    store = RunStore(task.dir, tag)
+    if not store.ledger.exists():
+        return
+    try:
+        from autoresearch.analysis.plot import plot_progress
+        from autoresearch.analysis.report import write_report
+        plot_progress(task, store, task.dir / "progress.png")
+        say(f"report: {write_report(task, store, task.dir / 'report.html')}   plot: {task.dir / 'progress.png'}")
+    except Exception as exc:
+        say(f"warning: the report could not be written ({type(exc).__name__}: {exc}); `autoresearch report` retries")
 
 
 def confirm(task_dir, tag: str | None = None, top: int = 3, say: Callable[[str], None] = print) -> list[dict]:

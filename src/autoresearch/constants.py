@@ -36,6 +36,7 @@ ANNOTATION_PREFIX = "search:"
 GRAMMAR = "log(a, b) | float(a, b) | int(a, b) | int_log(a, b) | [choices]"
 _RANGE_FORM = re.compile(r"^(log|float|int|int_log)\s*\((.*)\)$", re.DOTALL)
 SIGNIFICANT_DIGITS = 3
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def find_constants(source: str, path: str | None = None) -> list[Constant]:
     except SyntaxError as e:
         raise ConfigError(where, None, f"cannot parse as Python: {e.msg} (line {e.lineno})") from e
     comments = _comments_by_line(source)
-    lines = source.splitlines(keepends=True)
+    lines = _source_lines(source)
     # `A = 1; B = 2  # search: ...` annotates B only: the comment belongs to the last statement.
     last_statement_on_line = {node.end_lineno: node for node in tree.body}
     found: dict[str, Constant] = {}
@@ -144,7 +145,7 @@ def rewrite(source: str, new_values: Mapping[str, Literal], path: str | None = N
     missing = [n for n in new_values if n not in by_name]
     if missing:
         raise KeyError(f"no UPPERCASE literal constant named {', '.join(missing)} in {path or 'the source'}")
-    lines = source.splitlines(keepends=True)
+    lines = _source_lines(source)
     # Right to left within a line, so earlier columns stay valid (`A = 1; B = 2`).
     edits = sorted(((by_name[n], v) for n, v in new_values.items()), key=lambda e: (e[0].line, -e[0].col_start))
     for const, value in edits:
@@ -177,6 +178,12 @@ def round_value(value: Literal) -> Literal:
     if isinstance(value, float) and math.isfinite(value) and value != 0.0:
         return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
     return value
+
+
+def _source_lines(source: str) -> list[str]:
+    # Python's own line breaks only: str.splitlines also splits at form feeds and \u2028,
+    # which would put ast's line numbers off by one.
+    return _LINE.findall(source)
 
 
 def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:

@@ -29,6 +29,7 @@ from autoresearch.decision import Rules, check_primary, decide, total_code_lines
 from autoresearch.errors import AutoresearchError
 from autoresearch.executor import Executor, LocalExecutor
 from autoresearch.footer import parse_footer
+from autoresearch.analysis.observer import capture_curve
 from autoresearch.gitrepo import Git
 from autoresearch.gpu import GpuSampler
 from autoresearch.ledger import Ledger
@@ -162,7 +163,7 @@ class Loop:
             store.create()
         prefix = git.prefix()
         git.exclude([f"/{prefix}{name}" for name in ("results.tsv", f"{STORE_DIR}/", "analysis_summary.json",
-                                                      "analysis_summary.md", "progress.png", "report.html")])
+                                                      "analysis_summary.md", "progress.png", "report.html", "config/auto/")])
 
     def _require_clean(self) -> None:
         dirty = self.git.dirty_tracked()
@@ -332,6 +333,7 @@ class Loop:
         """Run the training (and the trusted eval): (result, metrics, crash reason or '' or a flag)."""
         env = self._run_env(n, seed)
         result = self._run(n, run_dir, commit, env)
+        capture_curve(self.task.dir, run_dir, time.time() - result.wall_seconds)  # before any reset
         self._checkpoint()
         metrics = self._metrics(result)
         problem = ""

@@ -286,3 +286,8 @@ def test_policy_beats_plain_tpe_on_a_synthetic_objective():
     for k in (4, 9, 14):
         assert mean(ours, k) >= mean(plain, k)
     assert time.time() - start < 10
+
+
+def test_from_task_takes_the_seed():
+    agent = TunerAgent.from_task(object(), seed=3)
+    assert agent.name == "tuner" and agent.seed == 3

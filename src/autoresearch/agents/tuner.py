@@ -139,7 +139,8 @@ class TunerPolicy:
                     candidate = {**best, axis: move[1]}
                     second = self._move(other, candidate, records[other], history, tried, rng, iteration)
                     if second is not None:
-                        why = f"{other} moves along with it, to catch an interaction ({self._record_text(other, records[other])})"
+                        record_text = self._record_text(other, records[other])
+                        why = f"{other} moves along with it, to catch an interaction ({record_text})"
                         moves.append((*second, why))
                         break
             return self._suggestion(best, moves)
@@ -190,7 +191,8 @@ class TunerPolicy:
                     rec.crash_values.append((parent.get(axis), obs.params[axis]))
         return records
 
-    def _rank_axes(self, records: dict[str, _AxisRecord], history: Sequence[Observation], rng: random.Random) -> list[str]:
+    def _rank_axes(self, records: dict[str, _AxisRecord], history: Sequence[Observation],
+                   rng: random.Random) -> list[str]:
         values = [o.value for o in history if o.value is not None]
         spread = (max(values) - min(values)) if len(values) > 1 else 0.0
         now = len(history)
@@ -238,7 +240,8 @@ class TunerPolicy:
                 value = self._tpe_value(axis, best, history, iteration)
                 if value is not None and fresh(value) and not self._beyond_crash(axis, current, value, record):
                     n = sum(1 for o in history if o.value is not None)
-                    return axis, value, f"TPE restricted to {axis} (the other knobs fixed at the best) proposes it from {n} finished runs"
+                    return axis, value, (f"TPE restricted to {axis} (the other knobs fixed at the best) "
+                                         f"proposes it from {n} finished runs")
 
         if space.kind == "choice":
             # A choice that lost is worth another run only in a changed context.
@@ -250,7 +253,7 @@ class TunerPolicy:
 
             value = self._tpe_value(axis, best, history, iteration)
             if value is not None and fresh(value) and not stale(value):
-                return axis, value, f"all its choices were tried; TPE over the history prefers this one"
+                return axis, value, "all its choices were tried; TPE over the history prefers this one"
             for choice in space.choices:
                 if fresh(choice) and not stale(choice):
                     return axis, choice, f"{choice!r} lost before, but the best has changed since"
@@ -270,10 +273,11 @@ class TunerPolicy:
     def _local_candidates(self, axis, current, record, rng):
         """Values near `current` in preference order: momentum, then outward, then finer."""
         u = self._unit(axis, current)
+        roomier = record.last_kept_direction == 0 and abs((1 - u) - u) > 1e-9
         if record.last_kept_direction:
             first_direction = record.last_kept_direction
-        elif abs((1 - u) - u) > 1e-9:
-            first_direction = 1 if (1 - u) > u else -1  # toward the side with more room
+        elif roomier:
+            first_direction = 1 if (1 - u) > u else -1  # the annotated range hints where to look
         else:
             first_direction = rng.choice((1, -1))
         steps = [self.first_step / 2**k for k in range(6)]
@@ -287,7 +291,7 @@ class TunerPolicy:
                 side = "up" if direction > 0 else "down"
                 scale = "log range" if self.spaces[axis].is_log else "range"
                 reason = f"a step {side} by {step:.2g} of its {scale}"
-                if step == self.first_step and direction == first_direction and not record.last_kept_direction:
+                if step == self.first_step and direction == first_direction and roomier:
                     reason += ", toward the side with more room"
                 yield value, reason
 
@@ -314,7 +318,8 @@ class TunerPolicy:
             params = {a: v for a, v in obs.params.items() if a in distributions and _fits(distributions[a], v)}
             dists = {a: distributions[a] for a in params}
             if obs.value is None or not math.isfinite(obs.value):
-                trial = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params=params, distributions=dists)
+                trial = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params=params,
+                                                  distributions=dists)
             else:
                 trial = optuna.trial.create_trial(value=obs.value, params=params, distributions=dists)
             study.add_trial(trial)
@@ -377,7 +382,10 @@ class TunerPolicy:
         space = self.spaces[axis]
         u = min(max(u, 0.0), 1.0)
         low, high = space.low, space.high
-        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low))) if space.is_log else low + u * (high - low)
+        if space.is_log:
+            value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+        else:
+            value = low + u * (high - low)
         return self._snap(axis, value)
 
     def _snap(self, axis: str, value):
@@ -423,13 +431,15 @@ def _is_number(value) -> bool:
 
 def _hashable(value):
     # 1 == 1.0 == True in Python; the type keeps `True` and `1` apart as choices.
-    return (type(value).__name__ if isinstance(value, bool) else "num" if isinstance(value, (int, float)) else "s", value)
+    kind = "bool" if isinstance(value, bool) else "num" if isinstance(value, (int, float)) else "other"
+    return kind, value
 
 
 class TunerAgent:
     """The loop's offline agent: `TunerPolicy` applied to the constants of the editable files."""
 
     name = "tuner"
+    repairs = False  # it only moves constants: a crashed change cannot be repaired, only avoided
     OPTIONS = ("first_step", "two_axis_prob", "tpe_min_points", "tpe_prob")
 
     def __init__(self, seed: int = 0, **options):
@@ -439,6 +449,11 @@ class TunerAgent:
         self.seed = seed
         self.options = options
         self._params_by_commit: dict[str, dict[str, Any] | None] = {}
+
+    @classmethod
+    def from_task(cls, task, seed: int = 0) -> "TunerAgent":
+        """The registry's constructor: the tuner needs nothing from the task but the seed."""
+        return cls(seed=seed)
 
     def propose(self, context: Context) -> Proposal:
         files = [f for f in context.editable if f.endswith(".py")]
@@ -495,8 +510,8 @@ class TunerAgent:
             if params is None:
                 continue
             params = {k: v for k, v in params.items() if k in located}
-            value = exp.metrics.get(context.primary)
-            value = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+            value = exp.metrics.get(context.primary) if exp.status != Status.CRASH else None
+            value = float(value) if _is_number(value) and math.isfinite(value) else None
             status = exp.status.value if value is not None else Status.CRASH.value
             if exp.status == Status.KEEP and exp.commit:
                 params_by_commit[exp.commit] = params
