@@ -58,12 +58,14 @@ def zoom(points: Sequence[tuple[int, float, bool]], maximize: bool) -> YRange:
     # How far each point falls short of the baseline (0 when it does not).
     shortfall = sorted(max(0.0, baseline - sign * v) for v in values)
     span = best - baseline
+    below = 0.25 * span  # a climb: a little room under the baseline is enough
     if span <= 0:  # nothing beat the baseline: size the window by the discards themselves
         worse = [d for d in shortfall if d > 0]
         span = worse[len(worse) // 2] if worse else max(abs(baseline) * 0.01, 1e-9)
+        below = span
     # Show the bulk of the points (75th percentile of the shortfall), but never more than 3 spans.
     typical = shortfall[int(0.75 * (len(shortfall) - 1))]
-    bad_edge = baseline - min(max(span, typical), 3 * span)
+    bad_edge = baseline - min(max(below, typical), 3 * span)
     good_edge = max(sign * v for v in values)
     pad = 0.08 * (good_edge - bad_edge)
     # Extra room on the good side: the keeps' labels sit above (maximize) their points.
