@@ -16,6 +16,10 @@ from autoresearch.errors import ConfigError
 BACKENDS: dict[str, str] = {
     "tuner": "autoresearch.agents.tuner:TunerAgent",
     "command": "autoresearch.agents.command:CommandAgent",
+    "claude": "autoresearch.agents.claude:ClaudeAgent",
+    "codex": "autoresearch.agents.codex:CodexAgent",
+    "gemini": "autoresearch.agents.gemini:GeminiAgent",
+    "aider": "autoresearch.agents.aider:AiderAgent",
     "openai": "autoresearch.agents.openai:OpenAIAgent",
 }
 KINDS = tuple(BACKENDS)

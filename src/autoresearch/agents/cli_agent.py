@@ -1,0 +1,381 @@
+"""Shared plumbing of the coding-CLI agents (claude, codex, gemini, aider).
+
+One call of a CLI is one `run_process`: its own process group, stdin a file (the prompt) or
+/dev/null, the [agent] timeout with the whole group killed, stopped on Ctrl-C, reported to
+the loop so a resume can clean up after a crash. stdout (the CLI's JSON) and stderr are
+captured apart in a private scratch directory and saved *redacted* as `agent.log` beside the
+prompt: a CLI that echoes its API key never puts it in the run store.
+
+A backend supplies `argv()` and `parse()`; this module does the rest: the environment (ours,
+less every secret-looking variable but the backend's own API keys and those `[agent] env`
+names), bounded retries with exponential backoff on transient errors, the start-up check,
+and the Proposal.
+
+Success is judged by the diff, not by the exit code: a call that failed after editing the
+files (turn limit, unreadable output) still goes to training, with the failure noted in
+the ledger; a call that failed without an edit is a crash with the classified reason.
+
+Keys of [agent] every CLI backend reads, besides `kind`, `timeout` and `env`:
+
+    binary     = "claude"       # program name on PATH, or a path (default: the backend's name)
+    model      = "..."          # passed to the CLI's model flag (default: the CLI's own choice)
+    extra_args = ["--x", "y"]   # appended to the command line as given (a list or a shell string)
+    retries    = 3              # calls after a transient error (rate limit, overload, 5xx, network)
+    backoff    = 10.0           # seconds before the first retry, doubled each time, at most 300
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from autoresearch.agents.base import Context
+from autoresearch.agents.command import split_explanation
+from autoresearch.errors import AutoresearchError, ConfigError
+from autoresearch.guard import content_hash
+from autoresearch.records import Proposal, RunSpec
+from autoresearch.runner import run_process
+from autoresearch.secrets import redact, secret_values
+
+MAX_BACKOFF = 300.0
+BACKEND_TABLES = ("claude", "codex", "gemini", "aider")  # [agent.<name>] sections
+CHECK_TIMEOUT = 30.0  # `--help` of a Node CLI can take a few seconds on a cold start
+LOG_ARG_CHARS = 200  # longer arguments (the system prompt) are shortened in agent.log
+_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
+
+
+class Failure(str, enum.Enum):
+    AUTH = "auth"  # not logged in, invalid key: retrying cannot help
+    TRANSIENT = "transient"  # rate limit, overload, 5xx, network: retried with backoff
+    MAX_TURNS = "max_turns"
+    TIMEOUT = "timeout"  # no answer within [agent] timeout: a hang
+    STOPPED = "stopped"  # Ctrl-C
+    OUTPUT = "output"  # no readable result: truncated or garbled output
+    ERROR = "error"  # anything else the CLI reported
+
+
+@dataclass(frozen=True)
+class Call:
+    """What one run of the CLI left behind."""
+
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    dir: Path  # the call's private scratch directory (analytics logs and the like)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One call, parsed: the agent's final message, or why there is none."""
+
+    text: str = ""
+    failure: Failure | None = None
+    error: str = ""  # one line for the ledger's crash reason
+    cost_usd: float = 0.0
+    tokens: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+_AUTH = re.compile(
+    r"not logged in|please run /login|invalid[ _-]?(x-)?api[ _-]?key|incorrect api key|api key not valid|"
+    r"fix external api key|missing (bearer|api key)|authenticat|unauthori[sz]ed|\b40[13]\b|auth method|"
+    r"permission_denied|forbidden", re.IGNORECASE)
+_TRANSIENT = re.compile(
+    r"rate[ _-]?limit|too many requests|\b429\b|overloaded|\b5\d\d\b|server error|internal error|unavailable|"
+    r"temporar|try again|timed? ?out|connection (error|reset|refused)|econnreset|network|"
+    r"stream disconnected|resource_exhausted", re.IGNORECASE)
+
+
+def classify(message: str, status: int | None = None) -> Failure:
+    """AUTH, TRANSIENT or ERROR for an error message (and HTTP status, when the CLI gives one)."""
+    if status in (401, 403):
+        return Failure.AUTH
+    if status == 429 or (isinstance(status, int) and status >= 500):
+        return Failure.TRANSIENT
+    if _AUTH.search(message):
+        return Failure.AUTH
+    if _TRANSIENT.search(message):
+        return Failure.TRANSIENT
+    return Failure.ERROR
+
+
+def last_json_object(text: str) -> dict | None:
+    """The last top-level JSON object in `text` (CLIs print warnings around their JSON)."""
+    decoder, found, covered = json.JSONDecoder(), None, 0
+    for match in re.finditer(r"(?m)^[ \t]*\{", text):
+        if match.start() < covered:
+            continue  # inside an object already decoded
+        try:
+            obj, end = decoder.raw_decode(text, match.end() - 1)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            found, covered = obj, end
+    return found
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def instructions(context: Context, run_command: str) -> str:
+    """The rules every CLI agent gets on top of the prompt (as a system prompt where it has one)."""
+    editable = ", ".join(f"`{f}`" for f in context.editable)
+    readonly = ", ".join(f"`{f}`" for f in context.readonly)
+    return "\n".join([
+        "You are the coding agent of an autonomous ML research loop, running without a human: nobody "
+        "will answer a question, so never ask one; decide, and make the change.",
+        f"- Edit only these files in {context.task_dir}: {editable}."
+        + (f" Never modify {readonly}." if readonly else ""),
+        f"- Do not run the training and do not commit or use git: the orchestrator commits your change and "
+        f"runs `{run_command}` itself, with `python` = {sys.executable}.",
+        "- End your final message with the <explanation> block the prompt asks for: a one-line "
+        "description, then 2-5 sentences on what you changed and why.",
+    ])
+
+
+def backend_options(task, name: str) -> tuple[dict, set[str]]:
+    """The [agent] keys meant for backend `name`, and which of them come from `[agent.<name>]`.
+
+    Top-level [agent] keys belong to the configured kind; `[agent.<name>]` tables hold keys
+    for one backend whatever the kind, so `--agent codex` on a task set up for claude does not
+    run codex with claude's binary or model.
+    """
+    extra = dict(task.agent.model_extra or {})
+    own = extra.get(name) if isinstance(extra.get(name), dict) else {}
+    top = {k: v for k, v in extra.items() if k not in BACKEND_TABLES} if task.agent.kind == name else {}
+    return {**top, **own}, set(own)
+
+
+class CliAgent:
+    """Base of the CLI backends; subclasses set the class attributes and write argv/parse."""
+
+    name = ""
+    program = ""  # the binary's usual name
+    install = ""  # how to install it, for the error message (Markdown-ish: commands in backticks)
+    api_keys: tuple[str, ...] = ()  # the secret-looking variables this CLI needs; "PREFIX*" for a family
+    help_args: tuple[str, ...] = ("--help",)
+    required_flags: tuple[str, ...] = ()  # flags we pass that `help_args` output must list
+
+    def __init__(self, task):
+        self.task = task
+        self.options, self._own = backend_options(task, self.name)
+        self.binary = self.option("binary", (str,), self.program, "a program name or path")
+        self.model = self.option("model", (str,), "", "a model name")
+        extra = self.option("extra_args", (list, str), [], "a list of arguments or a string")
+        self.extra_args = shlex.split(extra) if isinstance(extra, str) else [str(a) for a in extra]
+        self.retries = self.option("retries", (int,), 3, "a whole number of retries")
+        self.backoff = float(self.option("backoff", (int, float), 10.0, "seconds"))
+        self.timeout = task.agent.timeout
+        self.run_command = task.run
+        self._checked: str | None = None
+        self._stop_event: threading.Event | None = None
+
+    def option(self, key: str, kinds: tuple[type, ...], default, expected: str):
+        """One backend option, type-checked: a wrong type is a ConfigError naming the key."""
+        value = self.options.get(key, default)
+        if value is default:
+            return default
+        where = f"agent.{self.name}.{key}" if key in self._own else f"agent.{key}"
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            raise ConfigError(self.task.path, where, f"must be {expected}, got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(self.task.path, where, f"must be {expected} (not negative), got {value!r}")
+        return value
+
+    @classmethod
+    def from_task(cls, task, seed: int = 0):
+        return cls(task)
+
+    # -- what a backend writes ------------------------------------------------------------
+    def argv(self, context: Context, binary: str, scratch: Path, prompt_file: Path) -> tuple[list[str], Path | None]:
+        """The command line and the file to give as stdin (None: /dev/null)."""
+        raise NotImplementedError
+
+    def parse(self, call: Call) -> Outcome:
+        raise NotImplementedError
+
+    def prompt_with_rules(self, context: Context, prompt_file: Path, scratch: Path) -> Path:
+        """A file with our rules, then the loop's prompt: for CLIs without a system-prompt flag."""
+        combined = scratch / "prompt_with_rules.md"
+        combined.write_text(instructions(context, self.run_command) + "\n\n" + prompt_file.read_text(encoding="utf-8"),
+                            encoding="utf-8")
+        return combined
+
+    def env(self) -> dict[str, str]:
+        """Our environment, less the secrets this CLI has no use for: a Claude agent never sees
+        OPENAI_API_KEY, and no agent sees the user's GITHUB_TOKEN unless `[agent] env` names it."""
+        wanted = (*self.api_keys, *self.task.agent.env)
+        env = {k: v for k, v in os.environ.items()
+               if not _SECRET_NAME.search(k) or any(k == w or (w.endswith("*") and k.startswith(w[:-1])) for w in wanted)}
+        # `python` in the agent's shell means the interpreter the training runs under (seed 001, run 4).
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
+        return env
+
+    # -- start-up check -------------------------------------------------------------------
+    def resolve(self) -> str:
+        """The binary's path, or an error saying how to install or configure it."""
+        found = shutil.which(self.binary, path=self.env()["PATH"])
+        if found is None:
+            raise AutoresearchError(
+                f"agent {self.name!r}: `{self.binary}` not found on PATH. Install it with {self.install}, "
+                f"or set `binary = \"/path/to/{self.program}\"` under [agent] in {self.task.path}")
+        return found
+
+    def check(self) -> None:
+        """Fail in a second, with a fix, when the CLI is missing or does not take our flags."""
+        if self._checked:
+            return
+        path = self.resolve()
+        try:
+            done = subprocess.run([path, *self.help_args], capture_output=True, text=True, errors="replace",
+                                  stdin=subprocess.DEVNULL, env=self.env(), timeout=CHECK_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise AutoresearchError(f"agent {self.name!r}: `{path} {' '.join(self.help_args)}` failed ({exc}); "
+                                    f"reinstall it with {self.install}") from None
+        listed = done.stdout + done.stderr
+        missing = [f for f in self.required_flags if not re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", listed)]
+        if missing:
+            raise AutoresearchError(
+                f"agent {self.name!r}: `{path}` does not accept {', '.join(missing)} (not in its "
+                f"`{' '.join(self.help_args)}`); this version is not supported, upgrade it with {self.install}")
+        self._checked = path
+
+    # -- one iteration --------------------------------------------------------------------
+    def propose(self, context: Context) -> Proposal:
+        binary = self._checked or self.resolve()
+        self._stop_event = context.stop_event  # the memo call between iterations stops on Ctrl-C too
+        run_dir = Path(context.prompt_file).parent if context.prompt_file else None
+        before = content_hash(context.task_dir, context.editable)
+        outcomes: list[Outcome] = []
+        with tempfile.TemporaryDirectory(prefix=f"autoresearch-{self.name}-") as tmp:
+            scratch = Path(tmp)
+            prompt_file = Path(context.prompt_file) if context.prompt_file else scratch / "prompt.md"
+            if not context.prompt_file:
+                prompt_file.write_text(context.prompt, encoding="utf-8")
+            log = (run_dir or scratch) / "agent.log"
+            for attempt in range(1, self.retries + 2):
+                outcome = self._call(lambda d: self.argv(context, binary, d, prompt_file), context.task_dir,
+                                     scratch / f"call{attempt}", attempt, log, context.stop_event,
+                                     context.on_process_start)
+                outcomes.append(outcome)
+                if outcome.failure is not Failure.TRANSIENT or attempt > self.retries:
+                    break
+                if content_hash(context.task_dir, context.editable) != before:
+                    break  # it edited before failing: judge the edit rather than start over
+                if _wait(context.stop_event, min(self.backoff * 2 ** (attempt - 1), MAX_BACKOFF)):
+                    break
+        changed = content_hash(context.task_dir, context.editable) != before
+        return self._proposal(outcomes, changed)
+
+    def write_memo(self, request: str) -> str:
+        """The strategy memo (outer.refresh_memo_if_due), written by the same CLI in a read-only mode.
+
+        One call, no retry: on any failure the outer loop falls back to its rules-based memo.
+        Should the CLI edit a file anyway, the file is put back as it was.
+        """
+        binary = self._checked or self.resolve()
+        files = [self.task.dir / f for f in (*self.task.editable, *self.task.readonly)]
+        before = {f: f.read_bytes() for f in files if f.is_file()}
+        with tempfile.TemporaryDirectory(prefix=f"autoresearch-{self.name}-memo-") as tmp:
+            request_file = Path(tmp) / "memo_request.md"
+            request_file.write_text(request, encoding="utf-8")
+            outcome = self._call(lambda d: self.memo_argv(binary, d, request_file), self.task.dir,
+                                 Path(tmp) / "call", 1, Path(tmp) / "agent.log", self._stop_event, None)
+        for f, data in before.items():
+            if not f.is_file() or f.read_bytes() != data:
+                f.write_bytes(data)
+        if outcome.failure is not None or not outcome.text.strip():
+            raise AutoresearchError(f"{self.name}: {outcome.error or 'empty answer'}")
+        return outcome.text
+
+    def memo_argv(self, binary: str, scratch: Path, request_file: Path) -> tuple[list[str], Path | None]:
+        """The command line for a read-only answer to `request_file` (the strategy memo)."""
+        raise NotImplementedError
+
+    def _call(self, make_argv, cwd: Path, scratch: Path, attempt: int, log: Path,
+              stop_event: threading.Event | None, on_start) -> Outcome:
+        scratch.mkdir()
+        argv, stdin = make_argv(scratch)
+        stdout_path, stderr_path = scratch / "stdout", scratch / "stderr"
+        env = self.env()
+        command = (f"exec {shlex.join(argv)} <{shlex.quote(str(stdin or os.devnull))} "
+                   f"2>{shlex.quote(str(stderr_path))}")
+        result = run_process(RunSpec(command=command, cwd=str(cwd), env=env, timeout=self.timeout,
+                                     log_path=str(stdout_path)), stop_event=stop_event, on_start=on_start)
+        call = Call(_read(stdout_path), _read(stderr_path), result.exit_code, scratch)
+        try:
+            outcome = self.parse(call)
+        except Exception as exc:  # a CLI that changed its output must not end the night
+            outcome = Outcome(failure=Failure.OUTPUT, error=f"unreadable output ({type(exc).__name__}: {exc})")
+        if result.timed_out:  # keep what was spent, but a hang is a hang
+            outcome = Outcome(outcome.text, Failure.TIMEOUT, f"no answer within the [agent] timeout of "
+                              f"{self.timeout:g} s (hung?); killed", outcome.cost_usd, outcome.tokens, outcome.data)
+        elif result.exit_code is None:
+            outcome = Outcome(outcome.text, Failure.STOPPED, "stopped", outcome.cost_usd, outcome.tokens, outcome.data)
+        secrets = secret_values(os.environ) + secret_values(env)
+        _append_log(log, attempt, argv, call, result.wall_seconds, outcome, secrets)
+        # The text and the error go to the ledger and the next prompt: a key the CLI echoed stops here.
+        return replace(outcome, text=redact(outcome.text, secrets), error=redact(outcome.error, secrets),
+                       data=json.loads(redact(json.dumps(outcome.data), secrets)))
+
+    def _proposal(self, outcomes: list[Outcome], changed: bool) -> Proposal:
+        last = outcomes[-1]
+        cost = round(sum(o.cost_usd for o in outcomes), 6)
+        tokens = sum(o.tokens for o in outcomes)
+        description, explanation = split_explanation(last.text)
+        data = {**last.data, "attempts": len(outcomes)}
+        failures = [f"{o.failure.value}: {o.error}" for o in outcomes if o.failure]
+        if failures:
+            data["failures"] = failures
+        if last.failure is None:
+            return Proposal(description or "(no description)", explanation, cost_usd=cost, tokens=tokens, data=data)
+        error = f"{self.name}: {last.error}"
+        if last.failure is Failure.TRANSIENT and len(outcomes) > 1:
+            error += f" (gave up after {len(outcomes)} attempts)"
+        if changed and last.failure not in (Failure.TIMEOUT, Failure.STOPPED, Failure.AUTH):
+            # The edit is there: the metric judges it; the ledger keeps what went wrong.
+            data["warning"] = error
+            return Proposal(description or f"{self.name} edit ({last.failure.value})", explanation,
+                            cost_usd=cost, tokens=tokens, data=data)
+        return Proposal(description or "agent failed", explanation, ok=False, error=error,
+                        cost_usd=cost, tokens=tokens, data=data)
+
+
+def _wait(stop_event: threading.Event | None, seconds: float) -> bool:
+    """Sleep `seconds`; True when a stop was requested meanwhile."""
+    if stop_event is None:
+        time.sleep(seconds)
+        return False
+    return stop_event.wait(seconds)
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+
+
+def _shown(arg: str) -> str:
+    return arg if len(arg) <= LOG_ARG_CHARS else f"{arg[:80]}…[{len(arg)} chars]"
+
+
+def _append_log(log: Path, attempt: int, argv: list[str], call: Call, wall: float, outcome: Outcome,
+                secrets: list[str]) -> None:
+    status = "ok" if outcome.failure is None else f"{outcome.failure.value}: {outcome.error}"
+    text = (f"=== attempt {attempt}: exit {call.exit_code} after {wall:.1f} s: {status}\n"
+            f"$ {shlex.join(_shown(a) for a in argv)}\n"
+            f"--- stdout ---\n{call.stdout}\n--- stderr ---\n{call.stderr}\n")
+    with open(log, "a", encoding="utf-8") as f:
+        f.write(redact(text, secrets))

@@ -1,0 +1,70 @@
+"""Install the fake CLIs on PATH for a test, plant API keys, and read back what the fakes saw.
+
+    def test_x(fake_cli):
+        fake_cli.scenario("rate_limit,success")
+        ... run the loop with kind = "claude" ...
+        fake_cli.calls()  # one dict per call of any fake: argv, cwd, prompt, secrets_seen, ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+FAKES = Path(__file__).parent
+NAMES = ("claude", "codex", "gemini", "aider")
+# Planted in the environment of every test that uses the fakes; no file we write may hold one.
+SECRETS = {
+    "ANTHROPIC_API_KEY": "sk-ant-PLANTED-0123456789abcdef",
+    "OPENAI_API_KEY": "sk-proj-PLANTED-0123456789abcdef",
+    "GEMINI_API_KEY": "AIzaPLANTED-0123456789abcdef",
+    "GITHUB_TOKEN": "ghp_PLANTED0123456789abcdef",  # belongs to no agent
+}
+# The key each backend needs (its fake leaks it on stderr).
+KEY_OF = {"claude": "ANTHROPIC_API_KEY", "codex": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY", "aider": "OPENAI_API_KEY"}
+
+
+class FakeCli:
+    def __init__(self, root: Path, monkeypatch):
+        self.bin = root / "fake-bin"
+        self.state = root / "fake-state"
+        self.bin.mkdir()
+        self.state.mkdir()
+        for name in NAMES:
+            wrapper = self.bin / name
+            wrapper.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.path.insert(0, {str(FAKES)!r})\n"
+                               f"runpy.run_path({str(FAKES / (name + '.py'))!r}, run_name='__main__')\n")
+            wrapper.chmod(0o755)
+        self._monkeypatch = monkeypatch
+        # Only system directories besides ours: a real claude or aider on the developer's PATH must not answer.
+        monkeypatch.setenv("PATH", os.pathsep.join([str(self.bin), "/usr/local/bin", "/usr/bin", "/bin"]))
+        monkeypatch.setenv("FAKE_STATE_DIR", str(self.state))
+        monkeypatch.setenv("FAKE_SCENARIO", "success")
+        for name, value in SECRETS.items():
+            monkeypatch.setenv(name, value)
+
+    def scenario(self, plays: str) -> None:
+        self._monkeypatch.setenv("FAKE_SCENARIO", plays)
+
+    def calls(self) -> list[dict]:
+        log = self.state / "calls.jsonl"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture
+def fake_cli(tmp_path, monkeypatch) -> FakeCli:
+    return FakeCli(tmp_path, monkeypatch)
+
+
+def files_holding(root: Path, needles) -> list[str]:
+    """Every file under `root` (the .git objects too) whose bytes contain one of `needles`."""
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            found += [f"{path.relative_to(root)}: {n}" for n in needles if n.encode() in data]
+    return found

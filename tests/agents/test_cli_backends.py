@@ -1,0 +1,271 @@
+"""The CLI backends end to end through the real loop, against fakes of claude, codex, gemini and aider.
+
+Each fake parses the real program's arguments and prints its real JSON shapes and exit codes
+(tests/agents/fakes/); a scenario says what it does: edit, fail to log in, hit the turn limit,
+get rate limited, hang, ask a question, print a truncated answer.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from autoresearch.agents import create_agent
+from autoresearch.api import status_of
+from autoresearch.config import load_task
+from autoresearch.loop import Limits, Loop
+from autoresearch.records import Status
+
+from conftest import git
+from fakes.harness import KEY_OF, SECRETS, fake_cli, files_holding  # noqa: F401 (fixture)
+
+BACKENDS = ("claude", "codex", "gemini", "aider")
+MODELS = {"claude": "sonnet", "codex": "gpt-5-codex", "gemini": "gemini-2.5-pro", "aider": "gpt-4o"}
+# What one successful call of each fake costs: claude reports it, the others go through the price table.
+COST = {"claude": 0.0123, "codex": (4000 * 1.25 + 20000 * 0.125 + 900 * 10) / 1e6,
+        "gemini": (20000 * 1.25 + 10000 * 0.125 + 1500 * 10) / 1e6, "aider": 0.0135}
+TOKENS = {"claude": 1200 + 300 + 4000 + 250, "codex": 24000 + 900, "gemini": 31500, "aider": 2710}
+
+
+def config(kind: str, timeout: float = 20, extra: str = "") -> str:
+    return textwrap.dedent(f'''\
+        [task]
+        run = "python train.py"
+        editable = ["train.py"]
+        readonly = ["prepare.py"]
+        time_budget = 5
+        timeout = 20
+
+        [metrics]
+        primary = "score"
+        direction = "maximize"
+
+        [agent]
+        kind = "{kind}"
+        timeout = {timeout}
+        model = "{MODELS[kind]}"
+        retries = 2
+        backoff = 0.01
+        env = ["FAKE_STATE_DIR", "FAKE_SCENARIO", "FAKE_VALUE"]
+    ''') + textwrap.dedent(extra)
+
+
+def run(make_task, kind, iterations=1, extra="", **kw):
+    task_dir = make_task(config=config(kind, **kw) + extra)
+    task = load_task(task_dir)
+    loop = Loop(task, "t", create_agent(kind, task), say=lambda s: None)
+    records = loop.run(Limits(iterations=iterations))
+    return task_dir, loop, records[-1]
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_edit_is_trained_kept_and_costed(make_task, fake_cli, kind):
+    task_dir, loop, record = run(make_task, kind)
+    assert record.status is Status.KEEP, record.reason
+    assert record.metrics["score"] == 2.0
+    assert record.description == "Raise X to 2.0"
+    assert "The score is X itself" in record.explanation
+    assert record.cost_usd == pytest.approx(COST[kind])
+    assert record.tokens == TOKENS[kind]
+    assert record.agent_data["attempts"] == 1
+    totals = status_of(task_dir, "t").totals()
+    assert totals["cost_usd"] == pytest.approx(COST[kind]) and totals["tokens"] == TOKENS[kind]
+    assert git(task_dir, "status", "--porcelain").strip() == ""  # no stray file of the CLI in the work tree
+    log = (loop.store.run_dir(record.iteration) / "agent.log").read_text()
+    assert "=== attempt 1: exit 0" in log and "[redacted]" in log  # the fake leaked its key on stderr
+
+
+def test_flags_reach_claude(make_task, fake_cli):
+    run(make_task, "claude")
+    (call,) = fake_cli.calls()
+    argv = call["argv"]
+    assert argv[:3] == ["-p", "--output-format", "json"]
+    assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
+    assert argv[argv.index("--allowedTools") + 1] == "Read,Edit,Write,Glob,Grep"
+    assert argv[argv.index("--model") + 1] == "sonnet"
+    # the rules in the system prompt, the loop's prompt on stdin: with the exact interpreter
+    assert sys.executable in call["system"] and "python train.py" in call["system"]
+    assert "Edit only these files" in call["system"] and "Tiny task" in call["prompt"]
+    assert not call["stdin_is_tty"]
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("codex", ["exec", "--json", "--sandbox", "workspace-write", "--skip-git-repo-check", "--cd"]),
+    ("gemini", ["--prompt"]),
+    ("aider", ["--message-file"]),
+])
+def test_flags_of_the_other_clis(make_task, fake_cli, kind, expected):
+    task_dir, _, _ = run(make_task, kind)
+    (call,) = fake_cli.calls()
+    assert call["argv"][:len(expected)] == expected
+    assert "Edit only these files" in call["prompt"] and "Tiny task" in call["prompt"]
+    if kind == "codex":
+        assert call["workdir"] == str(task_dir) and call["argv"][-1] == "-"
+    if kind == "gemini":
+        assert call["approval_mode"] == "auto_edit"  # the folder was trusted: edits were allowed
+    if kind == "aider":
+        assert call["files"] == ["train.py"] and call["read"] == ["prepare.py"]
+        assert "--no-auto-commits" in call["argv"] and "--no-dirty-commits" in call["argv"]
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_not_logged_in_is_a_crash_and_not_retried(make_task, fake_cli, kind):
+    fake_cli.scenario("not_logged_in")
+    _, _, record = run(make_task, kind)
+    assert record.status is Status.CRASH
+    assert record.reason.startswith(f"agent: {kind}: ")
+    assert len(fake_cli.calls()) == 1, "an auth failure is not retried"
+    assert record.agent_data["failures"][0].startswith("auth: ")
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_rate_limit_then_success_retries(make_task, fake_cli, kind):
+    fake_cli.scenario("rate_limit,success")
+    _, _, record = run(make_task, kind)
+    assert record.status is Status.KEEP, record.reason
+    assert len(fake_cli.calls()) == 2
+    assert record.agent_data["attempts"] == 2
+    assert record.agent_data["failures"][0].startswith("transient: ")
+    assert record.cost_usd == pytest.approx(COST[kind])
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_rate_limit_retries_are_bounded(make_task, fake_cli, kind):
+    fake_cli.scenario("overloaded")
+    _, _, record = run(make_task, kind)
+    assert record.status is Status.CRASH
+    assert "gave up after 3 attempts" in record.reason
+    assert len(fake_cli.calls()) == 3  # retries = 2
+
+
+@pytest.mark.parametrize("kind", ["claude", "gemini"])  # codex and aider have no turn limit to hit
+def test_max_turns_without_edit(make_task, fake_cli, kind):
+    fake_cli.scenario("max_turns")
+    _, _, record = run(make_task, kind)
+    assert record.status is Status.CRASH
+    assert "turn" in record.reason and record.reason.startswith(f"agent: {kind}: ")
+    assert len(fake_cli.calls()) == 1
+
+
+@pytest.mark.parametrize("kind", ["claude", "aider"])  # the same runner path for all; test_contract stops each
+def test_hang_is_killed_at_the_agent_timeout(make_task, fake_cli, kind):
+    fake_cli.scenario("hang")
+    started = time.monotonic()
+    _, _, record = run(make_task, kind, timeout=1.5)
+    assert record.status is Status.CRASH
+    assert "no answer within the [agent] timeout of 1.5 s" in record.reason
+    assert time.monotonic() - started < 20  # the fake ignores SIGTERM: the group was killed
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_question_and_no_edit_is_a_crash(make_task, fake_cli, kind):
+    fake_cli.scenario("question")
+    _, _, record = run(make_task, kind)
+    assert record.status is Status.CRASH
+    assert record.reason == "agent: no change to the editable files"
+    assert "Which would you prefer?" in record.explanation  # what it said is kept for the next prompt
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_truncated_output_is_a_crash(make_task, fake_cli, kind):
+    fake_cli.scenario("truncated")
+    _, _, record = run(make_task, kind)
+    assert record.status is Status.CRASH
+    assert record.reason.startswith(f"agent: {kind}: ")
+    assert record.agent_data["failures"][0].startswith("output: ")
+
+
+@pytest.mark.parametrize("kind", ["claude", "codex", "gemini"])
+def test_edit_then_truncated_output_is_judged_by_the_diff(make_task, fake_cli, kind):
+    fake_cli.scenario("truncated_after_edit")
+    _, _, record = run(make_task, kind)
+    assert record.status is Status.KEEP, record.reason
+    assert record.agent_data["warning"].startswith(f"{kind}: ")
+
+
+def test_aider_edit_blocks_that_do_not_match(make_task, fake_cli):
+    fake_cli.scenario("nomatch")
+    _, _, record = run(make_task, "aider")
+    assert record.status is Status.CRASH
+    assert record.reason == "agent: aider: its edit blocks did not match the files"
+    assert record.cost_usd == pytest.approx(3 * 0.0135)  # three reflections were paid for
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_no_secret_in_any_written_file_and_keys_only_to_their_agent(make_task, fake_cli, kind):
+    fake_cli.scenario("truncated,not_logged_in,success")  # error text built from stderr, where the key leaked
+    task_dir, _, _ = run(make_task, kind, iterations=3)
+    assert files_holding(task_dir, SECRETS.values()) == []
+    seen = set(fake_cli.calls()[0]["secrets_seen"])
+    assert KEY_OF[kind] in seen
+    # aider may call any provider, so it gets each provider's key (environment.AGENT_NAMES)
+    others = set() if kind == "aider" else {KEY_OF[k] for k in BACKENDS} - {KEY_OF[kind]}
+    assert not seen & (others | {"GITHUB_TOKEN"}), seen
+
+
+def test_backend_tables_keep_options_apart(make_task, fake_cli):
+    # A task set up for claude, run with --agent codex: codex must not get claude's model.
+    task = load_task(make_task(config=config("claude", extra='''
+        [agent.codex]
+        model = "gpt-5-mini"
+    ''')))
+    codex, claude = create_agent("codex", task), create_agent("claude", task)
+    assert codex.model == "gpt-5-mini" and claude.model == "sonnet"
+
+
+def test_unsupported_version_is_refused_at_start(make_task, fake_cli):
+    old = fake_cli.bin / "claude"
+    old.write_text(f"#!{sys.executable}\nprint('Usage: claude [options]\\n  -p, --print')\n")
+    task = load_task(make_task(config=config("claude")))
+    with pytest.raises(Exception, match="does not accept --output-format"):
+        create_agent("claude", task).check()
+
+
+def test_run_without_the_binary_fails_fast_with_the_fix(make_task, tmp_path):
+    task_dir = make_task(config=config("claude").replace('kind = "claude"', 'kind = "tuner"'))
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+
+    def cli(*args):
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "autoresearch", *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path)
+        return done, time.monotonic() - started
+
+    # Starting Python and importing the library takes what it takes (a second or more on a loaded
+    # machine); the floor is a `run` that fails just before the agent is made.
+    _, floor = cli("run", str(tmp_path / "no-such-task"), "--tag", "x")
+    done, elapsed = cli("run", str(task_dir), "--tag", "x", "--agent", "claude")
+    assert done.returncode != 0
+    message = " ".join((done.stderr + done.stdout).split())
+    assert "`claude` not found on PATH" in message
+    assert "npm install -g @anthropic-ai/claude-code" in message and 'binary = "/path/to/claude"' in message
+    assert elapsed - floor < 1.0, f"took {elapsed:.2f} s; a run failing on a missing task {floor:.2f} s"
+    assert not (task_dir / ".autoresearch").exists() or not any((task_dir / ".autoresearch").rglob("ledger.jsonl"))
+    assert git(task_dir, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"  # nothing started, no branch
+
+
+def test_missing_binary_check_is_instant(make_task, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    task = load_task(make_task(config=config("claude")))
+    for kind in BACKENDS:
+        agent = create_agent(kind, task)
+        started = time.monotonic()
+        with pytest.raises(Exception, match=f"`{agent.binary}` not found on PATH. Install it with"):
+            agent.check()
+        assert time.monotonic() - started < 0.2
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_strategy_memo_is_written_by_the_cli_read_only(make_task, fake_cli, kind):
+    task_dir, loop, record = run(make_task, kind, extra="memo_every = 1\n")
+    memo_call = fake_cli.calls()[-1]
+    assert len(fake_cli.calls()) == 2  # the edit, then the memo
+    assert "Raise X to 2.0" in (loop.store.root / "strategy.md").read_text()
+    assert git(task_dir, "status", "--porcelain").strip() == ""  # the memo call edited nothing
+    read_only = {"claude": "--disallowedTools", "codex": "read-only", "gemini": "default", "aider": "--dry-run"}
+    assert read_only[kind] in memo_call["argv"]

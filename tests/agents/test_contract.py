@@ -1,0 +1,145 @@
+"""One contract every agent backend passes: what the loop relies on, whatever edits the code.
+
+Parametrized over the backends behind `Agent.propose(context) -> Proposal`: the built-in
+tuner, the shell `command` agent, and the coding CLIs (against their fakes). A new backend
+adds a `Backend` entry here and must pass as is.
+"""
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from autoresearch.agents import create_agent
+from autoresearch.agents.base import Context
+from autoresearch.config import load_task
+from autoresearch.records import Experiment, Proposal, Status
+
+from conftest import git
+from fakes.harness import fake_cli  # noqa: F401 (fixture)
+
+EDITOR = '''\
+import os, pathlib, re, sys, time
+if os.environ.get("FAKE_SCENARIO") == "hang":
+    time.sleep(600)
+if os.environ.get("FAKE_SCENARIO") == "not_logged_in":
+    sys.exit("error: not logged in")
+p = pathlib.Path("train.py")
+p.write_text(re.sub(r"(?m)^X = [^\\s#]+", "X = 2.0", p.read_text()))
+print("<explanation>\\nRaise X to 2.0\\nThe score is X itself.\\n</explanation>")
+'''
+
+
+@dataclass(frozen=True)
+class Backend:
+    kind: str
+    starts_processes: bool = True  # the tuner edits in-process
+    can_fail: bool = True  # has a failure mode a scenario can trigger
+
+
+BACKENDS = [Backend("tuner", starts_processes=False, can_fail=False), Backend("command"),
+            Backend("claude"), Backend("codex"), Backend("gemini"), Backend("aider")]
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: b.kind)
+def setup(request, make_task, fake_cli, tmp_path):
+    backend = request.param
+    editor = tmp_path / "editor.py"
+    editor.write_text(EDITOR)
+    task_dir = make_task(config=textwrap.dedent(f'''\
+        [task]
+        run = "python train.py"
+        editable = ["train.py"]
+        readonly = ["prepare.py"]
+        time_budget = 5
+
+        [metrics]
+        primary = "score"
+        direction = "maximize"
+
+        [agent]
+        kind = "{backend.kind}"
+        command = "{sys.executable} {editor}"
+        timeout = 30
+        backoff = 0.01
+        env = ["FAKE_STATE_DIR", "FAKE_SCENARIO"]
+    '''))
+    task = load_task(task_dir)
+    agent = create_agent(backend.kind, task)
+    return backend, task, agent, fake_cli
+
+
+def context(task, run_dir: Path, **kw) -> Context:
+    head = git(task.dir, "rev-parse", "HEAD").strip()
+    baseline = Experiment(iteration=0, commit=head, parent=head, status=Status.KEEP, description="baseline",
+                          metrics={"score": 1.0})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prompt = "# Tiny task\nMaximise score: raise X in train.py.\n"
+    (run_dir / "prompt.md").write_text(prompt)
+    return Context(task_dir=task.dir, iteration=1, editable=task.editable, readonly=task.readonly,
+                   history=(baseline,), best=baseline, primary="score", direction="maximize",
+                   prompt=prompt, prompt_file=run_dir / "prompt.md", **kw)
+
+
+def test_names_itself_and_checks(setup):
+    backend, task, agent, _ = setup
+    assert agent.name == backend.kind
+    check = getattr(agent, "check", None)
+    if check is not None:
+        check()  # the fakes are installed: no error
+
+
+def test_edits_only_editable_files_and_explains(setup, tmp_path):
+    backend, task, agent, _ = setup
+    proposal = agent.propose(context(task, tmp_path / "run"))
+    assert isinstance(proposal, Proposal) and proposal.ok, proposal.error
+    assert proposal.description.strip() and proposal.explanation.strip()
+    changed = [line[3:] for line in git(task.dir, "status", "--porcelain").splitlines()]
+    assert changed == ["train.py"]
+    assert isinstance(proposal.cost_usd, float) and isinstance(proposal.tokens, int)
+
+
+def test_reports_its_processes(setup, tmp_path):
+    backend, task, agent, _ = setup
+    pids = []
+    agent.propose(context(task, tmp_path / "run", on_process_start=pids.append))
+    assert bool(pids) == backend.starts_processes
+    for pid in pids:  # and leaves none behind
+        assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0
+
+
+def test_stops_when_asked(setup, tmp_path, monkeypatch):
+    backend, task, agent, fake = setup
+    fake.scenario("hang")
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    proposal = agent.propose(context(task, tmp_path / "run", stop_event=stop))
+    assert time.monotonic() - started < 10  # not the 30 s agent timeout, let alone the hang
+    if backend.starts_processes:
+        assert not proposal.ok
+
+
+def test_a_failure_is_a_proposal_not_an_exception(setup, tmp_path):
+    backend, task, agent, fake = setup
+    if not backend.can_fail:
+        pytest.skip(f"{backend.kind} has no failure a scenario can trigger")
+    fake.scenario("not_logged_in")
+    proposal = agent.propose(context(task, tmp_path / "run"))
+    assert not proposal.ok and proposal.error
+    assert git(task.dir, "status", "--porcelain").strip() == ""
+
+
+def test_works_without_a_prompt_file(setup, tmp_path):
+    # A caller other than the loop (a test, a notebook) may pass only the prompt text.
+    backend, task, agent, _ = setup
+    if backend.kind == "command":
+        pytest.skip("the command agent's interface is the prompt file")
+    ctx = context(task, tmp_path / "run")
+    ctx = Context(**{**ctx.__dict__, "prompt_file": None})
+    assert agent.propose(ctx).ok
