@@ -13,7 +13,6 @@ from typing import Callable
 
 from autoresearch import integrity, outer
 from autoresearch.agents import create_agent
-from autoresearch.analysis.observer import refresh as refresh_analysis
 from autoresearch.config import Task, load_task
 from autoresearch.errors import AutoresearchError
 from autoresearch.gpu import training_share
@@ -30,6 +29,8 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     """Run (or resume) the loop on a task; returns the experiments this call recorded.
 
     `gpus="0,1"` or `workers=N` (N > 1) runs one worker per slot, sharing one ledger."""
+    from autoresearch.analysis.observer import refresh as refresh_analysis  # not needed to fail fast
+
     task = load_task(task_dir)
     kind = agent or task.agent.kind
     limits = Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,

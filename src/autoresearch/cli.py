@@ -47,7 +47,7 @@ def run(
     task_dir: Path = typer.Argument(Path("."), help="Task directory holding autoresearch.toml."),
     tag: str = typer.Option(..., "--tag", "-t", help="Run tag: branch autoresearch/<tag>; an existing tag resumes."),
     iterations: int = typer.Option(10, "--iterations", "-n", min=0, help="Agent iterations to run (the baseline comes first on a new tag)."),
-    agent: Optional[str] = typer.Option(None, "--agent", "-a", help="tuner | command (default: [agent] kind)."),
+    agent: Optional[str] = typer.Option(None, "--agent", "-a", help="tuner | command | claude | codex | gemini | aider | openai (default: the config's agent.kind)."),
     max_seconds: Optional[float] = typer.Option(None, "--max-seconds", help="Stop starting new iterations after this long."),
     max_crashes: Optional[int] = typer.Option(None, "--max-crashes", help="Stop after this many crashes in a row."),
     max_cost_usd: Optional[float] = typer.Option(None, "--max-cost-usd", help="Stop once the agent has cost this many dollars."),

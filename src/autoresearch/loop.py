@@ -29,7 +29,6 @@ from autoresearch.decision import Rules, check_primary, decide, total_code_lines
 from autoresearch.errors import AutoresearchError
 from autoresearch.executor import Executor, LocalExecutor
 from autoresearch.footer import parse_footer
-from autoresearch.analysis.observer import capture_curve
 from autoresearch.gitrepo import Git
 from autoresearch.gpu import GpuSampler
 from autoresearch.ledger import Ledger
@@ -333,6 +332,7 @@ class Loop:
         """Run the training (and the trusted eval): (result, metrics, crash reason or '' or a flag)."""
         env = self._run_env(n, seed)
         result = self._run(n, run_dir, commit, env)
+        from autoresearch.analysis.observer import capture_curve  # the analysis loads only once a run has run
         capture_curve(self.task.dir, run_dir, time.time() - result.wall_seconds)  # before any reset
         self._checkpoint()
         metrics = self._metrics(result)
