@@ -53,3 +53,35 @@ def test_nan_and_inf_are_kept_for_the_judge():
 def test_lines_that_are_not_key_value_are_skipped():
     m = parse_footer("---\nval_acc: 0.5\nTraceback (most recent call last):\nnot a metric line\n")
     assert m == {"val_acc": 0.5}
+
+
+def test_duplicate_keys_last_wins_and_are_reported():
+    from autoresearch.footer import parse_footer_report
+
+    text = "---\nval_bpb: 0.99\npeak_vram_mb: 100\nval_bpb: 0.50\nval_bpb: 0.40\npeak_vram_mb: 100\n"
+    report = parse_footer_report(text)
+    assert report.metrics == {"val_bpb": 0.40, "peak_vram_mb": 100.0}
+    assert report.duplicates == ("val_bpb", "peak_vram_mb")
+    assert parse_footer(text) == report.metrics  # the dict API is unchanged
+    assert parse_footer_report("---\na: 1\nb: 2\n").duplicates == ()
+    assert parse_footer_report("no footer").duplicates == ()
+
+
+def test_invalid_utf8_output_from_a_real_run(tmp_path):
+    import sys
+
+    from autoresearch.records import RunSpec
+    from autoresearch.runner import run_process
+
+    (tmp_path / "train.py").write_text(
+        "import sys\n"
+        "sys.stdout.buffer.write(b'step 1 \\xff\\xfe\\xc3\\x28 garbage \\x80\\n')\n"
+        "sys.stdout.buffer.write(b'---\\nval_acc: 0.75\\nnote: caf\\xe9\\n')\n")
+    spec = RunSpec(command=f"{sys.executable} train.py", cwd=str(tmp_path), env={"PATH": "/usr/bin:/bin"},
+                   timeout=30, log_path=str(tmp_path / "log.txt"))
+    result = run_process(spec)
+    raw = (tmp_path / "log.txt").read_bytes()
+    assert b"\xff\xfe" in raw  # the log keeps the bytes as they were
+    assert parse_footer(raw)["val_acc"] == 0.75
+    assert parse_footer(raw.decode("utf-8", errors="replace"))["note"] == "caf\ufffd"
+    assert parse_footer(result.output_tail)["val_acc"] == 0.75

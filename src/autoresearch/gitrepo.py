@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
+
+import psutil
 
 from autoresearch.errors import GitError
 
@@ -127,6 +130,26 @@ class Git:
     def diff(self, a: str, b: str) -> str:
         return self("diff", a, b, "--", ".")
 
+    def remove_stale_locks(self, min_age: float = 1.0) -> list[Path]:
+        """Delete the lock files a killed git left behind; returns them.
+
+        A git killed mid-command (a reboot, the whole process tree killed) leaves `index.lock`,
+        `HEAD.lock` or a ref's `.lock`, and every later git command then fails until someone
+        deletes it. Nothing is deleted while a git process works in this repository (it may own
+        the lock), nor a lock younger than `min_age` seconds.
+        """
+        git_dir = Path(self("rev-parse", "--absolute-git-dir").strip())
+        common = Path(self("rev-parse", "--git-common-dir").strip())
+        common = common if common.is_absolute() else (self.cwd / common).resolve()
+        locks = {*git_dir.glob("*.lock"), *common.glob("*.lock"), *(common / "refs").rglob("*.lock")}
+        now = time.time()
+        locks = {p for p in locks if p.is_file() and now - p.stat().st_mtime >= min_age}
+        if not locks or _git_running_in(Path(self.root()), common):
+            return []
+        for lock in locks:
+            lock.unlink(missing_ok=True)
+        return sorted(locks)
+
     def exclude(self, patterns: list[str]) -> None:
         """Add patterns to .git/info/exclude (never committed, never shown as untracked)."""
         path = Path(self("rev-parse", "--git-path", "info/exclude").strip())
@@ -140,3 +163,18 @@ class Git:
                 if existing and existing[-1] != "":
                     fh.write("\n")
                 fh.write("\n".join(missing) + "\n")
+
+
+def _git_running_in(root: Path, common: Path) -> bool:
+    """Whether a git process (other than ours, which are done) works in this repository now."""
+    places = (str(root), str(common))
+    for p in psutil.process_iter(["name"]):
+        try:
+            if p.info["name"] != "git" and not (p.info["name"] or "").startswith("git-"):
+                continue
+            cwd = p.cwd()
+        except psutil.Error:
+            continue
+        if any(cwd == place or cwd.startswith(place + os.sep) for place in places):
+            return True
+    return False

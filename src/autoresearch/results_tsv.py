@@ -74,6 +74,33 @@ def check_and_repair(path: str | Path, experiments: Sequence[Experiment], column
             f"the old file is kept as {backup}")
 
 
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the `.results.tsv.tmp.<pid>` files that a writer killed mid-write left beside `path`.
+
+    atomic.write_text writes to that name and renames it over `path`; a SIGKILL between the two
+    leaves it behind, an untracked file in the user's task directory. Only the files of writers
+    that are gone are removed: another live orchestrator may be writing its own right now.
+    """
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.tmp.*"):
+        pid = tmp.name.rsplit(".", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _is_one_of(path: Path, others: Iterable[str | Path]) -> bool:
     for other in others:
         try:
@@ -137,6 +164,7 @@ class Table:
 
     def reset(self, experiments: Iterable[Experiment]) -> str | None:
         experiments = list(experiments)
+        remove_stale_temporaries(self.path)  # reset runs on every start, after any crash
         # A run that ever had workers keeps its worker column, also when resumed with one.
         self.worker_column = self.worker_column or any(e.worker is not None for e in experiments)
         self.lines = [header(self.columns, self.worker_column),
@@ -163,7 +191,8 @@ class Table:
                 current = None
             if current is not None and current != self._written.encode("utf-8"):
                 backup = _backup(self.path, current, self.backup_dir)
-                message = f"{self.path} was changed by hand while the loop ran; rewrote it from the ledger, the old file is kept as {backup}"
+                message = (f"{self.path} was changed by hand while the loop ran; rewrote it from the ledger, "
+                           f"the old file is kept as {backup}")
         write_text(self.path, text)
         self._written = text
         return message

@@ -5,6 +5,10 @@ that leave the group (setsid, start_new_session, daemonizing) are still found tw
 descendant seen by the periodic psutil scan is remembered, and at the end every process whose
 environment carries this run's token (inherited from the command) is killed too.
 
+An optional memory limit is enforced the same way: when the sampled resident memory of the whole
+tree exceeds it, the group is killed and a marker line ends the log (crash.py reads it as `oom`).
+Sampling, not RLIMIT_AS: an address-space limit breaks CUDA, which maps far more than it uses.
+
 POSIX only: sessions, process groups and signals are what makes the cleanup reliable.
 """
 
@@ -21,6 +25,7 @@ from typing import BinaryIO, Callable, Iterable
 
 import psutil
 
+from autoresearch.crash import MEMORY_LIMIT_MARKER
 from autoresearch.records import RunResult, RunSpec
 
 GRACE_SECONDS = 2.0
@@ -43,13 +48,19 @@ def run_process(
     stop_event: threading.Event | None = None,
     on_start: Callable[[int], None] | None = None,
     grace: float = GRACE_SECONDS,
+    memory_limit_mb: float | None = None,
 ) -> RunResult:
     """Run `spec.command` to completion, timeout or stop, and kill everything it started.
 
-    exit_code is None when the timeout (timed_out True) or `stop_event` ended the run. Raises only
+    exit_code is None when the timeout (timed_out True) or `stop_event` ended the run. A run
+    killed over `memory_limit_mb` (default: `spec.memory_limit_mb` when RunSpec has it) gets the
+    exit code of the kill and a MEMORY_LIMIT_MARKER line at the end of its log. Raises only
     when the command cannot be started at all (e.g. a missing cwd) or `on_start` raises; the
     process tree is killed in the latter case too.
     """
+    if memory_limit_mb is None:
+        memory_limit_mb = getattr(spec, "memory_limit_mb", None)
+    limit_bytes = memory_limit_mb * 1024 * 1024 if memory_limit_mb else None
     log_dir = os.path.dirname(os.path.abspath(spec.log_path))
     os.makedirs(log_dir, exist_ok=True)
     token = spec.env.get(RUN_TOKEN_ENV) or uuid.uuid4().hex
@@ -73,7 +84,7 @@ def run_process(
     reader = _LogReader(proc.stdout.fileno(), log, spec.max_log_bytes)
     reader.start()
     watch = _TreeWatch(proc.pid)
-    timed_out = exited = False
+    timed_out = exited = over_memory = False
     ended: float | None = None
     try:
         if on_start is not None:
@@ -83,6 +94,9 @@ def run_process(
             watch.sample()
             if _has_exited(proc):
                 exited, ended = True, time.monotonic()
+                break
+            if limit_bytes is not None and watch.last_bytes > limit_bytes:
+                over_memory = True
                 break
             now = time.monotonic()
             if stop_event is not None and stop_event.is_set():
@@ -114,15 +128,29 @@ def run_process(
             reader.join()
         proc.stdout.close()
 
+    tail = bytes(reader.tail[-OUTPUT_TAIL_BYTES:]).decode("utf-8", errors="replace")
+    if over_memory:
+        note = (f"\n{MEMORY_LIMIT_MARKER}: {watch.last_bytes / 2**20:.0f} MB in use, the limit is "
+                f"{memory_limit_mb:g} MB ([task] memory_limit_mb); the run was killed]\n")
+        _append(spec.log_path, note.encode())
+        tail += note
     return RunResult(
-        exit_code=proc.returncode if exited else None,
+        exit_code=proc.returncode if exited or over_memory else None,
         timed_out=timed_out,
         wall_seconds=ended - start,
         peak_rss_mb=watch.peak_bytes / (1024 * 1024),
         log_path=spec.log_path,
         log_truncated=reader.truncated,
-        output_tail=bytes(reader.tail[-OUTPUT_TAIL_BYTES:]).decode("utf-8", errors="replace"),
+        output_tail=tail,
     )
+
+
+def _append(path: str, data: bytes) -> None:
+    try:
+        with open(path, "ab") as fh:
+            fh.write(data)
+    except OSError:  # a full disk must not hide the run's result
+        pass
 
 
 def kill_process_group(pgid: int, grace: float = GRACE_SECONDS) -> None:
@@ -233,6 +261,7 @@ class _TreeWatch:
     def __init__(self, pid: int):
         self.procs: set[psutil.Process] = set()  # hashed by (pid, create_time): reuse-safe
         self.peak_bytes = 0
+        self.last_bytes = 0
         self._next_scan = 0.0
         try:
             self._root: psutil.Process | None = psutil.Process(pid)
@@ -260,6 +289,7 @@ class _TreeWatch:
                 self.procs.discard(p)
             except psutil.Error:
                 pass
+        self.last_bytes = rss
         self.peak_bytes = max(self.peak_bytes, rss)
 
 

@@ -1,0 +1,57 @@
+"""When crashes should end the night: pure functions of the experiments recorded so far.
+
+Both look only at the experiments recorded since this start (not the whole ledger), so a user
+who fixed the setup and resumes is not stopped again by the crashes that made them look.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from autoresearch.crash import is_environment, kind_of
+from autoresearch.records import Experiment, Status
+
+DEFAULT_PAUSE_AFTER_ENV_ERRORS = 3
+DEFAULT_MAX_CONSECUTIVE_CRASHES = 5
+
+
+def crash_streak(history: Sequence[Experiment]) -> list[Experiment]:
+    """The crashes at the end of `history`, oldest first."""
+    streak: list[Experiment] = []
+    for record in reversed(history):
+        if record.status is not Status.CRASH:
+            break
+        streak.append(record)
+    return streak[::-1]
+
+
+def should_pause(history: Sequence[Experiment], after: int = DEFAULT_PAUSE_AFTER_ENV_ERRORS) -> str | None:
+    """A message when the last `after` experiments all crashed because of the setup; else None.
+
+    `after` 0 never pauses. An environment error (missing package, no GPU driver, full disk) is
+    not the idea's fault: running more ideas into it only burns the night.
+    """
+    if after <= 0 or len(history) < after:
+        return None
+    last = list(history[-after:])
+    if not all(r.status is Status.CRASH and is_environment(kind_of(r.reason)) for r in last):
+        return None
+    detail = last[-1].reason.split(":", 1)[-1].strip()
+    return (f"paused after {after} runs in a row that did not start because of the setup, not the idea: "
+            f"{detail}; fix it and run again (the same --tag resumes)")
+
+
+def should_stop(history: Sequence[Experiment], limit: int | None = DEFAULT_MAX_CONSECUTIVE_CRASHES) -> str | None:
+    """A message when the last `limit` experiments are all crashes, of any kind; else None.
+
+    `limit` 0 or None never stops.
+    """
+    if not limit:
+        return None
+    streak = crash_streak(history)
+    if len(streak) < limit:
+        return None
+    kinds = sorted({kind_of(r.reason) for r in streak[-limit:]})
+    return (f"stopped after {len(streak)} crashes in a row ({', '.join(kinds)}; the last: {streak[-1].reason}); "
+            "see the logs in the run store, fix what they share and run again, "
+            "or raise [task] max_consecutive_crashes")

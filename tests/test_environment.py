@@ -1,0 +1,131 @@
+"""The allow-listed environment of runs and agents, and paths refused outside the task directory."""
+
+import os
+import sys
+
+import pytest
+
+from autoresearch.config import load_task
+from autoresearch.environment import agent_env, run_env, safe_env, safe_path
+from autoresearch.errors import AutoresearchError
+from autoresearch.records import RunSpec
+from autoresearch.runner import run_process
+
+BASE = {
+    "PATH": "/usr/bin", "HOME": "/home/me", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "xterm",
+    "CUDA_VISIBLE_DEVICES": "0", "NVIDIA_VISIBLE_DEVICES": "all", "PYTHONPATH": "/src", "OMP_NUM_THREADS": "4",
+    "HF_HOME": "/cache/hf", "VIRTUAL_ENV": "/venv", "CONDA_PREFIX": "/conda", "MKL_NUM_THREADS": "2",
+    "ANTHROPIC_API_KEY": "sk-ant-planted-0123456789", "OPENAI_API_KEY": "sk-openai-planted-0123456789",
+    "GEMINI_API_KEY": "gem-planted-0123456789", "AWS_SECRET_ACCESS_KEY": "aws-planted-0123456789",
+    "GITHUB_TOKEN": "ghp_planted0123456789", "HF_TOKEN": "hf_planted0123456789", "WANDB_API_KEY": "wandb-planted-0123",
+    "WANDB_MODE": "offline", "CLAUDE_CODE_USE_BEDROCK": "0", "CUDA_API_TOKEN": "looks-secret-0123456789",
+    "SOME_RANDOM_VAR": "x",
+}
+CONFIG = """\
+[task]
+run = "python train.py"
+editable = ["train.py"]
+time_budget = 5
+{task_extra}
+[metrics]
+primary = "score"
+direction = "maximize"
+[agent]
+kind = "command"
+command = "true"
+{agent_extra}
+"""
+
+
+def task(tmp_path, task_extra="", agent_extra=""):
+    (tmp_path / "train.py").write_text("X = 1\n")
+    (tmp_path / "autoresearch.toml").write_text(CONFIG.format(task_extra=task_extra, agent_extra=agent_extra))
+    return load_task(tmp_path)
+
+
+def test_run_env_is_the_allow_list_only(tmp_path):
+    env = run_env(task(tmp_path), BASE)
+    for name in ("PATH", "HOME", "LANG", "LC_ALL", "TERM", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+                 "PYTHONPATH", "OMP_NUM_THREADS", "HF_HOME", "VIRTUAL_ENV", "CONDA_PREFIX", "MKL_NUM_THREADS"):
+        assert env[name] == BASE[name]
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN",
+                 "HF_TOKEN", "WANDB_API_KEY", "WANDB_MODE", "SOME_RANDOM_VAR", "CUDA_API_TOKEN"):
+        assert name not in env
+
+
+def test_task_config_names_more(tmp_path):
+    env = run_env(task(tmp_path, task_extra='env = ["WANDB_MODE", "WANDB_API_KEY", "NOT_SET_ANYWHERE"]'), BASE)
+    assert env["WANDB_MODE"] == "offline" and env["WANDB_API_KEY"] == BASE["WANDB_API_KEY"]
+    assert "NOT_SET_ANYWHERE" not in env and "ANTHROPIC_API_KEY" not in env
+
+
+def test_api_keys_reach_only_the_agent_that_needs_them(tmp_path):
+    t = task(tmp_path)
+    claude = agent_env("claude", t, BASE)
+    assert claude["ANTHROPIC_API_KEY"] == BASE["ANTHROPIC_API_KEY"] and claude["CLAUDE_CODE_USE_BEDROCK"] == "0"
+    assert "OPENAI_API_KEY" not in claude and "GEMINI_API_KEY" not in claude
+    codex = agent_env("codex", t, BASE)
+    assert "OPENAI_API_KEY" in codex and "ANTHROPIC_API_KEY" not in codex
+    gemini = agent_env("gemini", t, BASE)
+    assert "GEMINI_API_KEY" in gemini and "OPENAI_API_KEY" not in gemini
+    aider = agent_env("aider", t, BASE)
+    assert {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY"} <= set(aider)
+    for kind in ("command", "tuner", "unknown-backend"):
+        env = agent_env(kind, t, BASE)
+        assert not {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GITHUB_TOKEN"} & set(env)
+        assert env["PATH"] == "/usr/bin"
+    named = agent_env("command", task(tmp_path, agent_extra='env = ["ANTHROPIC_API_KEY"]'), BASE)
+    assert named["ANTHROPIC_API_KEY"] == BASE["ANTHROPIC_API_KEY"] and "OPENAI_API_KEY" not in named
+    for any_env in (claude, codex, gemini, aider):
+        assert "AWS_SECRET_ACCESS_KEY" not in any_env and "HF_TOKEN" not in any_env
+
+
+def test_a_real_run_cannot_read_a_planted_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-planted-0123456789")
+    monkeypatch.setenv("MY_DB_PASSWORD", "hunter2-planted")
+    (tmp_path / "train.py").write_text("import os\nprint(sorted(os.environ.items()))\n")
+    spec = RunSpec(command=f"{sys.executable} train.py", cwd=str(tmp_path), env=safe_env(),
+                   timeout=30, log_path=str(tmp_path / "log.txt"))
+    result = run_process(spec)
+    assert result.exit_code == 0
+    log = (tmp_path / "log.txt").read_text()
+    assert "PATH" in log and "planted" not in log
+
+
+def test_safe_path_inside_is_resolved(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "model.py").write_text("")
+    assert safe_path(tmp_path, "sub/model.py") == (tmp_path / "sub" / "model.py").resolve()
+    assert safe_path(tmp_path, "sub/../train.py") == (tmp_path / "train.py").resolve()
+    assert safe_path(tmp_path, "new_file.py") == (tmp_path / "new_file.py").resolve()
+    assert safe_path(tmp_path, tmp_path / "sub" / "model.py") == (tmp_path / "sub" / "model.py").resolve()
+    os.symlink(tmp_path / "sub" / "model.py", tmp_path / "link_inside.py")
+    assert safe_path(tmp_path, "link_inside.py") == (tmp_path / "sub" / "model.py").resolve()
+
+
+@pytest.mark.parametrize("make, path", [
+    (lambda d: None, "../outside.py"),
+    (lambda d: None, "/etc/passwd"),
+    (lambda d: None, "sub/../../x.py"),
+    (lambda d: os.symlink("/etc/passwd", d / "innocent.py"), "innocent.py"),
+    (lambda d: os.symlink(d.parent, d / "up"), "up/anything.py"),
+    (lambda d: (d / ".git").mkdir(), ".git/config"),
+    (lambda d: (d / ".git").mkdir(), "sub/.git/hooks/pre-commit"),
+    (lambda d: None, ".autoresearch/t/ledger.jsonl"),
+    (lambda d: None, "bad\0name.py"),
+])
+def test_safe_path_refuses_escapes(tmp_path, make, path):
+    task_dir = tmp_path / "task"
+    (task_dir / "sub").mkdir(parents=True)
+    make(task_dir)
+    with pytest.raises(AutoresearchError) as info:
+        safe_path(task_dir, path)
+    assert repr(path) in str(info.value)
+
+
+def test_symlinked_task_dir_itself_is_fine(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    os.symlink(real, tmp_path / "alias")
+    assert safe_path(tmp_path / "alias", "train.py") == real.resolve() / "train.py"
+

@@ -1,0 +1,46 @@
+"""Git wrapper: stale lock files left by a git killed mid-command."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from autoresearch.errors import GitError
+from autoresearch.gitrepo import Git
+
+
+def old(path, seconds=30):
+    path.write_text("")
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+    return path
+
+
+def test_stale_locks_are_removed_so_git_works_again(make_task):
+    task = make_task()
+    git = Git(task)
+    index = old(task / ".git" / "index.lock")
+    ref = old(task / ".git" / "refs" / "heads" / "main.lock")
+    with pytest.raises(GitError, match="index.lock"):
+        git.reset_hard("HEAD")
+    assert sorted(git.remove_stale_locks()) == sorted([index, ref])
+    assert not index.exists() and not ref.exists()
+    git.reset_hard("HEAD")
+    assert git.remove_stale_locks() == []
+
+
+def test_a_lock_that_may_be_live_is_kept(make_task):
+    task = make_task()
+    git = Git(task)
+    young = task / ".git" / "index.lock"
+    young.write_text("")
+    assert git.remove_stale_locks() == [] and young.exists()  # just created: maybe a git at work
+    old(young)
+    waiting = subprocess.Popen(["git", "cat-file", "--batch"], cwd=task, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        time.sleep(0.2)
+        assert git.remove_stale_locks() == [] and young.exists()  # a git process works here now
+    finally:
+        waiting.communicate(b"")
+    assert git.remove_stale_locks() == [young]
