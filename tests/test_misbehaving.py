@@ -248,12 +248,11 @@ def test_agent_that_commits_itself(make_task):
         return "committed it myself"
 
     task_dir, records = run_agent(make_task, commits)
-    assert records[-1].status is Status.CRASH  # nothing left to commit: "no change"
+    # the loop puts the branch back and commits the change itself: the idea is judged, not lost
+    assert records[-1].status is Status.KEEP and records[-1].metrics["score"] == 3.0
     assert_at_last_keep(task_dir, records)
 
 
-@pytest.mark.xfail(strict=True, reason="loop: an agent that moves the branch back (git reset --soft HEAD~1) gets its "
-                                       "commit on the wrong parent and the last keep drops off the branch (reported)")
 def test_agent_that_moves_the_branch_back(make_task):
     def keep(d):
         set_x(d, "3.0")
@@ -283,8 +282,6 @@ def test_agent_that_resets_the_branch_back(make_task):
     assert_at_last_keep(task_dir, records)
 
 
-@pytest.mark.xfail(strict=True, reason="loop: an agent that checks out another branch moves the loop onto it; "
-                                       "recover/_restore_tree should check out the tag's branch again (reported)")
 def test_agent_that_switches_branch(make_task):
     def switches(d):
         subprocess.run(["git", "checkout", "-q", "-b", "sneaky"], cwd=d, check=True)
@@ -296,8 +293,6 @@ def test_agent_that_switches_branch(make_task):
     assert records[-1].status is Status.KEEP
 
 
-@pytest.mark.xfail(strict=True, reason="loop: with .git/index gone every file shows as untracked, so _restore_tree "
-                                       "deletes the task's tracked files after the reset (reported)")
 def test_agent_that_deletes_the_index(make_task):
     def breaks_index(d):
         (d / ".git" / "index").unlink()

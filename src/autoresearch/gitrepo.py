@@ -86,6 +86,33 @@ class Git:
             result.append((entry[:2], path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, prefix or ".")))
         return result
 
+    def where(self) -> tuple[str, str]:
+        """(symbolic HEAD, e.g. 'refs/heads/x' or 'HEAD' when detached; the commit), in one call."""
+        out = self("rev-parse", "--symbolic-full-name", "HEAD", "HEAD", check=False).split()
+        return (out[0], out[1]) if len(out) == 2 else ("", "")
+
+    def index_path(self) -> Path:
+        if not hasattr(self, "_index"):
+            path = Path(self("rev-parse", "--git-path", "index").strip())
+            self._index = path if path.is_absolute() else self.cwd / path
+        return self._index
+
+    def put_back(self, branch: str, commit: str) -> bool:
+        """HEAD on `branch` at `commit`, index rebuilt, work tree untouched: undoes an agent's
+        checkout, commit, reset or deleted index while keeping its edits. True if it had to."""
+        ref, head = self.where()
+        fixed = False
+        if ref != f"refs/heads/{branch}":
+            self("symbolic-ref", "HEAD", f"refs/heads/{branch}")
+            fixed = True
+        if head != commit or fixed:
+            self("update-ref", f"refs/heads/{branch}", commit)
+            fixed = True
+        if fixed or not self.index_path().exists():
+            self("reset", "-q", "--mixed", commit)
+            fixed = True
+        return fixed
+
     def show(self, commit: str, path: str) -> str:
         return self("show", f"{commit}:./{path}")
 

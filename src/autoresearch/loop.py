@@ -125,6 +125,7 @@ class Loop:
         # A worker edits, commits and trains in its own worktree; the store stays in the main one.
         self.task = task.moved_to(worker.task_dir) if worker else task
         self.git = Git(self.task.dir) if worker else self.main_git
+        self.branch = self.store.worker_branch(worker.index) if worker else self.store.branch
         self.rules = Rules.from_metrics(task.metrics)
         self.shared = shared or Shared(results_tsv.Table(self.store.results_tsv, task.columns), self.store.ledger)
         self.table = self.shared.table
@@ -198,7 +199,9 @@ class Loop:
         `created` (the new files, when known) spares a `git status` call.
         """
         best = self.store.ledger.best()
-        self.git.reset_hard(best.commit if best else "HEAD")
+        target = best.commit if best else self.git.where()[1]
+        self.git.put_back(self.branch, target)
+        self.git.reset_hard(target)
         before = set(untracked_before)
         leftovers = created if created is not None else self.git.changed_paths()  # after the reset: untracked only
         for path in leftovers:
@@ -285,6 +288,8 @@ class Loop:
                 git("checkout", "-q", repair.commit, "--", *task.editable)
             proposal = self._propose(n, history, best, run_dir, repair)
             self._checkpoint()
+            if git.put_back(self.branch, parent):  # the agent moved HEAD, the branch or the index
+                self.say(f"note: iteration {n}: the agent changed git state; the branch is back at {parent[:7]}")
             entries = [(code, p) for code, p in git.status() if p not in set(untracked)]
             changed = [p for _, p in entries]
             self._created = [p for code, p in entries if code == "??"]
