@@ -132,7 +132,7 @@ def run_process(
     if over_memory:
         note = (f"\n{MEMORY_LIMIT_MARKER}: {watch.last_bytes / 2**20:.0f} MB in use, the limit is "
                 f"{memory_limit_mb:g} MB ([task] memory_limit_mb); the run was killed]\n")
-        _append(spec.log_path, note.encode())
+        append_quietly(spec.log_path, note.encode())
         tail += note
     return RunResult(
         exit_code=proc.returncode if exited or over_memory else None,
@@ -145,11 +145,12 @@ def run_process(
     )
 
 
-def _append(path: str, data: bytes) -> None:
+def append_quietly(path: str, data: bytes) -> None:
+    """Append to a log; a full disk must not hide the run's result."""
     try:
         with open(path, "ab") as fh:
             fh.write(data)
-    except OSError:  # a full disk must not hide the run's result
+    except OSError:
         pass
 
 

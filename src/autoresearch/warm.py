@@ -54,6 +54,7 @@ from autoresearch.runner import (
     OUTPUT_TAIL_BYTES,
     READER_JOIN_SECONDS,
     RUN_TOKEN_ENV,
+    append_quietly,
     _alive,
     _LogReader,
     _processes_with_token,
@@ -488,7 +489,7 @@ class WarmExecutor:
             notes.append(f"\n{MEMORY_LIMIT_MARKER}: {watch.last_bytes / 2**20:.0f} MB over the limit of "
                          f"{memory_limit_mb:g} MB; the run was killed]\n")
         for note in notes:
-            _append(spec.log_path, note.encode())
+            append_quietly(spec.log_path, note.encode())
             tail += note
         startup = child.msgs.get("startup")
         code = child.msgs.get("exit")
@@ -505,9 +506,3 @@ class WarmExecutor:
         )
 
 
-def _append(path: str, data: bytes) -> None:
-    try:
-        with open(path, "ab") as fh:
-            fh.write(data)
-    except OSError:  # a full disk must not hide the run's result
-        pass

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from autoresearch.analysis.curves import parse_jsonl, parse_log, x_key
+from autoresearch.analysis.curves import numeric_fields, parse_jsonl, parse_log, x_key
 from autoresearch.errors import AutoresearchError
 from autoresearch.footer import parse_footer
 
@@ -317,9 +317,7 @@ def _fmt(value: float) -> str:
 
 
 def _flatten(data, prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    if not isinstance(data, dict):
-        return out
+    return numeric_fields(data, prefix) if isinstance(data, dict) else {}
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, bool):

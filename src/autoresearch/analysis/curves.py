@@ -49,7 +49,7 @@ def parse_jsonl(text: str) -> Curve:
         except ValueError:
             continue  # a line torn by a kill mid-write: the rest of the curve is still good
         if isinstance(record, dict):
-            point = _numbers(record)
+            point = numeric_fields(record)
             if point:
                 points.append(point)
     return points
@@ -94,7 +94,8 @@ def series_names(curve: Curve) -> list[str]:
     return list(names)
 
 
-def _numbers(record: dict, prefix: str = "") -> dict[str, float]:
+def numeric_fields(record: dict, prefix: str = "") -> dict[str, float]:
+    """Every finite number in a (nested) record, keyed `a.b.c`; booleans are not numbers here."""
     out: dict[str, float] = {}
     for key, value in record.items():
         name = f"{prefix}{key}"
@@ -103,7 +104,7 @@ def _numbers(record: dict, prefix: str = "") -> dict[str, float]:
         if isinstance(value, (int, float)) and math.isfinite(value):
             out[name] = float(value)
         elif isinstance(value, dict):
-            out.update(_numbers(value, f"{name}."))
+            out.update(numeric_fields(value, f"{name}."))
     return out
 
 
