@@ -317,7 +317,8 @@ class Harness:
         for r in records:
             d = self.store / "runs" / f"{r.iteration:04d}"
             missing = [] if (d / "explanation.md").exists() else ["explanation.md"]
-            committed = r.commit != r.parent
+            # A confirmation run trains the commit of the iteration it confirms: its diff and ref live there.
+            committed = r.commit != r.parent and not r.reason.startswith("confirmation run of iteration")
             if committed and not (d / "diff.patch").exists():
                 missing.append("diff.patch")
             ran = r.wall_seconds > 0 or r.exit_code is not None
