@@ -1,16 +1,21 @@
 """Experiments per minute with 1, 2 and 4 workers on a fake 2-second training.
 
-    python bench/throughput.py [--workers 1 2 4] [--mode sleep|cpu] [--per-worker 6] [--executor local]
+    python bench/throughput.py [--workers 1 2 4] [--mode sleep|cpu] [--per-worker 6] [--executor local|ray]
 
 `sleep` training waits 2 s (what a GPU-bound run looks like to this machine's CPUs);
 `cpu` training spins a core for 2 s (on 2 cores, 4 such workers cannot scale). The figure
 to read is the speed-up over one worker: the goal is at least 0.9 x N.
+
+`--executor ray` starts a local Ray cluster of N one-slot nodes for N workers (loopback only,
+custom resource `slot`), so each run is a Ray task on its own node (ray_executor.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
+import os
 import re
 import subprocess
 import tempfile
@@ -69,21 +74,59 @@ def measure(workers: int, mode: str, per_worker: int, executor: str) -> float:
         counter, lock = itertools.count(2), threading.Lock()
         task = load_task(task_dir)
         make_agent = lambda i: CountingAgent(counter, lock)  # noqa: E731
-        make_executor = _executor_factory(executor)
-        # The baseline and the worktrees are set up first, outside the timed part.
-        run_workers(task, "b", make_agent, parse_slots(None, workers), Limits(iterations=0), say=lambda s: None,
-                    make_executor=make_executor)
-        n = workers * per_worker
-        t = time.perf_counter()
-        run_workers(task, "b", make_agent, parse_slots(None, workers), Limits(iterations=n), say=lambda s: None,
-                    make_executor=make_executor)
-        return n / (time.perf_counter() - t) * 60
+        with _executor_factory(executor, workers) as make_executor:
+            # The baseline and the worktrees are set up first, outside the timed part.
+            run_workers(task, "b", make_agent, parse_slots(None, workers), Limits(iterations=0), say=lambda s: None,
+                        make_executor=make_executor)
+            n = workers * per_worker
+            t = time.perf_counter()
+            run_workers(task, "b", make_agent, parse_slots(None, workers), Limits(iterations=n), say=lambda s: None,
+                        make_executor=make_executor)
+            return n / (time.perf_counter() - t) * 60
 
 
-def _executor_factory(name: str):
+@contextlib.contextmanager
+def _executor_factory(name: str, workers: int):
     if name == "local":
-        return lambda i: None
-    raise SystemExit(f"--executor {name}: not available in this build")
+        yield lambda i: None
+    elif name == "ray":
+        with _ray_cluster(workers):
+            from autoresearch.ray_executor import RayExecutor
+
+            executor = RayExecutor(None, {"num_cpus": 0, "resources": {"slot": 1}})
+            yield lambda i: executor
+    else:
+        raise SystemExit(f"--executor {name}: not available in this build")
+
+
+@contextlib.contextmanager
+def _ray_cluster(nodes: int):
+    """`nodes` one-slot Ray nodes on loopback, each with a started worker (a night's steady state)."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when Ray is imported: keeps it on 127.0.0.1
+    import ray
+    from ray.cluster_utils import Cluster
+
+    node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "resources": {"slot": 1}}
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    try:
+        for _ in range(nodes - 1):
+            cluster.add_node(wait=False, **node)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False, logging_level="WARNING")
+        warm = ray.remote(num_cpus=0, resources={"slot": 1})(_warm_up)
+        ray.get([warm.remote() for _ in range(nodes)])
+        yield
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _warm_up() -> None:
+    import time
+
+    import autoresearch.ray_executor  # noqa: F401
+
+    time.sleep(1.0)  # holds the node's slot, so the next warm-up goes to another node
 
 
 def main() -> None:

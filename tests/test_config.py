@@ -121,3 +121,24 @@ def test_crash_limits_memory_and_env_keys(tmp_path):
                      ("max_consecutive_crashes = -1", "task.max_consecutive_crashes")):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             load_task(write(tmp_path, GOOD.replace("time_budget = 300", f"time_budget = 300\n{bad}")))
+
+
+def test_executor_section_and_setup(tmp_path):
+    task = load_task(write(tmp_path, GOOD))
+    assert task.config.executor.kind == "local" and task.config.task.setup is None
+    assert task.config.executor.ray_options() == {"num_gpus": 1}
+    text = GOOD.replace('time_budget = 300', 'time_budget = 300\nsetup = "python prepare.py"') + textwrap.dedent('''
+        [executor]
+        kind = "ray"
+        address = "ray://head:10001"
+        num_gpus = 0
+        num_cpus = 1
+        resources = {slot = 1}
+    ''')
+    task = load_task(write(tmp_path, text))
+    assert task.config.task.setup == "python prepare.py" and task.config.executor.address == "ray://head:10001"
+    assert task.config.executor.ray_options() == {"num_gpus": 0, "num_cpus": 1, "resources": {"slot": 1}}
+    with pytest.raises(ConfigError, match="executor.kind"):
+        load_task(write(tmp_path, GOOD + '[executor]\nkind = "slurm"\n'))
+    with pytest.raises(ConfigError, match="belongs in \\[executor\\]"):
+        load_task(write(tmp_path, GOOD.replace('time_budget = 300', 'time_budget = 300\nnum_gpus = 1')))
