@@ -36,3 +36,10 @@ def test_consecutive_crash_limit():
     assert len(crash_streak(history)) == 5
     history.append(rec(6, Status.DISCARD))
     assert should_stop(history, 1) is None and crash_streak(history) == []
+
+
+def test_a_lost_node_is_not_held_against_the_ideas():
+    history = [rec(i, Status.CRASH, "exit_code: 1") for i in range(3)]
+    history.append(rec(3, Status.CRASH, "node_lost: the node running it died (retried once)"))
+    history += [rec(i, Status.CRASH, "exit_code: 1") for i in range(4, 6)]
+    assert len(crash_streak(history)) == 2 and should_stop(history, 3) is None

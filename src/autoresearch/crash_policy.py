@@ -13,13 +13,15 @@ from autoresearch.records import Experiment, Status
 
 DEFAULT_PAUSE_AFTER_ENV_ERRORS = 3
 DEFAULT_MAX_CONSECUTIVE_CRASHES = 5
+# Crashes that say nothing about the ideas (the machine running it died): they end a streak.
+NOT_THE_IDEAS = frozenset({"node_lost"})
 
 
 def crash_streak(history: Sequence[Experiment]) -> list[Experiment]:
-    """The crashes at the end of `history`, oldest first."""
+    """The crashes at the end of `history`, oldest first; a lost node ends the streak."""
     streak: list[Experiment] = []
     for record in reversed(history):
-        if record.status is not Status.CRASH:
+        if record.status is not Status.CRASH or kind_of(record.reason) in NOT_THE_IDEAS:
             break
         streak.append(record)
     return streak[::-1]
