@@ -296,8 +296,8 @@ def _from_text(exit_code: int | None, lines: list[str], editable: tuple[str, ...
         return Crash(CrashKind.ENV, f"command {verb} (exit {exit_code})" + (f": {what}" if what else ""))
     m = _CANT_OPEN.search(last)
     if m and exit_code not in (0, None):
-        if _is_in(m["file"], editable, task_dir):
-            return None  # the code's own file went missing: the idea's doing
+        if _is_in(m["file"], editable, task_dir):  # the code's own file went missing: the idea's doing
+            return Crash(CrashKind.EXIT_CODE, f"{exit_code}, the editable script {os.path.basename(m['file'])} is missing")
         return Crash(CrashKind.ENV, f"the run command's script is missing: {_one_line(m.group(0), 160)}")
     if _GPU_OOM.search(last):
         return Crash(CrashKind.OOM, _one_line(_GPU_OOM.search(last).group(0)))
