@@ -104,3 +104,39 @@ def test_sigkill_mid_iteration_then_resume(make_task, stage, tmp_path):
     assert git(task, "status", "--porcelain", "--untracked-files=no").strip() == ""
     assert (task / "prepare.py").read_text() == "DATA = 'fixed'\n"
     assert list((task / ".autoresearch/k/runs").glob("0002.interrupted-*"))
+
+
+BASELINE_HOLD = '''\
+import os, pathlib, time
+X = 1.0
+if pathlib.Path("hold_baseline").exists():
+    pathlib.Path("run_started").write_text(str(os.getpid()))
+    time.sleep(60)
+print("---")
+print(f"score: {X:.6f}")
+'''
+
+
+def test_sigkill_during_the_baseline_then_resume(make_task):
+    """A tag killed in its very first run (no record yet) resumes: it does not refuse the tag."""
+    task = make_task(train=BASELINE_HOLD, config=CONFIG, extra={"../agent.py": AGENT})
+    (task / "hold_baseline").write_text("")
+    git(task, "add", "-A")
+    git(task, "commit", "-qm", "hold")
+    proc = start(task, 1)
+    child = wait_for(task / "run_started")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert not (task / ".autoresearch/k/ledger.jsonl").read_text()  # begun, nothing recorded
+
+    git(task, "rm", "-q", "hold_baseline")
+    git(task, "commit", "-qm", "release")  # on the tag's branch: the baseline runs from here
+    (task / "run_started").unlink()
+    proc = start(task, 1)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "interrupted" in out
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    lines = rows(task)
+    assert [line.split("\t")[3] for line in lines[1:]] == ["keep", "keep"], lines
+    assert "baseline" in lines[1]

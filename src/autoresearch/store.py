@@ -62,6 +62,7 @@ class RunStore:
 
     def create(self) -> None:
         (self.root / "runs").mkdir(parents=True, exist_ok=True)
+        self.ledger.path.touch()  # an empty ledger marks the tag as begun: a killed baseline resumes
 
     def run_dir(self, iteration: int) -> Path:
         path = self.root / "runs" / f"{iteration:04d}"
