@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from conftest import git
 
 KARPATHY_TRAIN = '''\
@@ -110,3 +112,16 @@ def test_status_without_runs(tmp_path):
     repo = karpathy_repo(tmp_path)
     r = cli("status", str(repo))
     assert r.returncode == 2 and "no runs yet" in r.stderr
+
+
+def test_executor_flags_fail_fast_with_a_fix(tmp_path):
+    repo = karpathy_repo(tmp_path)
+    r = cli("run", str(repo), "--tag", "x", "--iterations", "1", "--executor", "slurm")
+    assert r.returncode == 2 and "--executor 'slurm'" in r.stderr and "'ray'" in r.stderr and "Traceback" not in r.stderr
+    pytest.importorskip("ray")
+    r = cli("run", str(repo), "--tag", "x", "--iterations", "1", "--executor", "ray", "--ray-address", "nohost")
+    assert r.returncode == 2 and "host:port" in r.stderr and "Traceback" not in r.stderr
+    # a closed port on loopback: refused at once, not after Ray's minutes of retries
+    r = cli("run", str(repo), "--tag", "x", "--iterations", "1", "--executor", "ray", "--ray-address", "127.0.0.1:1")
+    assert r.returncode == 2 and "nothing answers" in r.stderr and "ray start --head" in r.stderr, r.stderr
+    assert "autoresearch/x" not in git(repo, "branch")  # nothing was begun

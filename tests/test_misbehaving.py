@@ -73,13 +73,14 @@ def classified(result, record, task):
                               task_dir=task.dir, timeout=task.timeout)
 
 
-def assert_crash(record, result, task, kind: CrashKind, legacy: str):
-    """The real run's log classifies as `kind`; the ledger says so once the loop uses crash.py,
-    and until then says the loop's older, coarser reason (`legacy`)."""
+def assert_crash(record, result, task, kind: CrashKind):
+    """The real run's log classifies as `kind`, and the ledger's reason says so word for word."""
     assert record.status is Status.CRASH
     found = classified(result, record, task)
     assert found is not None and found.kind is kind, (found, result.output_tail[-2000:])
-    assert record.reason.startswith(kind.value) or record.reason.startswith(legacy), record.reason
+    if kind is not CrashKind.OOM or "limit is" not in found.detail:  # the loop knows the limit; `classified` does not
+        assert record.reason == found.reason, (record.reason, found.reason)
+    assert record.reason.startswith(kind.value + ":"), record.reason
     return found
 
 
@@ -100,7 +101,7 @@ def assert_gone(pid_file: Path, wait: float = 5.0):
 
 def test_hang_is_a_timeout(make_task):
     record, result, task = misbehave(make_task, "if BAD:\n    time.sleep(600)\n" + FOOTER, timeout=1.5)
-    found = assert_crash(record, result, task, CrashKind.TIMEOUT, "timeout")
+    found = assert_crash(record, result, task, CrashKind.TIMEOUT)
     assert "1.5 s" in found.detail and result.wall_seconds < 10
 
 
@@ -108,7 +109,7 @@ def test_ignoring_sigterm_still_ends_at_the_timeout(make_task):
     body = ("import signal\nif BAD:\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
             "    open('pid', 'w').write(str(os.getpid()))\n    while True:\n        time.sleep(0.05)\n" + FOOTER)
     record, result, task = misbehave(make_task, body, timeout=1.0)
-    assert_crash(record, result, task, CrashKind.TIMEOUT, "timeout")
+    assert_crash(record, result, task, CrashKind.TIMEOUT)
     assert result.wall_seconds < 1.0 + 2.0 + 5.0  # the timeout, the SIGTERM grace, then SIGKILL
     assert_gone(task.dir / "pid")
 
@@ -168,14 +169,14 @@ def test_memory_exhaustion_under_a_limit_is_oom(make_task):
     body = ("if BAD:\n    hog = []\n    while True:\n        hog.append(bytearray(16 * 1024 * 1024))\n"
             "        time.sleep(0.005)\n" + FOOTER)
     record, result, task = misbehave(make_task, body, memory_limit_mb=200)
-    found = assert_crash(record, result, task, CrashKind.OOM, "exit_code")
+    found = assert_crash(record, result, task, CrashKind.OOM)
     assert "the limit is 200 MB" in found.detail
     assert "memory limit exceeded" in Path(result.log_path).read_text()
 
 
 def test_allocation_failure_is_oom(make_task):
     record, result, task = misbehave(make_task, "if BAD:\n    big = bytearray(1 << 62)\n" + FOOTER)
-    found = assert_crash(record, result, task, CrashKind.OOM, "exit_code")
+    found = assert_crash(record, result, task, CrashKind.OOM)
     assert "MemoryError" in found.detail and "train.py:5" in found.detail
 
 
@@ -184,20 +185,20 @@ def test_full_disk_is_a_disk_crash(make_task):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full here")
     record, result, task = misbehave(make_task, body)
-    found = assert_crash(record, result, task, CrashKind.DISK, "exit_code")
+    found = assert_crash(record, result, task, CrashKind.DISK)
     assert "No space left on device" in found.detail and crash.is_environment(found.kind)
 
 
 def test_syntax_error_and_missing_package(make_task):
     record, result, task = misbehave(make_task, "if BAD:\n    import package_that_is_not_installed\n" + FOOTER)
-    found = assert_crash(record, result, task, CrashKind.ENV, "exit_code")
+    found = assert_crash(record, result, task, CrashKind.ENV)
     assert "package_that_is_not_installed" in found.detail and "train.py:5" in found.detail
 
 
 def test_crash_half_way_after_a_fake_footer(make_task):
     body = "if BAD:\n    print('---')\n    print('score: 99.0', flush=True)\n    raise RuntimeError('diverged')\n" + FOOTER
     record, result, task = misbehave(make_task, body)
-    found = assert_crash(record, result, task, CrashKind.EXIT_CODE, "exit_code")
+    found = assert_crash(record, result, task, CrashKind.EXIT_CODE)
     assert "RuntimeError: diverged" in found.detail
 
 

@@ -25,13 +25,15 @@ from autoresearch.workers import parse_slots, run_workers
 def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, max_seconds: float | None = None,
              max_crashes: int | None = None, max_cost_usd: float | None = None, seed: int = 0,
              evolve_program: bool = False, gpus: str | None = None, workers: int | None = None,
+             executor: str | None = None, ray_address: str | None = None,
              say: Callable[[str], None] = print, stop_event: threading.Event | None = None) -> list[Experiment]:
     """Run (or resume) the loop on a task; returns the experiments this call recorded.
 
-    `gpus="0,1"` or `workers=N` (N > 1) runs one worker per slot, sharing one ledger."""
+    `gpus="0,1"` or `workers=N` (N > 1) runs one worker per slot, sharing one ledger.
+    `executor="ray"` (and `ray_address`) overrides the config's [executor]: runs become Ray tasks."""
     from autoresearch.analysis.observer import refresh as refresh_analysis  # not needed to fail fast
 
-    task = load_task(task_dir)
+    task = load_task(task_dir).with_executor(executor, ray_address)
     kind = agent or task.agent.kind
     limits = Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,
                     max_cost_usd=max_cost_usd)

@@ -53,7 +53,9 @@ def run(
     max_cost_usd: Optional[float] = typer.Option(None, "--max-cost-usd", help="Stop once the agent has cost this many dollars."),
     evolve_program: bool = typer.Option(False, "--evolve-program", help="At the end, write program.proposed.md beside program.md."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="One worker per GPU, e.g. 0,1,2,3 (each run sees only its GPU)."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Workers on a CPU machine (one per slot)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Workers (one per slot; with --executor ray, runs in flight on the cluster)."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local | ray (default: the config's [executor] kind)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join, e.g. auto or 10.0.0.1:6379 (default: the config's)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the tuner agent."),
 ) -> None:
     """Run the research loop on a task (or resume it)."""
@@ -62,7 +64,8 @@ def run(
     stop = _stop_on_signals()
     records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
                        max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
-                       evolve_program=evolve_program, gpus=gpus, workers=workers, say=say, stop_event=stop)
+                       evolve_program=evolve_program, gpus=gpus, workers=workers,
+                       executor=executor, ray_address=ray_address, say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
 
 

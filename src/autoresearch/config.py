@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from autoresearch.errors import ConfigError
+from autoresearch.errors import AutoresearchError, ConfigError
 
 CONFIG_NAME = "autoresearch.toml"
 Direction = Literal["minimize", "maximize"]
@@ -167,6 +167,16 @@ class Task:
     def moved_to(self, directory: Path) -> "Task":
         """The same task in another checkout (a worker's worktree)."""
         return Task(Path(directory), self.config, self.path)
+
+    def with_executor(self, kind: str | None = None, address: str | None = None) -> "Task":
+        """The task with the command line's `--executor` / `--ray-address` over its [executor]."""
+        if kind is None and address is None:
+            return self
+        if kind is not None and kind not in ("local", "ray"):
+            raise AutoresearchError(f"--executor {kind!r}: must be 'local' or 'ray'")
+        update = {k: v for k, v in (("kind", kind), ("address", address)) if v is not None}
+        section = self.config.executor.model_copy(update=update)
+        return Task(self.dir, self.config.model_copy(update={"executor": section}), self.path)
 
     @property
     def run(self) -> str:

@@ -21,20 +21,20 @@ from typing import Callable
 
 import psutil
 
-from autoresearch import guard, integrity, outer, results_tsv
+from autoresearch import crash, crash_policy, environment, guard, integrity, outer, results_tsv
 from autoresearch.agents.base import Agent, Context
 from autoresearch.atomic import mirror, write_json, write_text
 from autoresearch.config import Task
 from autoresearch.decision import Rules, check_primary, decide, total_code_lines
 from autoresearch.errors import AutoresearchError
 from autoresearch.executor import Executor, LocalExecutor
-from autoresearch.footer import parse_footer
+from autoresearch.footer import parse_footer_report
 from autoresearch.gitrepo import Git
 from autoresearch.gpu import GpuSampler
 from autoresearch.ledger import Ledger
 from autoresearch.prompt import render_prompt
 from autoresearch.records import CrashReason, Experiment, Proposal, RunResult, RunSpec, Status
-from autoresearch.runner import RUN_TOKEN_ENV, kill_tree_if_alive
+from autoresearch.runner import RUN_TOKEN_ENV, kill_token, kill_tree_if_alive
 from autoresearch.store import STORE_DIR, RunStore
 
 _FULL_PARSE_BYTES = 8 * 1024 * 1024
@@ -139,6 +139,9 @@ class Loop:
         check = getattr(self.agent, "check", None)
         if check is not None:
             check()  # fail in a second with a fix, not after the baseline has trained
+        connect = getattr(self.executor, "connect", None)
+        if connect is not None:
+            connect()  # a cluster that is not there fails before a branch or a store is made
         if self.worker is not None:
             self.recover()  # the pool made the branch and the worktree; finish what this worker left
             return
@@ -146,7 +149,7 @@ class Loop:
             raise AutoresearchError(f"{self.task.dir}: not inside a git repository; run `git init && git add -A && git commit -m init` there first")
         if not git.has_commits():
             raise AutoresearchError(f"{self.task.dir}: the repository has no commit yet; commit the task files first")
-        if store.ledger.exists():
+        if store.ledger.exists() or store.pending_path.exists():  # begun, maybe killed in its baseline
             if not git.branch_exists(store.branch):
                 raise AutoresearchError(f"{store.ledger.path} exists but branch {store.branch} is gone; restore the branch or pick another --tag")
             if git.current_branch() != store.branch:
@@ -177,10 +180,15 @@ class Loop:
         store, ledger = self.store, self.store.ledger
         if self.worker is None:
             ledger.reload()  # also drops a torn last line
+            for lock in self.git.remove_stale_locks():
+                self.say(f"resume: removed {lock}, left behind by a git that was killed")
         pending = store.pending()
         if pending:
             for proc in pending.get("processes", []):
-                kill_tree_if_alive(proc["pid"], proc["create_time"], token=proc.get("token"))
+                if proc["pid"]:
+                    kill_tree_if_alive(proc["pid"], proc["create_time"], token=proc.get("token"))
+                elif proc.get("token"):  # killed before the pid was known: the token still finds it
+                    kill_token(proc["token"])
             if ledger.find(pending["iteration"]) is None:
                 self.say(f"resume: iteration {pending['iteration']} was interrupted; rolling it back")
                 store.set_aside(pending["iteration"])
@@ -227,7 +235,7 @@ class Loop:
                 # The baseline again under other seeds: the run-to-run spread is the noise floor.
                 done.append(self._iteration(self.shared.take_iteration(self.store.ledger), baseline=True,
                                             repeat=integrity.repeats_done(self.store.ledger.records) + 1))
-            crashes = 0
+            this_session: list[Experiment] = []
             for _ in range(limits.iterations):
                 if not self.shared.take_ticket():
                     break
@@ -240,10 +248,13 @@ class Loop:
                     break
                 record = self._iteration(self.shared.take_iteration(self.store.ledger))
                 done.append(record)
-                counts = record.status is Status.CRASH and not record.reason.startswith(CrashReason.NODE_LOST.value)
-                crashes = crashes + 1 if counts else 0  # a lost node is never held against the ideas
-                if limits.max_consecutive_crashes and crashes >= limits.max_consecutive_crashes:
-                    self.say(f"{crashes} crashes in a row; stopping")
+                this_session.append(record)  # a resumed run is not stopped again for yesterday's crashes
+                limit = limits.max_consecutive_crashes
+                message = (crash_policy.should_pause(this_session, self.task.config.task.pause_after_env_errors)
+                           or crash_policy.should_stop(this_session, self.task.config.task.max_consecutive_crashes
+                                                       if limit is None else limit))
+                if message:
+                    self.say(message)
                     break
         except Stopped:
             self.say("stopped: the interrupted iteration was rolled back")
@@ -415,7 +426,7 @@ class Loop:
 
     def _run_env(self, n: int, seed: str | None = None) -> dict:
         env = {
-            **os.environ,
+            **environment.run_env(self.task),  # an allow-list: API keys never reach the training
             "AUTORESEARCH_TIME_BUDGET": f"{self.task.time_budget:g}",
             "AUTORESEARCH_ITERATION": str(n),
             "PYTHONUNBUFFERED": "1",
@@ -432,8 +443,10 @@ class Loop:
     def _run(self, n: int, run_dir: Path, commit: str, env: dict) -> RunResult:
         spec = RunSpec(command=self.task.run, cwd=str(self.task.dir), env=env,
                        timeout=self.task.timeout, log_path=str(run_dir / "log.txt"),
-                       commit=commit, repo_dir=self._repo_root(), task_subdir=self.git.prefix().rstrip("/"))
+                       commit=commit, repo_dir=self._repo_root(), task_subdir=self.git.prefix().rstrip("/"),
+                       memory_limit_mb=self.task.config.task.memory_limit_mb)
 
+        self._track(0, "run", env[RUN_TOKEN_ENV])  # the token first: a kill before the pid is known still finds it
         with GpuSampler(env.get("CUDA_VISIBLE_DEVICES")) as sampler:
             result = self.executor.run(spec, on_start=lambda pid: self._track(pid, "run", env[RUN_TOKEN_ENV]),
                                        stop_event=self.stop_event)
@@ -448,7 +461,7 @@ class Loop:
     def _track(self, pid: int, role: str, token: str | None = None) -> None:
         """Note a started process group in pending.json, so a resume can kill what it left."""
         try:
-            create_time = psutil.Process(pid).create_time()
+            create_time = psutil.Process(pid).create_time() if pid else 0.0
         except psutil.Error:
             create_time = 0.0
         processes = (self.store.pending() or {}).get("processes", [])
@@ -461,7 +474,11 @@ class Loop:
             text = log.read_text(encoding="utf-8", errors="replace")
         else:
             text = result.output_tail
-        return parse_footer(text)
+        report = parse_footer_report(text)
+        if report.duplicates:
+            self.say(f"warning: {Path(result.log_path).parent.name}: the footer gives {', '.join(report.duplicates)} "
+                     "more than once; the last value counts")
+        return report.metrics
 
     def _judge(self, result: RunResult, metrics: dict, *, ro_before, best, baseline: bool, lines_before: int,
                repeat: int = 0, problem: str = "", parent: str = ""):
@@ -471,18 +488,13 @@ class Loop:
             return Status.CRASH, f"{CrashReason.GUARD.value}: the run modified read-only file(s) {', '.join(bad)}"
         if result.node_lost:  # the machine died, twice: says nothing about the idea
             return Status.CRASH, f"{CrashReason.NODE_LOST.value}: the node running it died (retried once)"
-        if result.timed_out:
-            return Status.CRASH, f"{CrashReason.TIMEOUT.value}: killed after {self.task.timeout:g} s"
-        if result.exit_code != 0:
-            return Status.CRASH, f"{CrashReason.EXIT_CODE.value}: {result.exit_code}"
+        if result.timed_out or result.exit_code != 0:
+            return Status.CRASH, self._crash_reason(result, metrics)
         if problem.startswith("eval:"):
             return Status.CRASH, problem
         flag = f"; {problem}" if problem else ""
-        missing = check_primary(metrics, self.rules.primary)
-        if missing == CrashReason.NAN.value:
-            return Status.CRASH, f"{missing}: {self.rules.primary} = {metrics[self.rules.primary]}"
-        if missing:
-            return Status.CRASH, f"{missing}: no numeric `{self.rules.primary}:` line after the last `---`"
+        if check_primary(metrics, self.rules.primary):
+            return Status.CRASH, self._crash_reason(result, metrics)
         if repeat:
             return Status.DISCARD, f"{integrity.NOISE_REASON} {repeat}"
         if baseline:
@@ -494,6 +506,13 @@ class Loop:
         simpler = total_code_lines(self.task.dir, self.task.editable) < lines_before
         decision = decide(metrics, best.metrics, self.rules, simpler=simpler, floor=floor)
         return decision.status, decision.reason + flag
+
+    def _crash_reason(self, result: RunResult, metrics: dict) -> str:
+        """Why a run crashed, from its exit and log tail: timeout, oom, env, disk, syntax, nan, ..."""
+        found = crash.classify_run(result, metrics, primary=self.rules.primary, editable=self.task.editable,
+                                   task_dir=self.task.dir, timeout=self.task.timeout,
+                                   memory_limit_mb=self.task.config.task.memory_limit_mb)
+        return found.reason if found else f"{CrashReason.EXIT_CODE.value}: {result.exit_code}"
 
     def _memory_gb(self, metrics: dict, result: RunResult) -> float:
         mb = metrics.get(self.task.metrics.memory_key)

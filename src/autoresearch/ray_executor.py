@@ -112,6 +112,10 @@ class RayExecutor:
         _Connection.release()
 
     # -- connection -----------------------------------------------------------------------
+    def connect(self) -> None:
+        """Join the cluster and check a run fits on some node; the loop calls it before the baseline."""
+        self._connect()
+
     def _connect(self):
         with self._lock:
             if self._remote is None:
@@ -220,6 +224,7 @@ class _Connection:
             except ImportError:
                 raise AutoresearchError("--executor ray needs Ray on every node: pip install 'autoresearch[ray]'") from None
             if not ray.is_initialized():
+                _reachable(address)
                 kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": "WARNING"}
                 if address is None:  # a private one-node cluster: loopback only, no dashboard
                     kwargs.update(include_dashboard=False, _node_ip_address="127.0.0.1")
@@ -273,3 +278,17 @@ def _write_outputs(repo_dir: str, outputs) -> list[str]:
         tmp.write_bytes(data)
         os.replace(tmp, target)
     return [f"not copied back (outside the repository or a symlink): {', '.join(refused)}"] if refused else []
+
+
+def _reachable(address: str | None, seconds: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's minutes of retries, when a host:port address answers nothing."""
+    if not address or address == "auto" or address.startswith("ray://"):
+        return  # "auto" fails fast by itself; a client address is Ray's to check
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise AutoresearchError(f"--ray-address {address!r}: expected auto or host:port, e.g. 10.0.0.1:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as exc:
+        raise AutoresearchError(f"cannot join the Ray cluster at {address!r}: nothing answers there ({exc}); "
+                                "start it with `ray start --head` or pass another --ray-address") from None

@@ -40,6 +40,7 @@ class RunSpec:
     commit: str = ""
     repo_dir: str = ""
     task_subdir: str = ""
+    memory_limit_mb: float | None = None  # kill the run's tree above this resident memory
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,14 @@ def kill_tree_if_alive(pid: int, create_time: float, *, token: str | None = None
     return True
 
 
+def kill_token(token: str, grace: float = GRACE_SECONDS) -> bool:
+    """Kill every process carrying this run token; True if there were any."""
+    procs = set(_processes_with_token(token))
+    if procs:
+        _terminate(None, procs, grace)
+    return bool(procs)
+
+
 class _LogReader(threading.Thread):
     """Copies the output to the log up to a cap; past it keeps only a rolling tail in memory.
 
