@@ -73,7 +73,8 @@ def test_api_keys_reach_only_the_agent_that_needs_them(tmp_path):
     for kind in ("command", "tuner", "unknown-backend"):
         env = agent_env(kind, t, BASE)
         assert not {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GITHUB_TOKEN"} & set(env)
-        assert env["PATH"] == "/usr/bin"
+        assert env["PATH"] == f"{os.path.dirname(sys.executable)}{os.pathsep}/usr/bin"  # `python` is ours
+        assert env["SOME_RANDOM_VAR"] == "x"  # an agent's CLI keeps the settings no allow-list foresees
     named = agent_env("command", task(tmp_path, agent_extra='env = ["ANTHROPIC_API_KEY"]'), BASE)
     assert named["ANTHROPIC_API_KEY"] == BASE["ANTHROPIC_API_KEY"] and "OPENAI_API_KEY" not in named
     for any_env in (claude, codex, gemini, aider):
@@ -129,3 +130,58 @@ def test_symlinked_task_dir_itself_is_fine(tmp_path):
     os.symlink(real, tmp_path / "alias")
     assert safe_path(tmp_path / "alias", "train.py") == real.resolve() / "train.py"
 
+
+
+SPY_TRAIN = """\
+import os
+X = 1.0
+print(sorted(os.environ.items()))
+open("env_seen_by_run.txt", "w").write(repr(sorted(os.environ.items())))
+print("---")
+print(f"score: {X:.6f}")
+"""
+SPY_AGENT = """\
+import os, pathlib, re, sys
+print("Raise X: try a larger value.")
+print(sorted(os.environ.items()))
+sys.stderr.write(repr(sorted(os.environ.items())))
+p = pathlib.Path("train.py")
+p.write_text(re.sub(r"X = [0-9.]+", "X = 2.0", p.read_text()))
+"""
+SPY_CONFIG = """\
+[task]
+run = "python train.py"
+editable = ["train.py"]
+readonly = ["prepare.py"]
+time_budget = 5
+timeout = 30
+
+[metrics]
+primary = "score"
+direction = "maximize"
+
+[agent]
+kind = "command"
+command = "python ../spy_agent.py"
+"""
+
+
+def test_a_planted_key_is_in_no_file_the_loop_writes(make_task, monkeypatch):
+    """A loop with an agent and a run that both print their whole environment, then every report:
+    no file under the repository holds the planted secrets."""
+    from autoresearch.api import run_loop
+
+    planted = {"ANTHROPIC_API_KEY": "sk-ant-PLANTED-a1b2c3d4e5", "OPENAI_API_KEY": "sk-PLANTED-f6g7h8i9j0",
+               "AWS_SECRET_ACCESS_KEY": "PLANTED/aws/k1l2m3n4o5", "MY_DB_PASSWORD": "PLANTED-hunter2-p6q7"}
+    for name, value in planted.items():
+        monkeypatch.setenv(name, value)
+    task = make_task(train=SPY_TRAIN, config=SPY_CONFIG, extra={"../spy_agent.py": SPY_AGENT})
+    records = run_loop(task, "spy", iterations=2, say=lambda s: None)
+    assert [r.status.value for r in records][:2] == ["keep", "keep"]
+    assert "PATH" in (task / "env_seen_by_run.txt").read_text()  # the spies did look
+    files = [p for p in task.parent.rglob("*") if p.is_file() and ".git" not in p.relative_to(task.parent).parts]
+    assert any(p.name == "agent.log" for p in files) and any(p.name == "report.html" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for name, value in planted.items():
+            assert value.encode() not in data, f"{name} leaked into {path}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -95,15 +96,21 @@ def agent_names(kind: str) -> tuple[str, ...]:
     return AGENT_NAMES.get(kind, ())
 
 
-def agent_env(kind: str, task, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of an agent process: the safe defaults, its backend's keys, `[agent] env`.
+def agent_env(kind: str, task, base: Mapping[str, str] | None = None, keys: Iterable[str] = ()) -> dict[str, str]:
+    """The environment of an agent process: ours less every secret-looking name, then its
+    backend's keys (`agent_names(kind)` and `keys`) and what `[agent] env` names.
 
-    API keys reach only the agent that needs them: a Claude agent never sees OPENAI_API_KEY,
-    and no training run sees either.
+    Unlike a run, an agent keeps the rest of the environment: a coding CLI needs its Node, npm,
+    git and proxy settings, which no allow-list can foresee. API keys reach only the agent that
+    needs them: a Claude agent never sees OPENAI_API_KEY, and no training run sees either.
+    `python` in the agent's shell is the interpreter the training runs under (seed 001, run 4).
     """
     base = os.environ if base is None else base
-    agent = _config(task).agent
-    return {**safe_env(base), **_pick(base, agent_names(kind)), **_pick(base, agent.env)}
+    env = {k: v for k, v in base.items() if _is_safe(k) or not _SECRET_LOOKING.search(k)}
+    named = _config(task).agent.env if task is not None else ()
+    env.update(_pick(base, (*agent_names(kind), *keys, *named)))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
+    return env
 
 
 def safe_path(task_dir: str | os.PathLike, path: str | os.PathLike) -> Path:

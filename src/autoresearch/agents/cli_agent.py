@@ -43,6 +43,7 @@ from typing import Any
 
 from autoresearch.agents.base import Context
 from autoresearch.agents.command import split_explanation
+from autoresearch.environment import agent_env
 from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.guard import content_hash
 from autoresearch.records import Proposal, RunSpec
@@ -53,7 +54,6 @@ MAX_BACKOFF = 300.0
 BACKEND_TABLES = ("claude", "codex", "gemini", "aider")  # [agent.<name>] sections
 CHECK_TIMEOUT = 30.0  # `--help` of a Node CLI can take a few seconds on a cold start
 LOG_ARG_CHARS = 200  # longer arguments (the system prompt) are shortened in agent.log
-_SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
 
 
 class Failure(str, enum.Enum):
@@ -216,14 +216,8 @@ class CliAgent:
         return combined
 
     def env(self) -> dict[str, str]:
-        """Our environment, less the secrets this CLI has no use for: a Claude agent never sees
-        OPENAI_API_KEY, and no agent sees the user's GITHUB_TOKEN unless `[agent] env` names it."""
-        wanted = (*self.api_keys, *self.task.agent.env)
-        env = {k: v for k, v in os.environ.items()
-               if not _SECRET_NAME.search(k) or any(k == w or (w.endswith("*") and k.startswith(w[:-1])) for w in wanted)}
-        # `python` in the agent's shell means the interpreter the training runs under (seed 001, run 4).
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
-        return env
+        """Ours less the secrets this CLI has no use for (see environment.agent_env)."""
+        return agent_env(self.name, self.task, keys=self.api_keys)
 
     # -- start-up check -------------------------------------------------------------------
     def resolve(self) -> str:

@@ -7,12 +7,11 @@ first non-empty line of it the description.
 
 from __future__ import annotations
 
-import os
 import shlex
-import sys
 from pathlib import Path
 
 from autoresearch.agents.base import Context
+from autoresearch.environment import agent_env
 from autoresearch.errors import ConfigError
 from autoresearch.records import Proposal, RunSpec
 from autoresearch.runner import run_process
@@ -34,9 +33,10 @@ def split_explanation(text: str) -> tuple[str, str]:
 class CommandAgent:
     name = "command"
 
-    def __init__(self, command: str, timeout: float = 3600.0):
+    def __init__(self, command: str, timeout: float = 3600.0, task=None):
         self.command = command
         self.timeout = timeout
+        self.task = task  # for [agent] env; None: no names beyond the safe ones
 
     @classmethod
     def from_task(cls, task, seed: int = 0) -> "CommandAgent":
@@ -44,17 +44,16 @@ class CommandAgent:
         if not cmd.strip():
             raise ConfigError(task.path, "agent.command",
                               'kind = "command" needs the command that edits the files, e.g. command = "./my_agent.sh"')
-        return cls(cmd, timeout=task.agent.timeout)
+        return cls(cmd, timeout=task.agent.timeout, task=task)
 
     def propose(self, context: Context) -> Proposal:
         run_dir = Path(context.prompt_file).parent if context.prompt_file else context.task_dir
         stdout_log = run_dir / "agent.log"
         stderr_log = run_dir / "agent.stderr.log"
         env = {
-            **os.environ,
+            **agent_env(self.name, self.task),  # secrets only where [agent] env names them
             "AUTORESEARCH_PROMPT_FILE": str(context.prompt_file),
             "AUTORESEARCH_ITERATION": str(context.iteration),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         # The shell reads the prompt as stdin and sends stderr aside, so stdout is the explanation.
         script = f"exec 0<{shlex.quote(str(context.prompt_file))} 2>>{shlex.quote(str(stderr_log))}\n{self.command}"
