@@ -1,7 +1,6 @@
 """Integrity of the metric: trusted eval, noise floor, seed-only changes, confirmation, held-out check."""
 
 import re
-import textwrap
 
 from autoresearch import integrity
 from autoresearch.config import load_task

@@ -3,7 +3,6 @@
 import os
 from pathlib import Path
 
-import pytest
 
 from autoresearch.config import Task, TaskConfig
 from autoresearch.prompt import Extras, render_prompt

@@ -1,6 +1,5 @@
 """SIGKILL of the orchestrator mid-iteration, then resume: nothing lost, nothing half-written."""
 
-import os
 import signal
 import subprocess
 import sys

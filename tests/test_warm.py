@@ -18,7 +18,7 @@ import pytest
 
 from autoresearch.executor import LocalExecutor
 from autoresearch.records import RunSpec
-from autoresearch.runner import RUN_TOKEN_ENV, _processes_with_token, kill_tree_if_alive
+from autoresearch.runner import _processes_with_token, kill_tree_if_alive
 from autoresearch.warm import WarmExecutor, parse_command
 
 PY = shlex.quote(sys.executable)

@@ -57,7 +57,7 @@ def rules_memo(history: Sequence[Experiment], primary: str, direction: str, plat
     lines = ["## What works"]
     lines += [f"- {a}: kept {s['kept']} of {s['tried']}, best gain {max(s['gains'] or [0]):+.6f}" for a, s in works] or ["- nothing beyond the baseline yet"]
     if keeps:
-        lines += [f"- kept: " + "; ".join(f"#{e.iteration} {first_line(e.description)[:60]} ({fmt(e.metrics.get(primary))})" for e in keeps[-5:])]
+        lines += ["- kept: " + "; ".join(f"#{e.iteration} {first_line(e.description)[:60]} ({fmt(e.metrics.get(primary))})" for e in keeps[-5:])]
     lines.append("## What fails")
     failing = [(a, s) for a, s in stats.items() if not s["kept"]]
     lines += [f"- {a}: {s['tried']} tried, none kept" + (f", {s['crashed']} crashed" if s["crashed"] else "")

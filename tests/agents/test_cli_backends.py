@@ -5,7 +5,6 @@ Each fake parses the real program's arguments and prints its real JSON shapes an
 get rate limited, hang, ask a question, print a truncated answer.
 """
 
-import json
 import os
 import subprocess
 import sys

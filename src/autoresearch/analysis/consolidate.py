@@ -318,15 +318,6 @@ def _fmt(value: float) -> str:
 
 def _flatten(data, prefix: str = "") -> dict[str, float]:
     return numeric_fields(data, prefix) if isinstance(data, dict) else {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            out[name] = float(value)
-        elif isinstance(value, dict):
-            out.update(_flatten(value, f"{name}."))
-    return out
 
 
 def _read_json(path: Path):
