@@ -143,3 +143,35 @@ def test_final_eval_reports_the_gap_on_the_best_commits(make_task):
     assert (loop.store.root / "final_eval.json").is_file()
     from conftest import git
     assert "autoresearch-final" not in git(task, "worktree", "list")
+
+
+class Killed(BaseException):
+    """Stands in for a SIGKILL: nothing after the raise runs, no handler cleans up."""
+
+
+def test_killed_between_a_keep_and_its_confirmation_record(make_task, monkeypatch):
+    task = make_task(train="X = 1.0\nprint('---')\nprint(f'score: {X:.6f}')\n",
+                     config=config(metrics_extra="confirm = true"))
+    real_finish = Loop._finish
+
+    def finish_then_die(self, record, last=True):
+        out = real_finish(self, record, last)
+        if not last:  # the keep is in the ledger; its confirmation is not yet
+            raise Killed()
+        return out
+
+    monkeypatch.setattr(Loop, "_finish", finish_then_die)
+    try:
+        run(task, ScriptedAgent(set_const("X", 2.0)), 1)
+    except Killed:
+        pass
+    else:
+        raise AssertionError("the keep was never recorded with a confirmation to follow")
+    monkeypatch.setattr(Loop, "_finish", real_finish)
+    loop, _ = run(task, ScriptedAgent(set_const("X", 3.0)), 0)  # resume only
+    ledger = sorted(loop.store.ledger.records, key=lambda r: r.iteration)
+    assert [r.iteration for r in ledger] == [0, 1, 2]
+    assert "confirmed by iteration 2" in ledger[1].reason
+    assert ledger[2].reason == f"{integrity.CONFIRM_REASON} 1" and ledger[2].commit == ledger[1].commit
+    rows = (task / "results.tsv").read_text().splitlines()
+    assert len(rows) == 4 and rows[-1].split("\t")[3] == "discard"

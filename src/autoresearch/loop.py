@@ -192,6 +192,12 @@ class Loop:
             if ledger.find(pending["iteration"]) is None:
                 self.say(f"resume: iteration {pending['iteration']} was interrupted; rolling it back")
                 store.set_aside(pending["iteration"])
+                if pending.get("confirming") is not None:  # its confirmation run was under way too
+                    store.set_aside(pending["confirming"])
+            elif pending.get("confirmation") and ledger.find(pending["confirmation"]["iteration"]) is None:
+                # Killed between the two records: the confirmation that decided the keep is recorded now.
+                ledger.append(Experiment.from_json(pending["confirmation"]))
+                self.say(f"resume: recorded confirmation run {pending['confirmation']['iteration']}")
             self._restore_tree(pending.get("untracked", []))
         best = ledger.best()
         if best is not None and self.git.head() != best.commit:
@@ -339,7 +345,9 @@ class Loop:
                     f"not confirmed by iteration {confirmation[0]} under another seed"
             record = self._record(n, commit, parent, status, reason, proposal, started, changed=changed,
                                   metrics=metrics, result=result, memory_gb=memory_gb)
-            record = self._finish(record)
+            if confirmation is not None:  # it is recorded second; a resume records it if we die between
+                store.set_pending(confirmation=confirmation[4].to_json())
+            record = self._finish(record, last=confirmation is None)
             if confirmation is not None:
                 self._finish(confirmation[4])
             return record
@@ -368,6 +376,7 @@ class Loop:
     def _confirm(self, n: int, commit: str, parent: str, proposal: Proposal, started: float, changed):
         """The same commit under another seed, recorded as its own (discard) row."""
         m = self.shared.take_iteration(self.store.ledger)
+        self.store.set_pending(confirming=m)  # a resume sets its run folder aside too
         run_dir = self.store.run_dir(m)
         result, metrics, problem = self._measure(m, run_dir, commit, seed=str(m))
         note = Proposal(f"confirm #{n}: {proposal.description}", f"Iteration {n} again under seed {m}.")
@@ -540,8 +549,10 @@ class Loop:
             gpu_peak_mb=round(self._gpu.peak_mb, 1) if result and getattr(self, "_gpu", None) and self._gpu.peak_mb else None,
         )
 
-    def _finish(self, record: Experiment) -> Experiment:
-        """Record, then move the branch: keep advances it, anything else resets to the best."""
+    def _finish(self, record: Experiment, last: bool = True) -> Experiment:
+        """Record, then move the branch: keep advances it, anything else resets to the best.
+
+        `last` False: another record of this iteration follows (a confirmation); pending.json stays."""
         run_dir = self.store.run_dir(record.iteration)
         write_text(run_dir / "explanation.md", f"# {record.description}\n\n{record.explanation}\n", durable=False)
         if record.status is Status.CRASH and record.commit == record.parent and record.iteration:
@@ -555,7 +566,8 @@ class Loop:
                 self._restore_tree((self.store.pending() or {}).get("untracked", []), self._created)
             elif self.worker is not None:
                 self.main_git.reset_hard(record.commit)  # the tag's branch always holds the global best
-            self.store.clear_pending()
+            if last:
+                self.store.clear_pending()
             self.table.add(record)
             self._mirror_tsv()
         self._say(record)
