@@ -208,6 +208,37 @@ def test_resume_continues_numbering_and_rows(make_task):
     assert len(tsv(task)) == 1 + 4
 
 
+def test_results_tsv_edited_by_hand_is_backed_up_and_rebuilt(make_task):
+    task = make_task()
+    run(task, ScriptedAgent(set_x(2.0)), 1)
+    good = (task / "results.tsv").read_text()
+    (task / "results.tsv").write_text(good.splitlines()[0] + "\nmy own notes\n")  # rows lost by hand
+    said = []
+    loop = Loop(load_task(task), "t1", ScriptedAgent(set_x(3.0)), say=said.append)
+    loop.run(Limits(iterations=1))
+    rows = tsv(task)
+    assert len(rows) == 1 + 3 and ["\t".join(r) for r in rows[1:3]] == good.splitlines()[1:]
+    backups = list((task / ".autoresearch/t1").glob("results.tsv.bak-*"))
+    assert len(backups) == 1 and "my own notes" in backups[0].read_text()
+    assert any("did not match the ledger" in s and str(backups[0]) in s for s in said), said
+
+
+def test_another_tags_table_in_the_task_directory_is_not_damage(make_task):
+    task = make_task()
+    run(task, ScriptedAgent(set_x(2.0)), 1)
+    git(task, "checkout", "-q", "main")
+    loop = Loop(load_task(task), "t2", ScriptedAgent(set_x(3.0)), say=lambda s: None)
+    loop.run(Limits(iterations=1))  # t2 shows its own rows now
+    said = []
+    Loop(load_task(task), "t1", ScriptedAgent(), say=said.append).run(Limits(iterations=0))
+    assert not list(task.glob(".autoresearch/*/results.tsv.bak-*")) and not any("ledger" in s for s in said)
+    assert len(tsv(task)) == 1 + 2  # t1's own table is back
+    # what a writer killed mid-write leaves is never an untracked change the agent is blamed for
+    (task / ".results.tsv.tmp.4242").write_text("torn")
+    (task / ".results.tsv.link.4242").write_text("torn")
+    assert git(task, "status", "--porcelain").strip() == ""
+
+
 def test_task_in_a_subdirectory(make_task):
     task = make_task(subdir="tasks/tiny")
     _, records = run(task, ScriptedAgent(set_x(4.0), set_x(0.1)), 2)

@@ -127,7 +127,7 @@ class Loop:
         self.git = Git(self.task.dir) if worker else self.main_git
         self.branch = self.store.worker_branch(worker.index) if worker else self.store.branch
         self.rules = Rules.from_metrics(task.metrics)
-        self.shared = shared or Shared(results_tsv.Table(self.store.results_tsv, task.columns), self.store.ledger)
+        self.shared = shared or Shared(self.store.results_table(task.columns), self.store.ledger)
         self.table = self.shared.table
         # Called after every recorded experiment (analysis refresh, strategy memo, ...).
         self.observers = list(observers or [])
@@ -166,7 +166,9 @@ class Loop:
             store.create()
         prefix = git.prefix()
         git.exclude([f"/{prefix}{name}" for name in ("results.tsv", f"{STORE_DIR}/", "analysis_summary.json",
-                                                      "analysis_summary.md", "progress.png", "report.html", "config/auto/")])
+                                                      "analysis_summary.md", "progress.png", "report.html", "config/auto/",
+                                                      # what a writer killed mid-write leaves (atomic.py)
+                                                      ".*.tmp.*", ".*.link.*")])
 
     def _require_clean(self) -> None:
         dirty = self.git.dirty_tracked()
@@ -204,7 +206,9 @@ class Loop:
             self.git.reset_hard(best.commit)
         store.clear_pending()
         if self.worker is None:
-            self.table.reset(ledger.records)
+            repaired = self.table.reset(ledger.records)
+            if repaired:
+                self.say(f"resume: {repaired}")
             self._mirror_tsv()
 
     def _restore_tree(self, untracked_before: list[str], created: list[str] | None = None) -> None:
@@ -568,8 +572,10 @@ class Loop:
                 self.main_git.reset_hard(record.commit)  # the tag's branch always holds the global best
             if last:
                 self.store.clear_pending()
-            self.table.add(record)
+            repaired = self.table.add(record)
             self._mirror_tsv()
+        if repaired:
+            self.say(f"warning: {repaired}")
         self._say(record)
         for observer in self.observers:
             try:

@@ -49,6 +49,18 @@ class RunStore:
     def results_tsv(self) -> Path:
         return self.task_dir / "results.tsv"
 
+    def results_table(self, columns, worker_column: bool = False):
+        """The task directory's results.tsv, kept in step with this tag's ledger.
+
+        A file that matches neither the ledger nor another tag's copy (edited by hand, or torn)
+        is backed up into the store before it is rewritten from the ledger."""
+        from autoresearch.results_tsv import Table
+
+        def other_tags() -> list[Path]:
+            return [p for p in self.root.parent.glob("*/results.tsv") if p.parent != self.root]
+
+        return Table(self.results_tsv, columns, backup_dir=self.root, others=other_tags, worker_column=worker_column)
+
     @property
     def pending_path(self) -> Path:
         # One file per worker: each has its own iteration in flight.

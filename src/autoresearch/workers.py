@@ -15,7 +15,6 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
-from autoresearch import results_tsv
 from autoresearch.agents.base import Agent
 from autoresearch.config import Task
 from autoresearch.errors import AutoresearchError
@@ -56,7 +55,7 @@ def run_workers(task: Task, tag: str, make_agent: Callable[[int], Agent], slots:
     """Run `limits.iterations` agent iterations in total, spread over one worker per slot."""
     stop_event = stop_event or threading.Event()
     probe = RunStore(task.dir, tag)
-    shared = Shared(results_tsv.Table(probe.results_tsv, task.columns, worker_column=True), probe.ledger)
+    shared = Shared(probe.results_table(task.columns, worker_column=True), probe.ledger)
     main = Loop(task, tag, make_agent(0), say=say, stop_event=stop_event, shared=shared,
                 executor=make_executor(0), observers=observers)
     done = main.run(Limits(iterations=0))  # branch, store, resume checks, and the baseline on a new tag
