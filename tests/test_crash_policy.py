@@ -43,3 +43,31 @@ def test_a_lost_node_is_not_held_against_the_ideas():
     history.append(rec(3, Status.CRASH, "node_lost: the node running it died (retried once)"))
     history += [rec(i, Status.CRASH, "exit_code: 1") for i in range(4, 6)]
     assert len(crash_streak(history)) == 2 and should_stop(history, 3) is None
+
+
+def test_the_loop_pauses_on_setup_errors_and_stops_on_a_crash_streak(make_task):
+    from autoresearch.config import load_task
+    from autoresearch.loop import Limits, Loop
+    from test_loop import ScriptedAgent
+
+    def add(line):
+        def edit(d):
+            p = d / "train.py"
+            p.write_text(line + "\n" + p.read_text())
+            return line
+        return edit
+
+    task = make_task()
+    said = []
+    missing = [add(f"import package_that_is_not_installed_{i}") for i in range(5)]
+    records = Loop(load_task(task), "p", ScriptedAgent(*missing), say=said.append).run(Limits(iterations=5))
+    assert [r.reason.split(":")[0] for r in records[1:]] == ["env"] * 3  # paused after three
+    assert any(s.startswith("paused after 3 runs") for s in said), said
+
+    # code errors are the ideas' doing: they stop the night only at the crash limit (here 2)
+    said.clear()
+    broken = [add(f"raise ValueError('idea {i}')") for i in range(4)]
+    records = Loop(load_task(task), "p", ScriptedAgent(*broken), say=said.append).run(
+        Limits(iterations=4, max_consecutive_crashes=2))
+    assert [r.reason for r in records] == [f"exit_code: 1, ValueError: idea {i} at train.py:1" for i in range(2)]
+    assert any(s.startswith("stopped after 2 crashes in a row") for s in said), said
