@@ -125,3 +125,20 @@ def test_executor_flags_fail_fast_with_a_fix(tmp_path):
     r = cli("run", str(repo), "--tag", "x", "--iterations", "1", "--executor", "ray", "--ray-address", "127.0.0.1:1")
     assert r.returncode == 2 and "nothing answers" in r.stderr and "ray start --head" in r.stderr, r.stderr
     assert "autoresearch/x" not in git(repo, "branch")  # nothing was begun
+
+
+def test_status_and_report_show_where_each_run_ran(tmp_path):
+    repo = karpathy_repo(tmp_path)
+    assert cli("run", str(repo), "--tag", "n", "--iterations", "1").returncode == 0
+    ledger = repo / ".autoresearch/n/ledger.jsonl"
+    lines = [json.loads(line) for line in ledger.read_text().splitlines()]
+    for record, node in zip(lines, ("gpu-a:1a2b3c4d", "gpu-b:5e6f7a8b")):
+        record["node"] = node  # as the Ray executor records them
+    ledger.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    totals = json.loads(cli("status", str(repo), "--json").stdout)
+    assert totals["nodes"] == {"gpu-a:1a2b3c4d": 1, "gpu-b:5e6f7a8b": 1}
+    human = cli("status", str(repo), "--tag", "n").stdout
+    assert "node" in human and "gpu-a:1a2b3c4d" in human and "gpu-b:5e6f7a8b" in human
+    assert cli("report", str(repo), "--tag", "n").returncode == 0
+    html = (repo / "report.html").read_text()
+    assert "ran on <code>gpu-a:1a2b3c4d</code>" in html and "ran on <code>gpu-b:5e6f7a8b</code>" in html

@@ -132,6 +132,8 @@ def _print_status(s, last: int) -> None:
     console.print(line)
     if t["workers"]:
         console.print("workers: " + ", ".join(f"{w} {n} experiments" for w, n in t["workers"].items()))
+    if t["nodes"]:
+        console.print("nodes: " + ", ".join(f"{n} {k} runs" for n, k in t["nodes"].items()))
     if t["training_share"] is not None:
         warm = f", {t['warm_runs']} warm starts" if t["warm_runs"] else ""
         console.print(f"wall time spent training: {t['training_share']:.1%}{warm}")
@@ -142,14 +144,16 @@ def _print_status(s, last: int) -> None:
         console.print(f"best {t['primary']} = {best['value']:.6f} at {best['commit'][:7]} (iteration {best['iteration']}): {escape(best['description'])}{gain}")
     if last:
         table = Table(show_edge=False, pad_edge=False)
-        for col in ("#", "commit", t["primary"], "status", "description"):
+        shown_nodes = any(r.node for r in s.records[-last:])
+        for col in ("#", "commit", t["primary"], "status", *(["node"] if shown_nodes else []), "description"):
             table.add_column(col)
         colors = {"keep": "green", "discard": "white", "crash": "red"}
         for r in s.records[-last:]:
             v = r.metrics.get(t["primary"])
             shown = f"{v:.6f}" if isinstance(v, float) and r.status.value != "crash" else "-"
             desc = escape(r.description) + (f"  [dim]({escape(r.reason)})[/]" if r.status.value == "crash" else "")
-            table.add_row(str(r.iteration), r.commit[:7], shown, f"[{colors[r.status.value]}]{r.status.value}[/]", desc)
+            table.add_row(str(r.iteration), r.commit[:7], shown, f"[{colors[r.status.value]}]{r.status.value}[/]",
+                          *([escape(r.node or "-")] if shown_nodes else []), desc)
         console.print(table)
 
 

@@ -166,7 +166,7 @@ class Loop:
             store.create()
         prefix = git.prefix()
         git.exclude([f"/{prefix}{name}" for name in ("results.tsv", f"{STORE_DIR}/", "analysis_summary.json",
-                                                      "analysis_summary.md", "progress.png", "report.html", "config/auto/",
+                                                      "analysis_summary.md", "progress.png", "curves.png", "report.html", "config/auto/",
                                                       # what a writer killed mid-write leaves (atomic.py)
                                                       ".*.tmp.*", ".*.link.*")])
 

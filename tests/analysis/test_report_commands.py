@@ -16,15 +16,16 @@ def night(tmp_path_factory):
     return build_night(tmp_path_factory.mktemp("cli") / "task")
 
 
-def test_plot_and_report_default_to_the_run_store(night):
+def test_plot_and_report_default_to_the_task_directory(night):
+    """Where a run leaves them: one place to look, whichever wrote them last."""
     task, store = night
     result = runner.invoke(app, ["plot", str(task.dir)])
     assert result.exit_code == 0, result.output
-    assert (store.root / "progress.png").is_file() and (store.root / "curves.png").is_file()
+    assert (task.dir / "progress.png").is_file() and (task.dir / "curves.png").is_file()
     assert "runs 0, 7" in result.output
     result = runner.invoke(app, ["report", str(task.dir), "--tag", "night"])
     assert result.exit_code == 0, result.output
-    assert (store.root / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert (task.dir / "report.html").read_text().startswith("<!DOCTYPE html>")
 
 
 def test_plot_chosen_curves_and_a_bad_list(night, tmp_path):

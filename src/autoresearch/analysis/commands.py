@@ -66,7 +66,7 @@ def _register_report_commands(app) -> None:
     def plot(
         task_dir: Path = typer.Argument(Path("."), help="Task directory."),
         tag: Optional[str] = typer.Option(None, "--tag", "-t", help=TAG_HELP),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="progress PNG (default: .autoresearch/<tag>/progress.png)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="progress PNG (default: progress.png in the task directory, where a run leaves it)."),
         curves: Optional[str] = typer.Option(None, "--curves", help="Iterations whose learning curves to plot, e.g. 0,12,31 (default: baseline and best)."),
     ) -> None:
         """Plot progress (keeps, discards, running best) and learning curves of chosen runs."""
@@ -76,7 +76,7 @@ def _register_report_commands(app) -> None:
 
         chosen = _iterations(curves) if curves else None
         s = status_of(task_dir, tag)
-        path = plot_progress(s.task, s.store, out or s.store.root / "progress.png", s.records)
+        path = plot_progress(s.task, s.store, out or s.task.dir / "progress.png", s.records)
         typer.echo(f"wrote {path}")
         if chosen is not None:
             iterations = chosen
@@ -93,14 +93,14 @@ def _register_report_commands(app) -> None:
     def report(
         task_dir: Path = typer.Argument(Path("."), help="Task directory."),
         tag: Optional[str] = typer.Option(None, "--tag", "-t", help=TAG_HELP),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (default: .autoresearch/<tag>/report.html)."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file (default: report.html in the task directory, where a run leaves it)."),
     ) -> None:
         """Write a self-contained report.html: the night's story, plots, frontier, every experiment, cost."""
         from autoresearch.analysis.report import write_report
         from autoresearch.api import status_of
 
         s = status_of(task_dir, tag)
-        path = write_report(s.task, s.store, out)
+        path = write_report(s.task, s.store, out or s.task.dir / "report.html")
         typer.echo(f"wrote {path}  (open {path.resolve().as_uri()})")
 
     @app.command()

@@ -145,7 +145,7 @@ def _experiment(r: Experiment, store, primary: str, maximize: bool, best_before:
         "better": delta is not None and (delta > 0 if maximize else delta < 0),
         "metrics": {k: v for k, v in r.metrics.items() if not isinstance(v, (dict, list))},
         "memory_gb": r.memory_gb, "wall_seconds": r.wall_seconds, "cost_usd": r.cost_usd, "tokens": r.tokens,
-        "agent": r.agent, "worker": r.worker, "changed_files": ", ".join(r.changed_files),
+        "agent": r.agent, "worker": r.worker, "node": r.node, "changed_files": ", ".join(r.changed_files),
         "diff": _diff_lines(run_dir / "diff.patch"),
         "log_tail": _tail(run_dir / "log.txt") if r.status is Status.CRASH else "",
         "meta": _meta(run_dir / "meta.json"),
