@@ -44,3 +44,19 @@ def test_a_lock_that_may_be_live_is_kept(make_task):
     finally:
         waiting.communicate(b"")
     assert git.remove_stale_locks() == [young]
+
+
+def test_where_and_put_back(make_task):
+    task = make_task()
+    git = Git(task)
+    branch = git("rev-parse", "--abbrev-ref", "HEAD").strip()
+    first = git.head()
+    assert git.where() == (f"refs/heads/{branch}", first)
+    assert git.put_back(branch, first) is False  # nothing moved: nothing to say
+    (task / "train.py").write_text((task / "train.py").read_text() + "# edit\n")
+    git("commit", "-qam", "the agent committed")
+    git("checkout", "-q", "--detach")
+    assert git.where() == ("HEAD", git.head())
+    assert git.put_back(branch, first) is True
+    assert git.where() == (f"refs/heads/{branch}", first)
+    assert "# edit" in (task / "train.py").read_text()  # its edit is kept, to be judged

@@ -88,8 +88,9 @@ class Git:
 
     def where(self) -> tuple[str, str]:
         """(symbolic HEAD, e.g. 'refs/heads/x' or 'HEAD' when detached; the commit), in one call."""
-        out = self("rev-parse", "--symbolic-full-name", "HEAD", "HEAD", check=False).split()
-        return (out[0], out[1]) if len(out) == 2 else ("", "")
+        # The flag applies to the arguments after it only: `--symbolic-full-name HEAD HEAD` gives the ref twice.
+        out = self("rev-parse", "HEAD", "--symbolic-full-name", "HEAD", check=False).split()
+        return (out[1], out[0]) if len(out) == 2 else ("", "")
 
     def index_path(self) -> Path:
         if not hasattr(self, "_index"):
