@@ -173,5 +173,7 @@ def test_killed_between_a_keep_and_its_confirmation_record(make_task, monkeypatc
     assert [r.iteration for r in ledger] == [0, 1, 2]
     assert "confirmed by iteration 2" in ledger[1].reason
     assert ledger[2].reason == f"{integrity.CONFIRM_REASON} 1" and ledger[2].commit == ledger[1].commit
+    for name in ("explanation.md", "log.txt"):  # the confirmation's run folder is whole, as if never killed
+        assert (loop.store.run_dir(2) / name).is_file(), name
     rows = (task / "results.tsv").read_text().splitlines()
     assert len(rows) == 4 and rows[-1].split("\t")[3] == "discard"

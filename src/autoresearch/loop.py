@@ -198,7 +198,9 @@ class Loop:
                     store.set_aside(pending["confirming"])
             elif pending.get("confirmation") and ledger.find(pending["confirmation"]["iteration"]) is None:
                 # Killed between the two records: the confirmation that decided the keep is recorded now.
-                ledger.append(Experiment.from_json(pending["confirmation"]))
+                confirmation = Experiment.from_json(pending["confirmation"])
+                self._write_explanation(confirmation)
+                ledger.append(confirmation)
                 self.say(f"resume: recorded confirmation run {pending['confirmation']['iteration']}")
             self._restore_tree(pending.get("untracked", []))
         best = ledger.best()
@@ -557,8 +559,7 @@ class Loop:
         """Record, then move the branch: keep advances it, anything else resets to the best.
 
         `last` False: another record of this iteration follows (a confirmation); pending.json stays."""
-        run_dir = self.store.run_dir(record.iteration)
-        write_text(run_dir / "explanation.md", f"# {record.description}\n\n{record.explanation}\n", durable=False)
+        self._write_explanation(record)
         if record.status is Status.CRASH and record.commit == record.parent and record.iteration:
             record = replace(record, content_hash="")  # nothing was tried: never a duplicate
         if self.worker is not None:
@@ -584,6 +585,10 @@ class Loop:
                 self.say(f"warning: {getattr(observer, '__name__', observer)} failed: {type(exc).__name__}: {exc}")
         outer.refresh_memo_if_due(self.task, self.store, self.agent, self.say)
         return record
+
+    def _write_explanation(self, record: Experiment) -> None:
+        write_text(self.store.run_dir(record.iteration) / "explanation.md",
+                   f"# {record.description}\n\n{record.explanation}\n", durable=False)
 
     def _mirror_tsv(self) -> None:
         # The task directory's results.tsv shows the tag run last; the store keeps each tag's own.
