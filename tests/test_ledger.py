@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from autoresearch.errors import AutoresearchError
@@ -46,3 +48,35 @@ def test_append_to_a_ledger_not_yet_read_keeps_one_copy(tmp_path):
     fresh = Ledger(path)
     fresh.append(rec(1))
     assert [r.iteration for r in fresh.records] == [0, 1]
+
+
+def test_records_read_back_equal_the_ones_written(tmp_path):
+    full = Experiment(iteration=3, commit="c3", parent="c1", status=Status.CRASH, description="d", explanation="e",
+                      reason="exit_code: 1", metrics={"acc": 0.1}, memory_gb=1.5, exit_code=1, wall_seconds=2.0,
+                      agent="a", cost_usd=0.1, tokens=7, agent_data={"k": 1}, changed_files=("train.py",),
+                      content_hash="h", started_at=1.0, finished_at=2.0, worker=1, repair_of=2, startup_seconds=0.5,
+                      warm=True, node="n", gpu_util=50.0, gpu_peak_mb=100.0)
+    minimal = {"iteration": 0, "commit": "c", "parent": "p", "status": "keep", "description": "d", "from_v9": 1}
+    path = tmp_path / "ledger.jsonl"
+    path.write_text("\n".join(json.dumps(d) for d in (full.to_json(), minimal, minimal)) + "\n\n")
+    a, b, c = Ledger(path).records
+    assert a == full and a.changed_files == ("train.py",) and a.status is Status.CRASH
+    assert b == Experiment(0, "c", "p", Status.KEEP, "d")  # defaults filled, unknown keys ignored
+    assert b.metrics is not c.metrics and b.agent_data is not c.agent_data  # fresh, as __init__ makes them
+
+
+GOOD = '{"iteration": 0, "commit": "c", "parent": "p", "status": "keep", "description": "d"}'
+
+
+@pytest.mark.parametrize("lines, why", [
+    ([f"{GOOD}, {GOOD}", GOOD], "Extra data"),  # as one array: three good records from two lines
+    (['{"iteration": 0, "parent": "p", "status": "keep", "description": "d"}'], "missing field(s): commit"),
+    (['{"iteration": 0, "commit": "c", "parent": "p", "status": "kept", "description": "d"}'], "'kept'"),
+    (["[1]"], "a JSON object expected"),
+])
+def test_a_bad_line_is_named_even_when_the_file_parses_as_a_whole(tmp_path, lines, why):
+    path = tmp_path / "ledger.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(AutoresearchError, match="ledger.jsonl: line 1 ") as err:
+        Ledger(path).records
+    assert why in str(err.value)

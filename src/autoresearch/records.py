@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,7 +118,32 @@ class Experiment:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "Experiment":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        known["status"] = Status(known["status"])
+        """The record a ledger line holds; unknown keys (from a newer version) are ignored.
+
+        Built without calling __init__, which for a frozen dataclass sets every field through
+        object.__setattr__: that was three quarters of the time to read a ledger (16 of 20 µs a
+        record), and `summarize` reads all of it. The result equals the record __init__ builds.
+        """
+        known = dict(d) if _FIELDS.issuperset(d) else {k: v for k, v in d.items() if k in _FIELDS}
+        missing = _REQUIRED.difference(known)
+        if missing:
+            raise TypeError(f"missing field(s): {', '.join(sorted(missing))}")
+        status = _STATUS.get(known["status"])
+        known["status"] = status if status is not None else Status(known["status"])  # raises ValueError
         known["changed_files"] = tuple(known.get("changed_files", ()))
-        return cls(**known)
+        record = object.__new__(cls)
+        fields = record.__dict__
+        fields.update(_DEFAULTS)
+        for name, factory in _FACTORIES:
+            fields[name] = factory()  # a fresh dict per record, as __init__ makes
+        fields.update(known)
+        return record
+
+
+_FIELDS = frozenset(Experiment.__dataclass_fields__)
+_REQUIRED = frozenset(f.name for f in dataclasses.fields(Experiment)
+                      if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Experiment) if f.default is not dataclasses.MISSING}
+_FACTORIES = tuple((f.name, f.default_factory) for f in dataclasses.fields(Experiment)
+                   if f.default_factory is not dataclasses.MISSING)
+_STATUS = {s.value: s for s in Status}

@@ -163,3 +163,13 @@ def test_index_reads_only_new_lines_and_survives_a_torn_line(tmp_path):
     assert set(axes.load_index(path)) == {0, 1}
     path.write_text(line(5) + "\n")  # replaced: read again from the start
     assert set(axes.load_index(path)) == {5}
+
+
+def test_index_skips_a_bad_line_in_the_middle(tmp_path):
+    path = tmp_path / "axes.jsonl"
+    line = lambda i: json.dumps({"v": axes.AXES_VERSION, "iteration": i, "commit": f"c{i}"})  # noqa: E731
+    path.write_text("\n".join([line(0), "not json", line(3)]) + "\n")
+    assert set(axes.load_index(path)) == {0, 3}
+    other = tmp_path / "other.jsonl"
+    other.write_text("\n".join([line(0), f"{line(1)}, {line(2)}", line(3)]) + "\n")
+    assert set(axes.load_index(other)) == {0, 3}  # read as one array, the pair would sneak in
