@@ -1,6 +1,7 @@
 """The allow-listed environment of runs and agents, and paths refused outside the task directory."""
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -168,7 +169,7 @@ command = "python ../spy_agent.py"
 
 def test_a_planted_key_is_in_no_file_the_loop_writes(make_task, monkeypatch):
     """A loop with an agent and a run that both print their whole environment, then every report:
-    no file under the repository holds the planted secrets."""
+    no file under the repository holds the planted secrets, nor does any commit message."""
     from autoresearch.api import run_loop
 
     planted = {"ANTHROPIC_API_KEY": "sk-ant-PLANTED-a1b2c3d4e5", "OPENAI_API_KEY": "sk-PLANTED-f6g7h8i9j0",
@@ -179,9 +180,45 @@ def test_a_planted_key_is_in_no_file_the_loop_writes(make_task, monkeypatch):
     records = run_loop(task, "spy", iterations=2, say=lambda s: None)
     assert [r.status.value for r in records][:2] == ["keep", "keep"]
     assert "PATH" in (task / "env_seen_by_run.txt").read_text()  # the spies did look
+    assert_no_planted_value(task, planted)
+
+
+def test_keys_handed_to_the_agent_and_the_runs_stay_out_of_every_file(make_task, monkeypatch):
+    """`[agent] env` and `[task] env` hand keys over on purpose; the spies print them on stdout,
+    stderr, into the footer's neighbourhood and the trusted and held-out evals: what we keep
+    of it all is masked."""
+    from autoresearch.api import run_loop
+
+    planted = {"ANTHROPIC_API_KEY": "sk-ant-PLANTED-a1b2c3d4e5", "OPENAI_API_KEY": "sk-PLANTED-f6g7h8i9j0",
+               "WANDB_API_KEY": "PLANTED-wandb-k1l2m3n4o5", "MY_DB_PASSWORD": "PLANTED-hunter2-p6q7"}
+    for name, value in planted.items():
+        monkeypatch.setenv(name, value)
+    config = SPY_CONFIG.replace('timeout = 30\n', 'timeout = 30\nenv = ["WANDB_API_KEY"]\n'
+                                'eval = "python train.py"\nfinal_eval = "python train.py"\n', 1) \
+        + 'env = ["ANTHROPIC_API_KEY"]\n'
+    agent = SPY_AGENT.replace('print("Raise X: try a larger value.")',
+                              'print("Raise X: try a larger value, " + os.environ["ANTHROPIC_API_KEY"])')
+    task = make_task(train=SPY_TRAIN, config=config, extra={"../spy_agent.py": agent})
+    records = run_loop(task, "spy", iterations=2, say=lambda s: None)
+    assert [r.status.value for r in records][:2] == ["keep", "keep"]
+    seen_by_run = (task / "env_seen_by_run.txt").read_text()
+    assert planted["WANDB_API_KEY"] in seen_by_run  # handed over, as the config asks...
+    assert planted["ANTHROPIC_API_KEY"] not in seen_by_run and planted["OPENAI_API_KEY"] not in seen_by_run
+    (task / "env_seen_by_run.txt").unlink()  # ...and that file is the run's own doing, not ours
+    store = task / ".autoresearch" / "spy"
+    assert "[redacted]" in (store / "runs" / "0001" / "agent.log").read_text()
+    assert "[redacted]" in (store / "runs" / "0001" / "log.txt").read_text()
+    assert (store / "final_eval.json").is_file()
+    assert_no_planted_value(task, planted)
+
+
+def assert_no_planted_value(task, planted):
     files = [p for p in task.parent.rglob("*") if p.is_file() and ".git" not in p.relative_to(task.parent).parts]
     assert any(p.name == "agent.log" for p in files) and any(p.name == "report.html" for p in files)
     for path in files:
         data = path.read_bytes()
         for name, value in planted.items():
             assert value.encode() not in data, f"{name} leaked into {path}"
+    messages = subprocess.run(["git", "log", "--all", "--format=%B"], cwd=task, capture_output=True, text=True).stdout
+    for name, value in planted.items():
+        assert value not in messages, f"{name} leaked into a commit message"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -21,10 +22,12 @@ from typing import Sequence
 from autoresearch.atomic import write_json
 from autoresearch.constants import find_constants
 from autoresearch.decision import rounded
+from autoresearch.environment import run_env
 from autoresearch.footer import parse_footer
 from autoresearch.gitrepo import Git
 from autoresearch.records import Experiment, RunSpec, Status
 from autoresearch.runner import run_process
+from autoresearch.secrets import redact_file, secret_values
 
 NOISE_REASON = "noise: baseline repeat"
 CONFIRM_REASON = "confirmation run of iteration"
@@ -35,6 +38,7 @@ SEED_NAMES = ("SEED", "RANDOM_SEED", "RNG_SEED")
 def trusted_eval(command: str, task_dir: Path, env: dict, timeout: float, log_path: Path) -> tuple[dict, str | None]:
     """(metrics from the eval's footer, a crash reason or None)."""
     result = run_process(RunSpec(command=command, cwd=str(task_dir), env=env, timeout=timeout, log_path=str(log_path)))
+    redact_file(log_path, secret_values(env))
     if result.timed_out:
         return {}, f"eval: timed out after {timeout:g} s"
     if result.exit_code != 0:
@@ -116,9 +120,12 @@ def final_eval(task, store, *, top: int = 3, say=print) -> list[dict]:
         try:
             git("worktree", "add", "-q", "--detach", str(tree), exp.commit)
             log = store.run_dir(exp.iteration) / "final_eval.log"
-            env = {**os.environ, "AUTORESEARCH_TIME_BUDGET": f"{task.time_budget:g}", "PYTHONUNBUFFERED": "1"}
+            # The code under test is the agent's: the same allow-listed environment as its runs.
+            env = {**run_env(task), "AUTORESEARCH_TIME_BUDGET": f"{task.time_budget:g}", "PYTHONUNBUFFERED": "1",
+                   "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
             result = run_process(RunSpec(command=command, cwd=str(tree / prefix), env=env,
                                          timeout=task.timeout, log_path=str(log)))
+            redact_file(log, secret_values(env))
             metrics = parse_footer(log.read_text(encoding="utf-8", errors="replace")) if result.exit_code == 0 else {}
             held_out = rounded(metrics.get(primary))
             search = rounded(exp.metrics.get(primary))

@@ -35,6 +35,7 @@ from autoresearch.ledger import Ledger
 from autoresearch.prompt import render_prompt
 from autoresearch.records import CrashReason, Experiment, Proposal, RunResult, RunSpec, Status
 from autoresearch.runner import RUN_TOKEN_ENV, kill_token, kill_tree_if_alive
+from autoresearch.secrets import redact, redact_file, secret_values
 from autoresearch.store import STORE_DIR, RunStore
 
 _FULL_PARSE_BYTES = 8 * 1024 * 1024
@@ -362,6 +363,9 @@ class Loop:
         """Run the training (and the trusted eval): (result, metrics, crash reason or '' or a flag)."""
         env = self._run_env(n, seed)
         result = self._run(n, run_dir, commit, env)
+        secrets = secret_values(env)  # keys the task's [task] env hands its runs: kept out of the log we keep
+        if secrets and redact_file(result.log_path, secrets):
+            result = replace(result, output_tail=redact(result.output_tail, secrets))
         from autoresearch.analysis.observer import capture_curve  # the analysis loads only once a run has run
         capture_curve(self.task.dir, run_dir, time.time() - result.wall_seconds)  # before any reset
         self._checkpoint()

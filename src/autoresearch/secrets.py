@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Iterable, Mapping
 
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.IGNORECASE)
 _MIN_LENGTH = 8  # shorter values ("1", "true") would redact ordinary text
 MASK = "[redacted]"
+_OURS = "AUTORESEARCH_"  # our own variables (the run token): bookkeeping, not secrets
 
 
 def secret_values(env: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> list[str]:
     """Values of variables whose names look secret (API keys, tokens), longest first."""
     env = os.environ if env is None else env
-    values = {v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= _MIN_LENGTH}
+    values = {v for k, v in env.items()
+              if _SECRET_NAME.search(k) and not k.startswith(_OURS) and len(v) >= _MIN_LENGTH}
     values.update(v for v in extra if v and len(v) >= _MIN_LENGTH)
     return sorted(values, key=len, reverse=True)
 
@@ -24,3 +27,27 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if value in text:
             text = text.replace(value, MASK)
     return text
+
+
+def redact_file(path: str | os.PathLike, secrets: Iterable[str]) -> bool:
+    """Mask every secret in the file at `path`, in place; True when one was there.
+
+    For logs of processes that were handed a key (`[task] env`, `[agent] env`): what they
+    print is theirs, but the copy we keep must not hold the key."""
+    needles = [s.encode("utf-8", "surrogateescape") for s in secrets if s]
+    if not needles:
+        return False
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    masked = data
+    for needle in needles:
+        masked = masked.replace(needle, MASK.encode())
+    if masked == data:
+        return False
+    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    tmp.write_bytes(masked)
+    os.replace(tmp, path)
+    return True

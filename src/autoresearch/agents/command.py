@@ -15,6 +15,7 @@ from autoresearch.environment import agent_env
 from autoresearch.errors import ConfigError
 from autoresearch.records import Proposal, RunSpec
 from autoresearch.runner import run_process
+from autoresearch.secrets import redact, redact_file, secret_values
 
 
 def split_explanation(text: str) -> tuple[str, str]:
@@ -60,13 +61,16 @@ class CommandAgent:
         result = run_process(RunSpec(command=script, cwd=str(context.task_dir), env=env,
                                      timeout=self.timeout, log_path=str(stdout_log)),
                              stop_event=context.stop_event, on_start=context.on_process_start)
+        secrets = secret_values(env)  # the keys [agent] env handed it: never in its logs or the ledger
+        for log in (stdout_log, stderr_log):
+            redact_file(log, secrets)
         text = stdout_log.read_text(encoding="utf-8", errors="replace") if stdout_log.exists() else ""
         description, explanation = split_explanation(text)
         if result.timed_out:
             return Proposal(description or "agent timed out", explanation, ok=False,
                             error=f"agent command timed out after {self.timeout:g} s")
         if result.exit_code != 0:
-            tail = stderr_log.read_text(errors="replace")[-500:].strip() if stderr_log.exists() else ""
+            tail = redact(stderr_log.read_text(errors="replace")[-500:], secrets).strip() if stderr_log.exists() else ""
             return Proposal(description or "agent failed", explanation, ok=False,
                             error=f"agent command exited with {result.exit_code}" + (f": {tail}" if tail else ""))
         return Proposal(description or "(no description)", explanation)
