@@ -176,6 +176,17 @@ def test_agent_without_change_and_failing_agent_do_not_train(make_task):
     assert not (loop.store.run_dir(1) / "log.txt").exists()
 
 
+def test_a_footer_with_duplicate_keys_is_judged_on_the_last_and_named(make_task):
+    task = make_task(train="X = 1.0\nprint('---')\nprint('score: 0.5')\nprint(f'score: {X}')\n")
+    said = []
+    loop = Loop(load_task(task), "t1", ScriptedAgent(), say=said.append)
+    records = loop.run(Limits(iterations=0))
+    assert records[0].metrics["score"] == 1.0
+    log = loop.store.run_dir(0) / "log.txt"
+    assert any(str(log) in s and "score more than once" in s and "print each key once" in s
+               and "train.py" in s for s in said), said
+
+
 def test_duplicate_change_is_not_run_again(make_task):
     task = make_task()
     loop, records = run(task, ScriptedAgent(set_x(0.5), set_x(0.5)), 2)

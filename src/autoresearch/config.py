@@ -314,7 +314,7 @@ def _check_files(path: Path, directory: Path, config: TaskConfig) -> None:
             if not p.is_relative_to(directory):
                 raise ConfigError(path, key, f"{name!r} is outside the task directory")
             if not p.is_file():
-                raise ConfigError(path, key, f"{name!r} does not exist in {directory}")
+                raise ConfigError(path, key, f"{name!r} does not exist in {directory}; correct the name or create the file")
     both = set(config.task.editable) & set(config.task.readonly)
     if both:
         raise ConfigError(path, "task.readonly", f"{sorted(both)} are also editable; a file is one or the other")

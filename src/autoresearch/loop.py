@@ -495,8 +495,8 @@ class Loop:
             text = result.output_tail
         report = parse_footer_report(text)
         if report.duplicates:
-            self.say(f"warning: {Path(result.log_path).parent.name}: the footer gives {', '.join(report.duplicates)} "
-                     "more than once; the last value counts")
+            self.say(f"warning: {result.log_path}: the footer gives {', '.join(report.duplicates)} more than once; "
+                     f"the last value counts (print each key once after the `---` line in {', '.join(self.task.editable)})")
         return report.metrics
 
     def _judge(self, result: RunResult, metrics: dict, *, ro_before, best, baseline: bool, lines_before: int,
