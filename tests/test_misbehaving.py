@@ -303,3 +303,32 @@ def test_agent_that_deletes_the_index(make_task):
     task_dir, records = run_agent(make_task, breaks_index, lambda d: set_x(d, "7.0") or "x -> 7")
     assert_at_last_keep(task_dir, records)
     assert records[-1].metrics.get("score") == 7.0
+
+
+def _garbage_head(d):
+    (d / ".git" / "HEAD").write_text("garbage\n")
+
+
+def _broken_config(d):
+    (d / ".git" / "config").write_text("[core\n")
+
+
+def _lock_left_behind(d):  # a git of the agent's, killed mid-command
+    (d / ".git" / "index.lock").write_text("")
+
+
+def _branch_ref_deleted(d):
+    (d / ".git" / "refs" / "heads" / "autoresearch" / "a").unlink()
+
+
+@pytest.mark.parametrize("vandalise", [_garbage_head, _broken_config, _lock_left_behind, _branch_ref_deleted])
+def test_agent_that_rewrites_git_files(make_task, vandalise):
+    def breaks_git(d):
+        set_x(d, "3.0")
+        vandalise(d)
+        return "x -> 3, and git's files broken"
+
+    task_dir, records = run_agent(make_task, breaks_git, lambda d: set_x(d, "7.0") or "x -> 7")
+    assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.KEEP]  # its edit was judged
+    assert records[-1].metrics.get("score") == 7.0
+    assert_at_last_keep(task_dir, records)

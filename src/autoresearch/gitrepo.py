@@ -114,6 +114,41 @@ class Git:
             fixed = True
         return fixed
 
+    def snapshot(self) -> dict[Path, bytes]:
+        """The small files git cannot work without, before an agent runs: HEAD and config.
+
+        An agent that rewrites one (garbage in HEAD, a broken config) would leave a repository
+        that git no longer recognises; `heal` puts them back. The objects are out of reach:
+        a deleted object store stays deleted."""
+        if not hasattr(self, "_dirs"):
+            git_dir = Path(self("rev-parse", "--absolute-git-dir").strip())
+            common = Path(self("rev-parse", "--git-common-dir").strip())
+            self._dirs = (git_dir, common if common.is_absolute() else (self.cwd / common).resolve())
+        git_dir, common = self._dirs
+        return {path: path.read_bytes() for path in (git_dir / "HEAD", common / "config") if path.is_file()}
+
+    def heal(self, snapshot: dict[Path, bytes], branch: str) -> list[str]:
+        """After an agent: HEAD and config back as `snapshot` had them, and the lock files it left
+        on this work tree's index and HEAD and on `branch` deleted (its processes are gone, so no
+        git of its own holds them). Returns what was fixed; `put_back` does the rest."""
+        fixed = []
+        for path, data in snapshot.items():
+            try:
+                same = path.read_bytes() == data
+            except OSError:
+                same = False
+            if not same:
+                tmp = path.with_name(f".{path.name}.heal")
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
+                fixed.append(path.name)
+        git_dir, common = self._dirs
+        for lock in (git_dir / "index.lock", git_dir / "HEAD.lock", common / "refs" / "heads" / f"{branch}.lock"):
+            if lock.is_file():
+                lock.unlink(missing_ok=True)
+                fixed.append(lock.name)
+        return fixed
+
     def show(self, commit: str, path: str) -> str:
         return self("show", f"{commit}:./{path}")
 

@@ -310,7 +310,11 @@ class Loop:
             if repair is not None:
                 # The agent repairs the crashed change itself, so the work tree holds that code.
                 git("checkout", "-q", repair.commit, "--", *task.editable)
+            before_agent = git.snapshot()
             proposal = self._propose(n, history, best, run_dir, repair)
+            healed = git.heal(before_agent, self.branch)  # a rewritten HEAD or config, a lock it left
+            if healed:
+                self.say(f"note: iteration {n}: the agent broke git's {', '.join(healed)}; put back")
             self._checkpoint()
             if git.put_back(self.branch, parent):  # the agent moved HEAD, the branch or the index
                 self.say(f"note: iteration {n}: the agent changed git state; the branch is back at {parent[:7]}")
