@@ -28,7 +28,8 @@ def experiments(tmp_path):
     for name, (kl, top1, top3) in SWEEP.items():
         d = root / "runs" / "sweep_1768899422" / name
         d.mkdir(parents=True)
-        (d / "result_test.json").write_text(json.dumps({"test.kl": kl, "test.top1": top1, "test.top3": top3}))
+        # The split named by the file only (seed 003's sweeps): read as test.kl, beside result.json's test.kl.
+        (d / "result_test.json").write_text(json.dumps({"kl": kl, "top1": top1, "test.top3": top3}))
         (d / "metrics.jsonl").write_text("".join(
             json.dumps({"epoch": e, "train_loss": 1 / e, "val_loss": 0.4 + abs(e - 15) / 100}) + "\n" for e in range(1, 21)))
     # Early pipeline versions: a log with epoch lines and a footer, no JSON at all.
@@ -53,6 +54,7 @@ def test_finds_every_experiment_folder_and_reads_each_kind_of_file(experiments):
     shallow = by_name["shallow"]
     assert shallow.group == "experiments/runs/sweep_1768899422"
     assert shallow.metrics["epochs"] == 20 and shallow.metrics["best_val_loss"] == pytest.approx(0.4)
+    assert (shallow.metrics["test.kl"], shallow.metrics["test.top1"], shallow.metrics["test.top3"]) == (0.353, 34.84, 97.91)
     assert shallow.sources == ("result_test.json", "metrics.jsonl")
     old = by_name["run_1768745543"]
     assert old.metrics["test.kl"] == 14.66 and old.metrics["epochs"] == 39 and old.sources == ("log.txt",)
@@ -102,3 +104,16 @@ def test_empty_or_missing_folders_are_clear_errors(tmp_path):
                                              ("val_bpb", "minimize"), ("mc_acc", "maximize"), ("epochs", None)])
 def test_guess_direction(name, direction):
     assert guess_direction(name) == direction
+
+
+def test_balance_is_judged_on_held_out_quality_not_on_training_fit_or_time(tmp_path):
+    runs = {"best_acc": (0.90, 0.40, 0.2, 300), "steady": (0.88, 0.25, 0.1, 200), "a_fast_overfit": (0.80, 0.30, 0.01, 10)}
+    for name, (acc, val_loss, train_loss, seconds) in runs.items():
+        d = tmp_path / "sweep" / name
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"val_acc": acc, "val_loss": val_loss, "train_loss": train_loss,
+                                                   "train_seconds": seconds}))
+    c = consolidate([tmp_path / "sweep"])
+    run, ranks, _ = c.balanced
+    # Counting train_loss and train_seconds, the fast overfitting run would tie and win on its name.
+    assert run.name == "steady" and ranks == {"val_acc": 2, "val_loss": 1}

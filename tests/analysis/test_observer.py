@@ -69,8 +69,10 @@ class SetX:
 
     def __init__(self, *values):
         self.values = list(values)
+        self.prompts = []
 
     def propose(self, context):
+        self.prompts.append(context.prompt)
         value = self.values.pop(0)
         p = context.task_dir / "train.py"
         p.write_text(re.sub(r"(?m)^X = [0-9.]+", f"X = {value}", p.read_text()))
@@ -79,7 +81,8 @@ class SetX:
 
 def test_as_a_loop_observer(make_task):
     task_dir = make_task(train=TRAIN)
-    loop = Loop(load_task(task_dir), "t", SetX(2.0, 0.5), say=lambda s: None, observers=[refresh])
+    agent = SetX(2.0, 0.5)
+    loop = Loop(load_task(task_dir), "t", agent, say=lambda s: None, observers=[refresh])
     loop.run(Limits(iterations=2))
     summary = json.loads((task_dir / "analysis_summary.json").read_text())
     assert [f["iteration"] for f in summary["frontier"]] == [0, 1]
@@ -91,6 +94,9 @@ def test_as_a_loop_observer(make_task):
         assert (run / "meta.json").exists() and (run / "axes.json").exists()
         assert "meta_analysis" in json.loads((run / "metrics.json").read_text())
     assert "overfitting" in summary["meta"]["latest"]["flags"]
+    # The next agent reads it all: the summary's frontier and the last run's meta-analysis.
+    assert "Frontier: #0 1 (baseline) -> #1 2 (X up, +1)" in agent.prompts[1]
+    assert "run #1: val loss rose from epoch" in agent.prompts[1]
 
 
 def test_cli_summarize_and_suggest(make_task):

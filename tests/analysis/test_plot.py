@@ -66,3 +66,33 @@ def test_dense_keeps_get_labels_for_baseline_best_and_the_biggest_gains():
     assert label_keeps(kept, maximize=False, min_gap=1.5) == [(0, 1.0), (2, 0.90), (10, 0.88)]
     assert label_keeps(kept, maximize=False, min_gap=0.5) == kept
     assert label_keeps([], maximize=True, min_gap=1) == []
+
+
+def test_progress_plot_draws_what_the_issue_asks(night, tmp_path, monkeypatch):
+    """Discards small and grey, keeps larger and green with their descriptions, the running best
+    as a step line, crashes left out, the diverged discard clipped to the zoomed window."""
+    from matplotlib.colors import to_hex
+
+    from autoresearch.analysis import plot
+
+    task, store = night
+    drawn = {}
+    save = plot._save
+    monkeypatch.setattr(plot, "_save", lambda fig, path: (drawn.setdefault("ax", fig.axes[0]), save(fig, path))[1])
+    plot_progress(task, store, tmp_path / "progress.png")
+    ax = drawn["ax"]
+    by_label = {c.get_label(): c for c in ax.collections}
+    discards, keeps = by_label["discard"], by_label["keep"]
+    assert [tuple(p) for p in discards.get_offsets()] == [(2, 0.76), (6, 0.905)]  # #3 (0.10) clipped, #4 crashed
+    assert to_hex(discards.get_facecolor()[0]) == plot.GREY
+    assert [tuple(p) for p in keeps.get_offsets()] == [(0, 0.70), (1, 0.78), (5, 0.91), (7, 0.93)]
+    assert to_hex(keeps.get_facecolor()[0]) == plot.GREEN and keeps.get_sizes()[0] > discards.get_sizes()[0]
+    assert [tuple(p) for p in by_label["discard off the scale (1)"].get_offsets()][0][0] == 3
+    assert not any(4 in c.get_offsets()[:, 0] for c in ax.collections)  # the crash is nowhere
+    (best,) = [line for line in ax.lines if line.get_label() == "running best"]
+    assert best.get_drawstyle() == "steps-post" and list(best.get_ydata()) == [0.70, 0.78, 0.91, 0.93, 0.93]
+    labels = [t.get_text() for t in ax.texts]
+    assert "baseline" in labels and "switch to a CNN" in labels and "0.1" in labels  # the clipped value, written
+    low, high = ax.get_ylim()
+    assert 0.5 < low < 0.70 and 0.93 < high < 1.1  # zoomed to the climb, not to the diverged run
+    assert "1 crashed (not shown)" in ax.get_title()

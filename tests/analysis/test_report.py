@@ -7,6 +7,7 @@ import types
 import matplotlib.image as mpimg
 import pytest
 
+from autoresearch.analysis.observer import backfill
 from autoresearch.analysis.report import _analysis_view, frontier, render_report, write_report
 from nights import XSS, build_night
 
@@ -19,6 +20,7 @@ def night(tmp_path_factory):
 @pytest.fixture(scope="module")
 def html(night):
     # Rendered once: the tests below only read it, and a render draws two plots.
+    backfill(*night)  # the per-run meta-analysis, as the loop's observer leaves it
     return render_report(*night)
 
 
@@ -30,6 +32,13 @@ def test_report_tells_the_story_without_the_tsv(html):
     assert "Second line of the explanation." in html  # full explanations, not one-liners
     assert '<details><summary>diff' in html and 'class="add">+LR = 0.003' in html
     assert "$0.80" in html and "29,800 tokens" in html
+    # The analysis summary: the axis table, the plateau in words and windows, the hints.
+    assert "<h3>Axes</h3>" in html and "<tr><td>WIDTH</td><td>3</td><td>1</td><td>0</td>" in html
+    assert "<p>0 iterations since the last keep (#7).</p>" in html and "<td>last 8</td><td>+0.23</td>" in html
+    assert "ARCH = cnn gained +0.13 (kept 1 of 1): the best has it" in html
+    assert "<td>WIDTH</td><td>3</td><td>1</td><td>0</td><td>-0.001667</td><td>+0.02</td>" in html  # gains signed
+    # Each run's training curve in a line, not only behind a click.
+    assert "Training curve: <strong>still improving</strong>. val_acc was still improving" in html
 
 
 def test_frontier_lists_every_keep_with_its_gain(night):

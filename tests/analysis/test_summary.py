@@ -128,6 +128,14 @@ def test_hints(night):
     assert combine.startswith("combine #9 (ARCH = cnn) with #3 (WIDTH up)")
 
 
+def test_a_switch_that_gained_is_no_direction_to_step_further(plain_task):
+    rows = [(K, 0.5, 0.0, "baseline"), (K, 0.6, 0.0, "ARCH mlp -> cnn"), (K, 0.7, 0.0, "LR 0.1 -> 0.05")]
+    task, store = build(plain_task, rows)
+    texts = [h["text"] for h in summarize(task, store)["hints"] if h["kind"] == "around_best"]
+    assert texts == ["ARCH = cnn gained +0.1 (kept 1 of 1): the best has it; tune the axes around it next",
+                     "LR down gained +0.1 (kept 1 of 1): try one more single step that way from the best"]
+
+
 def test_plateau_flag_after_ten_fruitless_iterations(plain_task):
     rows = [(K, 0.5, 0.0, "baseline")] + [(D, 0.4, 0.0, f"idea {i}") for i in range(10)]
     task, store = build(plain_task, rows)
@@ -186,6 +194,7 @@ def test_untried_constants_come_from_the_best_commit(make_task):
     (store.root / "ledger.jsonl").write_text("".join(json.dumps(r.to_json()) + "\n" for r in rows))
     s = summarize(task, RunStore(task.dir, "t"))
     assert s["untried_constants"] == ["WIDTH"]  # SEED is not a knob to tune
+    assert any(h["kind"] == "untried" and h["text"].startswith("never changed: WIDTH;") for h in s["hints"])
     assert any(h["kind"] == "noise" for h in s["hints"])
 
 

@@ -27,6 +27,7 @@ from autoresearch.footer import parse_footer
 
 RESULT_FILE = re.compile(r"^result(?:_(?P<suffix>.+))?\.json$")
 MARKERS = ("metrics.jsonl", "log.txt")
+SPLITS = {"train", "val", "valid", "validation", "dev", "eval", "test"}  # result_<split>.json
 SKIP_DIRS = {".git", "__pycache__", "node_modules", ".venv", "venv", "wandb", ".ipynb_checkpoints"}
 OUTLIER_Z = 3.5  # Iglewicz and Hoaglin's cut-off for the modified z-score
 MAX_COLUMNS = 8
@@ -34,6 +35,8 @@ NOT_A_RESULT = re.compile(r"(^|[._])(timestamp|time|seed|pid|step|global_step|lr
 _MINIMIZE = re.compile(r"loss|(^|[^a-z])kl([^a-z]|$)|err|mse|mae|ppl|perplexity|bpb|nll|fid|wer|cer|latency|seconds")
 _MAXIMIZE = re.compile(r"acc|top.?\d|f1|auc|r2|precision|recall|score|bleu|rouge|map|iou|dice|reward|return")
 _PREDICTION = re.compile(r"acc|top.?\d|f1|precision|recall")
+# Not judged for balance: a fit to the training set rewards overfitting, and time is a cost.
+_NOT_BALANCE = re.compile(r"train|seconds|latency|time")
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,12 @@ def read_folder(path: Path, names: set[str]) -> tuple[dict[str, float], tuple[st
     seen = Counter(k for values in parsed.values() for k in values)
     for f, values in parsed.items():
         suffix = RESULT_FILE.match(f).group("suffix")
+        split = suffix is not None and suffix.lower() in SPLITS
         for key, value in values.items():
-            # result_val.json and result_test.json may both say `loss`: keep both, prefixed.
-            metrics[f"{suffix}.{key}" if suffix and seen[key] > 1 else key] = value
+            # result_test.json's `kl` is the test KL, named so beside result.json's `test.kl`; and
+            # result_val.json and result_m2.json may both say `loss`: keep both, prefixed.
+            named = key.lower().startswith(suffix.lower()) if suffix else True
+            metrics[f"{suffix}.{key}" if suffix and not named and (split or seen[key] > 1) else key] = value
         if values:
             sources.append(f)
     curve = parse_jsonl(_read_text(path / "metrics.jsonl")) if "metrics.jsonl" in names else []
@@ -165,9 +171,9 @@ def consolidate(dirs: Sequence[str | Path], metric: str | None = None, direction
     ranked = sorted((r for r in runs if metric in r.metrics), key=order)
     result = Consolidation(metric, direction, why_metric, why_direction, columns, groups,
                            best=ranked[0] if ranked else None, skipped=skipped)
-    # Balance is judged on the quality metrics every ranked run reports: a column that half the
-    # runs lack would otherwise decide the pick by who is missing it.
-    result.balanced = most_balanced(ranked, [k for k in columns if guess_direction(k)
+    # Balance is judged on the held-out quality metrics every ranked run reports: a column that
+    # half the runs lack would otherwise decide the pick by who is missing it.
+    result.balanced = most_balanced(ranked, [k for k in columns if guess_direction(k) and not _NOT_BALANCE.search(k.lower())
                                              and all(k in r.metrics for r in ranked)])
     result.outliers = outliers(ranked, metric)
     result.warnings = identical_values(runs, columns)

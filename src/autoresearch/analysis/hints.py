@@ -23,8 +23,11 @@ def hints(summary: dict, snapshot: dict[str, Any]) -> list[dict]:
               and m["move"].split(" ", 1)[0] not in losing]
     gained.sort(key=lambda m: -(m["best_gain"] or 0))
     for m in gained[:3]:
+        # A number can take one more step the same way; a switch or a choice already made cannot.
+        then = "try one more single step that way from the best" if m["move"].endswith((" up", " down")) else \
+            "the best has it; tune the axes around it next"
         out.append({"kind": "around_best", "text": f"{m['move']} gained {m['best_gain']:+.6g} (kept {m['kept']} of "
-                    f"{m['tried']}): try one more single step that way from the best"})
+                    f"{m['tried']}): {then}"})
     code_gained = [a for a in summary["axes"] if a["kept"] and (a["best_gain"] or 0) > 0 and " " in a["axis"]
                    and not a["axis"].startswith("topic ") and a["axis"] not in losing]
     for a in code_gained[:2]:

@@ -234,10 +234,32 @@ def _analysis_view(task, store) -> dict | None:
         return None
     sections = []
     for key in ("axes", "near_misses", "losing_regions", "plateau", "noise_floor", "warnings", "hints"):
-        table = _as_table(summary.get(key))
+        value = summary.get(key)
+        table = _plateau_table(value) if key == "plateau" and _is_plateau(value) else _as_table(value)
         if table:
-            sections.append({"title": key.replace("_", " "), **table})
+            sections.append({"title": key.replace("_", " "), "note": "", **table})
     return {"sections": sections} if sections else None
+
+
+def _is_plateau(value: Any) -> bool:
+    return isinstance(value, dict) and {"iterations_since_keep", "on_plateau"} <= set(value)
+
+
+def _plateau_table(p: dict) -> dict:
+    """The plateau in words, and the best's gain over the last windows as a table."""
+    since = p["iterations_since_keep"]
+    note = f"{since} iteration{'s' if since != 1 else ''} since the last keep"
+    if p.get("last_keep_iteration") is not None:
+        note += f" (#{p['last_keep_iteration']})"
+    note += ": on a plateau, time for an orthogonal idea." if p["on_plateau"] else "."
+    rows = [[f"last {w['iterations']}", _signed(w.get("gain")), _signed(w.get("rate")), str(w.get("keeps", ""))]
+            for w in p.get("windows") or () if isinstance(w, dict) and "iterations" in w]
+    header = ["iterations", "gain of the best", "per iteration", "keeps"] if rows else []
+    return {"note": note, "header": header, "rows": rows}
+
+
+def _signed(value: Any) -> str:
+    return ("+" if value >= 0 else "") + fmt(value) if isinstance(value, (int, float)) else ""
 
 
 def _as_table(value: Any) -> dict | None:
@@ -251,7 +273,8 @@ def _as_table(value: Any) -> dict | None:
             return {"header": [], "rows": [[_cell(v["text"])] for v in value]}
         if all(isinstance(v, dict) for v in value):
             keys = list(dict.fromkeys(k for row in value for k in row))
-            return {"header": [k.replace("_", " ") for k in keys], "rows": [[_cell(row.get(k)) for k in keys] for row in value]}
+            rows = [[_signed(row.get(k)) if k.endswith(("gain", "gap")) else _cell(row.get(k)) for k in keys] for row in value]
+            return {"header": [k.replace("_", " ") for k in keys], "rows": rows}
         return {"header": [], "rows": [[_cell(v)] for v in value]}
     return None
 
