@@ -89,26 +89,12 @@ def run_process(
     try:
         if on_start is not None:
             on_start(proc.pid)
-        deadline = start + spec.timeout
-        while True:
-            watch.sample()
-            if _has_exited(proc):
-                exited, ended = True, time.monotonic()
-                break
-            if limit_bytes is not None and watch.last_bytes > limit_bytes:
-                over_memory = True
-                break
-            now = time.monotonic()
-            if stop_event is not None and stop_event.is_set():
-                break
-            if now >= deadline:
-                timed_out = True
-                break
-            wait = min(poll_interval, deadline - now)
-            if stop_event is not None:
-                stop_event.wait(wait)
-            else:
-                time.sleep(wait)
+        pause = stop_event.wait if stop_event is not None else time.sleep
+        why = watch_until_done(watch, lambda: _has_exited(proc), start + spec.timeout, pause, poll_interval,
+                               limit_bytes=limit_bytes, stop_event=stop_event)
+        exited, timed_out, over_memory = why == "exit", why == "timeout", why == "memory"
+        if exited:
+            ended = time.monotonic()
     finally:
         # Every path goes through here, an exception in on_start or a KeyboardInterrupt included.
         # The leader is not reaped yet, so its pid still names our group and killpg cannot hit a
@@ -130,8 +116,7 @@ def run_process(
 
     tail = bytes(reader.tail[-OUTPUT_TAIL_BYTES:]).decode("utf-8", errors="replace")
     if over_memory:
-        note = (f"\n{MEMORY_LIMIT_MARKER}: {watch.last_bytes / 2**20:.0f} MB in use, the limit is "
-                f"{memory_limit_mb:g} MB ([task] memory_limit_mb); the run was killed]\n")
+        note = memory_note(watch.last_bytes, memory_limit_mb)
         append_quietly(spec.log_path, note.encode())
         tail += note
     return RunResult(
@@ -183,6 +168,34 @@ def kill_tree_if_alive(pid: int, create_time: float, *, token: str | None = None
         return False
     _terminate(pgid, procs, grace)
     return True
+
+
+def watch_until_done(watch: "_TreeWatch", has_exited: Callable[[], bool], deadline: float,
+                     pause: Callable[[float], object], poll_interval: float, *, limit_bytes: float | None = None,
+                     stop_event: threading.Event | None = None,
+                     lost: Callable[[], bool] | None = None) -> str:
+    """Sample a run's process tree until something ends the run, and say what:
+    'exit', 'lost' (the warm-start server died), 'memory', 'stop' or 'timeout'."""
+    while True:
+        watch.sample()
+        if has_exited():
+            return "exit"
+        if lost is not None and lost():
+            return "lost"
+        if limit_bytes is not None and watch.last_bytes > limit_bytes:
+            return "memory"
+        if stop_event is not None and stop_event.is_set():
+            return "stop"
+        now = time.monotonic()
+        if now >= deadline:
+            return "timeout"
+        pause(min(poll_interval, deadline - now))
+
+
+def memory_note(used_bytes: float, limit_mb: float) -> str:
+    """The line a run killed over its memory limit gets at the end of its log (crash.py reads it)."""
+    return (f"\n{MEMORY_LIMIT_MARKER}: {used_bytes / 2**20:.0f} MB in use, the limit is "
+            f"{limit_mb:g} MB ([task] memory_limit_mb); the run was killed]\n")
 
 
 def kill_token(token: str, grace: float = GRACE_SECONDS) -> bool:

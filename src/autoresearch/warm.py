@@ -55,6 +55,8 @@ from autoresearch.runner import (
     READER_JOIN_SECONDS,
     RUN_TOKEN_ENV,
     append_quietly,
+    memory_note,
+    watch_until_done,
     _alive,
     _LogReader,
     _processes_with_token,
@@ -443,25 +445,12 @@ class WarmExecutor:
                 "unbuffered": plain.unbuffered, "no_bytecode": plain.no_bytecode,
                 "executable": sys.executable, "t_request": start,
             })
-            deadline = start + spec.timeout
-            while True:
-                watch.sample()
-                if "exit" in child.msgs:
-                    exited, ended = True, time.monotonic()
-                    break
-                if child.server_lost and (leader is None or not _alive(leader)):
-                    lost, ended = True, time.monotonic()
-                    break
-                if limit_bytes is not None and getattr(watch, "last_bytes", 0) > limit_bytes:
-                    over_memory = True
-                    break
-                now = time.monotonic()
-                if stop_event is not None and stop_event.is_set():
-                    break
-                if now >= deadline:
-                    timed_out = True
-                    break
-                child.pump(min(self._poll, deadline - now))
+            why = watch_until_done(watch, lambda: "exit" in child.msgs, start + spec.timeout, child.pump, self._poll,
+                                   limit_bytes=limit_bytes, stop_event=stop_event,
+                                   lost=lambda: child.server_lost and (leader is None or not _alive(leader)))
+            exited, lost, timed_out, over_memory = why == "exit", why == "lost", why == "timeout", why == "memory"
+            if exited or lost:
+                ended = time.monotonic()
         finally:
             procs = watch.procs | set(_processes_with_token(token)) | ({leader} if leader else set())
             _terminate(pid, procs, self._grace)
@@ -484,10 +473,7 @@ class WarmExecutor:
         if lost:
             notes.append(f"\n[autoresearch: {why} during the run; the run's exit status is unknown]\n")
         if over_memory:
-            from autoresearch.crash import MEMORY_LIMIT_MARKER  # arrives with the memory limit
-
-            notes.append(f"\n{MEMORY_LIMIT_MARKER}: {watch.last_bytes / 2**20:.0f} MB over the limit of "
-                         f"{memory_limit_mb:g} MB; the run was killed]\n")
+            notes.append(memory_note(watch.last_bytes, memory_limit_mb))
         for note in notes:
             append_quietly(spec.log_path, note.encode())
             tail += note
