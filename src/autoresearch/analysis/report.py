@@ -11,6 +11,7 @@ import base64
 import importlib
 import json
 import math
+import statistics
 import tempfile
 import time
 from functools import lru_cache
@@ -22,6 +23,7 @@ import jinja2
 from autoresearch.analysis.plot import plot_curves, plot_progress, primary_value
 from autoresearch.analysis.references import load_references
 from autoresearch.atomic import write_text
+from autoresearch.gpu import time_split, training_share
 from autoresearch.records import Experiment, Status
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -123,6 +125,10 @@ def _summary(records: list[Experiment], primary: str, maximize: bool) -> dict:
         "hours": (max(ends) - min(starts)) / 3600 if starts and ends else None,
         "train_hours": sum(r.wall_seconds for r in records) / 3600,
         "cost_usd": sum(r.cost_usd for r in records), "tokens": sum(r.tokens for r in records),
+        # Where the runs' wall time went: the share training, and what warm starts saved of the rest.
+        "training_share": training_share(records), "warm_runs": sum(1 for r in records if r.warm),
+        "startup_median": statistics.median(startups) if (startups := [r.startup_seconds for r in records
+                                                                       if r.startup_seconds is not None]) else None,
     }
 
 
@@ -146,6 +152,8 @@ def _experiment(r: Experiment, store, primary: str, maximize: bool, best_before:
         "metrics": {k: v for k, v in r.metrics.items() if not isinstance(v, (dict, list))},
         "memory_gb": r.memory_gb, "wall_seconds": r.wall_seconds, "cost_usd": r.cost_usd, "tokens": r.tokens,
         "agent": r.agent, "worker": r.worker, "node": r.node, "changed_files": ", ".join(r.changed_files),
+        "split": time_split(r.wall_seconds, r.startup_seconds, r.metrics), "warm": r.warm,
+        "gpu_util": r.gpu_util, "gpu_peak_mb": r.gpu_peak_mb,
         "diff": _diff_lines(run_dir / "diff.patch"),
         "log_tail": _tail(run_dir / "log.txt") if r.status is Status.CRASH else "",
         "meta": _meta(run_dir / "meta.json"),
