@@ -5,6 +5,7 @@ import sys
 import types
 
 import matplotlib.image as mpimg
+import numpy as np
 import pytest
 
 from autoresearch.analysis.observer import backfill
@@ -108,6 +109,19 @@ def test_report_renders_in_chromium_with_plot_and_tables(night, tmp_path):
     image = mpimg.imread(shot)
     assert image.shape[:2] == (2000, 1280)
     assert shot.stat().st_size > 50_000 and image[..., :3].std() > 0.05  # a page, not a blank screen
+    pixels = (image[..., :3] * 255).round().astype(int)
+    # The plot is drawn: its running best is a long horizontal dark-green line (0.8 alpha on
+    # white), which no text or card on the page makes.
+    step_line = np.abs(pixels - (60, 137, 88)).sum(axis=-1) < 60
+    assert max(_longest_run(row) for row in step_line) > 200
+    # The frontier table is drawn: its header row is a band of the header grey across the page.
+    header = np.abs(pixels - (246, 248, 250)).sum(axis=-1) <= 3
+    assert any(header[y, 120:1150].all() for y in range(header.shape[0]))
     dom = rendered.stdout
     assert re.search(r'<img[^>]+id="progress-plot"[^>]+src="data:image/png', dom)
     assert '<table id="frontier-table">' in dom and dom.count("<tr>") >= 8
+
+
+def _longest_run(mask) -> int:
+    edges = np.diff(np.concatenate(([0], mask.astype(int), [0])))
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max(initial=0))
