@@ -78,6 +78,9 @@ def test_karpathy_repository_run_status_and_json(tmp_path):
     assert [row.split("\t")[3] for row in rows[1:]] == ["keep", "keep", "discard", "keep"]
     assert rows[1].split("\t")[2] == "44.0"
     assert git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "autoresearch/mar5"
+    summary = json.loads((repo / "analysis_summary.json").read_text())  # refreshed after every iteration
+    assert [f["iteration"] for f in summary["frontier"]] == [0, 1, 3] and summary["counts"]["experiments"] == 4
+    assert (repo / "progress.png").is_file() and (repo / "report.html").is_file()  # left where the run is
 
     s = cli("status", str(repo), "--tag", "mar5", "--json")
     totals = json.loads(s.stdout)
