@@ -83,6 +83,9 @@ class MetricsSection(_Section):
     noise_runs: int = Field(default=1, ge=1)
     # Confirm a candidate keep with a second run under another seed (AUTORESEARCH_SEED) first.
     confirm: bool = False
+    # Share of the most common class in the eval set: an accuracy equal to it is flagged as a
+    # model that may predict one class (a run's footer may also print `majority_rate: ...`).
+    majority_rate: float | None = Field(default=None, ge=0, le=1)
 
     @field_validator("tie_break", mode="before")
     @classmethod

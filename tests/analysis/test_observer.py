@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from typer.testing import CliRunner
 
-from autoresearch.analysis.observer import backfill, capture_curve, refresh
+from autoresearch.analysis.observer import analyze_record, backfill, capture_curve, refresh
 from autoresearch.config import load_task
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Experiment, Proposal, Status
@@ -62,6 +62,24 @@ def test_refresh_analyses_the_run_and_rewrites_the_summary(tmp_path):
     summary = json.loads((task_dir / "analysis_summary.json").read_text())
     assert summary["meta"]["best"]["flags"] == ["still_improving"]
     assert any(h["kind"] == "meta" for h in summary["hints"])
+
+
+def test_majority_rate_from_the_config_flags_a_constant_predictor(tmp_path):
+    task_dir = tmp_path / "task"
+    task_dir.mkdir()
+    (task_dir / "train.py").write_text("X = 1\n")
+    (task_dir / "autoresearch.toml").write_text(
+        '[task]\nrun = "python train.py"\neditable = ["train.py"]\ntime_budget = 5\n'
+        '[metrics]\nprimary = "val_acc"\ndirection = "maximize"\nmajority_rate = 0.3484\n')
+    task = load_task(task_dir)
+    store = RunStore(task.dir, "t")
+    store.create()
+    record = Experiment(0, "c0", "c0", Status.KEEP, "baseline", metrics={"val_acc": 34.84})
+    store.ledger.records  # load first: appending to an unread ledger would count the record twice
+    store.ledger.append(record)
+    (store.run_dir(0) / "metrics.json").write_text(json.dumps({"val_acc": 34.84}))  # in percent: still caught
+    meta = analyze_record(task, store, record)
+    assert "degenerate" in meta["flags"] and "majority-class rate 0.3484" in meta["warnings"][0]
 
 
 class SetX:
