@@ -447,7 +447,8 @@ def scenario(tmp_path, name, executor=None, workers=0, config=CONFIG):
     task = load_task(task_dir)
     if workers:
         records = run_workers(task, "s", lambda i: ListAgent(todo, agent_lock), parse_slots(None, workers),
-                              Limits(iterations=5), say=lambda s: None, make_executor=lambda i: executor)
+                              Limits(iterations=5), say=lambda s: None,
+                              **({"make_executor": lambda i: executor} if executor else {}))
     else:
         records = Loop(task, "s", ListAgent(todo, agent_lock), executor=executor, say=lambda s: None).run(
             Limits(iterations=5))
@@ -464,7 +465,7 @@ def test_same_results_as_the_local_executor_in_a_loop_and_with_two_workers(clust
     assert {r.reason.split(":")[0] for r in records if r.status.value == "crash"} == {"exit_code", "timeout", "guard"}
     assert {r.node for r in records if r.exit_code is not None} <= {f"{os.uname().nodename}:{short(n)}" for n in
                                                                      [cluster.head_node, *cluster.worker_nodes]}
-    # two workers, each with the executor the config asks for (as `autoresearch run --workers 2` makes them)
+    # two workers sharing the executor the config asks for (as `autoresearch run --workers 2` makes it)
     ray_config = CONFIG + '\n[executor]\nkind = "ray"\nnum_gpus = 0\nnum_cpus = 0\nresources = {slot = 1}\n'
     pooled, records = scenario(tmp_path, "workers", workers=2, config=ray_config)
     assert rows(pooled) == expected

@@ -77,3 +77,33 @@ def test_cpu_workers_resume(make_task):
     rows = (task_dir / "results.tsv").read_text().splitlines()
     assert len(rows) == 1 + 6
     assert git(task_dir, "status", "--porcelain", "--untracked-files=no").strip() == ""
+
+
+def test_a_ray_pool_joins_the_cluster_once_from_this_thread(make_task, monkeypatch):
+    from autoresearch import workers
+    from autoresearch.executor import LocalExecutor
+
+    class Recording(LocalExecutor):
+        """Stands in for the RayExecutor the config asks for: where connect and close happen."""
+
+        made, events = 0, []
+
+        def __init__(self):
+            Recording.made += 1
+
+        def connect(self):
+            self.events.append(("connect", threading.current_thread().name))
+
+        def close(self):
+            self.events.append(("close", threading.current_thread().name))
+
+    monkeypatch.setattr(workers, "default_executor", lambda task, say: Recording())
+    task_dir = make_task(train=TRAIN)
+    task = load_task(task_dir).with_executor("ray")
+    values, lock = [2.0, 3.0, 4.0], threading.Lock()
+    run_workers(task, "r", lambda i: ValueAgent(values, lock), parse_slots(None, 2), Limits(iterations=3),
+                say=lambda s: None)
+    main = threading.current_thread().name
+    assert Recording.made == 1  # the pool's loops share it: Ray stays connected between baseline and workers
+    assert Recording.events[0] == ("connect", main) and Recording.events[-1] == ("close", main)
+    assert [e for e, _ in Recording.events].count("close") == 1

@@ -19,7 +19,7 @@ from autoresearch.agents.base import Agent
 from autoresearch.config import Task
 from autoresearch.errors import AutoresearchError
 from autoresearch.executor import Executor
-from autoresearch.loop import Limits, Loop, Shared, Worker
+from autoresearch.loop import Limits, Loop, Shared, Worker, default_executor
 from autoresearch.records import Experiment
 from autoresearch.store import RunStore
 
@@ -50,10 +50,28 @@ def _worktree(main: Loop, index: int, commit: str) -> Path:
 
 def run_workers(task: Task, tag: str, make_agent: Callable[[int], Agent], slots: Sequence[dict], limits: Limits,
                 *, say: Callable[[str], None] = print, stop_event: threading.Event | None = None,
-                make_executor: Callable[[int], Executor | None] = lambda i: None,
+                make_executor: Callable[[int], Executor | None] | None = None,
                 observers=None) -> list[Experiment]:
-    """Run `limits.iterations` agent iterations in total, spread over one worker per slot."""
-    stop_event = stop_event or threading.Event()
+    """Run `limits.iterations` agent iterations in total, spread over one worker per slot.
+
+    `make_executor(i)`: worker i's executor; by default each loop makes the one its config asks
+    for, except Ray: one executor for the whole pool, so that the cluster is joined once, from
+    this thread, and not left after the baseline to be joined again by every worker thread.
+    """
+    pool = None
+    if make_executor is None:
+        if task.config.executor.kind == "ray":
+            pool = default_executor(task, say)
+        make_executor = lambda i: pool  # noqa: E731
+    try:
+        return _run_pool(task, tag, make_agent, slots, limits, say, stop_event or threading.Event(),
+                         make_executor, observers)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _run_pool(task, tag, make_agent, slots, limits, say, stop_event, make_executor, observers) -> list[Experiment]:
     probe = RunStore(task.dir, tag)
     shared = Shared(probe.results_table(task.columns, worker_column=True), probe.ledger)
     main = Loop(task, tag, make_agent(0), say=say, stop_event=stop_event, shared=shared,
