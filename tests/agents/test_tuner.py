@@ -291,3 +291,15 @@ def test_policy_beats_plain_tpe_on_a_synthetic_objective():
 def test_from_task_takes_the_seed():
     agent = TunerAgent.from_task(object(), seed=3)
     assert agent.name == "tuner" and agent.seed == 3
+
+
+def test_a_run_whose_node_died_is_no_wall(task):
+    task_dir, commit = task
+    base = Experiment(0, commit, "", Status.KEEP, "baseline", metrics={"val_acc": 0.5})
+    lost = Experiment(1, "c1", commit, Status.CRASH, "LR", reason="node_lost: the node running it died (retried once)",
+                      agent_data={"params": {**params_of(task_dir / "train.py"), "LR": 3e-3}, "changed": ["LR"]})
+    crashed = Experiment(2, "c2", commit, Status.CRASH, "LR", reason="exit_code: 1",
+                         agent_data={"params": {**params_of(task_dir / "train.py"), "LR": 1e-2}, "changed": ["LR"]})
+    agent = TunerAgent()
+    history = agent._observations(context(task_dir, [base, lost, crashed], base), agent._constants(task_dir, ["train.py"]))
+    assert [h.params["LR"] for h in history] == [1e-3, 1e-2]  # the lost run may be run again; the crash is a wall

@@ -173,3 +173,13 @@ def test_index_skips_a_bad_line_in_the_middle(tmp_path):
     other = tmp_path / "other.jsonl"
     other.write_text("\n".join([line(0), f"{line(1)}, {line(2)}", line(3)]) + "\n")
     assert set(axes.load_index(other)) == {0, 3}  # read as one array, the pair would sneak in
+
+
+def test_untrained_records_say_nothing_about_their_change():
+    def crash(reason):
+        return Experiment(1, "c", "p", Status.CRASH, "LR up", reason=reason)
+
+    assert axes.untrained(crash("node_lost: the node running it died (retried once)"))  # Ray: the machine's fault
+    assert axes.untrained(crash("guard: changed non-editable file(s) prepare.py; reverted"))
+    assert not axes.untrained(crash("exit_code: 1"))
+    assert axes.untrained(Experiment(2, "c", "p", Status.DISCARD, "LR up", reason="duplicate of iteration 1; not run again"))

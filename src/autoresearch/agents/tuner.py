@@ -43,7 +43,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 RECENCY_DECAY = 0.6  # weight of an axis's move per later move on the same axis
 RETRY_AFTER_KEEPS = 2  # a choice that lost is tried again only once the best has moved this often
-UNTRAINED_CRASHES = {CrashReason.AGENT.value, CrashReason.GUARD.value}
+# Crashes that say nothing about the configuration: nothing trained, or its node died (Ray).
+UNTRAINED_CRASHES = {CrashReason.AGENT.value, CrashReason.GUARD.value, CrashReason.NODE_LOST.value}
 NO_SPACE_HINT = "annotate e.g. `LR = 3e-3  # search: log(1e-4, 1e-1)`"
 
 
@@ -503,7 +504,7 @@ class TunerAgent:
         rows = []
         for exp in context.history:
             if exp.status == Status.CRASH and _reason_word(exp.reason) in UNTRAINED_CRASHES:
-                continue  # nothing was trained: says nothing about the configuration
+                continue  # no wall, no failure for TPE: the configuration may be run again
             params = exp.agent_data.get("params") if isinstance(exp.agent_data, dict) else None
             if not isinstance(params, dict):
                 params = self._params_at_commit(context.task_dir, exp.commit, located)

@@ -265,9 +265,10 @@ def labels_of(entry: dict) -> list[str]:
 
 
 def untrained(record: Experiment) -> bool:
-    """Nothing was trained: an agent or guard failure, or a duplicate that was not run again."""
+    """Nothing learnt about the change: an agent or guard failure, a run whose node died (Ray),
+    or a duplicate that was not run again."""
     if record.status is Status.CRASH:
-        return record.reason.startswith(("agent", "guard"))
+        return record.reason.startswith(("agent", "guard", "node_lost"))
     return record.reason.startswith("duplicate of iteration")
 
 
