@@ -1,11 +1,12 @@
 """The agent's prompt: pinned by golden files, bounded by its size budget."""
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
-
 from autoresearch.config import Task, TaskConfig
-from autoresearch.prompt import Extras, render_prompt
+from autoresearch.prompt import Extras, render_prompt, run_interpreter
 from autoresearch.records import Experiment, Status
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -98,3 +99,45 @@ def test_interpreter_and_command_are_told():
     h = history(0)
     text = render_prompt(task(), "t", 1, h, h[0], interpreter="/opt/venv/bin/python")
     assert "`python train.py`" in text and "/opt/venv/bin/python" in text
+
+
+def test_the_interpreter_told_is_the_one_the_command_runs(tmp_path):
+    ours = shutil.which("python", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    assert run_interpreter("python train.py", tmp_path) == ours
+    assert run_interpreter("CUDA_VISIBLE_DEVICES=0 env A=1 python -u train.py", tmp_path) == ours
+    assert run_interpreter(".venv/bin/python train.py", tmp_path) == str(tmp_path / ".venv/bin/python")
+    assert run_interpreter("/opt/env/bin/python3 train.py", tmp_path) == "/opt/env/bin/python3"
+    assert run_interpreter("bash run.sh", tmp_path) == ours  # what `python` means inside the script
+
+
+def test_the_loop_tells_the_agent_the_interpreter_that_then_runs_the_training(make_task):
+    # A task with its own virtual environment: the prompt must name it, not autoresearch's.
+    from autoresearch.config import load_task
+    from autoresearch.loop import Limits, Loop
+    from test_loop import ScriptedAgent, set_x
+
+    train = ('X = 1.0  # search: float(0.0, 10.0)\nimport sys\nprint("interpreter:", sys.executable)\n'
+             'print("---")\nprint(f"score: {X:.6f}")\n')
+    for tag, command in (("path", "python train.py"), ("own", "env/bin/python train.py")):
+        task = make_task(train=train, subdir=tag, config=CONFIG.replace("RUN", command))
+        (task / "env/bin").mkdir(parents=True)
+        (task / "env/bin/python").symlink_to(sys.executable)  # a venv's python is a link like this
+        agent = ScriptedAgent(set_x(2.0))
+        loop = Loop(load_task(task), tag, agent, say=lambda s: None)
+        loop.run(Limits(iterations=1))
+        ran = (loop.store.run_dir(1) / "log.txt").read_text().split("interpreter: ", 1)[1].split("\n")[0]
+        assert f"with `python` = `{ran}`" in agent.contexts[0].prompt, (command, ran)
+        assert command != "env/bin/python train.py" or ran == str(task / "env/bin/python")
+
+
+CONFIG = '''\
+[task]
+run = "RUN"
+editable = ["train.py"]
+time_budget = 5
+timeout = 20
+
+[metrics]
+primary = "score"
+direction = "maximize"
+'''

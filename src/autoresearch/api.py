@@ -72,6 +72,7 @@ class RunStatus:
                     "description": r.description}
 
         count = lambda s: sum(1 for r in self.records if r.status is s)  # noqa: E731
+        memo_usd, memo_tokens = outer.memo_spend(self.store)  # the strategy memo's LLM calls
         return {
             "tag": self.store.tag, "branch": self.store.branch, "primary": primary,
             "direction": self.task.metrics.direction, "iterations": len(self.records),
@@ -82,8 +83,9 @@ class RunStatus:
             "nodes": {n: sum(1 for r in self.records if r.node == n) for n in sorted({r.node for r in self.records if r.node})},
             "training_share": training_share(self.records),
             "warm_runs": sum(1 for r in self.records if r.warm),
-            "cost_usd": round(sum(r.cost_usd for r in self.records), 6),
-            "tokens": sum(r.tokens for r in self.records),
+            "cost_usd": round(sum(r.cost_usd for r in self.records) + memo_usd, 6),
+            "tokens": sum(r.tokens for r in self.records) + memo_tokens,
+            "memo_cost_usd": memo_usd, "memo_tokens": memo_tokens,  # included in the two above
         }
 
 

@@ -138,7 +138,8 @@ def _print_status(s, last: int) -> None:
         warm = f", {t['warm_runs']} warm starts" if t["warm_runs"] else ""
         console.print(f"wall time spent training: {t['training_share']:.1%}{warm}")
     if t["cost_usd"] or t["tokens"]:
-        console.print(f"agent cost: ${t['cost_usd']:.4f}, {t['tokens']:,} tokens")
+        memo = f" (strategy memo: ${t['memo_cost_usd']:.4f}, {t['memo_tokens']:,} tokens)" if t["memo_tokens"] else ""
+        console.print(f"agent cost: ${t['cost_usd']:.4f}, {t['tokens']:,} tokens{memo}")
     if best:
         gain = f"  ({best['value'] - base['value']:+.6f} vs baseline {base['value']:.6f})" if base else ""
         console.print(f"best {t['primary']} = {best['value']:.6f} at {best['commit'][:7]} (iteration {best['iteration']}): {escape(best['description'])}{gain}")

@@ -255,7 +255,7 @@ class Loop:
                 if limits.max_seconds is not None and time.monotonic() - started >= limits.max_seconds:
                     self.say("time limit reached; stopping")
                     break
-                spent = sum(r.cost_usd for r in self.store.ledger.records)
+                spent = sum(r.cost_usd for r in self.store.ledger.records) + outer.memo_spend(self.store)[0]
                 if limits.max_cost_usd is not None and spent >= limits.max_cost_usd:
                     self.say(f"cost limit reached: ${spent:.2f} of ${limits.max_cost_usd:.2f}; stopping")
                     break

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Callable, Sequence
 
-from autoresearch.atomic import write_text
+from autoresearch.agents.base import Memo
+from autoresearch.atomic import append_line, write_text
 from autoresearch.context import RECENT, view_history
 from autoresearch.memo import plateau_length, rules_memo, should_refresh
 from autoresearch.prompt import Extras, render
@@ -81,13 +83,47 @@ def refresh_memo_if_due(task, store, agent, say: Callable[[str], None]) -> bool:
         program = (task.dir / "program.md").read_text() if (task.dir / "program.md").is_file() else ""
         request = render("memo.md.j2", editable=task.editable, direction=direction, primary=primary,
                          program=program[:6000], memo=old, rules=rules, recent=view.recent)
+        error = ""
         try:
             written = writer(request)
-            memo = written.strip() + "\n" if written and written.strip() else rules
+            written = written if isinstance(written, Memo) else Memo(str(written or ""))
         except Exception as exc:  # fall back to the rules: the loop goes on
+            error = str(exc)
+            written = Memo("", getattr(exc, "cost_usd", 0.0), getattr(exc, "tokens", 0))
             say(f"warning: the agent could not write the strategy memo ({exc}); using the rules-based one")
+        if written.text.strip():
+            memo = written.text.strip() + "\n"
+        record_memo_call(store, history[-1].iteration, getattr(agent, "name", "agent"), written, error)
     write_text(memo_path(store), memo)
     return True
+
+
+def memo_calls_path(store):
+    return store.root / "memo_calls.jsonl"
+
+
+def record_memo_call(store, after: int, agent: str, memo: Memo, error: str = "") -> None:
+    """One line per LLM memo call: the memo is no iteration, so its cost has no ledger row."""
+    entry = {"after_iteration": after, "agent": agent, "cost_usd": round(float(memo.cost_usd or 0.0), 6),
+             "tokens": int(memo.tokens or 0), "ok": not error, "at": round(time.time(), 3)}
+    if error:
+        entry["error"] = error[:500]
+    append_line(memo_calls_path(store), json.dumps(entry, sort_keys=True))
+
+
+def memo_spend(store) -> tuple[float, int]:
+    """(dollars, tokens) the strategy memo calls of a run have cost so far."""
+    path = memo_calls_path(store)
+    if not path.is_file():
+        return 0.0, 0
+    cost, tokens = 0.0, 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+            cost, tokens = cost + float(entry.get("cost_usd") or 0.0), tokens + int(entry.get("tokens") or 0)
+        except (ValueError, TypeError, AttributeError):
+            continue  # a line torn by a kill mid-append: that call's cost is lost, not the run
+    return round(cost, 6), tokens
 
 
 def evolve_program(task, store) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
+import shutil
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +27,33 @@ def _env() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True, autoescape=False, trim_blocks=False,
     )
+
+
+_PYTHON_NAME = re.compile(r"python(\d+(\.\d+)?)?")
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
+
+
+def run_interpreter(command: str, task_dir: Path) -> str:
+    """The Python that `command` runs under, as the loop runs it, to tell the agent (seed 001,
+    run 4: an agent that debugs the wrong virtual environment).
+
+    The runs' PATH starts with the directory of the interpreter autoresearch runs under, so
+    `python train.py` is that interpreter; a command that names its own (`.venv/bin/python
+    train.py`) gets that one; for anything else (`bash run.sh`), what `python` means on that PATH.
+    """
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = []
+    while words and (words[0] == "env" or _ASSIGNMENT.fullmatch(words[0])):
+        words.pop(0)  # `CUDA_VISIBLE_DEVICES=0 python train.py`, `env X=1 python ...`
+    first = words[0] if words else ""
+    if "/" in first:
+        return os.path.normpath(os.path.join(task_dir, first))
+    if _PYTHON_NAME.fullmatch(first):
+        return shutil.which(first, path=path) or first
+    return shutil.which("python", path=path) or sys.executable
 
 
 def render(template: str, **data) -> str:
@@ -51,7 +82,7 @@ def render_prompt(task, tag: str, iteration: int, history: Sequence[Experiment],
     data = dict(
         program=program.rstrip(), iteration=iteration, branch=f"autoresearch/{tag}",
         editable=task.editable, readonly=task.readonly, run_command=task.run, task_dir=str(task.dir),
-        interpreter=interpreter or sys.executable, time_budget=f"{task.time_budget:g}", timeout=f"{task.timeout:g}",
+        interpreter=interpreter or run_interpreter(task.run, task.dir), time_budget=f"{task.time_budget:g}", timeout=f"{task.timeout:g}",
         direction=task.metrics.direction, primary=primary, best_value=fmt(best.metrics.get(primary)),
         best_commit=best.commit[:7], best_iteration=best.iteration,
         recent=view.recent, older=view.older, older_omitted=0, stats=view.stats,

@@ -4,6 +4,7 @@
     pending.json       the iteration in flight; present only between its start and its record
     runs/0007/         log.txt, diff.patch, metrics.json, explanation.md, prompt.md
     results.tsv        this tag's copy of the table (the task directory holds the latest run's)
+    strategy.md        the strategy memo (outer.py); memo_calls.jsonl: what its LLM calls cost
 """
 
 from __future__ import annotations

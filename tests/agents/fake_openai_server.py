@@ -18,7 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable
 
 ERRORS = {
     401: ("Incorrect API key provided: sk-wr***ng. You can find your API key at https://platform.openai.com/account/api-keys.",
@@ -63,8 +63,10 @@ class Request:
 
 
 class FakeOpenAI:
-    def __init__(self, replies: list[Reply | str] = (), *, model: str = "fake-model", api_key: str | None = None):
+    def __init__(self, replies: list[Reply | str] = (), *, model: str = "fake-model", api_key: str | None = None,
+                 responder: Callable[[Request], Reply | str] | None = None):
         self.replies = [r if isinstance(r, Reply) else Reply(r) for r in replies]
+        self.responder = responder  # when set, it answers every chat request instead of `replies`
         self.model = model
         self.api_key = api_key  # when set, a request without `Authorization: Bearer <key>` gets 401
         self.requests: list[Request] = []
@@ -91,7 +93,10 @@ class FakeOpenAI:
         self._server.shutdown()
         self._server.server_close()
 
-    def _next(self) -> Reply:
+    def _next(self, request: Request) -> Reply:
+        if self.responder is not None:
+            reply = self.responder(request)
+            return reply if isinstance(reply, Reply) else Reply(reply)
         with self._lock:
             if not self.replies:
                 return Reply(status=500, content="the test scripted no more replies")
@@ -162,7 +167,7 @@ class FakeOpenAI:
                                                       "type": "invalid_request_error", "param": None, "code": None}})
                 if not self._authorized(request):
                     return self._error(401, "")
-                reply = fake._next()
+                reply = fake._next(request)
                 if reply.delay and fake._closing.wait(reply.delay):
                     return
                 model = (request.body or {}).get("model", "")

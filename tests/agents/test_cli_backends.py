@@ -5,6 +5,7 @@ Each fake parses the real program's arguments and prints its real JSON shapes an
 get rate limited, hang, ask a question, print a truncated answer.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -17,10 +18,12 @@ import pytest
 from autoresearch.agents import create_agent
 from autoresearch.api import status_of
 from autoresearch.config import load_task
+from autoresearch.errors import AutoresearchError
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
 from conftest import git
+from test_contract import context as contract_context
 from fakes.harness import KEY_OF, SECRETS, fake_cli, files_holding  # noqa: F401 (fixture)
 
 BACKENDS = ("claude", "codex", "gemini", "aider")
@@ -197,8 +200,10 @@ def test_aider_edit_blocks_that_do_not_match(make_task, fake_cli):
 
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_no_secret_in_any_written_file_and_keys_only_to_their_agent(make_task, fake_cli, kind):
-    fake_cli.scenario("truncated,not_logged_in,success")  # error text built from stderr, where the key leaked
-    task_dir, _, _ = run(make_task, kind, iterations=3)
+    # Error text built from stderr, where the key leaked; a strategy memo after every iteration.
+    fake_cli.scenario("truncated,not_logged_in,not_logged_in,not_logged_in,success")
+    task_dir, loop, _ = run(make_task, kind, iterations=3, extra="memo_every = 1\n")
+    assert (loop.store.root / "strategy.md").exists() and (loop.store.root / "runs/0001/prompt.md").exists()
     assert files_holding(task_dir, SECRETS.values()) == []
     seen = set(fake_cli.calls()[0]["secrets_seen"])
     assert KEY_OF[kind] in seen
@@ -217,12 +222,38 @@ def test_backend_tables_keep_options_apart(make_task, fake_cli):
     assert codex.model == "gpt-5-mini" and claude.model == "sonnet"
 
 
-def test_unsupported_version_is_refused_at_start(make_task, fake_cli):
-    old = fake_cli.bin / "claude"
-    old.write_text(f"#!{sys.executable}\nprint('Usage: claude [options]\\n  -p, --print')\n")
-    task = load_task(make_task(config=config("claude")))
-    with pytest.raises(Exception, match="does not accept --output-format"):
-        create_agent("claude", task).check()
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_unsupported_version_is_refused_at_start(make_task, fake_cli, kind):
+    # An older CLI whose help lists none of the flags we pass but the first: the loop refuses
+    # before a branch, a store or a baseline run exists.
+    agent = create_agent(kind, load_task(make_task(config=config(kind))))
+    first, missing = agent.required_flags[0], agent.required_flags[1]
+    (fake_cli.bin / kind).write_text(f"#!{sys.executable}\nprint('Usage: {kind} [options]\\n  {first}  something')\n")
+    task = load_task(agent.task.dir)
+    with pytest.raises(AutoresearchError, match=f"does not accept {missing}.*upgrade it with"):
+        Loop(task, "t", create_agent(kind, task), say=lambda s: None).run(Limits(iterations=1))
+    assert not (task.dir / ".autoresearch").exists()
+    assert git(task.dir, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+    assert fake_cli.calls() == []  # only --help ran
+
+
+def test_retries_back_off_exponentially(make_task, fake_cli, tmp_path):
+    fake_cli.scenario("overloaded")
+    task = load_task(make_task(config=config("claude").replace("backoff = 0.01", "backoff = 0.3")))
+    proposal = create_agent("claude", task).propose(contract_context(task, tmp_path / "run"))
+    assert not proposal.ok and "gave up after 3 attempts" in proposal.error
+    at = [c["at"] for c in fake_cli.calls()]
+    assert len(at) == 3
+    assert at[1] - at[0] >= 0.3 and at[2] - at[1] >= 0.6  # backoff, then twice the backoff
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_no_explanation_block_falls_back_to_the_final_message(make_task, fake_cli, kind):
+    fake_cli.scenario("unmarked")
+    _, _, record = run(make_task, kind)
+    assert record.status is Status.KEEP, record.reason
+    assert record.description == "Raised X to 2.0: the score is X itself."
+    assert "nothing else changed" in record.explanation and "<<<<<<<" not in record.explanation
 
 
 def test_run_without_the_binary_fails_fast_with_the_fix(make_task, tmp_path):
@@ -268,3 +299,40 @@ def test_strategy_memo_is_written_by_the_cli_read_only(make_task, fake_cli, kind
     assert git(task_dir, "status", "--porcelain").strip() == ""  # the memo call edited nothing
     read_only = {"claude": "--disallowedTools", "codex": "read-only", "gemini": "default", "aider": "--dry-run"}
     assert read_only[kind] in memo_call["argv"]
+    # The memo call is no iteration: its cost is recorded beside the ledger and counted in the totals.
+    assert record.cost_usd == pytest.approx(COST[kind]) and record.tokens == TOKENS[kind]
+    totals = status_of(task_dir, "t").totals()
+    assert totals["memo_cost_usd"] == pytest.approx(COST[kind]) and totals["memo_tokens"] == TOKENS[kind]
+    assert totals["cost_usd"] == pytest.approx(2 * COST[kind]) and totals["tokens"] == 2 * TOKENS[kind]
+
+
+def test_user_runs_claude_with_a_cost_limit_then_status_json(make_task, fake_cli, tmp_path):
+    """As a user types it: `autoresearch run --agent claude --max-cost-usd`, then `status --json`.
+
+    Each claude call costs $0.0123, the memo after every iteration as much: the memo's cost
+    must count, or a third iteration would start ($0.0369 < $0.04 without the memos)."""
+    task_dir = make_task(config=config("claude", extra="memo_every = 1\n").replace('kind = "claude"', 'kind = "tuner"'))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "autoresearch", *args], capture_output=True, text=True,
+                              env=env, cwd=tmp_path)
+
+    program = (task_dir / "program.md").read_text()
+    done = cli("run", str(task_dir), "--tag", "x", "--agent", "claude", "--iterations", "5", "--max-cost-usd", "0.04",
+               "--evolve-program")
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "cost limit reached: $0.05 of $0.04; stopping" in done.stdout, done.stdout
+    assert "agent cost: $0.0492, 23,000 tokens (strategy memo: $0.0246, 11,500 tokens)" in done.stdout, done.stdout
+    assert len([c for c in fake_cli.calls() if "--disallowedTools" not in c["argv"]]) == 2  # edits; the rest memos
+    totals = json.loads(cli("status", str(task_dir), "--tag", "x", "--json").stdout)
+    assert totals["iterations"] == 3 and totals["keeps"] == 2  # baseline, then X = 2.0; the same edit again is no change
+    assert totals["best"]["value"] == 2.0 and totals["best"]["description"] == "Raise X to 2.0"
+    assert totals["cost_usd"] == pytest.approx(4 * 0.0123) and totals["tokens"] == 4 * TOKENS["claude"]
+    assert totals["memo_cost_usd"] == pytest.approx(2 * 0.0123)
+    assert not (task_dir / ".autoresearch/x/pending.json").exists()  # stopped between iterations, cleanly
+    assert git(task_dir, "status", "--porcelain").strip() == "?? program.proposed.md"  # for the user to review
+    # --evolve-program: a proposal beside program.md, which is left alone
+    assert (task_dir / "program.md").read_text() == program
+    proposed = (task_dir / "program.proposed.md").read_text()
+    assert proposed.startswith(program.rstrip()) and "Lessons from run x" in proposed and "Raise X to 2.0" in proposed

@@ -1,10 +1,12 @@
 """One contract every agent backend passes: what the loop relies on, whatever edits the code.
 
 Parametrized over the backends behind `Agent.propose(context) -> Proposal`: the built-in
-tuner, the shell `command` agent, and the coding CLIs (against their fakes). A new backend
-adds a `Backend` entry here and must pass as is.
+tuner, the shell `command` agent, the coding CLIs (against their fakes) and the `openai`
+agent (against a chat-completions server on 127.0.0.1). A new backend adds a `Backend` entry
+here and must pass as is. The scenario a test sets (FAKE_SCENARIO) drives each of them.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -21,6 +23,7 @@ from autoresearch.config import load_task
 from autoresearch.records import Experiment, Proposal, Status
 
 from conftest import git
+from fake_openai_server import FakeOpenAI, Reply
 from fakes.harness import fake_cli  # noqa: F401 (fixture)
 
 EDITOR = '''\
@@ -43,7 +46,23 @@ class Backend:
 
 
 BACKENDS = [Backend("tuner", starts_processes=False, can_fail=False), Backend("command"),
-            Backend("claude"), Backend("codex"), Backend("gemini"), Backend("aider")]
+            Backend("claude"), Backend("codex"), Backend("gemini"), Backend("aider"),
+            Backend("openai", starts_processes=False)]
+
+# The openai agent's model: SEARCH/REPLACE blocks as a chat-completions server returns them.
+EDIT_BLOCKS = ("train.py\n```python\n<<<<<<< SEARCH\nX = 1.0  # search: float(0.0, 10.0)\n=======\n"
+               "X = 2.0  # search: float(0.0, 10.0)\n>>>>>>> REPLACE\n```\n\n"
+               "<explanation>\nRaise X to 2.0\nThe score is X itself.\n</explanation>\n")
+
+
+def model_reply(request) -> Reply:
+    """The fake server's answer to the scenario the test set, like the fake CLIs'."""
+    play = os.environ.get("FAKE_SCENARIO", "success")
+    if play == "hang":
+        return Reply(EDIT_BLOCKS, delay=600)
+    if play == "not_logged_in":
+        return Reply(status=401)
+    return Reply(EDIT_BLOCKS)
 
 
 @pytest.fixture(params=BACKENDS, ids=lambda b: b.kind)
@@ -51,6 +70,8 @@ def setup(request, make_task, fake_cli, tmp_path):
     backend = request.param
     editor = tmp_path / "editor.py"
     editor.write_text(EDITOR)
+    server = FakeOpenAI(responder=model_reply).__enter__()
+    request.addfinalizer(lambda: server.__exit__(None, None, None))
     task_dir = make_task(config=textwrap.dedent(f'''\
         [task]
         run = "python train.py"
@@ -68,6 +89,9 @@ def setup(request, make_task, fake_cli, tmp_path):
         timeout = 30
         backoff = 0.01
         env = ["FAKE_STATE_DIR", "FAKE_SCENARIO"]
+        model = "fake-model"
+        base_url = "{server.url}"
+        max_retries = 0
     '''))
     task = load_task(task_dir)
     agent = create_agent(backend.kind, task)
@@ -121,7 +145,7 @@ def test_stops_when_asked(setup, tmp_path, monkeypatch):
     started = time.monotonic()
     proposal = agent.propose(context(task, tmp_path / "run", stop_event=stop))
     assert time.monotonic() - started < 10  # not the 30 s agent timeout, let alone the hang
-    if backend.starts_processes:
+    if backend.can_fail:
         assert not proposal.ok
 
 

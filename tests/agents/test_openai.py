@@ -181,8 +181,27 @@ def test_strategy_memo_is_written_by_the_model_and_billed(run):
     assert r.chats[1].messages[0]["content"].startswith("You keep the strategy memo")
     assert (r.loop.store.root / "strategy.md").read_text().startswith("## What works")
     first, second = r.records[1:]
-    assert first.tokens == 600 and second.tokens == 1200  # the memo between them is billed to the second
-    assert second.cost_usd == pytest.approx(2 * (500 * 2 + 100 * 8) / 1e6)
+    assert first.tokens == 600 and second.tokens == 600  # an iteration's row holds its own call only
+    # Each memo call is recorded beside the ledger, and the totals count it.
+    calls = [json.loads(line) for line in (r.loop.store.root / "memo_calls.jsonl").read_text().splitlines()]
+    assert [(c["after_iteration"], c["tokens"], c["ok"]) for c in calls] == [(1, 600, True), (2, 600, True)]
+    assert calls[0]["cost_usd"] == pytest.approx((500 * 2 + 100 * 8) / 1e6)
+    totals = status_of(r.task, "t1").totals()
+    assert totals["tokens"] == 4 * 600 and totals["memo_tokens"] == 2 * 600
+    assert totals["cost_usd"] == pytest.approx(4 * (500 * 2 + 100 * 8) / 1e6)
+
+
+def test_a_failed_memo_call_still_counts_and_the_rules_memo_is_used(run):
+    usage = {"prompt_tokens": 500, "completion_tokens": 100}
+    cut = Reply("## What works\n- raising", finish_reason="length", usage=usage)  # cut off, every time
+    r = run([Reply(GOOD, usage=usage), cut, cut, cut], extra_config="memo_every = 1\n")
+    assert r.last.status is Status.KEEP
+    assert "could not write the strategy memo" in " ".join(r.said)
+    assert (r.loop.store.root / "strategy.md").read_text().startswith("## What works\n- Raise: kept 1 of 1")  # the rules
+    totals = status_of(r.task, "t1").totals()
+    assert totals["memo_tokens"] == 3 * 600 and totals["tokens"] == 4 * 600
+    [call] = [json.loads(line) for line in (r.loop.store.root / "memo_calls.jsonl").read_text().splitlines()]
+    assert call["ok"] is False and "cut off by the length limit" in call["error"]
 
 
 # -- edits that go back to the model ---------------------------------------------------------

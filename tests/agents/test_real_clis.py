@@ -149,7 +149,8 @@ def test_claude_writes_the_strategy_memo_read_only(make_task, monkeypatch):
         ''')))
         memo = create_agent("claude", task).write_memo("Write the strategy memo for this run.")
         tools = {t["name"] for t in server.agent_requests()[0]["tools"]}
-    assert memo == "## What works\nRaising X."
+    assert memo.text == "## What works\nRaising X."
+    assert memo.cost_usd > 0 and memo.tokens >= 120  # Claude Code priced the call: the outer loop records it
     assert "Read" in tools and not tools & {"Edit", "Write", "Bash"}  # the memo call cannot edit
 
 

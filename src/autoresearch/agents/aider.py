@@ -33,6 +33,10 @@ FIXED_FLAGS = ("--yes-always", "--no-auto-commits", "--no-dirty-commits", "--no-
                "--no-restore-chat-history", "--map-tokens", "0")
 _LLM_ERROR = re.compile(r"litellm\.\w+(?:Error|Timeout)[^\n]*(?:\n(?!\n)[^\n]*)*")  # the error and its wrapped lines
 _NO_MATCH = re.compile(r"SEARCH/REPLACE blocks? failed to match|SearchReplaceNoExactMatch")
+# An edit block in aider's reply, with the file name line and the fence around it: not prose, so
+# not the description when the reply has no <explanation> block.
+_EDIT_BLOCK = re.compile(r"^(?:[\w./-]+[ \t]*\n)?(?:```[^\n]*\n)?[ \t]*<{5,9} ?SEARCH.*?^[ \t]*>{5,9} ?REPLACE[ \t]*$"
+                         r"(?:\n```[ \t]*$)?", re.MULTILINE | re.DOTALL)
 
 
 class AiderAgent(CliAgent):
@@ -99,4 +103,4 @@ def _assistant_text(chat: Path) -> str:
         return ""
     lines = [line for line in chat.read_text(encoding="utf-8", errors="replace").splitlines()
              if not line.startswith(("#### ", "> ", "# aider chat started"))]
-    return "\n".join(lines).strip()
+    return _EDIT_BLOCK.sub("", "\n".join(lines)).strip()

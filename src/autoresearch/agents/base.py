@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
+from autoresearch.errors import AutoresearchError
 from autoresearch.records import Experiment, Proposal
 
 
@@ -40,3 +41,26 @@ class Agent(Protocol):
     name: str
 
     def propose(self, context: Context) -> Proposal: ...
+
+
+@dataclass(frozen=True)
+class Memo:
+    """What an LLM agent's `write_memo(request)` returns: the strategy memo and what it cost.
+
+    The memo call is not an iteration, so its cost has no ledger row; the outer loop records
+    it beside the ledger (outer.record_memo_call), and status totals and --max-cost-usd count it.
+    A plain `str` from `write_memo` is a memo that cost nothing.
+    """
+
+    text: str
+    cost_usd: float = 0.0
+    tokens: int = 0
+
+
+class MemoFailed(AutoresearchError):
+    """`write_memo` got no usable memo; what the attempt spent still counts."""
+
+    def __init__(self, message: str, *, cost_usd: float = 0.0, tokens: int = 0):
+        super().__init__(message)
+        self.cost_usd = cost_usd
+        self.tokens = tokens

@@ -33,7 +33,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -41,11 +40,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from autoresearch.agents.base import Context
+from autoresearch.agents.base import Context, Memo, MemoFailed
 from autoresearch.agents.command import split_explanation
 from autoresearch.environment import agent_env
 from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.guard import content_hash
+from autoresearch.prompt import run_interpreter
 from autoresearch.records import Proposal, RunSpec
 from autoresearch.runner import run_process
 from autoresearch.secrets import redact, secret_values
@@ -141,7 +141,7 @@ def instructions(context: Context, run_command: str) -> str:
         f"- Edit only these files in {context.task_dir}: {editable}."
         + (f" Never modify {readonly}." if readonly else ""),
         f"- Do not run the training and do not commit or use git: the orchestrator commits your change and "
-        f"runs `{run_command}` itself, with `python` = {sys.executable}.",
+        f"runs `{run_command}` itself, with `python` = {run_interpreter(run_command, context.task_dir)}.",
         "- End your final message with the <explanation> block the prompt asks for: a one-line "
         "description, then 2-5 sentences on what you changed and why.",
     ])
@@ -275,11 +275,12 @@ class CliAgent:
         changed = content_hash(context.task_dir, context.editable) != before
         return self._proposal(outcomes, changed)
 
-    def write_memo(self, request: str) -> str:
+    def write_memo(self, request: str) -> Memo:
         """The strategy memo (outer.refresh_memo_if_due), written by the same CLI in a read-only mode.
 
         One call, no retry: on any failure the outer loop falls back to its rules-based memo.
-        Should the CLI edit a file anyway, the file is put back as it was.
+        Should the CLI edit a file anyway, the file is put back as it was. Its cost comes back
+        with the memo, or with the MemoFailed error: the outer loop records it either way.
         """
         binary = self._checked or self.resolve()
         files = [self.task.dir / f for f in (*self.task.editable, *self.task.readonly)]
@@ -293,8 +294,9 @@ class CliAgent:
             if not f.is_file() or f.read_bytes() != data:
                 f.write_bytes(data)
         if outcome.failure is not None or not outcome.text.strip():
-            raise AutoresearchError(f"{self.name}: {outcome.error or 'empty answer'}")
-        return outcome.text
+            raise MemoFailed(f"{self.name}: {outcome.error or 'empty answer'}", cost_usd=outcome.cost_usd,
+                             tokens=outcome.tokens)
+        return Memo(outcome.text, cost_usd=round(outcome.cost_usd, 6), tokens=outcome.tokens)
 
     def memo_argv(self, binary: str, scratch: Path, request_file: Path) -> tuple[list[str], Path | None]:
         """The command line for a read-only answer to `request_file` (the strategy memo)."""

@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from autoresearch.agents.base import Context
+from autoresearch.agents.base import Context, Memo, MemoFailed
 from autoresearch.agents.command import split_explanation
 from autoresearch.agents.edit_blocks import EditError, apply_blocks, parse_blocks
 from autoresearch.agents.openai_client import ChatClient, ChatError, ChatReply, ChatStopped
@@ -123,7 +123,6 @@ class OpenAIAgent:
         self.max_retries = max_retries
         self.retry_base_delay = retry_base_delay
         self.extra_body = dict(extra_body or {})
-        self._carried = _Usage()  # spent outside an iteration (the memo), billed to the next one
 
     @classmethod
     def from_task(cls, task, seed: int = 0) -> "OpenAIAgent":
@@ -181,7 +180,7 @@ class OpenAIAgent:
         deadline = time.monotonic() + self.timeout
         secrets = self._secrets()
         log = _Transcript(Path(context.prompt_file).parent / "agent.log" if context.prompt_file else None, secrets)
-        usage, self._carried = self._carried, _Usage()
+        usage = _Usage()
         client = self._client(on_event=lambda message: log.write("event", message))
         messages = [{"role": "system", "content": _system(context)},
                     {"role": "user", "content": _user(context)}]
@@ -217,18 +216,23 @@ class OpenAIAgent:
             error = f"the edit did not apply after {self.max_fix_rounds + 1} answers: {summary}"
         return self._result(usage, self.max_fix_rounds, error=error[:1000], secrets=secrets)
 
-    def write_memo(self, request: str) -> str:
+    def write_memo(self, request: str) -> Memo:
         """The outer loop's strategy memo (outer.refresh_memo_if_due), written by the same model.
 
-        Its tokens and cost are billed to the next iteration's record: the hook returns text only.
+        Its tokens and cost come back with it (or with MemoFailed): the outer loop records them.
         """
         secrets = self._secrets()
         messages = [{"role": "system", "content": MEMO_SYSTEM}, {"role": "user", "content": request}]
         deadline = time.monotonic() + min(self.timeout, self.request_timeout * (self.max_retries + 1))
+        usage = _Usage()
         try:
-            return self._ask(self._client(), messages, self._carried, deadline, None, _Transcript(None, secrets))
+            text = self._ask(self._client(), messages, usage, deadline, None, _Transcript(None, secrets))
         except ChatError as exc:
-            raise AutoresearchError(redact(str(exc), secrets)) from None
+            raise MemoFailed(redact(str(exc), secrets), cost_usd=self._cost(usage), tokens=usage.total) from None
+        return Memo(redact(text, secrets), cost_usd=self._cost(usage), tokens=usage.total)
+
+    def _cost(self, usage: "_Usage") -> float:
+        return round((usage.prompt * self.price_in + usage.completion * self.price_out) / 1e6, 6)
 
     def _ask(self, client: ChatClient, messages: list[dict], usage: "_Usage", deadline: float,
              stop_event: threading.Event | None, log: "_Transcript") -> str:
@@ -259,7 +263,7 @@ class OpenAIAgent:
 
     def _result(self, usage: "_Usage", fix_rounds: int, *, secrets, error: str = "", description: str = "",
                 explanation: str = "", changed=()) -> Proposal:
-        cost = (usage.prompt * self.price_in + usage.completion * self.price_out) / 1e6
+        cost = self._cost(usage)
         data = {"model": self.model, "requests": usage.requests, "retries": usage.retries,
                 "fix_rounds": fix_rounds, "continuations": usage.continuations,
                 "prompt_tokens": usage.prompt, "completion_tokens": usage.completion,
@@ -267,9 +271,9 @@ class OpenAIAgent:
         if changed:
             data["edited"] = list(changed)
         if error:
-            return Proposal("agent failed", "", ok=False, error=redact(error, secrets), cost_usd=round(cost, 6),
+            return Proposal("agent failed", "", ok=False, error=redact(error, secrets), cost_usd=cost,
                             tokens=usage.total, data=data)
-        return Proposal(redact(description, secrets), redact(explanation, secrets), cost_usd=round(cost, 6),
+        return Proposal(redact(description, secrets), redact(explanation, secrets), cost_usd=cost,
                         tokens=usage.total, data=data)
 
     def _key(self) -> str:

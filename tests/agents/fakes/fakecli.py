@@ -4,7 +4,8 @@ A fake is driven by environment variables the test sets:
 
     FAKE_SCENARIO   comma-separated, one per call: call n plays item n (the last one repeats),
                     e.g. "rate_limit,success". Scenarios: success, truncated_after_edit, not_logged_in,
-                    invalid_key, max_turns, rate_limit, overloaded, hang, question, truncated.
+                    invalid_key, max_turns, rate_limit, overloaded, hang, question, truncated,
+                    unmarked (a success whose final message has no <explanation> block).
     FAKE_STATE_DIR  where each call appends a line to calls.jsonl (argv, cwd, the secret-looking
                     variables it could see, the prompt it got), for the test to check.
     FAKE_VALUE      the value the edit gives `X` (default 2.0).
@@ -37,14 +38,20 @@ def call_number() -> int:
     return sum(1 for _ in open(log)) + 1 if log.exists() else 1
 
 
+_unmarked = False  # this call plays "unmarked": a success whose answer has no <explanation> block
+
+
 def scenario(n: int) -> str:
+    global _unmarked
     plays = [s.strip() for s in os.environ.get("FAKE_SCENARIO", "success").split(",") if s.strip()]
-    return plays[min(n, len(plays)) - 1]
+    play = plays[min(n, len(plays)) - 1]
+    _unmarked = play == "unmarked"
+    return "success" if _unmarked else play
 
 
 def record(name: str, argv: list[str], prompt: str, cwd: str, **extra) -> None:
     state = state_dir()
-    entry = {"name": name, "argv": argv, "cwd": cwd, "prompt": prompt, "stdin_is_tty": sys.stdin.isatty(),
+    entry = {"name": name, "argv": argv, "cwd": cwd, "prompt": prompt, "stdin_is_tty": sys.stdin.isatty(), "at": time.time(),
              "secrets_seen": sorted(k for k in os.environ if SECRET_NAME.search(k) and k != "AUTORESEARCH_RUN_TOKEN"),
              **extra}
     with open(state / "calls.jsonl", "a") as f:
@@ -90,5 +97,9 @@ EXPLANATION = ("I raised X: the score grows with it.\n\n<explanation>\nRaise X t
 QUESTION = "I can raise X or lower it. Which would you prefer? Let me know and I will make the change."
 
 
+UNMARKED = ("Raised X to {value}: the score is X itself.\n\n"
+            "A larger X should score higher; nothing else changed. Ready for the next experiment.")
+
+
 def explanation() -> str:
-    return EXPLANATION.format(value=os.environ.get("FAKE_VALUE", "2.0"))
+    return (UNMARKED if _unmarked else EXPLANATION).format(value=os.environ.get("FAKE_VALUE", "2.0"))
