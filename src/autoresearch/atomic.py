@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 
-def write_text(path: str | Path, text: str, *, durable: bool = True) -> None:
+def _beside(path: Path, kind: str) -> Path:
+    """A temporary name beside `path`, of this thread: workers are threads of one process, and
+    two of them writing one file (the strategy memo, the analysis) must not share a temporary.
+    The pid comes last: results_tsv.remove_stale_temporaries reads it there."""
+    return path.with_name(f".{path.name}.{kind}.{threading.get_native_id()}.{os.getpid()}")
+
+
+def write_bytes(path: str | Path, data: bytes, *, durable: bool = True) -> None:
     """Replace `path` atomically. `durable` also survives a power cut (fsync); a killed
     process never leaves a partial file either way."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    tmp = _beside(path, "tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
         if durable:
             fh.flush()
             os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def write_text(path: str | Path, text: str, *, durable: bool = True) -> None:
+    write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
 def write_json(path: str | Path, data, *, durable: bool = True) -> None:
@@ -27,9 +39,17 @@ def write_json(path: str | Path, data, *, durable: bool = True) -> None:
 def mirror(source: str | Path, target: str | Path) -> None:
     """Make `target` show the content of `source` without copying it (a hard link, swapped in atomically)."""
     target = Path(target)
-    tmp = target.with_name(f".{target.name}.link.{os.getpid()}")
+    tmp = _beside(target, "link")
     tmp.unlink(missing_ok=True)
-    os.link(source, tmp)
+    for attempt in range(5):
+        try:
+            os.link(source, tmp)
+            break
+        except FileNotFoundError:
+            # Linux refuses to link an inode that a concurrent atomic write just renamed away
+            # (its link count is 0): the path already names the new file, so try again.
+            if attempt == 4 or not os.path.exists(source):
+                raise
     os.replace(tmp, target)
 
 

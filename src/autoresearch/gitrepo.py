@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psutil
 
+from autoresearch.atomic import write_bytes
 from autoresearch.errors import GitError
 
 _FALLBACK_IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
@@ -138,9 +139,7 @@ class Git:
             except OSError:
                 same = False
             if not same:
-                tmp = path.with_name(f".{path.name}.heal")
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
+                write_bytes(path, data, durable=False)
                 fixed.append(path.name)
         git_dir, common = self._dirs
         for lock in (git_dir / "index.lock", git_dir / "HEAD.lock", common / "refs" / "heads" / f"{branch}.lock"):

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from autoresearch.atomic import write_bytes
+
 _SECRET_NAME = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.IGNORECASE)
 _MIN_LENGTH = 8  # shorter values ("1", "true") would redact ordinary text
 MASK = "[redacted]"
@@ -47,7 +49,5 @@ def redact_file(path: str | os.PathLike, secrets: Iterable[str]) -> bool:
         masked = masked.replace(needle, MASK.encode())
     if masked == data:
         return False
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    tmp.write_bytes(masked)
-    os.replace(tmp, path)
+    write_bytes(path, masked, durable=False)
     return True
