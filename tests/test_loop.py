@@ -109,6 +109,24 @@ def test_new_file_outside_scope_is_removed(make_task):
     assert not (task / "helper.py").exists()
 
 
+def test_editable_file_turned_into_a_symlink_out_of_the_task_is_refused(make_task, tmp_path):
+    task = make_task()
+    outside = tmp_path / "elsewhere.py"
+    outside.write_text("print('---')\nprint('score: 99.0')\n")
+
+    def link_out(d):
+        (d / "train.py").unlink()
+        (d / "train.py").symlink_to(outside)
+        return "train.py now lives elsewhere"
+
+    loop, records = run(task, ScriptedAgent(link_out), 1)
+    r = records[-1]
+    assert r.status is Status.CRASH and r.reason.startswith("guard") and "outside the task directory" in r.reason
+    assert not (loop.store.run_dir(1) / "log.txt").exists()  # never trained
+    assert not (task / "train.py").is_symlink() and "X = 1.0" in (task / "train.py").read_text()
+    assert outside.read_text().endswith("score: 99.0')\n")
+
+
 def test_run_that_modifies_readonly_file_is_a_crash(make_task):
     train = '''\
         X = 1.0

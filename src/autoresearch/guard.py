@@ -6,6 +6,9 @@ import hashlib
 from pathlib import Path
 from typing import Iterable
 
+from autoresearch.environment import safe_path
+from autoresearch.errors import AutoresearchError
+
 
 def file_hashes(directory: Path, names: Iterable[str]) -> dict[str, str]:
     out = {}
@@ -22,6 +25,18 @@ def changed_readonly(before: dict[str, str], after: dict[str, str]) -> list[str]
 def outside_scope(changed: Iterable[str], editable: Iterable[str]) -> list[str]:
     allowed = {str(Path(e)) for e in editable}
     return sorted(p for p in changed if str(Path(p)) not in allowed)
+
+
+def escaping(directory: Path, changed: Iterable[str]) -> list[str]:
+    """Changed paths that resolve outside `directory`: an editable file the agent turned into a
+    symlink to /etc/passwd or to a file beyond the task is refused, not committed and run."""
+    out = []
+    for p in changed:
+        try:
+            safe_path(directory, p)
+        except AutoresearchError:
+            out.append(p)
+    return sorted(out)
 
 
 def content_hash(directory: Path, editable: Iterable[str]) -> str:

@@ -327,13 +327,16 @@ class Loop:
                 return self._finish(self._record(n, parent, parent, status, reason, proposal, started,
                                                  changed=changed, metrics=metrics))
             outside = guard.outside_scope(changed, task.editable)
+            escaped = guard.escaping(task.dir, changed)  # a symlink out of the task, say
             commit = git.commit(changed, proposal.description or "experiment")
             git.keep_reachable(store.ref(n), commit)
             store.set_pending(commit=commit)
             write_text(run_dir / "diff.patch", git.diff(parent, commit), durable=False)
             bad = sorted(set(outside) | set(guard.changed_readonly(ro_before, guard.file_hashes(task.dir, task.readonly))))
-            if bad:
-                reason = f"{CrashReason.GUARD.value}: changed non-editable file(s) {', '.join(bad)}; reverted"
+            if bad or escaped:
+                what = [f"changed non-editable file(s) {', '.join(bad)}"] if bad else []
+                what += [f"made {', '.join(escaped)} lead outside the task directory"] if escaped else []
+                reason = f"{CrashReason.GUARD.value}: {'; '.join(what)}; reverted"
                 return self._finish(self._record(n, commit, parent, Status.CRASH, reason, proposal, started, changed=changed))
 
         seed = str(repeat) if repeat else None
@@ -431,7 +434,7 @@ class Loop:
             return Status.CRASH, f"{CrashReason.AGENT.value}: {proposal.error}", {}
         if not changed:
             return Status.CRASH, f"{CrashReason.AGENT.value}: no change to the editable files", {}
-        if guard.outside_scope(changed, self.task.editable):
+        if guard.outside_scope(changed, self.task.editable) or guard.escaping(self.task.dir, changed):
             return None  # committed so the attempt can be inspected, then rejected by the guard
         digest = guard.content_hash(self.task.dir, self.task.editable)
         with self.shared.lock:
