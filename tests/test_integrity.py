@@ -154,8 +154,8 @@ def test_killed_between_a_keep_and_its_confirmation_record(make_task, monkeypatc
                      config=config(metrics_extra="confirm = true"))
     real_finish = Loop._finish
 
-    def finish_then_die(self, record, last=True):
-        out = real_finish(self, record, last)
+    def finish_then_die(self, record, last=True, **kw):
+        out = real_finish(self, record, last, **kw)
         if not last:  # the keep is in the ledger; its confirmation is not yet
             raise Killed()
         return out

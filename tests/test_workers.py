@@ -107,3 +107,54 @@ def test_a_ray_pool_joins_the_cluster_once_from_this_thread(make_task, monkeypat
     assert Recording.made == 1  # the pool's loops share it: Ray stays connected between baseline and workers
     assert Recording.events[0] == ("connect", main) and Recording.events[-1] == ("close", main)
     assert [e for e, _ in Recording.events].count("close") == 1
+
+
+class ScriptedWorkerAgent:
+    """Proposes its values in turn; before editing, notes whose experiments it was shown and the X
+    its work tree starts from. `before[n]`: an event to wait for before its n-th proposal;
+    `started[n]`: an event to set when its n-th proposal begins."""
+
+    name = "scripted"
+
+    def __init__(self, index, values, seen, before=None, started=None):
+        self.index, self.values, self.seen = index, list(values), seen
+        self.before, self.started, self.n = before or {}, started or {}, 0
+
+    def propose(self, context):
+        if self.n in self.started:
+            self.started[self.n].set()
+        if self.n in self.before:
+            assert self.before[self.n].wait(30)
+        self.n += 1
+        start = float(re.search(r"X = ([0-9.]+)", (context.task_dir / "train.py").read_text()).group(1))
+        self.seen.append((self.index, {r.worker for r in context.history}, start, context.best.metrics["score"]))
+        v = self.values.pop(0)
+        p = context.task_dir / "train.py"
+        p.write_text(re.sub(r"X = [0-9.]+", f"X = {v}", p.read_text()))
+        return Proposal(f"X -> {v}", f"Try X = {v}.")
+
+
+def test_each_worker_sees_every_workers_experiments_and_starts_from_the_global_best(make_task):
+    """w0 keeps 20 and, before its next iteration begins, w1 keeps 30: w0 continues from 30, not
+    from its own 20, and its context shows w1's experiment. Observers hold the workers in that order
+    (they run in the recording worker's thread, after the record, outside the workers' lock)."""
+    task_dir = make_task(train=TRAIN)
+    w0_kept, w1_kept, w0_again, seen = threading.Event(), threading.Event(), threading.Event(), []
+
+    def sequence(loop, record):
+        if record.status is Status.KEEP and record.worker == 0 and not w0_kept.is_set():
+            w0_kept.set()
+            assert w1_kept.wait(30)  # w0's next iteration begins only once w1 has kept
+        elif record.status is Status.KEEP and record.worker == 1:
+            w1_kept.set()
+            assert w0_again.wait(30)  # the last ticket is w0's
+
+    agents = {0: ScriptedWorkerAgent(0, [20.0, 40.0], seen, started={1: w0_again}),
+              1: ScriptedWorkerAgent(1, [30.0], seen, before={0: w0_kept})}
+    records = run_workers(load_task(task_dir), "v", agents.__getitem__, parse_slots(None, 2), Limits(iterations=3),
+                          say=lambda s: None, observers=[sequence])
+    keeps = sorted((r for r in records if r.status is Status.KEEP), key=lambda r: r.finished_at)
+    assert [(r.worker, r.metrics["score"]) for r in keeps] == [(None, 1.0), (0, 20.0), (1, 30.0), (0, 40.0)]
+    (_, _, first, _), (_, shown, start, best) = [s for s in seen if s[0] == 0]
+    assert first == 1.0 and start == best == 30.0  # its work tree holds w1's keep, the global best
+    assert 1 in shown  # and its context shows w1's experiment

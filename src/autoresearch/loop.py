@@ -361,10 +361,14 @@ class Loop:
                                   metrics=metrics, result=result, memory_gb=memory_gb)
             if confirmation is not None:  # it is recorded second; a resume records it if we die between
                 store.set_pending(confirmation=confirmation[4].to_json())
-            record = self._finish(record, last=confirmation is None)
+            recorded = [self._finish(record, last=confirmation is None, announce=False)]
             if confirmation is not None:
-                self._finish(confirmation[4])
-            return record
+                recorded.append(self._finish(confirmation[4], announce=False))
+        # Observers and the memo outside the lock: an analysis refresh or an LLM writing the memo
+        # must not hold up the other workers' decisions.
+        for r in recorded:
+            self._announce(r)
+        return recorded[0]
 
     def _measure(self, n: int, run_dir: Path, commit: str, seed: str | None):
         """Run the training (and the trusted eval): (result, metrics, crash reason or '' or a flag)."""
@@ -566,10 +570,11 @@ class Loop:
             gpu_peak_mb=round(self._gpu.peak_mb, 1) if result and getattr(self, "_gpu", None) and self._gpu.peak_mb else None,
         )
 
-    def _finish(self, record: Experiment, last: bool = True) -> Experiment:
+    def _finish(self, record: Experiment, last: bool = True, announce: bool = True) -> Experiment:
         """Record, then move the branch: keep advances it, anything else resets to the best.
 
-        `last` False: another record of this iteration follows (a confirmation); pending.json stays."""
+        `last` False: another record of this iteration follows (a confirmation); pending.json stays.
+        `announce` False: the caller holds the workers' lock and calls `_announce` once it is free."""
         self._write_explanation(record)
         if record.status is Status.CRASH and record.commit == record.parent and record.iteration:
             record = replace(record, content_hash="")  # nothing was tried: never a duplicate
@@ -588,6 +593,12 @@ class Loop:
             self._mirror_tsv()
         if repaired:
             self.say(f"warning: {repaired}")
+        if announce:
+            self._announce(record)
+        return record
+
+    def _announce(self, record: Experiment) -> None:
+        """Say it, tell the observers (analysis refresh, ...), refresh the strategy memo when due."""
         self._say(record)
         for observer in self.observers:
             try:
@@ -595,7 +606,6 @@ class Loop:
             except Exception as exc:  # a failing report must not end the night's experiments
                 self.say(f"warning: {getattr(observer, '__name__', observer)} failed: {type(exc).__name__}: {exc}")
         outer.refresh_memo_if_due(self.task, self.store, self.agent, self.say)
-        return record
 
     def _write_explanation(self, record: Experiment) -> None:
         write_text(self.store.run_dir(record.iteration) / "explanation.md",
