@@ -132,6 +132,18 @@ def test_analysis_hints_reach_the_prompt(make_task):
     assert "- X up gained +1" in hints
 
 
+def test_the_offline_tuner_gets_the_rules_memo(make_task):
+    from autoresearch.agents import create_agent
+
+    task = make_task()
+    configure(task, "\n[agent]\nmemo_every = 2\n")
+    loop, records = run(task, create_agent("tuner", load_task(task)), 2)
+    memo = (loop.store.root / "strategy.md").read_text()
+    assert memo.startswith("## What works\n") and "## What fails" in memo and "## Try next" in memo
+    assert "X: " in memo  # per axis: the tuner's changed constant
+    assert not outer.memo_calls_path(loop.store).exists()  # no LLM call, nothing spent
+
+
 def test_llm_agent_writes_the_memo(make_task):
     task = make_task()
     configure(task, "\n[agent]\nmemo_every = 1\n")

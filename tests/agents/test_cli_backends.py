@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.agents import create_agent
+from autoresearch.agents.cli_agent import Failure, classify
 from autoresearch.api import status_of
 from autoresearch.config import load_task
 from autoresearch.errors import AutoresearchError
@@ -83,10 +84,12 @@ def test_edit_is_trained_kept_and_costed(make_task, fake_cli, kind):
 
 
 def test_flags_reach_claude(make_task, fake_cli):
-    run(make_task, "claude")
+    run(make_task, "claude", extra="max_turns = 7\n")
     (call,) = fake_cli.calls()
     argv = call["argv"]
     assert argv[:3] == ["-p", "--output-format", "json"]
+    assert argv[argv.index("--max-turns") + 1] == "7"
+    assert argv[argv.index("--append-system-prompt") + 1] == call["system"]
     assert argv[argv.index("--permission-mode") + 1] == "acceptEdits"
     assert argv[argv.index("--allowedTools") + 1] == "Read,Edit,Write,Glob,Grep"
     assert argv[argv.index("--model") + 1] == "sonnet"
@@ -151,6 +154,7 @@ def test_max_turns_without_edit(make_task, fake_cli, kind):
     _, _, record = run(make_task, kind)
     assert record.status is Status.CRASH
     assert "turn" in record.reason and record.reason.startswith(f"agent: {kind}: ")
+    assert record.agent_data["failures"][0].startswith("max_turns: ")  # claude's subtype, gemini's exit code 53
     assert len(fake_cli.calls()) == 1
 
 
@@ -245,6 +249,23 @@ def test_retries_back_off_exponentially(make_task, fake_cli, tmp_path):
     at = [c["at"] for c in fake_cli.calls()]
     assert len(at) == 3
     assert at[1] - at[0] >= 0.3 and at[2] - at[1] >= 0.6  # backoff, then twice the backoff
+
+
+@pytest.mark.parametrize("message, status, expected", [
+    ("API Error: Connection error.", None, Failure.TRANSIENT),  # claude, offline
+    ("stream disconnected before completion: error sending request for url", None, Failure.TRANSIENT),  # codex
+    ("[API Error: exception TypeError: fetch failed sending request]", None, Failure.TRANSIENT),  # gemini, offline
+    ("request to https://x failed, reason: socket hang up (ECONNREFUSED)", None, Failure.TRANSIENT),
+    ("litellm.APIConnectionError: APIConnectionError: OpenAIException - Connection error.", None, Failure.TRANSIENT),
+    ("API Error: 529 Overloaded", None, Failure.TRANSIENT),
+    ("Request rejected", 429, Failure.TRANSIENT),
+    ("upstream failure", 502, Failure.TRANSIENT),
+    ("Invalid API key · Fix external API key", 401, Failure.AUTH),
+    ("Not logged in · Please run /login", None, Failure.AUTH),
+    ("tool execution failed: edit rejected", None, Failure.ERROR),
+])
+def test_transient_errors_are_told_from_fatal_ones(message, status, expected):
+    assert classify(message, status) is expected
 
 
 @pytest.mark.parametrize("kind", BACKENDS)

@@ -35,6 +35,8 @@ if os.environ.get("FAKE_SCENARIO") == "not_logged_in":
 p = pathlib.Path("train.py")
 p.write_text(re.sub(r"(?m)^X = [^\\s#]+", "X = 2.0", p.read_text()))
 print("<explanation>\\nRaise X to 2.0\\nThe score is X itself.\\n</explanation>")
+if os.environ.get("FAKE_SCENARIO") == "truncated_after_edit":
+    sys.exit("the agent crashed after its edit")
 '''
 
 
@@ -147,6 +149,16 @@ def test_stops_when_asked(setup, tmp_path, monkeypatch):
     assert time.monotonic() - started < 10  # not the 30 s agent timeout, let alone the hang
     if backend.can_fail:
         assert not proposal.ok
+
+
+def test_success_is_judged_by_the_diff_not_the_exit_code(setup, tmp_path):
+    backend, task, agent, fake = setup
+    if backend.kind in ("tuner", "openai", "aider"):
+        pytest.skip(f"{backend.kind} cannot fail after its edit (it applies edits itself or exits 0)")
+    fake.scenario("truncated_after_edit")  # edits, then exits non-zero or prints a cut-off result
+    proposal = agent.propose(context(task, tmp_path / "run"))
+    assert proposal.ok and proposal.data["warning"], proposal.error
+    assert [line[3:] for line in git(task.dir, "status", "--porcelain").splitlines()] == ["train.py"]
 
 
 def test_a_failure_is_a_proposal_not_an_exception(setup, tmp_path):

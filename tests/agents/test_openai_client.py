@@ -83,3 +83,14 @@ def test_retry_after_forms():
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
     assert 25 < _retry_after({"retry-after": date}) <= 31
     assert _retry_after({"retry-after": "soon"}) is None and _retry_after({}) is None
+
+
+def test_5xx_is_retried_with_exponential_backoff():
+    # No Retry-After: the wait is retry_base_delay x 2^attempt, jittered down to half of it at most.
+    with FakeOpenAI([Reply(status=503), Reply(status=500), Reply(status=502), Reply("ok")]) as server:
+        reply = chat(server, max_retries=3, retry_base_delay=0.2)
+        at = [r.at for r in server.chat_requests]
+    assert reply.content == "ok" and reply.retries == 3
+    gaps = [b - a for a, b in zip(at, at[1:])]
+    assert gaps[0] >= 0.1 and gaps[1] >= 0.2 and gaps[2] >= 0.4, gaps
+    assert gaps[2] < 2.0  # and bounded: 0.8 s at most here

@@ -94,8 +94,8 @@ _AUTH = re.compile(
     r"permission_denied|forbidden", re.IGNORECASE)
 _TRANSIENT = re.compile(
     r"rate[ _-]?limit|too many requests|\b429\b|overloaded|\b5\d\d\b|server error|internal error|unavailable|"
-    r"temporar|try again|timed? ?out|connection (error|reset|refused)|econnreset|network|"
-    r"stream disconnected|resource_exhausted", re.IGNORECASE)
+    r"temporar|try again|timed? ?out|connection (error|reset|refused)|econnreset|econnrefused|eai_again|"
+    r"socket hang up|fetch failed|network|stream disconnected|resource_exhausted", re.IGNORECASE)
 
 
 def classify(message: str, status: int | None = None) -> Failure:

@@ -3,6 +3,10 @@
 The rendered prompt reaches it on stdin and in the file named by AUTORESEARCH_PROMPT_FILE;
 AUTORESEARCH_ITERATION says which iteration it is. Its stdout is the explanation, and the
 first non-empty line of it the description.
+
+Success is judged by the diff, as for every agent: a command that exits non-zero after
+editing the files (a wrapped CLI at its turn limit) still goes to training, with the exit
+noted in the ledger; one that exits non-zero without an edit is a crash.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 from autoresearch.agents.base import Context
 from autoresearch.environment import agent_env
 from autoresearch.errors import ConfigError
+from autoresearch.guard import content_hash
 from autoresearch.records import Proposal, RunSpec
 from autoresearch.runner import run_process
 from autoresearch.secrets import redact, redact_file, secret_values
@@ -58,6 +63,7 @@ class CommandAgent:
         }
         # The shell reads the prompt as stdin and sends stderr aside, so stdout is the explanation.
         script = f"exec 0<{shlex.quote(str(context.prompt_file))} 2>>{shlex.quote(str(stderr_log))}\n{self.command}"
+        before = content_hash(context.task_dir, context.editable)
         result = run_process(RunSpec(command=script, cwd=str(context.task_dir), env=env,
                                      timeout=self.timeout, log_path=str(stdout_log)),
                              stop_event=context.stop_event, on_start=context.on_process_start)
@@ -71,6 +77,9 @@ class CommandAgent:
                             error=f"agent command timed out after {self.timeout:g} s")
         if result.exit_code != 0:
             tail = redact(stderr_log.read_text(errors="replace")[-500:], secrets).strip() if stderr_log.exists() else ""
-            return Proposal(description or "agent failed", explanation, ok=False,
-                            error=f"agent command exited with {result.exit_code}" + (f": {tail}" if tail else ""))
+            error = f"agent command exited with {result.exit_code}" + (f": {tail}" if tail else "")
+            if result.exit_code is not None and content_hash(context.task_dir, context.editable) != before:
+                # The edit is there: the metric judges it; the ledger keeps the exit.
+                return Proposal(description or "command edit (non-zero exit)", explanation, data={"warning": error})
+            return Proposal(description or "agent failed", explanation, ok=False, error=error)
         return Proposal(description or "(no description)", explanation)
