@@ -80,3 +80,11 @@ def test_a_bad_line_is_named_even_when_the_file_parses_as_a_whole(tmp_path, line
     with pytest.raises(AutoresearchError, match="ledger.jsonl: line 1 ") as err:
         Ledger(path).records
     assert why in str(err.value)
+
+
+def test_next_iteration_follows_the_highest_number_not_the_last_line(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    assert ledger.next_iteration() == 0
+    for i in (0, 2, 1):  # two workers: iteration 2's run finished before iteration 1's
+        ledger.append(rec(i))
+    assert Ledger(tmp_path / "ledger.jsonl").next_iteration() == 3

@@ -158,3 +158,35 @@ def test_each_worker_sees_every_workers_experiments_and_starts_from_the_global_b
     (_, _, first, _), (_, shown, start, best) = [s for s in seen if s[0] == 0]
     assert first == 1.0 and start == best == 30.0  # its work tree holds w1's keep, the global best
     assert 1 in shown  # and its context shows w1's experiment
+
+
+def test_stopping_workers_rolls_back_what_was_in_flight_and_resumes(make_task):
+    task_dir = make_task(train=TRAIN)
+    stop, values, lock = threading.Event(), [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], threading.Lock()
+
+    class StoppingAgent(ValueAgent):
+        calls = 0
+
+        def propose(self, context):
+            proposal = super().propose(context)
+            with lock:
+                StoppingAgent.calls += 1
+                if StoppingAgent.calls == 3:
+                    stop.set()  # Ctrl-C while this edit and the other worker's run are in flight
+            return proposal
+
+    first = run_workers(load_task(task_dir), "s", lambda i: StoppingAgent(values, lock), parse_slots(None, 2),
+                        Limits(iterations=8), say=lambda s: None, stop_event=stop)
+    assert 1 < len(first) < 9
+    store = task_dir / ".autoresearch" / "s"
+    assert not list(store.glob("pending*.json"))
+    for i in (0, 1):  # each worktree is back on the global best, clean
+        worktree = store / "worktrees" / f"w{i}"
+        assert git(worktree, "status", "--porcelain", "--untracked-files=all").strip() == ""
+    rows = lambda: (task_dir / "results.tsv").read_text().splitlines()  # noqa: E731
+    assert len(rows()) == 1 + len(first)
+    more = run_workers(load_task(task_dir), "s", lambda i: ValueAgent(values, lock), parse_slots(None, 2),
+                       Limits(iterations=2), say=lambda s: None)
+    assert len(more) == 2 and len(rows()) == 1 + len(first) + 2
+    # numbered after every recorded one, though workers record out of order: no run folder is reused
+    assert min(r.iteration for r in more) > max(r.iteration for r in first)

@@ -86,7 +86,8 @@ class Ledger:
         return None
 
     def next_iteration(self) -> int:
-        return self.records[-1].iteration + 1 if self.records else 0
+        # Not the last line's number plus one: workers record in the order their runs finish.
+        return max((r.iteration for r in self.records), default=-1) + 1
 
     def find(self, iteration: int) -> Experiment | None:
         for record in reversed(self.records):
