@@ -190,3 +190,11 @@ def test_stopping_workers_rolls_back_what_was_in_flight_and_resumes(make_task):
     assert len(more) == 2 and len(rows()) == 1 + len(first) + 2
     # numbered after every recorded one, though workers record out of order: no run folder is reused
     assert min(r.iteration for r in more) > max(r.iteration for r in first)
+    # status and the report tell the workers apart
+    from autoresearch.analysis.report import render_report
+    from autoresearch.api import status_of
+    status = status_of(task_dir, "s")
+    by_worker = status.totals()["workers"]
+    assert set(by_worker) == {"w0", "w1"} and sum(by_worker.values()) == len(first) + len(more) - 1
+    html = render_report(status.task, status.store)
+    assert "· worker 0" in html and "· worker 1" in html
