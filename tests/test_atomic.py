@@ -33,3 +33,10 @@ def test_a_killed_writers_temporary_is_still_found_by_its_pid(tmp_path):
     dead = 2**22 + 12345  # above any pid_max default: no such process
     (tmp_path / f".results.tsv.tmp.777.{dead}").write_text("torn")
     assert [p.name for p in remove_stale_temporaries(tmp_path / "results.tsv")] == [f".results.tsv.tmp.777.{dead}"]
+
+
+def test_mirroring_the_same_version_twice_leaves_no_temporary(tmp_path):
+    write_text(tmp_path / "results.tsv", "commit\tscore\n")
+    mirror(tmp_path / "results.tsv", tmp_path / "copy.tsv")
+    mirror(tmp_path / "results.tsv", tmp_path / "copy.tsv")  # rename(2) of two links to one file is a no-op
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.tsv", "results.tsv"]

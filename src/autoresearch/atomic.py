@@ -51,6 +51,9 @@ def mirror(source: str | Path, target: str | Path) -> None:
             if attempt == 4 or not os.path.exists(source):
                 raise
     os.replace(tmp, target)
+    # rename(2) does nothing when both names are links to one file (target already showed this
+    # version): the temporary name would stay behind.
+    tmp.unlink(missing_ok=True)
 
 
 def append_line(path: str | Path, line: str) -> None:
