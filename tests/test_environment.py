@@ -75,9 +75,16 @@ def test_api_keys_reach_only_the_agent_that_needs_them(tmp_path):
         env = agent_env(kind, t, BASE)
         assert not {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GITHUB_TOKEN"} & set(env)
         assert env["PATH"] == f"{os.path.dirname(sys.executable)}{os.pathsep}/usr/bin"  # `python` is ours
-        assert env["SOME_RANDOM_VAR"] == "x"  # an agent's CLI keeps the settings no allow-list foresees
-    named = agent_env("command", task(tmp_path, agent_extra='env = ["ANTHROPIC_API_KEY"]'), BASE)
+        assert "SOME_RANDOM_VAR" not in env  # an allow-list: what is not on it, [agent] env names
+    named = agent_env("command", task(tmp_path, agent_extra='env = ["ANTHROPIC_API_KEY", "SOME_RANDOM_VAR"]'), BASE)
     assert named["ANTHROPIC_API_KEY"] == BASE["ANTHROPIC_API_KEY"] and "OPENAI_API_KEY" not in named
+    assert named["SOME_RANDOM_VAR"] == "x"
+    cli_settings = {"NODE_OPTIONS": "--max-old-space-size=4096", "GIT_AUTHOR_NAME": "me", "EDITOR": "vi",
+                    "NPM_CONFIG_PREFIX": "/npm", "DATABASE_URL": "postgres://u:pw@h/db", "GIT_ASKPASS_TOKEN": "t0k"}
+    env = agent_env("claude", t, {**BASE, **cli_settings})
+    assert {k: env[k] for k in ("NODE_OPTIONS", "GIT_AUTHOR_NAME", "EDITOR", "NPM_CONFIG_PREFIX")} == \
+        {k: cli_settings[k] for k in ("NODE_OPTIONS", "GIT_AUTHOR_NAME", "EDITOR", "NPM_CONFIG_PREFIX")}
+    assert "DATABASE_URL" not in env and "GIT_ASKPASS_TOKEN" not in env
     for any_env in (claude, codex, gemini, aider):
         assert "AWS_SECRET_ACCESS_KEY" not in any_env and "HF_TOKEN" not in any_env
 

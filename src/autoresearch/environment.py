@@ -39,7 +39,13 @@ SAFE_NAMES = frozenset({
 SAFE_PREFIXES = ("LC_", "PYTHON", "CUDA_", "NVIDIA_", "CONDA_", "MKL_", "OMP_", "KMP_", "NCCL_", "TORCH_",
                  "PYTORCH_", "TRITON_", "XLA_", "JAX_", "TF_", "ROCM_", "HIP_", "HSA_", "CUBLAS_", "CUDNN_",
                  "AUTORESEARCH_")
-_SECRET_LOOKING = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
+_SECRET_LOOKING = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH(?!OR)|COOKIE|SESSION)", re.IGNORECASE)
+
+# What an agent process may see besides the runs' safe names: the settings coding CLIs read.
+AGENT_SAFE_NAMES = frozenset({"EDITOR", "VISUAL", "PAGER", "GIT_EDITOR", "NO_COLOR", "FORCE_COLOR", "COLUMNS",
+                              "LINES", "CI", "NODE_EXTRA_CA_CERTS", "NODE_OPTIONS", "NODE_PATH", "ALL_PROXY", "all_proxy"})
+AGENT_SAFE_PREFIXES = ("NODE_", "NPM_CONFIG_", "npm_config_", "NVM_", "GIT_", "XDG_", "VOLTA_", "PNPM_", "BUN_",
+                       "DENO_", "UV_", "PIP_", "SSL_", "LC_")
 
 # What each agent backend needs from the environment beyond the safe defaults.
 # Names ending in "*" are prefixes.
@@ -97,16 +103,17 @@ def agent_names(kind: str) -> tuple[str, ...]:
 
 
 def agent_env(kind: str, task, base: Mapping[str, str] | None = None, keys: Iterable[str] = ()) -> dict[str, str]:
-    """The environment of an agent process: ours less every secret-looking name, then its
-    backend's keys (`agent_names(kind)` and `keys`) and what `[agent] env` names.
+    """The environment of an agent process, built from an allow-list: the runs' safe names and
+    the settings a coding CLI reads (Node, npm, git, editor, terminal), then its backend's keys
+    (`agent_names(kind)` and `keys`) and what `[agent] env` names.
 
-    Unlike a run, an agent keeps the rest of the environment: a coding CLI needs its Node, npm,
-    git and proxy settings, which no allow-list can foresee. API keys reach only the agent that
-    needs them: a Claude agent never sees OPENAI_API_KEY, and no training run sees either.
+    API keys reach only the agent that needs them: a Claude agent never sees OPENAI_API_KEY,
+    and no training run sees either. Anything else an agent needs, `[agent] env` names.
     `python` in the agent's shell is the interpreter the training runs under (seed 001, run 4).
     """
     base = os.environ if base is None else base
-    env = {k: v for k, v in base.items() if _is_safe(k) or not _SECRET_LOOKING.search(k)}
+    env = {k: v for k, v in base.items()
+           if _is_safe(k) or ((k in AGENT_SAFE_NAMES or k.startswith(AGENT_SAFE_PREFIXES)) and not _SECRET_LOOKING.search(k))}
     named = _config(task).agent.env if task is not None else ()
     env.update(_pick(base, (*agent_names(kind), *keys, *named)))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
