@@ -83,6 +83,7 @@ class RunStatus:
             "nodes": {n: sum(1 for r in self.records if r.node == n) for n in sorted({r.node for r in self.records if r.node})},
             "training_share": training_share(self.records),
             "warm_runs": sum(1 for r in self.records if r.warm),
+            "warm_saved_seconds": round(sum(r.startup_saved_seconds or 0.0 for r in self.records if r.warm), 2),
             "cost_usd": round(sum(r.cost_usd for r in self.records) + memo_usd, 6),
             "tokens": sum(r.tokens for r in self.records) + memo_tokens,
             "memo_cost_usd": memo_usd, "memo_tokens": memo_tokens,  # included in the two above

@@ -565,6 +565,7 @@ class Loop:
             started_at=started, finished_at=time.time(),
             repair_of=proposal.data.get("repair_of") if isinstance(proposal.data, dict) else None,
             startup_seconds=result.startup_seconds if result else None, warm=result.warm if result else False,
+            startup_saved_seconds=result.startup_saved_seconds if result else None,
             node=result.node if result else "",
             gpu_util=self._gpu.utilisation if result and getattr(self, "_gpu", None) else None,
             gpu_peak_mb=round(self._gpu.peak_mb, 1) if result and getattr(self, "_gpu", None) and self._gpu.peak_mb else None,

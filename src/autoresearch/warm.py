@@ -489,6 +489,7 @@ class WarmExecutor:
             output_tail=tail,
             startup_seconds=float(startup) if isinstance(startup, (int, float)) else None,
             warm=True,
+            startup_saved_seconds=getattr(server, "seconds", None),
         )
 
 

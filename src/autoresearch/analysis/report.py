@@ -127,6 +127,7 @@ def _summary(records: list[Experiment], primary: str, maximize: bool) -> dict:
         "cost_usd": sum(r.cost_usd for r in records), "tokens": sum(r.tokens for r in records),
         # Where the runs' wall time went: the share training, and what warm starts saved of the rest.
         "training_share": training_share(records), "warm_runs": sum(1 for r in records if r.warm),
+        "warm_saved": sum(r.startup_saved_seconds or 0.0 for r in records if r.warm),
         "startup_median": statistics.median(startups) if (startups := [r.startup_seconds for r in records
                                                                        if r.startup_seconds is not None]) else None,
     }
