@@ -188,6 +188,10 @@ def test_memo_calls_cost_counts_in_totals_and_the_cost_limit(make_task):
     assert totals["cost_usd"] == 1.2 and totals["tokens"] == 300
     assert totals["memo_cost_usd"] == 1.2 and totals["memo_tokens"] == 300
     assert sum(r.cost_usd for r in loop.store.ledger.records) == 0  # no iteration row is billed for a memo
+    from autoresearch.analysis.report import render_report
+
+    html = render_report(loop.task, loop.store)  # the report's cost is the same total, the memo on its own row
+    assert '<div class="big">$1.20</div>' in html and "<td>strategy memo</td>" in html
 
 
 def test_evolve_program_writes_a_proposal_and_leaves_program_md(make_task):

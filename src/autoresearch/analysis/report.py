@@ -72,20 +72,23 @@ def render_report(task, store) -> str:
         curves = _data_uri(curves_png) if curves_png else None
     references = load_references(task.dir, task.path)
     best = next((r for r in reversed(records) if r.status is Status.KEEP), None)
+    from autoresearch.outer import memo_spend  # outer imports the analysis
+
+    memo = memo_spend(store)  # the strategy memo's own LLM calls: not in any experiment's row
     context = {
         "title": f"{task.dir.name} / {store.tag}",
         "generated": time.strftime("%Y-%m-%d %H:%M"),
         "task": {"dir": str(task.dir), "run": task.run, "editable": ", ".join(task.editable),
                  "time_budget": task.time_budget},
         "branch": store.branch, "primary": primary, "direction": task.metrics.direction,
-        "summary": _summary(records, primary, maximize),
+        "summary": {**_summary(records, primary, maximize), **_with_memo(records, memo)},
         "progress_png": progress, "curves_png": curves, "curve_runs": chosen,
         "frontier": frontier(records, primary),
         "experiments": [_experiment(r, store, primary, maximize, best_before)
                         for r, best_before in _with_best_before(records, primary)],
         "references": _references_view(references, best.metrics if best else {}),
         "analysis": _analysis_view(task, store),
-        "cost": _cost(records),
+        "cost": _cost(records, memo),
     }
     return _env().get_template("report.html.j2").render(**context)
 
@@ -296,14 +299,20 @@ def _cell(value: Any) -> str:
     return fmt(value)
 
 
-def _cost(records: list[Experiment]) -> dict:
-    total, tokens = sum(r.cost_usd for r in records), sum(r.tokens for r in records)
+def _with_memo(records: list[Experiment], memo: tuple[float, int]) -> dict:
+    return {"cost_usd": sum(r.cost_usd for r in records) + memo[0], "tokens": sum(r.tokens for r in records) + memo[1]}
+
+
+def _cost(records: list[Experiment], memo: tuple[float, int] = (0.0, 0)) -> dict:
+    total, tokens = _with_memo(records, memo).values()
     agents: dict[str, dict] = {}
     for r in records:
         a = agents.setdefault(r.agent or "-", {"runs": 0, "cost_usd": 0.0, "tokens": 0})
         a["runs"] += 1
         a["cost_usd"] += r.cost_usd
         a["tokens"] += r.tokens
+    if memo[0] or memo[1]:
+        agents["strategy memo"] = {"runs": "–", "cost_usd": memo[0], "tokens": memo[1]}
     improvements = max(0, sum(1 for r in records if r.status is Status.KEEP) - 1)
     return {"total_usd": total, "tokens": tokens, "per_iteration_usd": total / len(records) if records else 0.0,
             "per_keep_usd": total / improvements if improvements else None, "agents": agents}
