@@ -198,3 +198,29 @@ def test_stopping_workers_rolls_back_what_was_in_flight_and_resumes(make_task):
     assert set(by_worker) == {"w0", "w1"} and sum(by_worker.values()) == len(first) + len(more) - 1
     html = render_report(status.task, status.store)
     assert "· worker 0" in html and "· worker 1" in html
+
+
+TUNED = '''\
+import time
+A = 1.0  # search: float(0.0, 10.0)
+B = 1.0  # search: float(0.0, 10.0)
+C = 1.0  # search: float(0.0, 10.0)
+D = 1.0  # search: float(0.0, 10.0)
+time.sleep(0.5)
+print("---")
+print(f"score: {A + B + C + D:.6f}")
+'''
+
+
+def test_tuner_workers_do_not_propose_what_another_is_running(make_task):
+    """Each worker's tuner would make the same first move; they share what is in flight instead."""
+    from autoresearch.agents import create_agent
+
+    task_dir = make_task(train=TUNED)
+    task = load_task(task_dir)
+    records = run_workers(task, "tw", lambda i: create_agent("tuner", task, seed=i), parse_slots(None, 2),
+                          Limits(iterations=6), say=lambda s: None)
+    assert len(records) == 7
+    assert not [r.reason for r in records if "duplicate" in r.reason]
+    ran = [r.content_hash for r in records]
+    assert len(ran) == len(set(ran))  # and every slot trained something new

@@ -25,8 +25,10 @@ from `git show` for experiments that did not record params), and rewrites the li
 from __future__ import annotations
 
 import math
+import os
 import random
 import subprocess
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,13 +115,17 @@ class TunerPolicy:
     # -- public -------------------------------------------------------------------------
 
     def suggest(
-        self, best_params: Mapping[str, Any], history: Sequence[Observation], iteration: int | None = None
+        self, best_params: Mapping[str, Any], history: Sequence[Observation], iteration: int | None = None,
+        pending: Sequence[Mapping[str, Any]] = (),
     ) -> Suggestion:
-        """The next configuration: `best_params` with one (sometimes two) axes moved."""
+        """The next configuration: `best_params` with one (sometimes two) axes moved.
+
+        `pending` are configurations other workers are running now: proposed as if tried."""
         iteration = len(history) if iteration is None else iteration
         rng = random.Random(f"tuner:{self.seed}:{iteration}")
         best = {a: best_params[a] for a in self.axes}
         tried = {self._key(o.params) for o in history} | {self._key(best)}
+        tried |= {self._key({**best, **{a: p[a] for a in self.axes if a in p}}) for p in pending}
         records = self._axis_records(history)
 
         untried = [a for a in self.axes if records[a].moves == 0]
@@ -451,6 +457,18 @@ class TunerAgent:
         self.options = options
         self._params_by_commit: dict[str, dict[str, Any] | None] = {}
 
+    # What every tuner of this process proposed, per repository: workers are threads, each with
+    # its own tuner, and without this their first moves are the same and all but one are skipped
+    # as duplicates of a run in flight.
+    _proposed: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    _proposed_lock = threading.Lock()
+
+    def _others_proposals(self, task_dir: Path) -> tuple[str, list[dict[str, Any]]]:
+        out = subprocess.run(["git", "rev-parse", "--git-common-dir"], cwd=task_dir, capture_output=True, text=True)
+        key = os.path.realpath(os.path.join(task_dir, out.stdout.strip())) if out.returncode == 0 else str(task_dir)
+        with self._proposed_lock:
+            return key, [p for owner, p in self._proposed.get(key, []) if owner != id(self)]
+
     @classmethod
     def from_task(cls, task, seed: int = 0) -> "TunerAgent":
         """The registry's constructor: the tuner needs nothing from the task but the seed."""
@@ -470,10 +488,13 @@ class TunerAgent:
         best = {key: const.value for key, (_, const) in located.items()}
         history = self._observations(context, located)
         policy = TunerPolicy(spaces, context.direction, seed=self.seed + context.seed, **self.options)
+        repo, pending = self._others_proposals(context.task_dir)
         try:
-            suggestion = policy.suggest(best, history, context.iteration)
+            suggestion = policy.suggest(best, history, context.iteration, pending=pending)
         except AutoresearchError as e:
             return Proposal("tuner exhausted", "", ok=False, error=str(e))
+        with self._proposed_lock:
+            self._proposed.setdefault(repo, []).append((id(self), dict(suggestion.params)))
 
         by_file: dict[str, dict[str, Any]] = {}
         for key in suggestion.changed:
