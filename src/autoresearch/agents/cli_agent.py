@@ -26,6 +26,7 @@ Keys of [agent] every CLI backend reads, besides `kind`, `timeout` and `env`:
 
 from __future__ import annotations
 
+import abc
 import enum
 import json
 import os
@@ -160,8 +161,8 @@ def backend_options(task, name: str) -> tuple[dict, set[str]]:
     return {**top, **own}, set(own)
 
 
-class CliAgent:
-    """Base of the CLI backends; subclasses set the class attributes and write argv/parse."""
+class CliAgent(abc.ABC):
+    """Base of the CLI backends; subclasses set the class attributes and write argv, parse, memo_argv."""
 
     name = ""
     program = ""  # the binary's usual name
@@ -201,12 +202,13 @@ class CliAgent:
         return cls(task)
 
     # -- what a backend writes ------------------------------------------------------------
+    @abc.abstractmethod
     def argv(self, context: Context, binary: str, scratch: Path, prompt_file: Path) -> tuple[list[str], Path | None]:
         """The command line and the file to give as stdin (None: /dev/null)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def parse(self, call: Call) -> Outcome:
-        raise NotImplementedError
+        """What the CLI's output says: its final text, cost, tokens, and a failure if any."""
 
     def prompt_with_rules(self, context: Context, prompt_file: Path, scratch: Path) -> Path:
         """A file with our rules, then the loop's prompt: for CLIs without a system-prompt flag."""
@@ -298,9 +300,9 @@ class CliAgent:
                              tokens=outcome.tokens)
         return Memo(outcome.text, cost_usd=round(outcome.cost_usd, 6), tokens=outcome.tokens)
 
+    @abc.abstractmethod
     def memo_argv(self, binary: str, scratch: Path, request_file: Path) -> tuple[list[str], Path | None]:
         """The command line for a read-only answer to `request_file` (the strategy memo)."""
-        raise NotImplementedError
 
     def _call(self, make_argv, cwd: Path, scratch: Path, attempt: int, log: Path,
               stop_event: threading.Event | None, on_start) -> Outcome:
