@@ -11,6 +11,21 @@ def git(cwd, *args):
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
+# The tiny task's config; tests add an [agent] section (or more) after it.
+TINY_CONFIG = """\
+[task]
+run = "python train.py"
+editable = ["train.py"]
+readonly = ["prepare.py"]
+time_budget = 5
+timeout = 20
+
+[metrics]
+primary = "score"
+direction = "maximize"
+"""
+
+
 @pytest.fixture
 def make_task(tmp_path):
     """A tiny task whose train.py prints a footer computed from its constants, in a git repo."""
@@ -29,18 +44,7 @@ def make_task(tmp_path):
         '''))
         (task / "prepare.py").write_text("DATA = 'fixed'\n")
         (task / "program.md").write_text("# Tiny task\nMaximise score.\n")
-        (task / "autoresearch.toml").write_text(textwrap.dedent(config or '''\
-            [task]
-            run = "python train.py"
-            editable = ["train.py"]
-            readonly = ["prepare.py"]
-            time_budget = 5
-            timeout = 20
-
-            [metrics]
-            primary = "score"
-            direction = "maximize"
-        '''))
+        (task / "autoresearch.toml").write_text(textwrap.dedent(config or TINY_CONFIG))
         for name, content in (extra or {}).items():
             p = task / name
             p.parent.mkdir(parents=True, exist_ok=True)

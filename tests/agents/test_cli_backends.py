@@ -23,7 +23,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
-from conftest import git
+from conftest import TINY_CONFIG, git
 from test_contract import context as contract_context
 from fakes.harness import KEY_OF, SECRETS, fake_cli, files_holding  # noqa: F401 (fixture)
 
@@ -36,18 +36,7 @@ TOKENS = {"claude": 1200 + 300 + 4000 + 250, "codex": 24000 + 900, "gemini": 315
 
 
 def config(kind: str, timeout: float = 20, extra: str = "") -> str:
-    return textwrap.dedent(f'''\
-        [task]
-        run = "python train.py"
-        editable = ["train.py"]
-        readonly = ["prepare.py"]
-        time_budget = 5
-        timeout = 20
-
-        [metrics]
-        primary = "score"
-        direction = "maximize"
-
+    return TINY_CONFIG + textwrap.dedent(f'''
         [agent]
         kind = "{kind}"
         timeout = {timeout}

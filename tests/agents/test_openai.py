@@ -18,24 +18,13 @@ from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
-from conftest import git
+from conftest import TINY_CONFIG, git
 from fake_openai_server import FakeOpenAI, Reply
 
 KEY = "sk-test-PLANTED-7f3a9c1e5b2d4f60"
 LINE = "X = 1.0  # search: float(0.0, 10.0)\n"
 
-CONFIG = """\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 5
-timeout = 20
-
-[metrics]
-primary = "score"
-direction = "maximize"
-
+CONFIG = TINY_CONFIG + """
 [agent]
 kind = "openai"
 model = "fake-model"
