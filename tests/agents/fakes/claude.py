@@ -58,6 +58,11 @@ def can_edit(args) -> bool:
 
 
 def main() -> int:
+    if sys.argv[1:3] == ["auth", "status"]:  # what Claude Code 2.1 prints (--json is its default)
+        logged_in = bool(os.environ.get("ANTHROPIC_API_KEY")) and os.environ.get("FAKE_LOGGED_IN") != "0"
+        print(json.dumps({"loggedIn": logged_in, "authMethod": "api_key" if logged_in else "none",
+                          "apiProvider": "firstParty"}, indent=2))
+        return 0 if logged_in else 1
     parser = Parser(add_help=False)
     parser.add_argument("prompt", nargs="?")
     parser.add_argument("-p", "--print", action="store_true")
