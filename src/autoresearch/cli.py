@@ -62,10 +62,11 @@ def run(
     from autoresearch.api import run_loop
 
     stop = _stop_on_signals()
-    records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
-                       max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
-                       evolve_program=evolve_program, gpus=gpus, workers=workers,
-                       executor=executor, ray_address=ray_address, say=say, stop_event=stop)
+    with _live_view(task_dir, tag):
+        records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
+                           max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
+                           evolve_program=evolve_program, gpus=gpus, workers=workers,
+                           executor=executor, ray_address=ray_address, say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
 
 
@@ -111,8 +112,17 @@ def demo(
     task_dir = copy_example("mnist1d", directory, time_budget=budget)
     console.print(f"task: {task_dir}  (MNIST-1D, generated locally; agent: tuner)")
     stop = _stop_on_signals()
-    records = run_loop(task_dir, tag, iterations=iterations, agent="tuner", say=say, stop_event=stop)
+    with _live_view(task_dir, tag):
+        records = run_loop(task_dir, tag, iterations=iterations, agent="tuner", say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
+
+
+def _live_view(task_dir: Path, tag: str):
+    """The run in flight, second by second (a rich panel; plain lines without a terminal)."""
+    from autoresearch.live.terminal import TerminalView
+    from autoresearch.store import STORE_DIR, check_tag
+
+    return TerminalView(Path(task_dir).resolve() / STORE_DIR / check_tag(tag), console)
 
 
 def _print_summary(task_dir: Path, tag: str, ran: int) -> None:
