@@ -117,6 +117,27 @@ def demo(
     _print_summary(task_dir, tag, ran=len(records))
 
 
+@app.command()
+def dashboard(
+    task_dir: Path = typer.Argument(Path("."), help="Task directory."),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Run tag (default: the only one, or the checked-out one); may be a run not started yet."),
+    port: int = typer.Option(8765, "--port", "-p", min=0, max=65535, help="Port to listen on (0: any free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; any other than 127.0.0.1 requires a token."),
+    token: Optional[str] = typer.Option(None, "--token", help="Secret every request must carry (default with --host: a random one, printed in the URL)."),
+) -> None:
+    """A live page of a run (running, finished or resumed): in flight, progress, table, best, diffs, stop button."""
+    from autoresearch.api import dashboard_for
+
+    board = dashboard_for(task_dir, tag, host=host, port=port, token=token)
+    console.print(f"dashboard of {board.store.branch}: {board.url}   (Ctrl-C to quit; the run is not affected)")
+    try:
+        board.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.close()
+
+
 def _live_view(task_dir: Path, tag: str):
     """The run in flight, second by second (a rich panel; plain lines without a terminal)."""
     from autoresearch.live.terminal import TerminalView
