@@ -70,11 +70,12 @@ function plot(series, opts) {
   for (let i = 0; i <= 4; i++) {
     const t = sy.lo + (sy.hi - sy.lo) * i / 4, y = sy.log ? Math.pow(10, t) : t;
     root.append(svg("text", { x: L - 4, y: Y(y) + 4, "text-anchor": "end" }, fmt(y)));
-    const xv = x0 + (x1 - x0) * i / 4;
-    root.append(svg("text", { x: X(xv), y: H - B + 14, "text-anchor": "middle" }, fmt(xv)));
+    const xv = opts.integer ? Math.round(x0 + (x1 - x0) * i / 4) : x0 + (x1 - x0) * i / 4;
+    if (!opts.integer || i === 0 || xv !== Math.round(x0 + (x1 - x0) * (i - 1) / 4))
+      root.append(svg("text", { x: X(xv), y: H - B + 14, "text-anchor": "middle" }, fmt(xv)));
   }
   root.append(svg("text", { x: (W + L) / 2, y: H - 4, "text-anchor": "middle" }, opts.xlabel + (sy.log ? "   (y: log scale)" : "")));
-  root.append(svg("text", { x: 12, y: T + 10 }, opts.ylabel));
+  root.append(svg("text", { x: L + 6, y: T + 10 }, opts.ylabel));
   const colors = ["#2a7", "#37c", "#c73", "#a4a", "#777"];
   series.forEach((s, i) => {
     const pts = s.points.filter(p => p[1] != null && isFinite(p[1]) && (!sy.log || p[1] > 0));
@@ -97,11 +98,12 @@ function plot(series, opts) {
 // The x axis of a curve: the run's own seconds when it reports them, else the time we saw it.
 function curveSeries(curve) {
   if (!curve || !curve.length) return { series: [], xlabel: "" };
-  const tkey = ["seconds", "time", "elapsed", "t"].find(k => curve.every(p => k in p));
-  const xkey = tkey || ["epoch", "step"].find(k => curve.every(p => k in p));
+  // The run's own clock first; then its epochs or steps; our arrival stamps (t, 1 s grain) last.
+  const tkey = ["seconds", "time", "elapsed"].find(k => curve.every(p => k in p));
+  const xkey = tkey || ["epoch", "step", "t"].find(k => curve.every(p => k in p));
   const skip = new Set(["seconds", "time", "elapsed", "t", "epoch", "step", "lr", "learning_rate"]);
   const names = [...new Set(curve.flatMap(Object.keys))].filter(k => !skip.has(k)).slice(0, 4);
-  return { xlabel: tkey ? "seconds" : (xkey || "point"),
+  return { xlabel: tkey || xkey === "t" ? "seconds" : (xkey || "point"),
            series: names.map(n => ({ name: n, kind: "line", points: curve.map((p, i) => [xkey ? p[xkey] : i, p[n]]) })) };
 }
 
@@ -154,7 +156,7 @@ function renderProgress(state) {
     { name: "best so far", kind: "step", points: best, color: "#2a7" },
     { name: "keep", kind: "dots", points: by("keep"), color: "#2a7" },
     { name: "discard", kind: "dots", points: by("discard"), color: "#bbb" },
-  ], { xlabel: "experiment", ylabel: state.primary }));
+  ], { xlabel: "experiment", ylabel: state.primary, integer: true }));
 }
 
 function renderTable(state) {
