@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import threading
@@ -136,6 +137,34 @@ def status_of(task_dir, tag: str | None = None) -> RunStatus:
     if not store.ledger.exists():
         raise AutoresearchError(f"{store.ledger.path}: no run with tag {tag!r}; tags here: {', '.join(list_tags(task.dir)) or 'none'}")
     return RunStatus(task, store, list(store.ledger.records))
+
+
+def next_steps(task_dir, tag: str) -> list[str]:
+    """What to do after a run: the branch it left checked out, and the commands that follow."""
+    s = status_of(task_dir, tag)
+    base = next((r for r in s.records if r.status is Status.KEEP), None)
+    origin = _origin_branch(s.task.dir, base.commit) if base else None
+    here = shlex.quote(str(task_dir))
+    lines = [f"on branch {s.store.branch}" + (f" (started from {origin})" if origin else "") + "; next:"]
+    if origin or base:
+        lines.append(f"  git diff {origin or base.commit[:12]} {s.store.branch}   # what the run changed")
+    lines += [f"  autoresearch run {here} --tag {tag} --iterations 10   # continue this run",
+              f"  open {shlex.quote(str(s.task.dir / 'report.html'))}   # the report (xdg-open on Linux)",
+              f"  autoresearch dashboard {here} --tag {tag}   # the live page, http://127.0.0.1:8765/"]
+    if origin:
+        lines.append(f"  git checkout {origin}   # back to where you started")
+    return lines
+
+
+def _origin_branch(cwd: Path, commit: str) -> str | None:
+    """The branch the run started from: one holding the baseline commit that is not ours."""
+    proc = subprocess.run(["git", "branch", "--contains", commit, "--format=%(refname:short)"], cwd=cwd,
+                          capture_output=True, text=True)
+    names = [n for n in proc.stdout.split() if not n.startswith("autoresearch/")] if proc.returncode == 0 else []
+    for preferred in ("main", "master"):
+        if preferred in names:
+            return preferred
+    return names[0] if names else None
 
 
 def dashboard_for(task_dir, tag: str | None = None, *, host: str = "127.0.0.1", port: int = 8765,
