@@ -299,11 +299,11 @@ def _knob_parts(name: str, node: ast.expr) -> list[tuple[str, Literal, ast.expr]
     """(knob name, value, node of its text) for an assignment's value: one, one per element, or none."""
     value = _literal_value(node)
     if value is None:
-        value = _numeric_value(node)
+        value = numeric_value(node)
     if value is not None:
         return [(name, value, node)]
     if isinstance(node, (ast.Tuple, ast.List)) and 0 < len(node.elts) <= 16:
-        values = [_numeric_value(e) for e in node.elts]
+        values = [numeric_value(e) for e in node.elts]
         if all(v is not None for v in values):
             return [(f"{name}[{i}]", v, e) for i, (v, e) in enumerate(zip(values, node.elts))]
     return []
@@ -314,7 +314,7 @@ _OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult
               ast.Pow: lambda a, b: a ** b, ast.LShift: lambda a, b: a << b}
 
 
-def _numeric_value(node: ast.expr) -> int | float | None:
+def numeric_value(node: ast.expr) -> int | float | None:
     """The value of a constant expression of numbers (`2**13`, `4 * 1024`, `-3e-4`), or None.
 
     The source is untrusted: exponents and shifts are bounded, and so is every intermediate
@@ -323,10 +323,10 @@ def _numeric_value(node: ast.expr) -> int | float | None:
         v = node.value
         return v if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= _MAX_MAGNITUDE else None
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        v = _numeric_value(node.operand)
+        v = numeric_value(node.operand)
         return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        a, b = _numeric_value(node.left), _numeric_value(node.right)
+        a, b = numeric_value(node.left), numeric_value(node.right)
         if a is None or b is None:
             return None
         if isinstance(node.op, (ast.Pow, ast.LShift)):
