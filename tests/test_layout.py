@@ -60,6 +60,9 @@ def test_init_writes_the_config_run_infers(karpathy_repo, monkeypatch):
     with pytest.raises(AutoresearchError, match="--force"):
         init_config(karpathy_repo)
     assert init_config(karpathy_repo, force=True).read_text() == text
+    path.unlink()
+    r = cli("init", str(karpathy_repo))
+    assert r.returncode == 0 and "wrote" in r.stdout and tomllib.loads(path.read_text())["metrics"] == inferred["metrics"]
 
 
 def test_init_on_another_layout_names_what_is_missing(tmp_path):
