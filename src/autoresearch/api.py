@@ -180,6 +180,24 @@ def status_of(task_dir, tag: str | None = None) -> RunStatus:
     return RunStatus(task, store, list(store.ledger.records))
 
 
+def dashboard_for(task_dir, tag: str | None = None, *, host: str = "127.0.0.1", port: int = 8765,
+                  token: str | None = None):
+    """The dashboard server of a run (`serve_forever()` it). A tag that has no ledger yet is
+    accepted: the page fills in once the run records its first experiment."""
+    from autoresearch.dashboard import Dashboard, new_token
+    from autoresearch.dashboard.server import LOOPBACK
+
+    if tag is None:
+        s = status_of(task_dir, None)
+        task, store = s.task, s.store
+    else:
+        task = load_task(task_dir)
+        store = RunStore(task.dir, tag)
+    if host not in LOOPBACK and not token:
+        token = new_token()  # another address: never without a secret
+    return Dashboard(task, store, host=host, port=port, token=token)
+
+
 def copy_example(name: str, directory: Path, *, time_budget: float | None = None) -> Path:
     """Copy a bundled example to `directory` as a fresh git repository (kept if it exists)."""
     directory = Path(directory).resolve()

@@ -62,10 +62,11 @@ def run(
     from autoresearch.api import run_loop
 
     stop = _stop_on_signals()
-    records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
-                       max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
-                       evolve_program=evolve_program, gpus=gpus, workers=workers,
-                       executor=executor, ray_address=ray_address, say=say, stop_event=stop)
+    with _live_view(task_dir, tag):
+        records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
+                           max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
+                           evolve_program=evolve_program, gpus=gpus, workers=workers,
+                           executor=executor, ray_address=ray_address, say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
 
 
@@ -123,8 +124,38 @@ def demo(
     task_dir = copy_example("mnist1d", directory, time_budget=budget)
     console.print(f"task: {task_dir}  (MNIST-1D, generated locally; agent: tuner)")
     stop = _stop_on_signals()
-    records = run_loop(task_dir, tag, iterations=iterations, agent="tuner", say=say, stop_event=stop)
+    with _live_view(task_dir, tag):
+        records = run_loop(task_dir, tag, iterations=iterations, agent="tuner", say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
+
+
+@app.command()
+def dashboard(
+    task_dir: Path = typer.Argument(Path("."), help="Task directory."),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Run tag (default: the only one, or the checked-out one); may be a run not started yet."),
+    port: int = typer.Option(8765, "--port", "-p", min=0, max=65535, help="Port to listen on (0: any free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; any other than 127.0.0.1 requires a token."),
+    token: Optional[str] = typer.Option(None, "--token", help="Secret every request must carry (default with --host: a random one, printed in the URL)."),
+) -> None:
+    """A live page of a run (running, finished or resumed): in flight, progress, table, best, diffs, stop button."""
+    from autoresearch.api import dashboard_for
+
+    board = dashboard_for(task_dir, tag, host=host, port=port, token=token)
+    console.print(f"dashboard of {board.store.branch}: {board.url}   (Ctrl-C to quit; the run is not affected)")
+    try:
+        board.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.close()
+
+
+def _live_view(task_dir: Path, tag: str):
+    """The run in flight, second by second (a rich panel; plain lines without a terminal)."""
+    from autoresearch.live.terminal import TerminalView
+    from autoresearch.store import STORE_DIR, check_tag
+
+    return TerminalView(Path(task_dir).resolve() / STORE_DIR / check_tag(tag), console)
 
 
 def _print_summary(task_dir: Path, tag: str, ran: int) -> None:

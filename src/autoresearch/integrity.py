@@ -27,9 +27,10 @@ from autoresearch.gitrepo import Git
 from autoresearch.records import Experiment, RunSpec, Status
 from autoresearch.runner import run_process
 from autoresearch.secrets import redact_file, secret_values
+from autoresearch.verdict import CONFIRM_TEXT, NOISE_TEXT
 
-NOISE_REASON = "noise: baseline repeat"
-CONFIRM_REASON = "confirmation run of iteration"
+NOISE_REASON = NOISE_TEXT  # the reason strings' fixed parts, for earlier import paths
+CONFIRM_REASON = CONFIRM_TEXT
 SEED_NAMES = ("SEED", "RANDOM_SEED", "RNG_SEED")
 
 
@@ -62,7 +63,7 @@ def noise_values(history: Sequence[Experiment], primary: str) -> list[float]:
     base = next((e for e in history if e.status is Status.KEEP), None)
     if base is None:
         return []
-    runs = [base] + [e for e in history if e.reason.startswith(NOISE_REASON)]
+    runs = [base] + [e for e in history if e.verdict.noise_repeat]
     return [v for v in (rounded(e.metrics.get(primary)) for e in runs) if v is not None]
 
 
@@ -73,7 +74,7 @@ def noise_floor(history: Sequence[Experiment], primary: str, min_delta: float) -
 
 
 def repeats_done(history: Sequence[Experiment]) -> int:
-    return sum(1 for e in history if e.reason.startswith(NOISE_REASON))
+    return sum(1 for e in history if e.verdict.noise_repeat)
 
 
 def seed_only_change(git: Git, parent: str, task_dir: Path, editable: Sequence[str]) -> bool:

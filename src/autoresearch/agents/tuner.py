@@ -42,14 +42,15 @@ import optuna
 from autoresearch.agents.base import Context
 from autoresearch.constants import Constant, Space, find_constants, render, rewrite, round_value, searchable
 from autoresearch.errors import AutoresearchError, ConfigError
-from autoresearch.records import CrashReason, Proposal, Status
+from autoresearch.records import Proposal, Status
+from autoresearch.verdict import UNTRAINED
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 RECENCY_DECAY = 0.6  # weight of an axis's move per later move on the same axis
 RETRY_AFTER_KEEPS = 2  # a choice that lost is tried again only once the best has moved this often
 # Crashes that say nothing about the configuration: nothing trained, or its node died (Ray).
-UNTRAINED_CRASHES = {CrashReason.AGENT.value, CrashReason.GUARD.value, CrashReason.NODE_LOST.value}
+UNTRAINED_CRASHES = UNTRAINED  # crashes where nothing was trained (Verdict.untrained); earlier import path
 NO_SPACE_HINT = "annotate e.g. `LR = 3e-3  # search: log(1e-4, 1e-1)`"
 
 
@@ -536,7 +537,7 @@ class TunerAgent:
         value_by_commit: dict[str, float] = {}
         rows = []
         for exp in context.history:
-            if exp.status == Status.CRASH and _reason_word(exp.reason) in UNTRAINED_CRASHES:
+            if exp.verdict.crashed and exp.verdict.untrained:
                 continue  # no wall, no failure for TPE: the configuration may be run again
             params = exp.agent_data.get("params") if isinstance(exp.agent_data, dict) else None
             if not isinstance(params, dict):
@@ -636,11 +637,6 @@ def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tupl
         for path, constants in per_file
         for c in constants
     }
-
-
-def _reason_word(reason: str) -> str:
-    words = reason.replace(":", " ").split()
-    return words[0] if words else ""
 
 
 def _shown(value) -> str:
