@@ -43,7 +43,7 @@ from autoresearch.agents.base import Context
 from autoresearch.constants import Constant, Space, find_constants, render, rewrite, round_value, searchable
 from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.records import Proposal, Status
-from autoresearch.verdict import UNTRAINED
+from autoresearch.verdict import UNTRAINED, Reason
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -623,8 +623,9 @@ def learn_from_invalid(spaces: Mapping[str, Space], best: Mapping[str, Any],
 
 
 def _stopped_at_assertion(exp) -> bool:
-    """The run ended in an AssertionError: the code refused the value itself."""
-    return "AssertionError" in (exp.reason or "")
+    """The run ended in an AssertionError of the code itself: it refused the value."""
+    verdict = exp.verdict
+    return verdict.crashed and verdict.reason is Reason.EXIT_CODE and "AssertionError" in verdict.detail
 
 
 def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tuple[str, Constant]]:
