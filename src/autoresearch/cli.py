@@ -126,6 +126,18 @@ def confirm(
 
 
 @app.command()
+def init(
+    task_dir: Path = typer.Argument(Path("."), help="Repository to write autoresearch.toml into."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing autoresearch.toml."),
+) -> None:
+    """Write a commented autoresearch.toml for a karpathy-layout repository (the config `run` infers without one)."""
+    from autoresearch.api import init_config
+
+    path = init_config(task_dir, force=force)
+    console.print(f"wrote {escape(str(path))}; review it, commit it, then: autoresearch run {escape(str(task_dir))} --tag <tag>")
+
+
+@app.command()
 def demo(
     directory: Path = typer.Option(Path("autoresearch-demo"), "--dir", help="Where to copy the example task."),
     iterations: int = typer.Option(10, "--iterations", "-n", min=0, help="Tuner iterations after the baseline."),

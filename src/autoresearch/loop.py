@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import threading
 import time
 import uuid
@@ -21,7 +20,7 @@ from typing import Callable
 
 import psutil
 
-from autoresearch import crash, crash_policy, environment, guard, integrity, outer, results_tsv
+from autoresearch import budget, crash, crash_policy, environment, guard, integrity, outer, results_tsv
 from autoresearch.agents.base import Agent, Context
 from autoresearch.atomic import mirror, write_json, write_text
 from autoresearch.config import Task
@@ -502,8 +501,8 @@ class Loop:
             **(self.worker.env if self.worker else {}),  # e.g. CUDA_VISIBLE_DEVICES: this worker's GPU only
             # Every process of the run inherits this, so a resume finds even those that left the group.
             RUN_TOKEN_ENV: uuid.uuid4().hex,
-            # `python` in the run command means the interpreter autoresearch runs under (seed 001, run 4).
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            # `python` in the run command means the task's interpreter (seed 001, run 4; interpreter.py).
+            "PATH": f"{environment.python_dir(self.task)}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         if seed is not None:
             env["AUTORESEARCH_SEED"] = seed  # repeats and confirmations: the same code, another seed
@@ -511,7 +510,7 @@ class Loop:
 
     def _run(self, n: int, run_dir: Path, commit: str, env: dict) -> RunResult:
         spec = RunSpec(command=self.task.run, cwd=str(self.task.dir), env=env,
-                       timeout=self.task.timeout, log_path=str(run_dir / "log.txt"),
+                       timeout=self._timeout(), log_path=str(run_dir / "log.txt"),
                        commit=commit, repo_dir=self._repo_root(), task_subdir=self.git.prefix().rstrip("/"),
                        memory_limit_mb=self.task.config.task.memory_limit_mb)
 
@@ -522,6 +521,10 @@ class Loop:
                                        stop_event=self.stop_event)
         self._gpu = sampler
         return result
+
+    def _timeout(self) -> float:
+        """The hard limit of a run: configured, or derived from the baseline's wall time (budget.py)."""
+        return budget.run_timeout(self.task, self.store.ledger.records).seconds
 
     def _repo_root(self) -> str:
         if not hasattr(self, "_root"):
@@ -580,7 +583,7 @@ class Loop:
     def _crash_reason(self, result: RunResult, metrics: dict) -> str:
         """Why a run crashed, from its exit and log tail: timeout, oom, env, disk, syntax, nan, ..."""
         found = crash.classify_run(result, metrics, primary=self.rules.primary, editable=self.task.editable,
-                                   task_dir=self.task.dir, timeout=self.task.timeout,
+                                   task_dir=self.task.dir, timeout=self._timeout(),
                                    memory_limit_mb=self.task.config.task.memory_limit_mb)
         return found.reason if found else f"{CrashReason.EXIT_CODE.value}: {result.exit_code}"
 

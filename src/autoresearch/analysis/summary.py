@@ -142,7 +142,7 @@ def _summarize(task, store, records: Sequence[Experiment] | None) -> dict:
     for index, r in enumerate(records):
         status = r.status
         counts[status] += 1
-        if (status is crash or r.reason[:10] == "duplicate ") and untrained(r):
+        if untrained(r):
             counts["untrained"] += 1
             running_best.append(best_value)
             continue
