@@ -40,6 +40,7 @@ def test_report_tells_the_story_without_the_tsv(html):
     assert "<td>WIDTH</td><td>3</td><td>1</td><td>0</td><td>-0.001667</td><td>+0.02</td>" in html  # gains signed
     # Each run's training curve in a line, not only behind a click; its suggestion once, in the patterns.
     assert "Training curve: <strong>still improving</strong> (see" in html
+    assert "the larger of the noise floor and a quarter of the median keep gain" in html  # the tolerance, explained
     cards = html[html.index('<h2 id="experiments">'):html.index('<h2 id="cost">')]
     assert "val_acc was still improving" not in cards  # not repeated on every card
     patterns = html[html.index('id="patterns-table"'):html.index('<h2 id="all">')]

@@ -202,3 +202,22 @@ def test_status_line_of_an_idle_store_and_of_several_workers():
                         dict(w, worker=1, iteration=4, best={"iteration": 2, "value": 0.4, "description": "b"})], now)
     assert "[w0] #3 training" in line and "[w1] #4 training" in line
     assert "best loss 0.4 (#2: b)" in line  # minimize: the lower of the two workers' bests
+
+
+def test_on_a_terminal_the_panel_shows_the_bar_the_curve_and_the_log(tmp_path):
+    root = tmp_path / "store"
+    root.mkdir()
+    now = time.time()
+    write_state(root / "live.json", {
+        "stage": "measure", "iteration": 3, "description": "LR 1e-3 -> 3e-3", "updated_at": now,
+        "run_started_at": now - 30, "iteration_started_at": now - 31, "budget": 60, "primary": "loss",
+        "direction": "minimize", "log_line": "epoch 5 loss 0.2", "curve": [{"epoch": 5, "val_loss": 0.2}],
+        "best": {"iteration": 1, "value": 0.25, "description": "baseline"},
+        "session": {"planned": 4, "done": 3, "queued": 1, "mean_seconds": 62.0}})
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, record=True)
+    view = TerminalView(root, console, live=True)
+    console.print(view.render())
+    text = console.export_text()
+    assert "#3 training 00:3" in text and "/ 01:00" in text and "━" in text  # the bar against the budget
+    assert "curve: epoch 5  val_loss 0.2" in text and "log: epoch 5 loss 0.2" in text
+    assert "best loss 0.25 (#1: baseline)" in text and "ETA" in text

@@ -261,7 +261,11 @@ def _analysis_view(task, store) -> dict | None:
         value = summary.get(key)
         table = _plateau_table(value) if key == "plateau" and _is_plateau(value) else _as_table(value)
         if table:
-            sections.append({"title": key.replace("_", " "), "note": "", **table})
+            note = ""
+            if key == "near_misses" and isinstance(summary.get("near_miss_tolerance"), (int, float)):
+                note = (f"Discards within {fmt(summary['near_miss_tolerance'])} of the best they were compared with: "
+                        "the larger of the noise floor and a quarter of the median keep gain. Gaps are + when better.")
+            sections.append({"title": key.replace("_", " "), **table, "note": note or table.get("note", "")})
     return {"sections": sections} if sections else None
 
 
