@@ -53,3 +53,23 @@ def test_the_end_of_a_run_names_the_branch_and_the_next_commands(make_task):
     assert f"autoresearch run {task} --tag t1 --iterations 10" in text
     assert "report.html" in text and f"autoresearch dashboard {task} --tag t1" in text
     assert "git checkout main" in text
+
+
+def test_status_gain_is_plus_when_better_on_a_minimize_task(make_task):
+    from autoresearch.config import load_task
+    from autoresearch.loop import Limits, Loop
+    from autoresearch.records import Proposal
+    from conftest import TINY_CONFIG
+
+    class Lower:
+        name = "scripted"
+
+        def propose(self, context):
+            p = context.task_dir / "train.py"
+            p.write_text(p.read_text().replace("X = 1.0", "X = 0.25"))
+            return Proposal("X -> 0.25", "Lower is better.")
+
+    task = make_task(config=TINY_CONFIG.replace('"maximize"', '"minimize"'))
+    Loop(load_task(task), "m1", Lower(), say=lambda s: None).run(Limits(iterations=1))
+    out = runner.invoke(app, ["status", str(task), "--tag", "m1"], env={"COLUMNS": "200"}).output
+    assert "(+0.750000 vs baseline 1.000000; + is better)" in out

@@ -219,7 +219,8 @@ def _print_status(s, last: int) -> None:
         memo = f" (strategy memo: ${t['memo_cost_usd']:.4f}, {t['memo_tokens']:,} tokens)" if t["memo_tokens"] else ""
         console.print(f"agent cost: ${t['cost_usd']:.4f}, {t['tokens']:,} tokens{memo}")
     if best:
-        gain = f"  ({best['value'] - base['value']:+.6f} vs baseline {base['value']:.6f})" if base else ""
+        sign = 1 if t["direction"] == "maximize" else -1  # + is better in the metric's direction, as in the report
+        gain = f"  ({sign * (best['value'] - base['value']):+.6f} vs baseline {base['value']:.6f}; + is better)" if base else ""
         console.print(f"best {t['primary']} = {best['value']:.6f} at {best['commit'][:7]} (iteration {best['iteration']}): {escape(best['description'])}{gain}")
     if last:
         table = Table(show_edge=False, pad_edge=False)
