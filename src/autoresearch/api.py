@@ -45,6 +45,9 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
         make_agent = lambda i: create_agent(kind, task, seed=seed + i)  # noqa: E731
         records = run_workers(task, tag, make_agent, slots, limits, say=say, stop_event=stop_event,
                               observers=[refresh_analysis, budget_watch(task, say)])
+        from autoresearch.live.state import clear_stop
+
+        clear_stop(RunStore(task.dir, tag).root)  # the workers honoured it (or the night ended first)
     else:
         loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event,
                     observers=[refresh_analysis, budget_watch(task, say)])
