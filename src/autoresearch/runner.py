@@ -64,7 +64,7 @@ def run_process(
     log_dir = os.path.dirname(os.path.abspath(spec.log_path))
     os.makedirs(log_dir, exist_ok=True)
     token = spec.env.get(RUN_TOKEN_ENV) or uuid.uuid4().hex
-    log = open(spec.log_path, "wb")
+    log = open(spec.log_path, "wb", buffering=0)  # unbuffered: `tail -f` sees each line as it arrives
     start = time.monotonic()
     try:
         proc = subprocess.Popen(

@@ -424,7 +424,7 @@ class WarmExecutor:
         pid = child.pid
         try:
             os.makedirs(os.path.dirname(os.path.abspath(spec.log_path)), exist_ok=True)
-            log = open(spec.log_path, "wb")
+            log = open(spec.log_path, "wb", buffering=0)  # as runner.py: the log follows the run live
         except BaseException:
             child.close()  # the child reads EOF instead of a request and exits
             raise
