@@ -133,6 +133,8 @@ class Loop:
         self.table = self.shared.table
         # Called after every recorded experiment (analysis refresh, strategy memo, ...).
         self.observers = list(observers or [])
+        # Set when the night paused on the same agent failure repeated: the fix, for a non-zero exit.
+        self.paused: str | None = None
         # Told of every stage (live/events.py); the publisher keeps the store's live.json current.
         self.events = [Publisher(self.store.root, worker=worker.index if worker else None, tag=tag,
                                  primary=self.rules.primary, direction=self.rules.direction,
@@ -287,7 +289,10 @@ class Loop:
                 done.append(record)
                 this_session.append(record)  # a resumed run is not stopped again for yesterday's crashes
                 limit = limits.max_consecutive_crashes
-                message = (crash_policy.should_pause(this_session, self.task.config.task.pause_after_env_errors)
+                self.paused = crash_policy.should_pause_for_agent(this_session,
+                                                                  self.task.config.task.pause_after_env_errors)
+                message = (self.paused
+                           or crash_policy.should_pause(this_session, self.task.config.task.pause_after_env_errors)
                            or crash_policy.should_stop(this_session, self.task.config.task.max_consecutive_crashes
                                                        if limit is None else limit))
                 if message:

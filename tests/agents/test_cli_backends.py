@@ -42,7 +42,7 @@ def config(kind: str, timeout: float = 20, extra: str = "") -> str:
         kind = "{kind}"
         timeout = {timeout}
         model = "{MODELS[kind]}"
-        env = ["FAKE_STATE_DIR", "FAKE_SCENARIO", "FAKE_VALUE"]
+        env = ["FAKE_STATE_DIR", "FAKE_SCENARIO", "FAKE_VALUE", "FAKE_LOGGED_IN"]
     ''') + ("retries = 2\nbackoff = 0.01\n" if kind in OUR_RETRIES else "") + textwrap.dedent(extra)
 
 

@@ -68,7 +68,7 @@ from autoresearch.runner import run_process
 from autoresearch.secrets import redact, secret_values
 
 MAX_BACKOFF = 300.0
-BACKEND_TABLES = ("claude", "codex", "gemini", "aider")  # [agent.<name>] sections
+BACKEND_TABLES = ("claude", "codex", "gemini", "aider", "openai")  # [agent.<name>] sections
 COMMON_KEYS = frozenset({"binary", "model", "extra_args", "retries", "backoff", "env", "timeout", "preflight"})
 WATCH_INTERVAL = 0.2  # how often a running CLI's output is read for a known cause
 CHECK_TIMEOUT = 30.0  # `--help` of a Node CLI can take a few seconds on a cold start

@@ -101,6 +101,9 @@ def main() -> int:
     elif play == "invalid_key":
         out = result(is_error=True, text="Invalid API key · Fix external API key", cost=0, usage={},
                      api_error_status=401, api_error_type="authentication_error", terminal_reason="api_error")
+    elif play == "offline":  # Claude Code 2.1 with CLAUDE_CODE_MAX_RETRIES=0 and no network
+        out = result(is_error=True, cost=0, usage={}, api_error_status=None, terminal_reason="api_error",
+                     text="API Error: Can't reach the API server — check your internet or DNS (EAI_AGAIN)")
     elif play == "rate_limit":
         out = result(is_error=True, cost=0, usage={}, api_error_status=429, api_error_type="rate_limit_error",
                      text="API Error: Request rejected (429) · Number of requests has exceeded your rate limit")
