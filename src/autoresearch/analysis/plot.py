@@ -182,7 +182,13 @@ def plot_progress(task, store, path: str | Path, records: Sequence[Experiment] |
     ax.set_xticks([t for t in MaxNLocator(integer=True).tick_values(first, last) if first <= t <= last])
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.0f}"))
     if log:
+        from matplotlib.ticker import LogLocator
+
         ax.set_ylabel(ax.get_ylabel() + ", log scale")
+        plain = FuncFormatter(lambda y, _: f"{y:.3g}")  # 0.2, not 2 x 10^-1
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(plain)
     ax.legend(loc="lower right" if maximize else "upper right", fontsize=8, framealpha=0.9)
     return _save(fig, path)
 
