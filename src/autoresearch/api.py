@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import threading
@@ -44,6 +45,9 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
         make_agent = lambda i: create_agent(kind, task, seed=seed + i)  # noqa: E731
         records = run_workers(task, tag, make_agent, slots, limits, say=say, stop_event=stop_event,
                               observers=[refresh_analysis, budget_watch(task, say)])
+        from autoresearch.live.state import clear_stop
+
+        clear_stop(RunStore(task.dir, tag).root)  # the workers honoured it (or the night ended first)
     else:
         loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event,
                     observers=[refresh_analysis, budget_watch(task, say)])
@@ -178,6 +182,34 @@ def status_of(task_dir, tag: str | None = None) -> RunStatus:
     if not store.ledger.exists():
         raise AutoresearchError(f"{store.ledger.path}: no run with tag {tag!r}; tags here: {', '.join(list_tags(task.dir)) or 'none'}")
     return RunStatus(task, store, list(store.ledger.records))
+
+
+def next_steps(task_dir, tag: str) -> list[str]:
+    """What to do after a run: the branch it left checked out, and the commands that follow."""
+    s = status_of(task_dir, tag)
+    base = next((r for r in s.records if r.status is Status.KEEP), None)
+    origin = _origin_branch(s.task.dir, base.commit) if base else None
+    here = shlex.quote(str(task_dir))
+    lines = [f"on branch {s.store.branch}" + (f" (started from {origin})" if origin else "") + "; next:"]
+    if origin or base:
+        lines.append(f"  git diff {origin or base.commit[:12]} {s.store.branch}   # what the run changed")
+    lines += [f"  autoresearch run {here} --tag {tag} --iterations 10   # continue this run",
+              f"  open {shlex.quote(str(s.task.dir / 'report.html'))}   # the report (xdg-open on Linux)",
+              f"  autoresearch dashboard {here} --tag {tag}   # the live page, http://127.0.0.1:8765/"]
+    if origin:
+        lines.append(f"  git checkout {origin}   # back to where you started")
+    return lines
+
+
+def _origin_branch(cwd: Path, commit: str) -> str | None:
+    """The branch the run started from: one holding the baseline commit that is not ours."""
+    proc = subprocess.run(["git", "branch", "--contains", commit, "--format=%(refname:short)"], cwd=cwd,
+                          capture_output=True, text=True)
+    names = [n for n in proc.stdout.split() if not n.startswith("autoresearch/")] if proc.returncode == 0 else []
+    for preferred in ("main", "master"):
+        if preferred in names:
+            return preferred
+    return names[0] if names else None
 
 
 def dashboard_for(task_dir, tag: str | None = None, *, host: str = "127.0.0.1", port: int = 8765,
