@@ -23,6 +23,7 @@ import jinja2
 from autoresearch.analysis.plot import plot_curves, plot_progress, primary_value
 from autoresearch.analysis.references import load_references
 from autoresearch.atomic import write_text
+from autoresearch.cost import Spend, spend
 from autoresearch.gpu import time_split, training_share
 from autoresearch.records import Experiment, Status
 
@@ -72,23 +73,21 @@ def render_report(task, store) -> str:
         curves = _data_uri(curves_png) if curves_png else None
     references = load_references(task.dir, task.path)
     best = next((r for r in reversed(records) if r.status is Status.KEEP), None)
-    from autoresearch.outer import memo_spend  # outer imports the analysis
-
-    memo = memo_spend(store)  # the strategy memo's own LLM calls: not in any experiment's row
+    spent = spend(store, records)  # with the strategy memo's own LLM calls: not in any experiment's row
     context = {
         "title": f"{task.dir.name} / {store.tag}",
         "generated": time.strftime("%Y-%m-%d %H:%M"),
         "task": {"dir": str(task.dir), "run": task.run, "editable": ", ".join(task.editable),
                  "time_budget": task.time_budget},
         "branch": store.branch, "primary": primary, "direction": task.metrics.direction,
-        "summary": {**_summary(records, primary, maximize), **_with_memo(records, memo)},
+        "summary": {**_summary(records, primary, maximize), "cost_usd": spent.cost_usd, "tokens": spent.tokens},
         "progress_png": progress, "curves_png": curves, "curve_runs": chosen,
         "frontier": frontier(records, primary),
         "experiments": [_experiment(r, store, primary, maximize, best_before)
                         for r, best_before in _with_best_before(records, primary)],
         "references": _references_view(references, best.metrics if best else {}),
         "analysis": _analysis_view(task, store),
-        "cost": _cost(records, memo),
+        "cost": _cost(records, spent),
     }
     return _env().get_template("report.html.j2").render(**context)
 
@@ -299,12 +298,8 @@ def _cell(value: Any) -> str:
     return fmt(value)
 
 
-def _with_memo(records: list[Experiment], memo: tuple[float, int]) -> dict:
-    return {"cost_usd": sum(r.cost_usd for r in records) + memo[0], "tokens": sum(r.tokens for r in records) + memo[1]}
-
-
-def _cost(records: list[Experiment], memo: tuple[float, int] = (0.0, 0)) -> dict:
-    total, tokens = _with_memo(records, memo).values()
+def _cost(records: list[Experiment], spent: Spend) -> dict:
+    total, tokens, memo = spent.cost_usd, spent.tokens, (spent.memo_usd, spent.memo_tokens)
     agents: dict[str, dict] = {}
     for r in records:
         a = agents.setdefault(r.agent or "-", {"runs": 0, "cost_usd": 0.0, "tokens": 0})
