@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from autoresearch import crash, guard, integrity
 from autoresearch.decision import check_primary, decide, total_code_lines
 from autoresearch.loop.attempt import Attempt, Kind
-from autoresearch.loop.measure import measure
+from autoresearch.loop.measure import measure, run_timeout
 from autoresearch.records import Experiment
 from autoresearch.verdict import Reason, Status, Verdict
 
@@ -64,7 +64,7 @@ def crash_verdict(loop: "Loop", run: Attempt) -> Verdict:
     """Why a run crashed, from its exit and log tail: timeout, oom, env, disk, syntax, nan, ..."""
     task = loop.task
     found = crash.classify_run(run.result, run.metrics, primary=loop.rules.primary, editable=task.editable,
-                               task_dir=task.dir, timeout=task.timeout,
+                               task_dir=task.dir, timeout=run_timeout(loop),
                                memory_limit_mb=task.config.task.memory_limit_mb)
     return found.verdict if found else Verdict.crash(Reason.EXIT_CODE, str(run.result.exit_code))
 

@@ -8,14 +8,13 @@ GPU facts. (Early stopping hooks in here: the run's spec and its on_start are bu
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autoresearch import environment, integrity
+from autoresearch import budget, environment, integrity
 from autoresearch.atomic import write_json
 from autoresearch.footer import parse_footer_report
 from autoresearch.gpu import GpuSampler
@@ -67,8 +66,8 @@ def run_env(loop: "Loop", n: int, seed: str | None = None) -> dict:
         **(loop.worker.env if loop.worker else {}),  # e.g. CUDA_VISIBLE_DEVICES: this worker's GPU only
         # Every process of the run inherits this, so a resume finds even those that left the group.
         RUN_TOKEN_ENV: uuid.uuid4().hex,
-        # `python` in the run command means the interpreter autoresearch runs under (seed 001, run 4).
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        # `python` in the run command means the task's interpreter (seed 001, run 4; interpreter.py).
+        "PATH": f"{environment.python_dir(loop.task)}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     if seed is not None:
         env["AUTORESEARCH_SEED"] = seed  # repeats and confirmations: the same code, another seed
@@ -77,9 +76,14 @@ def run_env(loop: "Loop", n: int, seed: str | None = None) -> dict:
 
 def run_spec(loop: "Loop", attempt: Attempt, env: dict) -> RunSpec:
     task = loop.task
-    return RunSpec(command=task.run, cwd=str(task.dir), env=env, timeout=task.timeout,
+    return RunSpec(command=task.run, cwd=str(task.dir), env=env, timeout=run_timeout(loop),
                    log_path=str(attempt.run_dir / "log.txt"), commit=attempt.commit, repo_dir=loop.repo_root,
                    task_subdir=loop.git.prefix().rstrip("/"), memory_limit_mb=task.config.task.memory_limit_mb)
+
+
+def run_timeout(loop: "Loop") -> float:
+    """The hard limit of a run: configured, or derived from the baseline's wall time (budget.py)."""
+    return budget.run_timeout(loop.task, loop.store.ledger.records).seconds
 
 
 def _run(loop: "Loop", attempt: Attempt, env: dict) -> RunResult:
