@@ -26,7 +26,7 @@ from autoresearch.environment import run_env
 from autoresearch.footer import parse_footer
 from autoresearch.gitrepo import Git
 from autoresearch.records import Experiment, RunSpec, Status
-from autoresearch.runner import run_process
+from autoresearch.execution.runner import run_process
 from autoresearch.secrets import redact_file, secret_values
 
 NOISE_REASON = "noise: baseline repeat"

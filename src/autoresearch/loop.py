@@ -27,14 +27,14 @@ from autoresearch.atomic import mirror, write_json, write_text
 from autoresearch.config import Task
 from autoresearch.decision import Rules, check_primary, decide, total_code_lines
 from autoresearch.errors import AutoresearchError
-from autoresearch.executor import Executor, LocalExecutor
+from autoresearch.execution import Executor, as_executor, executor_for_task
 from autoresearch.footer import parse_footer_report
 from autoresearch.gitrepo import Git
 from autoresearch.gpu import GpuSampler
 from autoresearch.ledger import Ledger
 from autoresearch.prompt import render_prompt
 from autoresearch.records import CrashReason, Experiment, Proposal, RunResult, RunSpec, Status
-from autoresearch.runner import RUN_TOKEN_ENV, kill_token, kill_tree_if_alive
+from autoresearch.execution.supervise import RUN_TOKEN_ENV, kill_token, kill_tree_if_alive
 from autoresearch.secrets import redact, redact_file, secret_values
 from autoresearch.store import STORE_DIR, RunStore
 
@@ -43,14 +43,7 @@ _FULL_PARSE_BYTES = 8 * 1024 * 1024
 
 def default_executor(task: Task, say: Callable[[str], None]) -> Executor:
     """What the task's config asks for: Ray, warm starts, or plain local processes."""
-    section = task.config.executor
-    if section.kind == "ray":
-        from autoresearch.ray_executor import RayExecutor
-        return RayExecutor.from_task(task)
-    if task.config.task.preload:
-        from autoresearch.warm import WarmExecutor
-        return WarmExecutor(task.config.task.preload, say=say)
-    return LocalExecutor()
+    return executor_for_task(task, say)
 
 
 class Stopped(Exception):
@@ -116,7 +109,7 @@ class Loop:
                  shared: Shared | None = None, worker: Worker | None = None):
         self.agent = agent
         self._owns_executor = executor is None
-        self.executor = executor or default_executor(task, say)
+        self.executor = as_executor(executor) if executor is not None else default_executor(task, say)
         self.say = say
         self.stop_event = stop_event or threading.Event()
         self.store = RunStore(task.dir, tag, worker=worker.index if worker else None,
@@ -140,9 +133,8 @@ class Loop:
         check = getattr(self.agent, "check", None)
         if check is not None:
             check()  # fail in a second with a fix, not after the baseline has trained
-        connect = getattr(self.executor, "connect", None)
-        if connect is not None:
-            connect()  # a cluster that is not there fails before a branch or a store is made
+        self.executor.check()
+        self.executor.connect()  # a cluster that is not there fails before a branch or a store is made
         if self.worker is not None:
             self.recover()  # the pool made the branch and the worktree; finish what this worker left
             return
@@ -274,7 +266,7 @@ class Loop:
             self.recover()
         finally:
             if self._owns_executor:
-                getattr(self.executor, "close", lambda: None)()  # a warm-start server, a Ray connection
+                self.executor.close()  # a warm-start server, a Ray connection
         return done
 
     def _checkpoint(self) -> None:
