@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from autoresearch.crash import is_environment, kind_of
-from autoresearch.records import Experiment, Status
+from autoresearch.records import Experiment
+from autoresearch.verdict import ENDS_STREAK
 
 DEFAULT_PAUSE_AFTER_ENV_ERRORS = 3
 DEFAULT_MAX_CONSECUTIVE_CRASHES = 5
-# Crashes that say nothing about the ideas (the machine running it died): they end a streak.
-NOT_THE_IDEAS = frozenset({"node_lost"})
+# Crashes that say nothing about the ideas end a streak (Verdict.ends_streak); earlier import path.
+NOT_THE_IDEAS = ENDS_STREAK
 
 
 def crash_streak(history: Sequence[Experiment]) -> list[Experiment]:
     """The crashes at the end of `history`, oldest first; a lost node ends the streak."""
     streak: list[Experiment] = []
     for record in reversed(history):
-        if record.status is not Status.CRASH or kind_of(record.reason) in NOT_THE_IDEAS:
+        if record.verdict.ends_streak:
             break
         streak.append(record)
     return streak[::-1]
@@ -36,9 +36,9 @@ def should_pause(history: Sequence[Experiment], after: int = DEFAULT_PAUSE_AFTER
     if after <= 0 or len(history) < after:
         return None
     last = list(history[-after:])
-    if not all(r.status is Status.CRASH and is_environment(kind_of(r.reason)) for r in last):
+    if not all(r.verdict.environmental for r in last):
         return None
-    detail = last[-1].reason.split(":", 1)[-1].strip()
+    detail = last[-1].verdict.detail.strip()
     return (f"paused after {after} runs in a row that did not start because of the setup, not the idea: "
             f"{detail}; fix it and run again (the same --tag resumes)")
 
@@ -53,7 +53,7 @@ def should_stop(history: Sequence[Experiment], limit: int | None = DEFAULT_MAX_C
     streak = crash_streak(history)
     if len(streak) < limit:
         return None
-    kinds = sorted({kind_of(r.reason) for r in streak[-limit:]})
+    kinds = sorted({r.verdict.kind for r in streak[-limit:]})
     return (f"stopped after {len(streak)} crashes in a row ({', '.join(kinds)}; the last: {streak[-1].reason}); "
             "see the logs in the run store, fix what they share and run again, "
             "or raise [task] max_consecutive_crashes")

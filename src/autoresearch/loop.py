@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import threading
 import time
 import uuid
@@ -21,7 +20,7 @@ from typing import Callable
 
 import psutil
 
-from autoresearch import crash, crash_policy, environment, guard, integrity, outer, results_tsv
+from autoresearch import budget, crash, crash_policy, environment, guard, integrity, outer, results_tsv
 from autoresearch.agents.base import Agent, Context
 from autoresearch.atomic import mirror, write_json, write_text
 from autoresearch.config import Task
@@ -32,6 +31,8 @@ from autoresearch.footer import parse_footer_report
 from autoresearch.gitrepo import Git
 from autoresearch.gpu import GpuSampler
 from autoresearch.ledger import Ledger
+from autoresearch.live.publisher import Publisher
+from autoresearch.live.state import clear_stop, stop_requested
 from autoresearch.prompt import render_prompt
 from autoresearch.records import CrashReason, Experiment, Proposal, RunResult, RunSpec, Status
 from autoresearch.execution.supervise import RUN_TOKEN_ENV, kill_token, kill_tree_if_alive
@@ -106,7 +107,7 @@ class Loop:
     def __init__(self, task: Task, tag: str, agent: Agent, *, executor: Executor | None = None,
                  say: Callable[[str], None] = print, stop_event: threading.Event | None = None,
                  observers: list[Callable[["Loop", Experiment], None]] | None = None,
-                 shared: Shared | None = None, worker: Worker | None = None):
+                 shared: Shared | None = None, worker: Worker | None = None, events: list | None = None):
         self.agent = agent
         self._owns_executor = executor is None
         self.executor = as_executor(executor) if executor is not None else default_executor(task, say)
@@ -125,6 +126,18 @@ class Loop:
         self.table = self.shared.table
         # Called after every recorded experiment (analysis refresh, strategy memo, ...).
         self.observers = list(observers or [])
+        # Told of every stage (live/events.py); the publisher keeps the store's live.json current.
+        self.events = [Publisher(self.store.root, worker=worker.index if worker else None, tag=tag,
+                                 primary=self.rules.primary, direction=self.rules.direction,
+                                 budget=self.task.time_budget, timeout=self.task.timeout, task_dir=self.task.dir),
+                       *(events or [])]
+
+    def _emit(self, what: str, *args, **info) -> None:
+        for sink in self.events:
+            try:
+                getattr(sink, what)(*args, **info)
+            except Exception as exc:  # a view must not end the night's experiments
+                self.say(f"warning: live view {type(sink).__name__}.{what} failed: {type(exc).__name__}: {exc}")
 
     # -- start ---------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -228,6 +241,13 @@ class Loop:
         self.prepare()
         started = time.monotonic()
         done: list[Experiment] = []
+        ended = "done"
+        planned = limits.iterations + (self.store.ledger.best() is None) + max(
+            0, self.task.metrics.noise_runs - 1 - integrity.repeats_done(self.store.ledger.records))
+        if self.worker is None:
+            clear_stop(self.store.root)  # a request left from before this run began is not for it
+        self._emit("session", planned=planned, max_seconds=limits.max_seconds,
+                   remaining=(lambda: self.shared.tickets or 0) if self.worker is not None else None)
         try:
             if self.store.ledger.best() is None:
                 baseline = self._iteration(self.shared.take_iteration(self.store.ledger), baseline=True)
@@ -242,6 +262,10 @@ class Loop:
                                             repeat=integrity.repeats_done(self.store.ledger.records) + 1))
             this_session: list[Experiment] = []
             for _ in range(limits.iterations):
+                if stop_requested(self.store.root):  # the dashboard's stop button
+                    self.say("stop requested: stopping after the iteration that finished")
+                    ended = "stop requested"
+                    break
                 if not self.shared.take_ticket():
                     break
                 if limits.max_seconds is not None and time.monotonic() - started >= limits.max_seconds:
@@ -260,11 +284,19 @@ class Loop:
                                                        if limit is None else limit))
                 if message:
                     self.say(message)
+                    ended = message
                     break
         except Stopped:
+            ended = "stopped"
             self.say("stopped: the interrupted iteration was rolled back")
             self.recover()
+        except BaseException as exc:
+            ended = f"error: {type(exc).__name__}"
+            raise
         finally:
+            self._emit("finished", ended)
+            if self.worker is None and ended == "stop requested":
+                clear_stop(self.store.root)  # honoured: a resume runs normally
             if self._owns_executor:
                 self.executor.close()  # a warm-start server, a Ray connection
         return done
@@ -287,6 +319,8 @@ class Loop:
         untracked = git.changed_paths()  # the user's own untracked files: not the agent's doing
         self._created: list[str] | None = None
         store.set_pending(iteration=n, parent=parent, untracked=untracked, started=time.time())
+        self._emit("stage", n, "propose", **({"description": "baseline" if not repeat else f"baseline repeat {repeat}"}
+                                            if baseline else {}))
         run_dir = store.run_dir(n)
         started = time.time()
         ro_before = guard.file_hashes(task.dir, task.readonly)
@@ -304,6 +338,7 @@ class Loop:
                 git("checkout", "-q", repair.commit, "--", *task.editable)
             before_agent = git.snapshot()
             proposal = self._propose(n, history, best, run_dir, repair)
+            self._emit("stage", n, "screen", description=proposal.description)
             healed = git.heal(before_agent, self.branch)  # a rewritten HEAD or config, a lock it left
             if healed:
                 self.say(f"note: iteration {n}: the agent broke git's {', '.join(healed)}; put back")
@@ -320,6 +355,7 @@ class Loop:
                                                  changed=changed, metrics=metrics))
             outside = guard.outside_scope(changed, task.editable)
             escaped = guard.escaping(task.dir, changed)  # a symlink out of the task, say
+            self._emit("stage", n, "commit")
             commit = git.commit(changed, proposal.description or "experiment")
             git.keep_reachable(store.ref(n), commit)
             store.set_pending(commit=commit)
@@ -341,6 +377,7 @@ class Loop:
             status, _ = self._judge(result, metrics, best=store.ledger.best(), **judged)
             if status is Status.KEEP:  # a candidate: run it again under another seed before believing it
                 confirmation = self._confirm(n, commit, parent, proposal, started, changed)
+        self._emit("stage", n, "judge")
         with self.shared.lock:
             best_now = store.ledger.best()  # other workers may have kept something while this trained
             status, reason = self._judge(result, metrics, best=best_now, **judged)
@@ -391,6 +428,7 @@ class Loop:
         m = self.shared.take_iteration(self.store.ledger)
         self.store.set_pending(confirming=m)  # a resume sets its run folder aside too
         run_dir = self.store.run_dir(m)
+        self._emit("stage", m, "confirm", description=f"confirm #{n}: {proposal.description}")
         result, metrics, problem = self._measure(m, run_dir, commit, seed=str(m))
         note = Proposal(f"confirm #{n}: {proposal.description}", f"Iteration {n} again under seed {m}.")
         record = self._record(m, commit, parent, Status.DISCARD, f"{integrity.CONFIRM_REASON} {n}", note, started,
@@ -455,8 +493,8 @@ class Loop:
             **(self.worker.env if self.worker else {}),  # e.g. CUDA_VISIBLE_DEVICES: this worker's GPU only
             # Every process of the run inherits this, so a resume finds even those that left the group.
             RUN_TOKEN_ENV: uuid.uuid4().hex,
-            # `python` in the run command means the interpreter autoresearch runs under (seed 001, run 4).
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            # `python` in the run command means the task's interpreter (seed 001, run 4; interpreter.py).
+            "PATH": f"{environment.python_dir(self.task)}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         if seed is not None:
             env["AUTORESEARCH_SEED"] = seed  # repeats and confirmations: the same code, another seed
@@ -464,16 +502,21 @@ class Loop:
 
     def _run(self, n: int, run_dir: Path, commit: str, env: dict) -> RunResult:
         spec = RunSpec(command=self.task.run, cwd=str(self.task.dir), env=env,
-                       timeout=self.task.timeout, log_path=str(run_dir / "log.txt"),
+                       timeout=self._timeout(), log_path=str(run_dir / "log.txt"),
                        commit=commit, repo_dir=self._repo_root(), task_subdir=self.git.prefix().rstrip("/"),
                        memory_limit_mb=self.task.config.task.memory_limit_mb)
 
         self._track(0, "run", env[RUN_TOKEN_ENV])  # the token first: a kill before the pid is known still finds it
+        self._emit("stage", n, "measure", log_path=spec.log_path, run_started_at=time.time(), curve_dir=self.task.dir)
         with GpuSampler(env.get("CUDA_VISIBLE_DEVICES")) as sampler:
             result = self.executor.run(spec, on_start=lambda pid: self._track(pid, "run", env[RUN_TOKEN_ENV]),
                                        stop_event=self.stop_event)
         self._gpu = sampler
         return result
+
+    def _timeout(self) -> float:
+        """The hard limit of a run: configured, or derived from the baseline's wall time (budget.py)."""
+        return budget.run_timeout(self.task, self.store.ledger.records).seconds
 
     def _repo_root(self) -> str:
         if not hasattr(self, "_root"):
@@ -532,7 +575,7 @@ class Loop:
     def _crash_reason(self, result: RunResult, metrics: dict) -> str:
         """Why a run crashed, from its exit and log tail: timeout, oom, env, disk, syntax, nan, ..."""
         found = crash.classify_run(result, metrics, primary=self.rules.primary, editable=self.task.editable,
-                                   task_dir=self.task.dir, timeout=self.task.timeout,
+                                   task_dir=self.task.dir, timeout=self._timeout(),
                                    memory_limit_mb=self.task.config.task.memory_limit_mb)
         return found.reason if found else f"{CrashReason.EXIT_CODE.value}: {result.exit_code}"
 
@@ -593,6 +636,7 @@ class Loop:
     def _announce(self, record: Experiment) -> None:
         """Say it, tell the observers (analysis refresh, ...), refresh the strategy memo when due."""
         self._say(record)
+        self._emit("recorded", record, self.store.ledger.best())
         for observer in self.observers:
             try:
                 observer(self, record)

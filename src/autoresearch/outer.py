@@ -11,12 +11,12 @@ from autoresearch.atomic import append_line, write_text
 from autoresearch.context import RECENT, view_history
 from autoresearch.memo import plateau_length, rules_memo, should_refresh
 from autoresearch.prompt import Extras, render
+from autoresearch import verdict
 from autoresearch.records import Experiment, Status
 
-# Crashes that point at the change itself; timeouts, guards and agent failures do not.
-REPAIRABLE = ("exit_code", "nan", "no_metric", "syntax")
-ENVIRONMENT_HINTS = ("ModuleNotFoundError", "command not found", "No such file or directory: 'python",
-                     "CUDA driver", "libcuda", "cannot open shared object file")
+# What makes a crash repairable is Verdict.repairable; the names stay for earlier import paths.
+REPAIRABLE = verdict.REPAIRABLE
+ENVIRONMENT_HINTS = verdict.SETUP_HINTS
 
 
 def memo_path(store):
@@ -29,10 +29,8 @@ def repair_target(history: Sequence[Experiment], agent, max_attempts: int) -> Ex
     if not history or max_attempts <= 0 or not getattr(agent, "repairs", True):
         return None
     last = history[-1]
-    if last.status is not Status.CRASH or last.commit == last.parent or not last.reason.startswith(REPAIRABLE):
-        return None
-    if any(hint in last.reason for hint in ENVIRONMENT_HINTS):
-        return None  # the setup failed, not the idea: "fix your code" would send the agent astray
+    if last.commit == last.parent or not last.verdict.repairable:
+        return None  # nothing was committed, or the crash is not the change's (a timeout, the setup)
     root = last.repair_of if last.repair_of is not None else last.iteration
     attempts = sum(1 for e in history if e.repair_of == root)
     return last if attempts < max_attempts else None

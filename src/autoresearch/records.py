@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class Status(str, enum.Enum):
-    KEEP = "keep"
-    DISCARD = "discard"
-    CRASH = "crash"
+from autoresearch.verdict import Reason, Status, Verdict
 
 
-class CrashReason(str, enum.Enum):
-    """Why a run is a crash; the first word of the ledger's `reason` field."""
-
-    TIMEOUT = "timeout"
-    EXIT_CODE = "exit_code"
-    NO_METRIC = "no_metric"
-    NAN = "nan"
-    GUARD = "guard"
-    AGENT = "agent"  # the agent failed or made no change: nothing was trained
-    NODE_LOST = "node_lost"  # the machine running it died (Ray), twice: never the idea's fault
+# The outcome types live in verdict.py; `CrashReason` is the name earlier versions used.
+CrashReason = Reason
 
 
 @dataclass(frozen=True)
@@ -111,6 +98,11 @@ class Experiment:
     node: str = ""  # the machine it ran on, when not this one (Ray)
     gpu_util: float | None = None  # mean GPU utilisation sampled during the run (NVML), percent
     gpu_peak_mb: float | None = None  # peak GPU memory in use (NVML), when no footer says it
+
+    @property
+    def verdict(self) -> Verdict:
+        """What `status` and `reason` mean (parsed once per distinct string)."""
+        return Verdict.of_record(self)
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -15,7 +15,10 @@ search around the current best instead, the way a person tunes:
    Once an axis has enough points, Optuna's TPE restricted to that axis (the others fixed
    at the best) proposes the value instead, from the whole history.
 4. A crash is a wall: no value at or beyond a crashed one (seen from the best) is
-   proposed on that axis again. No configuration already run is ever proposed again.
+   proposed on that axis again. A run that stopped at an assertion says that value is
+   invalid, not too far: only that value is barred, and an integer axis whose invalid value
+   was not a power of two while the best is one moves on powers of two from then on.
+   No configuration already run is ever proposed again.
 
 `TunerPolicy` is that policy without git or files (the bench reuses it); `TunerAgent`
 wires it to the loop: it reads the constants, rebuilds the history from the ledger (and
@@ -39,14 +42,15 @@ import optuna
 from autoresearch.agents.base import Context
 from autoresearch.constants import Constant, Space, find_constants, render, rewrite, round_value, searchable
 from autoresearch.errors import AutoresearchError, ConfigError
-from autoresearch.records import CrashReason, Proposal, Status
+from autoresearch.records import Proposal, Status
+from autoresearch.verdict import UNTRAINED, Reason
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 RECENCY_DECAY = 0.6  # weight of an axis's move per later move on the same axis
 RETRY_AFTER_KEEPS = 2  # a choice that lost is tried again only once the best has moved this often
 # Crashes that say nothing about the configuration: nothing trained, or its node died (Ray).
-UNTRAINED_CRASHES = {CrashReason.AGENT.value, CrashReason.GUARD.value, CrashReason.NODE_LOST.value}
+UNTRAINED_CRASHES = UNTRAINED  # crashes where nothing was trained (Verdict.untrained); earlier import path
 NO_SPACE_HINT = "annotate e.g. `LR = 3e-3  # search: log(1e-4, 1e-1)`"
 
 
@@ -59,6 +63,7 @@ class Observation:
     status: str  # "keep" | "discard" | "crash"
     parent_params: Mapping[str, Any] | None = None  # the best it was derived from, when known
     parent_value: float | None = None
+    invalid: bool = False  # the run stopped at an assertion: the values it changed are invalid, not too far
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class _AxisRecord:
     values_tried: list = field(default_factory=list)
     last_tried_at: dict = field(default_factory=dict)  # value -> history index of its last run
     crash_values: list = field(default_factory=list)
+    invalid_values: list = field(default_factory=list)  # values an assertion refused
 
     @property
     def moves(self) -> int:
@@ -195,7 +201,10 @@ class TunerPolicy:
                         rec.last_kept_direction = 1 if delta > 0 else -1
                         rec.last_kept_step = abs(delta)
                 if obs.status == Status.CRASH.value and len(changed) == 1:
-                    rec.crash_values.append((parent.get(axis), obs.params[axis]))
+                    if obs.invalid:
+                        rec.invalid_values.append(obs.params[axis])
+                    else:
+                        rec.crash_values.append((parent.get(axis), obs.params[axis]))
         return records
 
     def _rank_axes(self, records: dict[str, _AxisRecord], history: Sequence[Observation],
@@ -235,7 +244,8 @@ class TunerPolicy:
         current = best[axis]
 
         def fresh(value) -> bool:
-            return value != current and self._key({**best, axis: value}) not in tried
+            return (value != current and self._key({**best, axis: value}) not in tried
+                    and _hashable(value) not in {_hashable(v) for v in record.invalid_values})
 
         if space.kind == "choice":
             seen = set(_hashable(v) for o in history for v in [o.params.get(axis)])
@@ -401,7 +411,7 @@ class TunerPolicy:
         if space.kind == "choice":
             return value
         if space.is_int:
-            return int(round(value))
+            return space.snap(value)  # ints rounded; a pow2 axis to the nearest power of two
         return round_value(float(value))
 
     def _key(self, params: Mapping[str, Any]) -> tuple:
@@ -487,6 +497,7 @@ class TunerAgent:
         spaces = {key: const.space for key, (_, const) in located.items()}
         best = {key: const.value for key, (_, const) in located.items()}
         history = self._observations(context, located)
+        spaces, learned = learn_from_invalid(spaces, best, history)
         policy = TunerPolicy(spaces, context.direction, seed=self.seed + context.seed, **self.options)
         repo, pending = self._others_proposals(context.task_dir)
         try:
@@ -505,9 +516,11 @@ class TunerAgent:
             file.write_text(rewrite(file.read_text(), values, path))
 
         changes = [f"{key} {_shown(best[key])} -> {_shown(suggestion.params[key])}" for key in suggestion.changed]
+        explanation = self._explain(context, suggestion, history, best)
+        learned = [note for axis, note in learned.items() if axis in suggestion.changed]
         return Proposal(
             description=", ".join(changes),
-            explanation=self._explain(context, suggestion, history, best),
+            explanation=" ".join([explanation, *learned]),
             data={"params": suggestion.params, "changed": list(suggestion.changed)},
         )
 
@@ -524,7 +537,7 @@ class TunerAgent:
         value_by_commit: dict[str, float] = {}
         rows = []
         for exp in context.history:
-            if exp.status == Status.CRASH and _reason_word(exp.reason) in UNTRAINED_CRASHES:
+            if exp.verdict.crashed and exp.verdict.untrained:
                 continue  # no wall, no failure for TPE: the configuration may be run again
             params = exp.agent_data.get("params") if isinstance(exp.agent_data, dict) else None
             if not isinstance(params, dict):
@@ -541,7 +554,8 @@ class TunerAgent:
                     value_by_commit[exp.commit] = value
             rows.append((exp, params, value, status))
         return [
-            Observation(params, value, status, params_by_commit.get(exp.parent), value_by_commit.get(exp.parent))
+            Observation(params, value, status, params_by_commit.get(exp.parent), value_by_commit.get(exp.parent),
+                        invalid=status == Status.CRASH.value and _stopped_at_assertion(exp))
             for exp, params, value, status in rows
         ]
 
@@ -578,6 +592,42 @@ class TunerAgent:
         return " ".join(sentences)
 
 
+def learn_from_invalid(spaces: Mapping[str, Space], best: Mapping[str, Any],
+                       history: Sequence[Observation]) -> tuple[dict[str, Space], dict[str, str]]:
+    """Integer axes that an assertion showed want powers of two, moved onto them.
+
+    A single-axis move to a value that is not a power of two, from a best that is one, which
+    stopped at an assertion (`assert B % tokens == 0`), says the code wants powers of two.
+    Returns the spaces and, per axis changed, a sentence for the explanation."""
+    out, notes = dict(spaces), {}
+    for obs in history:
+        if not obs.invalid or obs.parent_params is None:
+            continue
+        changed = [a for a in spaces if a in obs.params and obs.params[a] != obs.parent_params.get(a)]
+        if len(changed) != 1:
+            continue
+        axis = changed[0]
+        space, value, current = out[axis], obs.params[axis], best.get(axis)
+        if space.kind not in ("int", "int_log") or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                           for v in (value, current)):
+            continue
+        if value & (value - 1) == 0 or current & (current - 1):
+            continue
+        low = 2 ** math.ceil(math.log2(max(space.low, 1)))
+        high = 2 ** math.floor(math.log2(space.high))
+        if low < high:
+            out[axis] = Space("pow2", low, high)
+            notes[axis] = (f"{axis} moves on powers of two only from now on: {value} stopped at an assertion, "
+                           f"{current} did not.")
+    return out, notes
+
+
+def _stopped_at_assertion(exp) -> bool:
+    """The run ended in an AssertionError of the code itself: it refused the value."""
+    verdict = exp.verdict
+    return verdict.crashed and verdict.reason is Reason.EXIT_CODE and "AssertionError" in verdict.detail
+
+
 def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tuple[str, Constant]]:
     counts: dict[str, int] = {}
     for _, constants in per_file:
@@ -588,11 +638,6 @@ def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tupl
         for path, constants in per_file
         for c in constants
     }
-
-
-def _reason_word(reason: str) -> str:
-    words = reason.replace(":", " ").split()
-    return words[0] if words else ""
 
 
 def _shown(value) -> str:

@@ -267,9 +267,7 @@ def labels_of(entry: dict) -> list[str]:
 def untrained(record: Experiment) -> bool:
     """Nothing learnt about the change: an agent or guard failure, a run whose node died (Ray),
     or a duplicate that was not run again."""
-    if record.status is Status.CRASH:
-        return record.reason.startswith(("agent", "guard", "node_lost"))
-    return record.reason.startswith("duplicate of iteration")
+    return record.verdict.untrained
 
 
 _loaded: dict[Path, tuple[int, int, dict[int, dict]]] = {}  # path -> (inode, bytes read, entries)

@@ -112,9 +112,11 @@ def memory_limit_of(spec: RunSpec) -> float | None:
 
 
 def open_log(spec: RunSpec) -> BinaryIO:
-    """The run's log, truncated, its folder made; raises before anything is started."""
+    """The run's log, truncated, its folder made; raises before anything is started.
+
+    Unbuffered: `tail -f` (and the live view) sees each chunk of output as it arrives."""
     os.makedirs(os.path.dirname(os.path.abspath(spec.log_path)), exist_ok=True)
-    return open(spec.log_path, "wb")
+    return open(spec.log_path, "wb", buffering=0)
 
 
 def supervise(leader: Leader, spec: RunSpec, output_fd: int, log: BinaryIO, *, token: str, start: float,
