@@ -65,14 +65,15 @@ def test_init_writes_the_config_run_infers(karpathy_repo, monkeypatch):
     assert r.returncode == 0 and "wrote" in r.stdout and tomllib.loads(path.read_text())["metrics"] == inferred["metrics"]
 
 
-def test_init_on_another_layout_names_what_is_missing(tmp_path):
-    (tmp_path / "train.py").write_text("print('---')\nprint('val_loss: 1')\n")
-    with pytest.raises(AutoresearchError, match="program.md, prepare.py"):
-        init_config(tmp_path)
+def test_init_on_another_layout(tmp_path):
     r = cli("init", str(tmp_path))
-    assert r.returncode == 2 and "Traceback" not in r.stderr and "not a karpathy/autoresearch layout" in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "no train.py here" in r.stderr
+    (tmp_path / "train.py").write_text("print('---')\nprint('val_loss: 1')\n")
     with pytest.raises(ConfigError, match="autoresearch init"):
-        load_task(tmp_path)
+        load_task(tmp_path)  # no zero-config run without the whole layout ...
+    written = tomllib.loads(init_config(tmp_path).read_text())  # ... but init reads what is there
+    assert written["task"]["readonly"] == [] and written["metrics"]["primary"] == "val_loss"
+    assert load_task(tmp_path).metrics.direction == "minimize"
 
 
 def test_no_footer_metric_is_a_clear_error(karpathy_repo):

@@ -83,18 +83,18 @@ def start_task(task_dir, tag: str, say: Callable[[str], None] = print) -> Task:
 
 
 def init_config(task_dir, *, force: bool = False) -> Path:
-    """Write a commented autoresearch.toml for a karpathy-layout repository: the config `run` infers."""
+    """Write a commented autoresearch.toml for a repository with a train.py: for a karpathy layout,
+    the config `run` infers without one."""
     from autoresearch.layout import infer
 
     directory = Path(task_dir).resolve()
     path = directory / CONFIG_NAME
     if path.exists() and not force:
         raise AutoresearchError(f"{path} exists; pass --force to overwrite it")
-    inferred = infer(directory)
+    inferred = infer(directory, layout_required=False)
     if inferred is None:
-        missing = [n for n in ("program.md", "train.py", "prepare.py") if not (directory / n).is_file()]
-        raise AutoresearchError(f"{directory}: not a karpathy/autoresearch layout (no {', '.join(missing)}); "
-                                "write autoresearch.toml by hand, see the README's \"Using it on your own task\"")
+        raise AutoresearchError(f"{directory}: no train.py here to read a config from; write autoresearch.toml by "
+                                "hand, see the README's \"Using it on your own task\"")
     write_text(path, inferred.toml(), durable=False)
     return path
 

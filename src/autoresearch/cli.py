@@ -130,7 +130,7 @@ def init(
     task_dir: Path = typer.Argument(Path("."), help="Repository to write autoresearch.toml into."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing autoresearch.toml."),
 ) -> None:
-    """Write a commented autoresearch.toml for a karpathy-layout repository (the config `run` infers without one)."""
+    """Write a commented autoresearch.toml for this repository (for a karpathy layout, the config `run` infers)."""
     from autoresearch.api import init_config
 
     path = init_config(task_dir, force=force)

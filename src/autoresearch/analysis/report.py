@@ -22,7 +22,7 @@ from typing import Any
 import jinja2
 
 from autoresearch.analysis.morning import answer, oriented, patterns
-from autoresearch.analysis.plot import plot_curves, plot_progress, primary_value
+from autoresearch.analysis.plot import plot_curves, plot_knobs, plot_progress, primary_value
 from autoresearch.analysis.references import load_references
 from autoresearch.atomic import write_text
 from autoresearch.gpu import TRAIN_KEYS, time_split, training_share
@@ -80,6 +80,8 @@ def render_report(task, store) -> str:
         chosen = _curve_runs(records)
         curves_png = plot_curves(store, chosen, Path(tmp) / "curves.png", records) if chosen else None
         curves = _data_uri(curves_png) if curves_png else None
+        knobs_png = plot_knobs(task, store, Path(tmp) / "knobs.png", records)
+        knobs_plot = _data_uri(knobs_png) if knobs_png else None
     references = load_references(task.dir, task.path)
     best = next((r for r in reversed(records) if r.status is Status.KEEP), None)
     from autoresearch.outer import memo_spend  # outer imports the analysis
@@ -93,7 +95,7 @@ def render_report(task, store) -> str:
         "branch": store.branch, "primary": primary, "direction": task.metrics.direction,
         "summary": {**_summary(records, primary, maximize), **_with_memo(records, memo)},
         "answer": answer(task, store, records), "patterns": patterns(store, records),
-        "progress_png": progress, "curves_png": curves, "curve_runs": chosen,
+        "progress_png": progress, "curves_png": curves, "curve_runs": chosen, "knobs_png": knobs_plot,
         "frontier": frontier(records, primary, maximize),
         "experiments": [_experiment(r, store, primary, maximize, best_before)
                         for r, best_before in _with_best_before(records, primary)],
