@@ -25,7 +25,7 @@ from autoresearch.environment import python_dir, run_env
 from autoresearch.footer import parse_footer
 from autoresearch.gitrepo import Git
 from autoresearch.records import Experiment, RunSpec, Status
-from autoresearch.runner import run_process
+from autoresearch.execution.runner import run_process
 from autoresearch.secrets import redact_file, secret_values
 from autoresearch.verdict import CONFIRM_TEXT, NOISE_TEXT, Reason, Verdict
 

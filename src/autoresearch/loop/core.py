@@ -19,7 +19,7 @@ from autoresearch.atomic import mirror, write_text
 from autoresearch.config import Task
 from autoresearch.decision import Rules
 from autoresearch.errors import AutoresearchError
-from autoresearch.executor import Executor
+from autoresearch.execution import Executor, as_executor
 from autoresearch.gitrepo import Git
 from autoresearch.live.publisher import Publisher
 from autoresearch.live.state import clear_stop, stop_requested
@@ -42,7 +42,7 @@ class Loop:
                  shared: Shared | None = None, worker: Worker | None = None, events: list | None = None):
         self.agent = as_agent(agent)
         self.owns_executor = executor is None
-        self.executor = executor or default_executor(task, say)
+        self.executor = as_executor(executor) if executor is not None else default_executor(task, say)
         self.say = say
         self.stop_event = stop_event or threading.Event()
         self.store = RunStore(task.dir, tag, worker=worker.index if worker else None,
@@ -97,7 +97,7 @@ class Loop:
             if self.worker is None and ended == "stop requested":
                 clear_stop(self.store.root)  # honoured: a resume runs normally
             if self.owns_executor:
-                self.executor_close()
+                self.executor.close()  # a warm-start server, a Ray connection
         return done
 
     def _planned(self, limits: Limits) -> int:
@@ -225,8 +225,3 @@ class Loop:
     def mirror_tsv(self) -> None:
         # The task directory's results.tsv shows the tag run last; the store keeps each tag's own.
         mirror(self.store.results_tsv, self.store.root / "results.tsv")
-
-    def executor_close(self) -> None:
-        close = getattr(self.executor, "close", None)  # the Executor base class (execution/) declares it
-        if close is not None:
-            close()  # a warm-start server, a Ray connection

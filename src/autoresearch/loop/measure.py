@@ -20,7 +20,7 @@ from autoresearch.footer import parse_footer_report
 from autoresearch.gpu import GpuSampler
 from autoresearch.loop.attempt import Attempt, GpuFacts
 from autoresearch.records import RunResult, RunSpec
-from autoresearch.runner import RUN_TOKEN_ENV
+from autoresearch.execution.supervise import RUN_TOKEN_ENV
 from autoresearch.secrets import redact, redact_file, secret_values
 
 if TYPE_CHECKING:

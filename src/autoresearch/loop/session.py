@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Callable
 from autoresearch import crash_policy, outer, results_tsv
 from autoresearch.config import Task
 from autoresearch.errors import AutoresearchError
-from autoresearch.executor import Executor, LocalExecutor
+from autoresearch.execution import Executor, executor_for_task
 from autoresearch.ledger import Ledger
 from autoresearch.records import Experiment
-from autoresearch.runner import kill_token, kill_tree_if_alive
+from autoresearch.execution.supervise import kill_token, kill_tree_if_alive
 
 if TYPE_CHECKING:
     from autoresearch.loop.core import Loop
@@ -85,23 +85,15 @@ class Worker:
 
 def default_executor(task: Task, say: Callable[[str], None]) -> Executor:
     """What the task's config asks for: Ray, warm starts, or plain local processes."""
-    section = task.config.executor
-    if section.kind == "ray":
-        from autoresearch.ray_executor import RayExecutor
-        return RayExecutor.from_task(task)
-    if task.config.task.preload:
-        from autoresearch.warm import WarmExecutor
-        return WarmExecutor(task.config.task.preload, say=say)
-    return LocalExecutor()
+    return executor_for_task(task, say)
 
 
 # -- start and resume ----------------------------------------------------------------------
 def prepare(loop: "Loop") -> None:
     """Create the tag's branch and store, or resume them; leave a consistent state."""
     loop.agent.check()  # fail in a second with a fix, not after the baseline has trained
-    connect = getattr(loop.executor, "connect", None)  # the Executor base class (execution/) declares it
-    if connect is not None:
-        connect()  # a cluster that is not there fails before a branch or a store is made
+    loop.executor.check()
+    loop.executor.connect()  # a cluster that is not there fails before a branch or a store is made
     if loop.worker is not None:
         recover(loop)  # the pool made the branch and the worktree; finish what this worker left
         return
