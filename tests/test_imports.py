@@ -86,6 +86,8 @@ def test_a_night_after_an_import_begins_informed(seed_task):
     assert len(proposed) == 6
     assert all(r.agent_data["params"]["model"] not in ("m0", "m1") for r in proposed)
     assert any("is not proposed" in r.explanation for r in proposed)
+    # The best imported run (m4, 0.78) beat the baseline: its configuration is run here first.
+    assert proposed[0].agent_data["params"]["model"] == "m4" and "imported run beat the best" in proposed[0].explanation
     # The best is a real commit; results.tsv holds every row and passes the resume check.
     best = RunStore(task.dir, "night").ledger.best()
     assert best.commit and best.status is Status.KEEP

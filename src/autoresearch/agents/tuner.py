@@ -134,6 +134,9 @@ class TunerPolicy:
         tried |= {self._key({**best, **{a: p[a] for a in self.axes if a in p}}) for p in pending}
         records = self._axis_records(history)
 
+        adopted = self._adopt_imported(best, history, pending)
+        if adopted is not None:
+            return adopted
         for axis in self.axes:  # the best sits on an eliminated value: move off it first
             if self._is_excluded(axis, best[axis]):
                 move = self._move(axis, best, records[axis], history, tried, rng, iteration, fresh_axis=True)
@@ -165,6 +168,31 @@ class TunerPolicy:
                         break
             return self._suggestion(best, moves)
         return self._random_fresh(best, tried, rng)
+
+    def _adopt_imported(self, best, history, pending) -> Suggestion | None:
+        """An imported run that beat the current best: its configuration, run here, comes first.
+
+        An imported run cannot be kept (there is no commit of it), so its configuration has to
+        be run in this branch before the branch can advance to it."""
+        own_keeps = [o for o in history if o.status == Status.KEEP.value and not o.imported and o.value is not None]
+        if not own_keeps:
+            return None
+        best_value = own_keeps[-1].value
+        native = {self._key(o.params) for o in history if not o.imported} | {self._key(best)}
+        native |= {self._key({**best, **{a: p[a] for a in self.axes if a in p}}) for p in pending}
+        better = sorted((o for o in history if o.imported and o.value is not None and self.is_better(o.value, best_value)),
+                        key=lambda o: o.value, reverse=self.direction == "maximize")
+        for obs in better:
+            candidate = {**best, **{a: self._snap(a, obs.params[a]) if self.spaces[a].kind != "choice" else obs.params[a]
+                                    for a in self.axes if a in obs.params}}
+            if self._key(candidate) in native or any(self._is_excluded(a, candidate[a]) for a in self.axes):
+                continue
+            moves = [(a, candidate[a], f"the imported run with {obs.value:.4g} used it",
+                      f"an imported run beat the best ({obs.value:.4g} against {best_value:.4g})")
+                     for a in self.axes if candidate[a] != best[a]]
+            if moves:
+                return self._suggestion(best, moves)
+        return None
 
     def _record_text(self, axis: str, record: _AxisRecord) -> str:
         kept = sum(1 for k, _ in record.outcomes if k)

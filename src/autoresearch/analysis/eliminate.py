@@ -6,8 +6,7 @@ MIN_RUNS runs of it,
 
 - it overfits: the median train - held-out accuracy gap is above OVERFIT_GAP (m0: ~97 % train,
   ~66 % test), or most of its runs' curves turned (meta-analysis `overfitting`);
-- it is unstable: most of its runs' losses spiked or diverged (meta-analysis `stability`), or
-  its results spread over more than UNSTABLE_SPREAD of the range of all runs;
+- it is unstable: most of its runs' losses spiked or diverged (meta-analysis `stability`);
 - it is consistently below the others: its best run is worse than the mean of the best other
   value by more than NOISE_FACTOR x the noise (the median spread within values, or the task's
   noise floor when it is larger).
@@ -29,7 +28,6 @@ from autoresearch.records import Experiment, Status
 
 MIN_RUNS = 2
 OVERFIT_GAP = 0.15  # train - held-out accuracy, as a fraction (15 points in percent)
-UNSTABLE_SPREAD = 0.5
 NOISE_FACTOR = 2.0
 _EPOCH_KEYS = ("epochs_trained", "epochs", "epoch", "n_epochs", "num_epochs")
 
@@ -118,8 +116,6 @@ def eliminate(records: Sequence[Experiment], primary: str, direction: str, *, be
               knobs: Sequence[str] | None = None) -> list[Elimination]:
     runs = runs_of(records, primary, meta_of)
     sign = 1.0 if direction == "maximize" else -1.0
-    all_values = [r.value for r in runs]
-    span = (max(all_values) - min(all_values)) if len(all_values) > 1 else 0.0
     out = []
     for knob in (knobs if knobs is not None else categorical_knobs(runs)):
         groups: dict[Any, list[_Run]] = {}
@@ -132,7 +128,8 @@ def eliminate(records: Sequence[Experiment], primary: str, direction: str, *, be
         noise = max(statistics.median(spreads) if spreads else 0.0, noise_floor or 0.0, 1e-9)
         best_of = {v: max(sign * r.value for r in g) for v, g in groups.items()}
         for value, group in groups.items():
-            if len(group) < MIN_RUNS or (best_params is not None and best_params.get(knob) == value):
+            if (len(group) < MIN_RUNS or best_of[value] == max(best_of.values())
+                    or best_params is not None and best_params.get(knob) == value):  # the leader always stays
                 continue
             reasons, evidence = [], []
             gaps = [r.gap for r in group if r.gap is not None]
@@ -141,16 +138,14 @@ def eliminate(records: Sequence[Experiment], primary: str, direction: str, *, be
                 reasons.append("overfitting")
                 detail = f"median train - held-out accuracy gap {statistics.median(gaps):.3f}" if gaps else ""
                 curves = f"val loss turned up in {turned} of {len(group)} runs" if turned else ""
-                evidence.append(f"overfitting: {'; '.join(x for x in (detail, curves) if x)} over {len(group)} runs "
-                                f"(more than {OVERFIT_GAP} is overfitting)")
+                evidence.append(f"overfitting: {'; '.join(x for x in (detail, curves) if x)} "
+                                f"(above {OVERFIT_GAP} counts as overfitting)")
             unstable = sum(r.unstable for r in group)
-            values = [r.value for r in group]
-            spread = max(values) - min(values)
-            if unstable * 2 > len(group) or span > 0 and spread > UNSTABLE_SPREAD * span and len(group) >= 3:
+            if unstable * 2 > len(group):
+                values = [r.value for r in group]
                 reasons.append("unstable")
-                evidence.append(f"unstable: loss spiked or diverged in {unstable} of {len(group)} runs; "
-                                f"{primary} spread {spread:.4g} ({spread / span:.0%} of the range of all runs)"
-                                if span else f"unstable: loss spiked or diverged in {unstable} of {len(group)} runs")
+                evidence.append(f"unstable: the loss spiked or diverged in {unstable} of {len(group)} runs "
+                                f"({primary} from {min(values):.4g} to {max(values):.4g})")
             others = {v: b for v, b in best_of.items() if v != value and len(groups[v]) >= 1}
             if others:
                 leader = max(others, key=others.get)
@@ -173,3 +168,39 @@ def scores_table(records: Sequence[Experiment]) -> list[dict]:
         if scores and r.status is not Status.CRASH:
             rows.append({"iteration": r.iteration, "description": r.description, "imported": r.verdict.imported, **scores})
     return rows
+
+
+def summary_sections(records: Sequence[Experiment], primary: str, direction: str, runs_dir=None,
+                     best_params: Mapping[str, Any] | None = None, noise_floor: float | None = None) -> dict:
+    """`imported`, `eliminated` and `scores` of analysis_summary.json (each empty when there is nothing)."""
+    import json
+    from pathlib import Path
+
+    def meta_of(record):
+        if runs_dir is None or record.iteration < 0:
+            return None
+        try:
+            return json.loads((Path(runs_dir) / f"{record.iteration:04d}" / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    sign = 1.0 if direction == "maximize" else -1.0
+    imported = [r for r in records if r.status is Status.IMPORTED]
+    with_value = [r for r in imported if isinstance(r.metrics.get(primary), (int, float))]
+    best = max(with_value, key=lambda r: sign * r.metrics[primary], default=None)
+    by_value: dict[str, dict[str, list[float]]] = {}
+    for r in with_value:
+        for knob, v in (r.agent_data.get("params") or {}).items():
+            if isinstance(v, (str, bool)):
+                by_value.setdefault(knob, {}).setdefault(str(v), []).append(float(r.metrics[primary]))
+    section = {}
+    if imported:
+        section = {
+            "count": len(imported),
+            "best": {"iteration": best.iteration, "value": best.metrics[primary], "params": best.agent_data.get("params", {}),
+                     "folder": best.agent_data.get("imported", {}).get("folder", "")} if best else None,
+            "choices": {knob: {v: {"runs": len(xs), "mean": round(statistics.fmean(xs), 6), "best": round(sign * max(sign * x for x in xs), 6)}
+                               for v, xs in values.items()} for knob, values in by_value.items()},
+        }
+    found = eliminate(records, primary, direction, best_params=best_params, noise_floor=noise_floor, meta_of=meta_of)
+    return {"imported": section, "eliminated": [e.to_json() for e in found], "scores": scores_table(records)}
