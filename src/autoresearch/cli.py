@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperOption
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -19,6 +20,30 @@ from autoresearch.errors import AutoresearchError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Autonomous ML research loops: an agent edits, the metric decides, nothing is lost.")
 console = Console(highlight=False, soft_wrap=True)
+
+
+def _flag_without_placeholder(display):
+    """typer shows `--json <bool>` for a flag, which takes no value: show just `--json`."""
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else display(self, ctx)
+    return display_type_rich
+
+
+TyperOption.display_type_rich = _flag_without_placeholder(TyperOption.display_type_rich)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"autoresearch {version('autoresearch')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Autonomous ML research loops: an agent edits, the metric decides, nothing is lost."""
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -54,8 +79,8 @@ def run(
     evolve_program: bool = typer.Option(False, "--evolve-program", help="At the end, write program.proposed.md beside program.md."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="One worker per GPU, e.g. 0,1,2,3 (each run sees only its GPU)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Workers (one per slot; with --executor ray, runs in flight on the cluster)."),
-    executor: Optional[str] = typer.Option(None, "--executor", help="local | ray (default: the config's [executor] kind)."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join, e.g. auto or 10.0.0.1:6379 (default: the config's)."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local | ray (default: kind under \\[executor] in autoresearch.toml)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join, e.g. auto or 10.0.0.1:6379 (default: address under \\[executor] in autoresearch.toml)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the tuner agent."),
 ) -> None:
     """Run the research loop on a task (or resume it)."""
@@ -68,6 +93,7 @@ def run(
                            evolve_program=evolve_program, gpus=gpus, workers=workers,
                            executor=executor, ray_address=ray_address, say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
+    _print_next_steps(task_dir, tag)
 
 
 @app.command()
@@ -90,7 +116,7 @@ def status(
 @app.command()
 def confirm(
     task_dir: Path = typer.Argument(Path("."), help="Task directory."),
-    tag: Optional[str] = typer.Option(None, "--tag", "-t"),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Run tag (default: the only one, or the checked-out one)."),
     top: int = typer.Option(3, "--top", min=1, help="How many of the best keeps to check."),
 ) -> None:
     """Run the held-out check (task.final_eval) on the best commits and show the gap."""
@@ -100,10 +126,22 @@ def confirm(
 
 
 @app.command()
+def init(
+    task_dir: Path = typer.Argument(Path("."), help="Repository to write autoresearch.toml into."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing autoresearch.toml."),
+) -> None:
+    """Write a commented autoresearch.toml for this repository (for a karpathy layout, the config `run` infers)."""
+    from autoresearch.api import init_config
+
+    path = init_config(task_dir, force=force)
+    console.print(f"wrote {escape(str(path))}; review it, commit it, then: autoresearch run {escape(str(task_dir))} --tag <tag>")
+
+
+@app.command()
 def demo(
     directory: Path = typer.Option(Path("autoresearch-demo"), "--dir", help="Where to copy the example task."),
-    iterations: int = typer.Option(10, "--iterations", "-n", min=0),
-    tag: str = typer.Option("demo", "--tag", "-t"),
+    iterations: int = typer.Option(10, "--iterations", "-n", min=0, help="Tuner iterations after the baseline."),
+    tag: str = typer.Option("demo", "--tag", "-t", help="Run tag: branch autoresearch/<tag>; an existing tag resumes."),
     budget: Optional[float] = typer.Option(None, "--budget", help="Training seconds per run (default: the example's)."),
 ) -> None:
     """Copy the bundled MNIST-1D task and run the loop on it, offline, with the tuner agent."""
@@ -115,6 +153,7 @@ def demo(
     with _live_view(task_dir, tag):
         records = run_loop(task_dir, tag, iterations=iterations, agent="tuner", say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
+    _print_next_steps(task_dir, tag)
 
 
 @app.command()
@@ -155,11 +194,19 @@ def _print_summary(task_dir: Path, tag: str, ran: int) -> None:
     console.print(f"results: {s.task.dir / 'results.tsv'}   ledger and logs: {s.store.root}")
 
 
+def _print_next_steps(task_dir: Path, tag: str) -> None:
+    from autoresearch.api import next_steps
+
+    for line in next_steps(task_dir, tag):
+        console.print(line, markup=False)
+
+
 def _print_status(s, last: int) -> None:
     t = s.totals()
     best = t["best"]
     base = t["baseline"]
-    line = f"[bold]{s.store.branch}[/]  {t['iterations']} experiments: {t['keeps']} keep, {t['discards']} discard, {t['crashes']} crash"
+    noun = "experiment" if t["iterations"] == 1 else "experiments"
+    line = f"[bold]{s.store.branch}[/]  {t['iterations']} {noun}: {t['keeps']} keep, {t['discards']} discard, {t['crashes']} crash"
     console.print(line)
     if t["workers"]:
         console.print("workers: " + ", ".join(f"{w} {n} experiments" for w, n in t["workers"].items()))
@@ -172,7 +219,8 @@ def _print_status(s, last: int) -> None:
         memo = f" (strategy memo: ${t['memo_cost_usd']:.4f}, {t['memo_tokens']:,} tokens)" if t["memo_tokens"] else ""
         console.print(f"agent cost: ${t['cost_usd']:.4f}, {t['tokens']:,} tokens{memo}")
     if best:
-        gain = f"  ({best['value'] - base['value']:+.6f} vs baseline {base['value']:.6f})" if base else ""
+        sign = 1 if t["direction"] == "maximize" else -1  # + is better in the metric's direction, as in the report
+        gain = f"  ({sign * (best['value'] - base['value']):+.6f} vs baseline {base['value']:.6f}; + is better)" if base else ""
         console.print(f"best {t['primary']} = {best['value']:.6f} at {best['commit'][:7]} (iteration {best['iteration']}): {escape(best['description'])}{gain}")
     if last:
         table = Table(show_edge=False, pad_edge=False)

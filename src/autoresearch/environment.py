@@ -116,8 +116,14 @@ def agent_env(kind: str, task, base: Mapping[str, str] | None = None, keys: Iter
            if _is_safe(k) or ((k in AGENT_SAFE_NAMES or k.startswith(AGENT_SAFE_PREFIXES)) and not _SECRET_LOOKING.search(k))}
     named = _config(task).agent.env if task is not None else ()
     env.update(_pick(base, (*agent_names(kind), *keys, *named)))
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
+    env["PATH"] = f"{python_dir(task)}{os.pathsep}{env.get('PATH', os.defpath)}"
     return env
+
+
+def python_dir(task) -> str:
+    """The directory put first on PATH, so that `python` is the task's interpreter (interpreter.py)."""
+    chosen = getattr(task, "interpreter", None)
+    return chosen.bin_dir if chosen is not None else str(Path(sys.executable).parent)
 
 
 def safe_path(task_dir: str | os.PathLike, path: str | os.PathLike) -> Path:

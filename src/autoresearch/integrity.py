@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -22,11 +21,11 @@ from typing import Sequence
 from autoresearch.atomic import write_json
 from autoresearch.constants import find_constants
 from autoresearch.decision import rounded
-from autoresearch.environment import run_env
+from autoresearch.environment import python_dir, run_env
 from autoresearch.footer import parse_footer
 from autoresearch.gitrepo import Git
 from autoresearch.records import Experiment, RunSpec, Status
-from autoresearch.runner import run_process
+from autoresearch.execution.runner import run_process
 from autoresearch.secrets import redact_file, secret_values
 from autoresearch.verdict import CONFIRM_TEXT, NOISE_TEXT
 
@@ -123,7 +122,7 @@ def final_eval(task, store, *, top: int = 3, say=print) -> list[dict]:
             log = store.run_dir(exp.iteration) / "final_eval.log"
             # The code under test is the agent's: the same allow-listed environment as its runs.
             env = {**run_env(task), "AUTORESEARCH_TIME_BUDGET": f"{task.time_budget:g}", "PYTHONUNBUFFERED": "1",
-                   "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+                   "PATH": f"{python_dir(task)}{os.pathsep}{os.environ.get('PATH', '')}"}
             result = run_process(RunSpec(command=command, cwd=str(tree / prefix), env=env,
                                          timeout=task.timeout, log_path=str(log)))
             redact_file(log, secret_values(env))

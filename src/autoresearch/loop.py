@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import threading
 import time
 import uuid
@@ -21,13 +20,13 @@ from typing import Callable
 
 import psutil
 
-from autoresearch import crash, crash_policy, environment, guard, integrity, outer, results_tsv
+from autoresearch import budget, crash, crash_policy, environment, guard, integrity, outer, results_tsv
 from autoresearch.agents.base import Agent, Context
 from autoresearch.atomic import mirror, write_json, write_text
 from autoresearch.config import Task
 from autoresearch.decision import Rules, check_primary, decide, total_code_lines
 from autoresearch.errors import AutoresearchError
-from autoresearch.executor import Executor, LocalExecutor
+from autoresearch.execution import Executor, as_executor, executor_for_task
 from autoresearch.footer import parse_footer_report
 from autoresearch.gitrepo import Git
 from autoresearch.gpu import GpuSampler
@@ -36,7 +35,7 @@ from autoresearch.live.publisher import Publisher
 from autoresearch.live.state import clear_stop, stop_requested
 from autoresearch.prompt import render_prompt
 from autoresearch.records import CrashReason, Experiment, Proposal, RunResult, RunSpec, Status
-from autoresearch.runner import RUN_TOKEN_ENV, kill_token, kill_tree_if_alive
+from autoresearch.execution.supervise import RUN_TOKEN_ENV, kill_token, kill_tree_if_alive
 from autoresearch.secrets import redact, redact_file, secret_values
 from autoresearch.store import STORE_DIR, RunStore
 
@@ -45,14 +44,7 @@ _FULL_PARSE_BYTES = 8 * 1024 * 1024
 
 def default_executor(task: Task, say: Callable[[str], None]) -> Executor:
     """What the task's config asks for: Ray, warm starts, or plain local processes."""
-    section = task.config.executor
-    if section.kind == "ray":
-        from autoresearch.ray_executor import RayExecutor
-        return RayExecutor.from_task(task)
-    if task.config.task.preload:
-        from autoresearch.warm import WarmExecutor
-        return WarmExecutor(task.config.task.preload, say=say)
-    return LocalExecutor()
+    return executor_for_task(task, say)
 
 
 class Stopped(Exception):
@@ -118,7 +110,7 @@ class Loop:
                  shared: Shared | None = None, worker: Worker | None = None, events: list | None = None):
         self.agent = agent
         self._owns_executor = executor is None
-        self.executor = executor or default_executor(task, say)
+        self.executor = as_executor(executor) if executor is not None else default_executor(task, say)
         self.say = say
         self.stop_event = stop_event or threading.Event()
         self.store = RunStore(task.dir, tag, worker=worker.index if worker else None,
@@ -154,9 +146,8 @@ class Loop:
         check = getattr(self.agent, "check", None)
         if check is not None:
             check()  # fail in a second with a fix, not after the baseline has trained
-        connect = getattr(self.executor, "connect", None)
-        if connect is not None:
-            connect()  # a cluster that is not there fails before a branch or a store is made
+        self.executor.check()
+        self.executor.connect()  # a cluster that is not there fails before a branch or a store is made
         if self.worker is not None:
             self.recover()  # the pool made the branch and the worktree; finish what this worker left
             return
@@ -307,7 +298,7 @@ class Loop:
             if self.worker is None and ended == "stop requested":
                 clear_stop(self.store.root)  # honoured: a resume runs normally
             if self._owns_executor:
-                getattr(self.executor, "close", lambda: None)()  # a warm-start server, a Ray connection
+                self.executor.close()  # a warm-start server, a Ray connection
         return done
 
     def _checkpoint(self) -> None:
@@ -502,8 +493,8 @@ class Loop:
             **(self.worker.env if self.worker else {}),  # e.g. CUDA_VISIBLE_DEVICES: this worker's GPU only
             # Every process of the run inherits this, so a resume finds even those that left the group.
             RUN_TOKEN_ENV: uuid.uuid4().hex,
-            # `python` in the run command means the interpreter autoresearch runs under (seed 001, run 4).
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            # `python` in the run command means the task's interpreter (seed 001, run 4; interpreter.py).
+            "PATH": f"{environment.python_dir(self.task)}{os.pathsep}{os.environ.get('PATH', '')}",
         }
         if seed is not None:
             env["AUTORESEARCH_SEED"] = seed  # repeats and confirmations: the same code, another seed
@@ -511,7 +502,7 @@ class Loop:
 
     def _run(self, n: int, run_dir: Path, commit: str, env: dict) -> RunResult:
         spec = RunSpec(command=self.task.run, cwd=str(self.task.dir), env=env,
-                       timeout=self.task.timeout, log_path=str(run_dir / "log.txt"),
+                       timeout=self._timeout(), log_path=str(run_dir / "log.txt"),
                        commit=commit, repo_dir=self._repo_root(), task_subdir=self.git.prefix().rstrip("/"),
                        memory_limit_mb=self.task.config.task.memory_limit_mb)
 
@@ -522,6 +513,10 @@ class Loop:
                                        stop_event=self.stop_event)
         self._gpu = sampler
         return result
+
+    def _timeout(self) -> float:
+        """The hard limit of a run: configured, or derived from the baseline's wall time (budget.py)."""
+        return budget.run_timeout(self.task, self.store.ledger.records).seconds
 
     def _repo_root(self) -> str:
         if not hasattr(self, "_root"):
@@ -580,7 +575,7 @@ class Loop:
     def _crash_reason(self, result: RunResult, metrics: dict) -> str:
         """Why a run crashed, from its exit and log tail: timeout, oom, env, disk, syntax, nan, ..."""
         found = crash.classify_run(result, metrics, primary=self.rules.primary, editable=self.task.editable,
-                                   task_dir=self.task.dir, timeout=self.task.timeout,
+                                   task_dir=self.task.dir, timeout=self._timeout(),
                                    memory_limit_mb=self.task.config.task.memory_limit_mb)
         return found.reason if found else f"{CrashReason.EXIT_CODE.value}: {result.exit_code}"
 

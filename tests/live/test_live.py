@@ -202,3 +202,59 @@ def test_status_line_of_an_idle_store_and_of_several_workers():
                         dict(w, worker=1, iteration=4, best={"iteration": 2, "value": 0.4, "description": "b"})], now)
     assert "[w0] #3 training" in line and "[w1] #4 training" in line
     assert "best loss 0.4 (#2: b)" in line  # minimize: the lower of the two workers' bests
+
+
+def test_on_a_terminal_the_panel_shows_the_bar_the_curve_and_the_log(tmp_path):
+    root = tmp_path / "store"
+    root.mkdir()
+    now = time.time()
+    write_state(root / "live.json", {
+        "stage": "measure", "iteration": 3, "description": "LR 1e-3 -> 3e-3", "updated_at": now,
+        "run_started_at": now - 30, "iteration_started_at": now - 31, "budget": 60, "primary": "loss",
+        "direction": "minimize", "log_line": "epoch 5 loss 0.2", "curve": [{"epoch": 5, "val_loss": 0.2}],
+        "best": {"iteration": 1, "value": 0.25, "description": "baseline"},
+        "session": {"planned": 4, "done": 3, "queued": 1, "mean_seconds": 62.0}})
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, record=True)
+    view = TerminalView(root, console, live=True)
+    console.print(view.render())
+    text = console.export_text()
+    assert "#3 training 00:3" in text and "/ 01:00" in text and "━" in text  # the bar against the budget
+    assert "curve: epoch 5  val_loss 0.2" in text and "log: epoch 5 loss 0.2" in text
+    assert "best loss 0.25 (#1: baseline)" in text and "ETA" in text
+
+
+def test_several_workers_each_publish_and_all_honour_a_stop_request(make_task):
+    import re as _re
+
+    from autoresearch.workers import parse_slots, run_workers
+
+    train = "import time\nX = 1.0\ntime.sleep(1.0)\nprint('---')\nprint(f'score: {X:.6f}')\n"
+    task = make_task(train=train)
+    root = task / ".autoresearch" / "w"
+    lock, values = threading.Lock(), [float(v) for v in range(2, 40)]
+
+    class Next:
+        name = "values"
+
+        def propose(self, context):
+            with lock:
+                v = values.pop(0)
+            p = context.task_dir / "train.py"
+            p.write_text(_re.sub(r"X = [0-9.]+", f"X = {v}", p.read_text()))
+            return Proposal(f"X -> {v}", "More.")
+
+    out = {}
+    runner = threading.Thread(target=lambda: out.setdefault("records", run_workers(
+        load_task(task), "w", lambda i: Next(), parse_slots(None, 2), Limits(iterations=30), say=lambda s: None)))
+    runner.start()
+    try:
+        both = wait_for(lambda: len([s for s in read_states(root) if s.get("alive") and s.get("worker") is not None
+                                     and s.get("stage") == "measure"]) == 2, 60)
+        assert both, read_states(root)
+        assert {s["worker"] for s in read_states(root) if s.get("worker") is not None} == {0, 1}
+        request_stop(root)
+    finally:
+        runner.join(120)
+    records = out["records"]
+    assert 3 <= len(records) <= 6  # baseline, the runs in flight, perhaps one each started before the request
+    assert all(s["stage"] == "finished" for s in read_states(root))

@@ -48,7 +48,7 @@ from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.guard import content_hash
 from autoresearch.prompt import run_interpreter
 from autoresearch.records import Proposal, RunSpec
-from autoresearch.runner import run_process
+from autoresearch.execution.runner import run_process
 from autoresearch.secrets import redact, secret_values
 
 MAX_BACKOFF = 300.0

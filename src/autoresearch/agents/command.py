@@ -19,7 +19,7 @@ from autoresearch.environment import agent_env
 from autoresearch.errors import ConfigError
 from autoresearch.guard import content_hash
 from autoresearch.records import Proposal, RunSpec
-from autoresearch.runner import run_process
+from autoresearch.execution.runner import run_process
 from autoresearch.secrets import redact, redact_file, secret_values
 
 

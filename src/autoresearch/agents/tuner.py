@@ -15,7 +15,10 @@ search around the current best instead, the way a person tunes:
    Once an axis has enough points, Optuna's TPE restricted to that axis (the others fixed
    at the best) proposes the value instead, from the whole history.
 4. A crash is a wall: no value at or beyond a crashed one (seen from the best) is
-   proposed on that axis again. No configuration already run is ever proposed again.
+   proposed on that axis again. A run that stopped at an assertion says that value is
+   invalid, not too far: only that value is barred, and an integer axis whose invalid value
+   was not a power of two while the best is one moves on powers of two from then on.
+   No configuration already run is ever proposed again.
 
 `TunerPolicy` is that policy without git or files (the bench reuses it); `TunerAgent`
 wires it to the loop: it reads the constants, rebuilds the history from the ledger (and
@@ -41,7 +44,7 @@ from autoresearch.constants import Constant, Space, find_constants, render, rewr
 from autoresearch import knob_sources
 from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.records import Proposal, Status
-from autoresearch.verdict import UNTRAINED
+from autoresearch.verdict import UNTRAINED, Reason
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -62,6 +65,7 @@ class Observation:
     parent_params: Mapping[str, Any] | None = None  # the best it was derived from, when known
     parent_value: float | None = None
     imported: bool = False  # a foreign run (`autoresearch import`): evidence for TPE, no move of an axis
+    invalid: bool = False  # the run stopped at an assertion: the values it changed are invalid, not too far
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class _AxisRecord:
     values_tried: list = field(default_factory=list)
     last_tried_at: dict = field(default_factory=dict)  # value -> history index of its last run
     crash_values: list = field(default_factory=list)
+    invalid_values: list = field(default_factory=list)  # values an assertion refused
 
     @property
     def moves(self) -> int:
@@ -239,7 +244,10 @@ class TunerPolicy:
                         rec.last_kept_direction = 1 if delta > 0 else -1
                         rec.last_kept_step = abs(delta)
                 if obs.status == Status.CRASH.value and len(changed) == 1:
-                    rec.crash_values.append((parent.get(axis), obs.params[axis]))
+                    if obs.invalid:
+                        rec.invalid_values.append(obs.params[axis])
+                    else:
+                        rec.crash_values.append((parent.get(axis), obs.params[axis]))
         return records
 
     def _rank_axes(self, records: dict[str, _AxisRecord], history: Sequence[Observation],
@@ -280,7 +288,8 @@ class TunerPolicy:
 
         def fresh(value) -> bool:
             return (value != current and self._key({**best, axis: value}) not in tried
-                    and not self._is_excluded(axis, value))
+                    and not self._is_excluded(axis, value)
+                    and _hashable(value) not in {_hashable(v) for v in record.invalid_values})
 
         if space.kind == "choice":
             seen = set(_hashable(v) for o in history for v in [o.params.get(axis)])
@@ -449,7 +458,7 @@ class TunerPolicy:
         if space.kind == "choice":
             return value
         if space.is_int:
-            return int(round(value))
+            return space.snap(value)  # ints rounded; a pow2 axis to the nearest power of two
         return round_value(float(value))
 
     def _key(self, params: Mapping[str, Any]) -> tuple:
@@ -539,6 +548,7 @@ class TunerAgent:
         excluded: dict[str, list] = {}
         for e in eliminated:
             excluded.setdefault(e.knob, []).append(e.value)
+        spaces, learned = learn_from_invalid(spaces, best, history)
         policy = TunerPolicy(spaces, context.direction, seed=self.seed + context.seed, excluded=excluded, **self.options)
         repo, pending = self._others_proposals(context.task_dir)
         try:
@@ -557,9 +567,11 @@ class TunerAgent:
             file.write_text(knob_sources.rewrite(file.read_text(), values, path))
 
         changes = [f"{key} {_shown(best[key])} -> {_shown(suggestion.params[key])}" for key in suggestion.changed]
+        explanation = self._explain(context, suggestion, history, best)
+        learned = [note for axis, note in learned.items() if axis in suggestion.changed]
         return Proposal(
             description=", ".join(changes),
-            explanation=self._explain(context, suggestion, history, best) + "".join(
+            explanation=" ".join([explanation, *learned]) + "".join(
                 f" {e.knob} = {_shown(e.value)} is not proposed: {'; '.join(e.evidence)}." for e in eliminated),
             data={"params": suggestion.params, "changed": list(suggestion.changed),
                   **({"eliminated": [e.to_json() for e in eliminated]} if eliminated else {})},
@@ -594,7 +606,8 @@ class TunerAgent:
             rows.append((exp, params, value, status))
         return [
             Observation(params, value, status, params_by_commit.get(exp.parent), value_by_commit.get(exp.parent),
-                        imported=exp.status is Status.IMPORTED)
+                        imported=exp.status is Status.IMPORTED,
+                        invalid=status == Status.CRASH.value and _stopped_at_assertion(exp))
             for exp, params, value, status in rows
         ]
 
@@ -653,6 +666,42 @@ def _meta_reader(context: Context):
         except (OSError, ValueError):
             return None
     return read
+
+
+def learn_from_invalid(spaces: Mapping[str, Space], best: Mapping[str, Any],
+                       history: Sequence[Observation]) -> tuple[dict[str, Space], dict[str, str]]:
+    """Integer axes that an assertion showed want powers of two, moved onto them.
+
+    A single-axis move to a value that is not a power of two, from a best that is one, which
+    stopped at an assertion (`assert B % tokens == 0`), says the code wants powers of two.
+    Returns the spaces and, per axis changed, a sentence for the explanation."""
+    out, notes = dict(spaces), {}
+    for obs in history:
+        if not obs.invalid or obs.parent_params is None:
+            continue
+        changed = [a for a in spaces if a in obs.params and obs.params[a] != obs.parent_params.get(a)]
+        if len(changed) != 1:
+            continue
+        axis = changed[0]
+        space, value, current = out[axis], obs.params[axis], best.get(axis)
+        if space.kind not in ("int", "int_log") or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                           for v in (value, current)):
+            continue
+        if value & (value - 1) == 0 or current & (current - 1):
+            continue
+        low = 2 ** math.ceil(math.log2(max(space.low, 1)))
+        high = 2 ** math.floor(math.log2(space.high))
+        if low < high:
+            out[axis] = Space("pow2", low, high)
+            notes[axis] = (f"{axis} moves on powers of two only from now on: {value} stopped at an assertion, "
+                           f"{current} did not.")
+    return out, notes
+
+
+def _stopped_at_assertion(exp) -> bool:
+    """The run ended in an AssertionError of the code itself: it refused the value."""
+    verdict = exp.verdict
+    return verdict.crashed and verdict.reason is Reason.EXIT_CODE and "AssertionError" in verdict.detail
 
 
 def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tuple[str, Constant]]:

@@ -11,6 +11,7 @@ import base64
 import importlib
 import json
 import math
+import re
 import statistics
 import tempfile
 import time
@@ -20,10 +21,11 @@ from typing import Any
 
 import jinja2
 
-from autoresearch.analysis.plot import plot_curves, plot_progress, primary_value
+from autoresearch.analysis.morning import answer, oriented, patterns
+from autoresearch.analysis.plot import plot_curves, plot_knobs, plot_progress, primary_value
 from autoresearch.analysis.references import load_references
 from autoresearch.atomic import write_text
-from autoresearch.gpu import time_split, training_share
+from autoresearch.gpu import TRAIN_KEYS, time_split, training_share
 from autoresearch.records import Experiment, Status
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -40,8 +42,14 @@ def _env() -> jinja2.Environment:
     return env
 
 
+_DECIMAL = re.compile(r"^-?\d+\.\d+$")
+
+
 def fmt(value: Any) -> str:
-    """Numbers as a person reads them: 6 significant digits, no float noise."""
+    """Numbers as a person reads them, one way everywhere: 6 significant digits, no float
+    noise, no trailing zeros (0.97, never 0.970000), an exponent only below 1e-4 (6.5e-05)."""
+    if isinstance(value, str) and _DECIMAL.match(value):
+        value = float(value)  # a number that arrived as text (a table cell) reads the same
     if isinstance(value, bool) or value is None:
         return "" if value is None else str(value)
     if isinstance(value, int):
@@ -49,6 +57,8 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
+        if value == int(value) and abs(value) < 1e15:
+            return fmt(int(value))
         return f"{value:.6g}"
     return str(value)
 
@@ -70,6 +80,8 @@ def render_report(task, store) -> str:
         chosen = _curve_runs(records)
         curves_png = plot_curves(store, chosen, Path(tmp) / "curves.png", records) if chosen else None
         curves = _data_uri(curves_png) if curves_png else None
+        knobs_png = plot_knobs(task, store, Path(tmp) / "knobs.png", records)
+        knobs_plot = _data_uri(knobs_png) if knobs_png else None
     references = load_references(task.dir, task.path)
     best = next((r for r in reversed(records) if r.status is Status.KEEP), None)
     from autoresearch.outer import memo_spend  # outer imports the analysis
@@ -82,8 +94,9 @@ def render_report(task, store) -> str:
                  "time_budget": task.time_budget},
         "branch": store.branch, "primary": primary, "direction": task.metrics.direction,
         "summary": {**_summary(records, primary, maximize), **_with_memo(records, memo)},
-        "progress_png": progress, "curves_png": curves, "curve_runs": chosen,
-        "frontier": frontier(records, primary),
+        "answer": answer(task, store, records), "patterns": patterns(store, records),
+        "progress_png": progress, "curves_png": curves, "curve_runs": chosen, "knobs_png": knobs_plot,
+        "frontier": frontier(records, primary, maximize),
         "experiments": [_experiment(r, store, primary, maximize, best_before)
                         for r, best_before in _with_best_before(records, primary)],
         "references": _references_view(references, best.metrics if best else {}),
@@ -93,14 +106,14 @@ def render_report(task, store) -> str:
     return _env().get_template("report.html.j2").render(**context)
 
 
-def frontier(records: list[Experiment], primary: str) -> list[dict]:
-    """Every keep in order, with its gain over the keep before it."""
+def frontier(records: list[Experiment], primary: str, maximize: bool = True) -> list[dict]:
+    """Every keep in order, with its gain over the keep before it (+ is better)."""
     rows, previous = [], None
     for r in records:
         if r.status is not Status.KEEP:
             continue
         value = primary_value(r, primary)
-        gain = value - previous if value is not None and previous is not None else None
+        gain = oriented(value, previous, maximize)
         rows.append({"iteration": r.iteration, "commit": r.commit[:7], "value": value, "gain": gain,
                      "description": r.description})
         previous = value if value is not None else previous
@@ -113,12 +126,11 @@ def _summary(records: list[Experiment], primary: str, maximize: bool) -> dict:
     base, best = (keeps[0], keeps[-1]) if keeps else (None, None)
     base_v = primary_value(base, primary) if base else None
     best_v = primary_value(best, primary) if best else None
-    gain = best_v - base_v if base_v is not None and best_v is not None else None
+    gain = oriented(best_v, base_v, maximize)
     starts = [r.started_at for r in records if r.started_at]
     ends = [r.finished_at for r in records if r.finished_at]
-    frontier_rows = frontier(records, primary)
-    biggest = max((f for f in frontier_rows[1:] if f["gain"] is not None),
-                  key=lambda f: f["gain"] if maximize else -f["gain"], default=None)
+    frontier_rows = frontier(records, primary, maximize)
+    biggest = max((f for f in frontier_rows[1:] if f["gain"] is not None), key=lambda f: f["gain"], default=None)
     return {
         "count": len(records), "keeps": count[Status.KEEP], "discards": count[Status.DISCARD],
         "crashes": count[Status.CRASH], "base": base, "best": best, "base_value": base_v,
@@ -147,12 +159,14 @@ def _with_best_before(records: list[Experiment], primary: str):
 def _experiment(r: Experiment, store, primary: str, maximize: bool, best_before: float | None) -> dict:
     run_dir = store.root / "runs" / f"{r.iteration:04d}"
     value = primary_value(r, primary) if r.status is not Status.CRASH else None
-    delta = value - best_before if value is not None and best_before is not None else None
+    delta = oriented(value, best_before, maximize)
     return {
         "iteration": r.iteration, "status": r.status.value, "commit": r.commit[:7], "parent": r.parent[:7],
         "description": r.description, "explanation": r.explanation, "reason": r.reason,
         "value": value, "delta": delta,
-        "better": delta is not None and (delta > 0 if maximize else delta < 0),
+        "better": delta is not None and delta > 0,
+        "train_seconds": next((r.metrics[k] for k in TRAIN_KEYS if isinstance(r.metrics.get(k), (int, float))), None),
+        "startup_known": r.startup_seconds is not None,
         "metrics": {k: v for k, v in r.metrics.items() if not isinstance(v, (dict, list))},
         "memory_gb": r.memory_gb, "wall_seconds": r.wall_seconds, "cost_usd": r.cost_usd, "tokens": r.tokens,
         "agent": r.agent, "worker": r.worker, "node": r.node, "changed_files": ", ".join(r.changed_files),
@@ -249,7 +263,11 @@ def _analysis_view(task, store) -> dict | None:
         value = summary.get(key)
         table = _plateau_table(value) if key == "plateau" and _is_plateau(value) else _as_table(value)
         if table:
-            sections.append({"title": key.replace("_", " "), "note": "", **table})
+            note = ""
+            if key == "near_misses" and isinstance(summary.get("near_miss_tolerance"), (int, float)):
+                note = (f"Discards within {fmt(summary['near_miss_tolerance'])} of the best they were compared with: "
+                        "the larger of the noise floor and a quarter of the median keep gain. Gaps are + when better.")
+            sections.append({"title": key.replace("_", " "), **table, "note": note or table.get("note", "")})
     return {"sections": sections} if sections else None
 
 

@@ -273,7 +273,7 @@ def near_misses(candidates, entries, primary: str, ties, tolerance: float) -> li
         for name, direction in ties:
             gain = _tie_gain(r.metrics, parent_metrics, name, direction)
             if gain:
-                why.append(f"{name} {gain * (1 if direction == 'maximize' else -1):+.6g} vs the best")
+                why.append(f"{name} {gain:+.6g} vs the best")  # oriented (+ is better), as every gain here
         found.append({**_brief(r, primary, entries[r.iteration]), "gap": _r(gap), "why": why})
     return found
 

@@ -21,12 +21,13 @@ function svg(tag, attrs, text) {
   if (text != null) node.textContent = String(text);
   return node;
 }
-// One number format everywhere: 4 significant digits, exponent only below 1e-3 or above 1e6.
+// The report's number format (report.fmt): 6 significant digits, no trailing zeros, an
+// exponent only below 1e-4 or from 1e15.
 function fmt(v) {
   if (v == null || !isFinite(v)) return "–";
   const a = Math.abs(v);
-  if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(2);
-  return String(Number(v.toPrecision(4)));
+  if (a !== 0 && (a < 1e-4 || a >= 1e15)) return Number(v.toPrecision(6)).toExponential().replace(/e([+-])(\d)$/, "e$10$2");
+  return String(Number(v.toPrecision(6)));
 }
 // "+ is better in the metric's direction", everywhere.
 function gain(value, base, direction) {

@@ -137,7 +137,8 @@ class TerminalView:
             last = (s.get("log_line") or "").strip()
             point = (s.get("curve") or [None])[-1]
             if point:
-                rows.append(Text("  curve: " + "  ".join(f"{k} {fmt_value(v)}" for k, v in list(point.items())[:6]),
+                shown = [(k, v) for k, v in point.items() if k != "t"][:6]  # t: our arrival stamp, not the run's
+                rows.append(Text("  curve: " + "  ".join(f"{k} {fmt_value(v)}" for k, v in shown),
                                  style="dim"))
             if last:
                 rows.append(Text(f"  log: {last[:160]}", style="dim"))
