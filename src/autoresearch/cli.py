@@ -227,7 +227,7 @@ def _print_status(s, last: int) -> None:
         shown_nodes = any(r.node for r in s.records[-last:])
         for col in ("#", "commit", t["primary"], "status", *(["node"] if shown_nodes else []), "description"):
             table.add_column(col)
-        colors = {"keep": "green", "discard": "white", "crash": "red"}
+        colors = {"keep": "green", "discard": "white", "crash": "red", "imported": "cyan"}
         for r in s.records[-last:]:
             v = r.metrics.get(t["primary"])
             shown = f"{v:.6f}" if isinstance(v, float) and r.status.value != "crash" else "-"
@@ -240,6 +240,10 @@ def _print_status(s, last: int) -> None:
 from autoresearch.analysis.commands import register as _register_analysis  # noqa: E402
 
 _register_analysis(app)
+
+from autoresearch.import_command import register as _register_import  # noqa: E402
+
+_register_import(app)
 
 
 def main() -> None:

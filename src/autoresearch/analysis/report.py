@@ -257,7 +257,7 @@ def _analysis_view(task, store) -> dict | None:
     if not isinstance(summary, dict):
         return None
     sections = []
-    for key in ("axes", "near_misses", "losing_regions", "plateau", "noise_floor", "warnings", "hints"):
+    for key in ("axes", "near_misses", "losing_regions", "eliminated", "plateau", "noise_floor", "warnings", "hints"):
         value = summary.get(key)
         table = _plateau_table(value) if key == "plateau" and _is_plateau(value) else _as_table(value)
         if table:
