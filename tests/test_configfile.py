@@ -129,3 +129,13 @@ def test_a_search_table_is_accepted_by_the_task_config(make_task):
     task = load_task(make_task(config=config, extra={"c.yaml": "lr: 0.01\n"}))
     [(_, knobs)] = knob_sources.per_file(task.dir, task.editable)
     assert knobs[0].name == "lr" and knobs[0].space.kind == "log"
+
+
+def test_the_axes_analysis_names_config_keys():
+    from autoresearch.analysis.axes import changes_from_diff
+
+    diff = ("diff --git a/c.yaml b/c.yaml\n--- a/c.yaml\n+++ b/c.yaml\n@@ -1,2 +1,2 @@\n"
+            "-model: m2\n+model: m4\n lr: 0.1\n")
+    sources = {"old:c.yaml": "model: m2\nlr: 0.1\n", "new:c.yaml": "model: m4\nlr: 0.1\n"}
+    assert changes_from_diff(diff, sources)["constants"] == [{"name": "model", "old": "m2", "new": "m4", "move": "= m4"}]
+    assert changes_from_diff(diff, {})["code"] == ["file c.yaml"]  # unreadable revisions: a changed file
