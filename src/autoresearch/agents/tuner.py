@@ -39,7 +39,7 @@ from typing import Any, Mapping, Sequence
 
 import optuna
 
-from autoresearch.agents.base import Context
+from autoresearch.agents.base import Agent, Context
 from autoresearch.constants import Constant, Space, find_constants, render, rewrite, round_value, searchable
 from autoresearch import knob_sources
 from autoresearch.errors import AutoresearchError, ConfigError
@@ -499,7 +499,7 @@ def _hashable(value):
     return kind, value
 
 
-class TunerAgent:
+class TunerAgent(Agent):
     """The loop's offline agent: `TunerPolicy` applied to the constants of the editable files."""
 
     name = "tuner"
