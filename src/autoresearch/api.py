@@ -230,6 +230,9 @@ def dashboard_for(task_dir, tag: str | None = None, *, host: str = "127.0.0.1", 
     return Dashboard(task, store, host=host, port=port, token=token)
 
 
+EXAMPLES = ("mnist1d", "mnist1d_yaml")  # the bundled tasks: the same problem, knobs as constants or in a YAML file
+
+
 def copy_example(name: str, directory: Path, *, time_budget: float | None = None) -> Path:
     """Copy a bundled example to `directory` as a fresh git repository (kept if it exists)."""
     directory = Path(directory).resolve()
