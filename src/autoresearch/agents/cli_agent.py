@@ -41,14 +41,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from autoresearch.agents.base import Context, Memo, MemoFailed
+from autoresearch.agents.base import Agent, Context, Memo, MemoFailed
 from autoresearch.agents.command import split_explanation
 from autoresearch.environment import agent_env
 from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.guard import content_hash
 from autoresearch.prompt import run_interpreter
 from autoresearch.records import Proposal, RunSpec
-from autoresearch.runner import run_process
+from autoresearch.execution.runner import run_process
 from autoresearch.secrets import redact, secret_values
 
 MAX_BACKOFF = 300.0
@@ -161,7 +161,7 @@ def backend_options(task, name: str) -> tuple[dict, set[str]]:
     return {**top, **own}, set(own)
 
 
-class CliAgent(abc.ABC):
+class CliAgent(Agent, abc.ABC):
     """Base of the CLI backends; subclasses set the class attributes and write argv, parse, memo_argv."""
 
     name = ""
