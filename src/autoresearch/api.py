@@ -123,6 +123,7 @@ class RunStatus:
             "tag": self.store.tag, "branch": self.store.branch, "primary": primary,
             "direction": self.task.metrics.direction, "iterations": len(self.records),
             "keeps": count(Status.KEEP), "discards": count(Status.DISCARD), "crashes": count(Status.CRASH),
+            "imported": count(Status.IMPORTED),
             "best": brief(best), "baseline": brief(base),
             "workers": {f"w{w}": sum(1 for r in self.records if r.worker == w)
                         for w in sorted({r.worker for r in self.records if r.worker is not None})},

@@ -209,7 +209,7 @@ def _print_status(s, last: int) -> None:
     best = t["best"]
     base = t["baseline"]
     noun = "experiment" if t["iterations"] == 1 else "experiments"
-    line = f"[bold]{s.store.branch}[/]  {t['iterations']} {noun}: {t['keeps']} keep, {t['discards']} discard, {t['crashes']} crash"
+    line = f"[bold]{s.store.branch}[/]  {t['iterations']} {noun}: {t['keeps']} keep, {t['discards']} discard, {t['crashes']} crash" + (f", {t['imported']} imported" if t.get("imported") else "")
     console.print(line)
     if t["workers"]:
         console.print("workers: " + ", ".join(f"{w} {n} experiments" for w, n in t["workers"].items()))
