@@ -314,6 +314,8 @@ def test_hostile_expressions_are_not_evaluated():
 def test_pow2_annotation():
     c = by_name("B = 2**13  # search: pow2(1024, 65536)\n")
     assert c["B"].space == Space("pow2", 1024, 65536) and c["B"].annotated
+    assert by_name("B = 2**13  # search: pow2(2**10, 2**16)\n")["B"].space == Space("pow2", 1024, 65536)  # as the README shows
+    assert by_name("W = 4096  # search: int(4 * 256, 64 * 256)\n")["W"].space == Space("int", 1024, 16384)
     with pytest.raises(ConfigError, match="powers of two"):
         find_constants("B = 2**13  # search: pow2(1000, 65536)\n", "train.py")
 

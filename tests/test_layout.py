@@ -65,14 +65,15 @@ def test_init_writes_the_config_run_infers(karpathy_repo, monkeypatch):
     assert r.returncode == 0 and "wrote" in r.stdout and tomllib.loads(path.read_text())["metrics"] == inferred["metrics"]
 
 
-def test_init_on_another_layout_names_what_is_missing(tmp_path):
-    (tmp_path / "train.py").write_text("print('---')\nprint('val_loss: 1')\n")
-    with pytest.raises(AutoresearchError, match="program.md, prepare.py"):
-        init_config(tmp_path)
+def test_init_on_another_layout(tmp_path):
     r = cli("init", str(tmp_path))
-    assert r.returncode == 2 and "Traceback" not in r.stderr and "not a karpathy/autoresearch layout" in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "no train.py here" in r.stderr
+    (tmp_path / "train.py").write_text("print('---')\nprint('val_loss: 1')\n")
     with pytest.raises(ConfigError, match="autoresearch init"):
-        load_task(tmp_path)
+        load_task(tmp_path)  # no zero-config run without the whole layout ...
+    written = tomllib.loads(init_config(tmp_path).read_text())  # ... but init reads what is there
+    assert written["task"]["readonly"] == [] and written["metrics"]["primary"] == "val_loss"
+    assert load_task(tmp_path).metrics.direction == "minimize"
 
 
 def test_no_footer_metric_is_a_clear_error(karpathy_repo):
@@ -139,3 +140,23 @@ def test_zero_config_run_prints_and_keeps_the_inferred_config(karpathy_repo):
     status = cli("status", str(karpathy_repo), "--tag", "dec1", "--json")
     assert status.returncode == 0, status.stderr
     assert '"primary": "val_bpb"' in status.stdout and '"iterations": 4' in status.stdout
+
+
+def test_a_uv_project_runs_through_uv_unchanged(karpathy_repo):
+    """uv from PyPI (the test extra installs it beside our interpreter): `uv run train.py` as program.md says."""
+    uv = layout.interpreter.find_uv()
+    assert uv is not None, "uv is in the [test] extra: pip install uv"
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}/usr/bin:/bin", "UV_OFFLINE": "1"}
+    locked = subprocess.run([uv, "lock", "--offline"], cwd=karpathy_repo, capture_output=True, text=True, env=env)
+    assert locked.returncode == 0, locked.stderr
+    git(karpathy_repo, "add", "uv.lock")
+    git(karpathy_repo, "commit", "-qm", "lock")
+    r = cli("run", str(karpathy_repo), "--tag", "uv1", "--iterations", "1", env=env)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "run       uv run train.py   (a uv project: its own environment, through uv)" in r.stdout
+    assert "readonly  prepare.py, program.md, pyproject.toml, uv.lock" in r.stdout
+    rows = (karpathy_repo / "results.tsv").read_text().splitlines()
+    assert len(rows) == 3 and rows[1].split("\t")[3] == "keep"
+    prompt = (stored_config(karpathy_repo, "uv1").parent / "runs" / "0001" / "prompt.md").read_text()
+    assert "runs `uv run train.py`" in prompt and "through `uv run` (the uv project's own environment)" in prompt
+    assert (karpathy_repo / ".venv" / "bin" / "python").exists()  # uv made the project's environment

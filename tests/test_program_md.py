@@ -43,3 +43,12 @@ def test_nothing_is_removed_and_code_blocks_are_untouched():
 def test_one_marker_per_reason_per_line():
     line = mark_handled("NEVER STOP. The human may be asleep. Run until you are manually stopped.")
     assert line.count("[handled") == 1 and line.endswith(MARK.format("it runs the loop and decides when to stop; this call is one step"))
+
+
+def test_descriptions_and_abbreviations_are_not_misread():
+    assert mark_handled("1. git commit hash (short, 7 chars)") == "1. git commit hash (short, 7 chars)"
+    line = mark_handled("It runs on a dedicated branch (e.g. `autoresearch/mar5`).")
+    assert line.endswith("`autoresearch/mar5`). " + MARK.format("it made the branch and keeps you on it"))
+    timeout = mark_handled("If a run exceeds 10 minutes, kill it and treat it as a failure (discard and revert).")
+    assert "runs the training under the time limit" in timeout
+    assert "keeps or resets" in mark_handled("8. If it improved, advance the branch, keeping the git commit")

@@ -426,9 +426,11 @@ def _parse_annotation(text: str, value: Literal, name: str, where: str) -> Space
         raise malformed(f"{name} is {type(value).__name__}; a range needs a number, use [choices]")
     kind, args = match.group(1), match.group(2)
     try:
-        bounds = ast.literal_eval(f"({args},)")
-    except (ValueError, SyntaxError) as e:
+        # Bounds may be constant expressions too: `pow2(2**10, 2**16)`, `int(4 * 1024, 64 * 1024)`.
+        nodes = ast.parse(f"({args},)", mode="eval").body.elts
+    except (SyntaxError, ValueError) as e:
         raise malformed() from e
+    bounds = [numeric_value(n) for n in nodes]
     if len(bounds) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds):
         raise malformed("expected two numbers")
     low, high = bounds

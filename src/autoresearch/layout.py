@@ -74,9 +74,11 @@ class Inferred:
             return f"{text:<{width}} # {note}" if note else text
 
         keys = ", ".join(self.footer_keys) or "none found; run the baseline once and look at its last lines"
+        recognised = ("the karpathy/autoresearch layout (program.md, train.py, prepare.py)"
+                      if is_karpathy_layout(self.directory) else "a train.py with a `---` footer")
         out = [
             f"# autoresearch task config for {self.directory.name}, written by `autoresearch init`.",
-            "# Recognised: the karpathy/autoresearch layout (program.md, train.py, prepare.py).",
+            f"# Recognised: {recognised}.",
             "# Without this file `autoresearch run` infers the same and keeps it in .autoresearch/<tag>/.",
             "# Paths are relative to this directory; commands run with it as the working directory.",
             "",
@@ -121,12 +123,14 @@ def _toml(value) -> str:
     raise TypeError(f"no TOML for {value!r}")
 
 
-def infer(directory: Path) -> Inferred | None:
+def infer(directory: Path, *, layout_required: bool = True) -> Inferred | None:
     """The config of a karpathy-layout repository, or None when `directory` is not one.
 
-    Raises ConfigError (naming train.py) when the layout is there but no metric can be read."""
+    `layout_required` False (`autoresearch init`): a train.py is enough; prepare.py and
+    program.md are read-only where they exist. Raises ConfigError (naming train.py) when no
+    metric can be read from it."""
     directory = Path(directory).resolve()
-    if not is_karpathy_layout(directory):
+    if not (is_karpathy_layout(directory) if layout_required else (directory / "train.py").is_file()):
         return None
     notes: dict[str, str] = {}
     script = "train.py"

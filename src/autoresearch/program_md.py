@@ -28,16 +28,17 @@ RULES: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p, re.IGNORECASE),
      "it made the branch and keeps you on it"),
     (r"results\.tsv|\blog (?:it|the results?) to\b|record the results|\bthe tsv\b",
      "it writes results.tsv from each run's footer"),
-    (r"git reset|advance the branch|keeping the git commit|discard and revert|\brewind\b",
-     "it keeps or resets the commit by the metric"),
-    (r"\bgit commit\b|^\s*(?:\d+\.\s*)?commit\b", "it commits your change"),
     (r"run\.log|\buv run train\.py\b|\bpython train\.py\b|run the (?:experiment|training)|you launch it|"
      r"launch the (?:experiment|training)|\bgrep\b|tail -n|\bkill it\b|extract the key metric|"
      r"establish the baseline|run the training script as is",
      "it runs the training under the time limit, logs it and reads the footer"),
+    (r"git reset|advance the branch|keeping the git commit|discard and revert|\brewind\b",
+     "it keeps or resets the commit by the metric"),
+    (r"\bgit commit\b(?! hash)|^\s*(?:\d+\.\s*)?commit\b(?! hash)", "it commits your change"),
 ))
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z*`(\[\"'])")
+_ABBREVIATION = re.compile(r"(?:\be\.g|\bi\.e|\betc|\bvs|\bcf)\.$", re.IGNORECASE)
 _FENCE = re.compile(r"^\s*(```|~~~)")
 
 
@@ -72,6 +73,8 @@ def _split(line: str) -> list[tuple[str, str]]:
     """(sentence, the whitespace after it) pairs that join back to `line`."""
     pieces, start = [], 0
     for m in _SENTENCE_END.finditer(line):
+        if _ABBREVIATION.search(line, 0, m.start()):
+            continue  # "e.g. `mar5`" does not end a sentence
         pieces.append((line[start:m.start()], m.group(0)))
         start = m.end()
     pieces.append((line[start:], ""))

@@ -134,3 +134,14 @@ def test_plot_axes_follow_the_data():
     assert physical(YRange(-5.0, 9.0, ()), [-3.0, 8.0]) == YRange(-5.0, 9.0, ())
     assert time_key([{"epoch": 1, "seconds": 0.4}, {"epoch": 2, "seconds": 0.9}]) == "seconds"
     assert time_key([{"epoch": 1}, {"epoch": 2}]) is None
+
+
+def test_the_report_plots_the_metric_against_each_knob_that_moved(night, html, tmp_path):
+    from autoresearch.analysis.knobs import knob_values
+    from autoresearch.analysis.plot import plot_knobs
+
+    task, store = night
+    values = knob_values(task, store.ledger.records)
+    assert [values[i]["LOSS"] for i in range(6)] == [0.5, 0.5, 0.5, 0.3, 0.4, 0.1] and values[5]["WIDTH"] == 64
+    assert plot_knobs(task, store, tmp_path / "k.png") is not None  # LOSS moved; WIDTH did not
+    assert 'id="knobs-plot"' in html and 'src="data:image/png;base64,' in html

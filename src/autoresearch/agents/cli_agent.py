@@ -55,7 +55,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from autoresearch.agents.base import Context, Memo, MemoFailed
+from autoresearch.agents.base import Agent, Context, Memo, MemoFailed
 from autoresearch.agents.command import split_explanation
 from autoresearch.agents.failures import COMMON_CAUSES, known_cause, message as last_message, shorten
 from autoresearch.agents.preflight import unreachable
@@ -64,7 +64,7 @@ from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.guard import content_hash
 from autoresearch.prompt import run_interpreter
 from autoresearch.records import Proposal, RunSpec
-from autoresearch.runner import run_process
+from autoresearch.execution.runner import run_process
 from autoresearch.secrets import redact, secret_values
 
 MAX_BACKOFF = 300.0
@@ -202,7 +202,7 @@ def check_keys(task, name: str, options: dict, own: set[str], known) -> None:
                               f"it reads {', '.join(sorted(known))}")
 
 
-class CliAgent(abc.ABC):
+class CliAgent(Agent, abc.ABC):
     """Base of the CLI backends; subclasses set the class attributes and write argv, parse, memo_argv."""
 
     name = ""

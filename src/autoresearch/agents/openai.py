@@ -63,7 +63,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-from autoresearch.agents.base import Context, Memo, MemoFailed
+from autoresearch.agents.base import Agent, Context, Memo, MemoFailed
 from autoresearch.agents.command import split_explanation
 from autoresearch.agents import knobs as knob_edits
 from autoresearch.agents.edit_blocks import EditError, apply_blocks, parse_blocks
@@ -141,7 +141,7 @@ EDIT_FORMATS = ("blocks", "knobs", "auto")
 FORMATS = ("json_schema", "json_object", None)
 
 
-class OpenAIAgent:
+class OpenAIAgent(Agent):
     name = "openai"
 
     def __init__(self, model: str, *, base_url: str = DEFAULT_BASE_URL, api_key_env: str = "OPENAI_API_KEY",

@@ -48,3 +48,21 @@ def reproduce_commands(task, store, best) -> list[str]:
     where = Path(task.dir)
     return [f"cd {where}", f"git checkout {best.commit[:12]}   # or: git checkout {store.branch}",
             f"AUTORESEARCH_TIME_BUDGET={task.time_budget:g} {task.run}"]
+
+
+MAX_RECORDS = 2000  # the knob plot reads every trained commit's files in one git call
+
+
+def knob_values(task, records) -> dict[int, dict]:
+    """iteration -> {knob: value} for every trained record (the constants at its commit)."""
+    files = [p for p in task.editable if p.endswith(".py")]
+    chosen = [r for r in records if r.commit][-MAX_RECORDS:]
+    commits = list(dict.fromkeys(r.commit for r in chosen))
+    blobs = read_blobs(Path(task.dir), [f"{c}:./{p}" for c in commits for p in files]) if files else {}
+    by_commit = {}
+    for c in commits:
+        values: dict = {}
+        for p in files:
+            values.update(_values(blobs.get(f"{c}:./{p}")))
+        by_commit[c] = values
+    return {r.iteration: by_commit.get(r.commit, {}) for r in chosen}

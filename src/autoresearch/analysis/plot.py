@@ -182,7 +182,13 @@ def plot_progress(task, store, path: str | Path, records: Sequence[Experiment] |
     ax.set_xticks([t for t in MaxNLocator(integer=True).tick_values(first, last) if first <= t <= last])
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.0f}"))
     if log:
+        from matplotlib.ticker import LogLocator
+
         ax.set_ylabel(ax.get_ylabel() + ", log scale")
+        plain = FuncFormatter(lambda y, _: f"{y:.3g}")  # 0.2, not 2 x 10^-1
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(plain)
     ax.legend(loc="lower right" if maximize else "upper right", fontsize=8, framealpha=0.9)
     return _save(fig, path)
 
@@ -219,6 +225,54 @@ def plot_curves(store, iterations: Sequence[int], path: str | Path, records=None
                     label = f"#{i} {shorten(record.description, 24) if record else ''} {name}"
                     ax.plot(xs, ys, style, color=color, linewidth=1.4, label=label)
         ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+MAX_KNOB_PANELS = 6
+
+
+def plot_knobs(task, store, path: str | Path, records=None) -> Path | None:
+    """The primary against each numeric knob that took two values or more: one panel each."""
+    from autoresearch.analysis.knobs import knob_values
+
+    plt = _pyplot()
+    primary, maximize = task.metrics.primary, task.metrics.direction == "maximize"
+    records = [r for r in (store.ledger.records if records is None else records)
+               if r.status is not Status.CRASH and primary_value(r, primary) is not None]
+    values = knob_values(task, records)
+    knobs: dict[str, set] = {}
+    for r in records:
+        for name, v in values.get(r.iteration, {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                knobs.setdefault(name, set()).add(v)
+    varied = [n for n, vs in knobs.items() if len(vs) >= 2][:MAX_KNOB_PANELS]
+    if not varied:
+        return None
+    cols = min(3, len(varied))
+    rows = (len(varied) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), dpi=100, squeeze=False)
+    for ax in axes.flat[len(varied):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, varied):
+        pts = [(values[r.iteration][name], primary_value(r, primary), r.status is Status.KEEP) for r in records
+               if isinstance(values.get(r.iteration, {}).get(name), (int, float))]
+        xs = [x for x, _, _ in pts]
+        ys = [y for _, y, _ in pts]
+        ax.scatter([x for x, _, k in pts if not k], [y for _, y, k in pts if not k], s=14, color=GREY, label="discard")
+        ax.scatter([x for x, _, k in pts if k], [y for _, y, k in pts if k], s=30, color=GREEN, edgecolor=DARK_GREEN,
+                   label="keep")
+        if wants_log(xs):
+            ax.set_xscale("log")
+        if wants_log(ys):
+            ax.set_yscale("log")
+        else:
+            pad = 0.08 * ((max(ys) - min(ys)) or abs(max(ys)) or 1.0)
+            window = physical(YRange(min(ys) - pad, max(ys) + pad, ()), ys)
+            ax.set_ylim(window.low, window.high)
+        ax.set_title(name, fontsize=10)
+        ax.set_ylabel(f"{primary} ({'higher' if maximize else 'lower'} is better)", fontsize=8)
+        ax.grid(True, color="#e5e5e5", linewidth=0.6)
+    axes.flat[0].legend(fontsize=7)
     return _save(fig, path)
 
 

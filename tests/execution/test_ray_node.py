@@ -10,10 +10,10 @@ import time
 import psutil
 import pytest
 
-from autoresearch import ray_node
-from autoresearch.ray_node import NodeJob, Reaper, changed_files, extract, link_outputs, new_paths, node_env, run_on_node, snapshot
+from autoresearch.execution import ray_node
+from autoresearch.execution.ray_node import NodeJob, Reaper, changed_files, extract, link_outputs, new_paths, node_env, run_on_node, snapshot
 from autoresearch.records import RunSpec
-from autoresearch.runner import RUN_TOKEN_ENV
+from autoresearch.execution.supervise import RUN_TOKEN_ENV
 
 
 def archive(tmp_path, files: dict[str, str]) -> tuple[bytes, str, str]:
