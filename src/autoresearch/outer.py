@@ -47,7 +47,7 @@ def prompt_extras(task, store, history: Sequence[Experiment], repair: Experiment
         root = repair.repair_of if repair.repair_of is not None else repair.iteration
         repair_data = {
             "iteration": repair.iteration, "description": repair.description, "reason": repair.reason,
-            "log_tail": log_tail(store.root / "runs" / f"{repair.iteration:04d}", 40),
+            "log_tail": log_tail(store.run_path(repair.iteration), 40),
             "attempt": 1 + sum(1 for e in history if e.repair_of == root),
             "max_attempts": task.agent.max_fix_attempts,
         }

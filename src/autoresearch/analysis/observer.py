@@ -43,7 +43,7 @@ def analyze_record(task, store, record: Experiment, records=None) -> dict | None
     """Meta-analysis of one recorded experiment, compared with the other runs of its tag."""
     if untrained(record):
         return None
-    run_dir = store.root / "runs" / f"{record.iteration:04d}"
+    run_dir = store.run_path(record.iteration)
     if not run_dir.is_dir():
         return None
     capture_curve(task.dir, run_dir, record.started_at)
@@ -63,7 +63,7 @@ def backfill(task, store, limit: int = BACKFILL) -> int:
     todo = list(records[-limit:]) + ([best] if best is not None and best not in records[-limit:] else [])
     done = 0
     for record in todo:
-        if not (store.root / "runs" / f"{record.iteration:04d}" / META_NAME).exists():
+        if not (store.run_path(record.iteration) / META_NAME).exists():
             done += analyze_record(task, store, record, records) is not None
     return done
 

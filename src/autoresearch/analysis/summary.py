@@ -362,7 +362,7 @@ def _meta(store, record: Experiment | None) -> dict | None:
     """The per-run meta-analysis in brief (flags and suggestions), when the run has one."""
     if record is None:
         return None
-    path = store.root / "runs" / f"{record.iteration:04d}" / "meta.json"
+    path = store.run_path(record.iteration) / "meta.json"
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
