@@ -129,3 +129,48 @@ def test_a_search_table_is_accepted_by_the_task_config(make_task):
     task = load_task(make_task(config=config, extra={"c.yaml": "lr: 0.01\n"}))
     [(_, knobs)] = knob_sources.per_file(task.dir, task.editable)
     assert knobs[0].name == "lr" and knobs[0].space.kind == "log"
+
+
+def test_the_axes_analysis_names_config_keys():
+    from autoresearch.analysis.axes import changes_from_diff
+
+    diff = ("diff --git a/c.yaml b/c.yaml\n--- a/c.yaml\n+++ b/c.yaml\n@@ -1,2 +1,2 @@\n"
+            "-model: m2\n+model: m4\n lr: 0.1\n")
+    sources = {"old:c.yaml": "model: m2\nlr: 0.1\n", "new:c.yaml": "model: m4\nlr: 0.1\n"}
+    assert changes_from_diff(diff, sources)["constants"] == [{"name": "model", "old": "m2", "new": "m4", "move": "= m4"}]
+    assert changes_from_diff(diff, {})["code"] == ["file c.yaml"]  # unreadable revisions: a changed file
+
+
+def test_the_config_driven_example_exposes_its_yaml_keys_to_the_tuner(tmp_path):
+    from autoresearch.agents.base import Context
+    from autoresearch.agents.tuner import TunerAgent
+    from autoresearch.api import copy_example
+    from autoresearch.config import load_task
+    from autoresearch.records import Experiment, Status
+
+    task = load_task(copy_example("mnist1d_yaml", tmp_path / "demo"))
+    [(path, knobs)] = knob_sources.per_file(task.dir, task.editable)
+    assert path == "config.yaml"
+    assert [k.name for k in knobs] == ["model.arch", "model.width", "model.depth", "model.dropout", "optimizer.name",
+                                       "optimizer.lr", "optimizer.weight_decay", "batch_size"]  # not the seed
+    before = (task.dir / "config.yaml").read_text()
+    base = Experiment(0, "", "", Status.KEEP, "baseline", metrics={"val_acc": 0.6})
+    ctx = Context(task_dir=task.dir, iteration=1, editable=task.editable, readonly=task.readonly, history=(base,),
+                  best=base, primary="val_acc", direction="maximize")
+    proposal = TunerAgent().propose(ctx)
+    assert proposal.ok, proposal.error
+    after = (task.dir / "config.yaml").read_text()
+    diff = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+    assert len(diff) == 1 and diff[0][0].split("#")[1] == diff[0][1].split("#")[1]  # one value, its comment kept
+    assert proposal.data["changed"] == ["model.arch"] and "model.arch mlp -> cnn" == proposal.description
+
+
+@pytest.mark.slow
+def test_the_config_driven_example_runs_offline(tmp_path):
+    from autoresearch.api import copy_example, run_loop
+
+    task_dir = copy_example("mnist1d_yaml", tmp_path / "demo", time_budget=1)
+    records = run_loop(task_dir, "demo", iterations=1, agent="tuner", say=lambda _: None)
+    assert [r.status.value for r in records][0] == "keep" and len(records) == 2
+    assert all(r.status.value != "crash" for r in records), [r.reason for r in records]
+    assert records[0].metrics["val_acc"] > 0.2

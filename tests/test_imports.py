@@ -121,3 +121,32 @@ def test_import_cli_reports_and_a_bad_folder_is_a_clear_error(seed_task, tmp_pat
     bad = subprocess.run(["autoresearch", "import", str(tmp_path / "nowhere"), "--tag", "n2", "--task", str(task.dir)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "not a directory" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_status_prompt_summary_and_report_show_the_imported_runs(seed_task):
+    from autoresearch.analysis.report import render_report
+    from autoresearch.analysis.summary import summarize
+    from autoresearch.api import status_of
+    from autoresearch.prompt import render_prompt
+
+    task, runs, _ = seed_task
+    import_runs(task, "night", [runs])
+    store = RunStore(task.dir, "night")
+    totals = status_of(task.dir, "night").totals()
+    assert totals["imported"] == 20 and totals["keeps"] == 0 and totals["best"] is None
+    out = subprocess.run(["autoresearch", "status", str(task.dir), "--tag", "night"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "20 imported" in out.stdout
+    summary = summarize(task, store)
+    assert summary["counts"]["imported"] == 20 and summary["frontier"] == []
+    assert summary["imported"]["best"]["value"] == 0.78
+    assert {(e["knob"], e["value"]) for e in summary["eliminated"]} == {("model", "m0"), ("model", "m1")}
+    assert any(h["kind"] == "eliminated" and "stop trying model = m0" in h["text"] for h in summary["hints"])
+    assert len(summary["scores"]) == 20
+    html = render_report(task, store)
+    assert html.count(">imported<") >= 20 and "<h3>Eliminated</h3>" in html and "Choices to stop trying" in html
+    records = store.ledger.records
+    from autoresearch.records import Experiment
+    base = Experiment(0, "abc1234", "abc1234", Status.KEEP, "baseline", reason="baseline", metrics={"test_acc": 0.75})
+    prompt = render_prompt(task, "night", 1, [*records, base], base, runs_dir=store.root / "runs")
+    assert "imported" in prompt and "m4_adam_bs32_r2" in prompt

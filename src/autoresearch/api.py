@@ -123,6 +123,7 @@ class RunStatus:
             "tag": self.store.tag, "branch": self.store.branch, "primary": primary,
             "direction": self.task.metrics.direction, "iterations": len(self.records),
             "keeps": count(Status.KEEP), "discards": count(Status.DISCARD), "crashes": count(Status.CRASH),
+            "imported": count(Status.IMPORTED),
             "best": brief(best), "baseline": brief(base),
             "workers": {f"w{w}": sum(1 for r in self.records if r.worker == w)
                         for w in sorted({r.worker for r in self.records if r.worker is not None})},
@@ -228,6 +229,9 @@ def dashboard_for(task_dir, tag: str | None = None, *, host: str = "127.0.0.1", 
     if host not in LOOPBACK and not token:
         token = new_token()  # another address: never without a secret
     return Dashboard(task, store, host=host, port=port, token=token)
+
+
+EXAMPLES = ("mnist1d", "mnist1d_yaml")  # the bundled tasks: the same problem, knobs as constants or in a YAML file
 
 
 def copy_example(name: str, directory: Path, *, time_budget: float | None = None) -> Path:

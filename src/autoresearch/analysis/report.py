@@ -261,7 +261,8 @@ def _analysis_view(task, store) -> dict | None:
         value = summary.get(key)
         table = _plateau_table(value) if key == "plateau" and _is_plateau(value) else _as_table(value)
         if table:
-            note = ""
+            note = "Choices to stop trying, with their evidence (imported runs included); new runs that do well lift the flag." \
+                if key == "eliminated" else ""
             if key == "near_misses" and isinstance(summary.get("near_miss_tolerance"), (int, float)):
                 note = (f"Discards within {fmt(summary['near_miss_tolerance'])} of the best they were compared with: "
                         "the larger of the noise floor and a quarter of the median keep gain. Gaps are + when better.")
