@@ -84,6 +84,25 @@ DERIVED_FILES = ("results.tsv", "analysis_summary.json", "analysis_summary.md", 
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+CURVE_NAME = "metrics.jsonl"  # a learning curve the task may write, one JSON object per line
+MTIME_SLACK = 1.0  # seconds: file systems with coarse timestamps
+
+
+def capture_curve(task_dir: Path, run_dir: Path, started_at: float) -> bool:
+    """Copy the task's metrics.jsonl into the run directory when this run wrote it.
+
+    A metrics.jsonl older than the run's start was left by an earlier run (a crash
+    before the first epoch leaves the previous one in place): it is not this run's curve.
+    """
+    source, target = Path(task_dir) / CURVE_NAME, Path(run_dir) / CURVE_NAME
+    if target.exists() or not source.is_file():
+        return False
+    if source.stat().st_mtime + MTIME_SLACK < started_at:
+        return False
+    shutil.copy2(source, target)
+    return True
+
+
 def check_tag(tag: str) -> str:
     if not _TAG.match(tag) or ".." in tag or tag.endswith(".lock"):
         raise AutoresearchError(
