@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from autoresearch import integrity, outer
+from autoresearch import crash_policy, integrity, outer
 from autoresearch.agents import create_agent
 from autoresearch.atomic import write_text
 from autoresearch.config import CONFIG_NAME, Task, load_task, stored_config
@@ -53,9 +53,10 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
         loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event,
                     observers=[refresh_analysis, budget_watch(task, say)])
         records = loop.run(limits)
-        if loop.paused:  # the agent cannot work: reports stay as they were, and the exit says so
+        paused = crash_policy.should_pause_for_agent(records, task.config.task.pause_after_env_errors)
+        if paused:  # the agent cannot work: the reports are written, and the exit says so
             _final_reports(task, tag, say)
-            raise AgentPaused(loop.paused)
+            raise AgentPaused(paused)
     _final_reports(task, tag, say)
     if task.config.task.final_eval and records and not (stop_event and stop_event.is_set()):
         integrity.final_eval(task, RunStore(task.dir, tag), say=say)  # the held-out check on the best commits

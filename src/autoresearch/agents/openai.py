@@ -417,7 +417,7 @@ def parse_blocks_quietly(text: str, default_path: str | None) -> list:
 
 def _one_reason(reason: str) -> str:
     """A reason's first line, without the lead-in of the excerpt that followed it in agent.log."""
-    first = reason.split("\n")[0]
+    first = reason.partition("\n")[0]
     return re.sub(r"[;,]? *(the closest lines are [\d-]+, )?which read exactly:$", "", first).rstrip(" ;,:")
 
 

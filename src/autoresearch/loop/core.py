@@ -58,8 +58,6 @@ class Loop:
         self.table = self.shared.table
         # Called after every recorded experiment (analysis refresh, strategy memo, ...).
         self.observers = list(observers or [])
-        # Set when the night paused on the same agent failure repeated: the fix, for a non-zero exit.
-        self.paused: str | None = None
         # Told of every stage (live/events.py); the publisher keeps the store's live.json current.
         self.events = [Publisher(self.store.root, worker=worker.index if worker else None, tag=tag,
                                  primary=self.rules.primary, direction=self.rules.direction,
