@@ -66,7 +66,9 @@ def local_task(copy_example, directory: Path, url: str, time_budget: float = 3) 
     config = task / "autoresearch.toml"
     text = config.read_text().replace('kind = "tuner"', "\n".join([
         'kind = "openai"', 'model = "gemma-3-270m"', f'base_url = "{url}"', 'edit_format = "knobs"',
-        "temperature = 0.8", "request_timeout = 300", "timeout = 600", "max_fix_rounds = 1"]))
+        "temperature = 0.8", "request_timeout = 300", "timeout = 600", "max_fix_rounds = 1",
+        # a short prompt: a 270M model on two cores reads about 30 tokens a second
+        "prompt_budget = 3000", "recent = 3"]))
     config.write_text(text)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
     subprocess.run(git + ["commit", "-qam", "the local model drives the example"], cwd=task, check=True)

@@ -31,11 +31,11 @@ def test_a_short_night_with_llama_cpp_applies_structured_knob_changes(tmp_path):
     python, model = need_llama()
     with llama_server(python, model, tmp_path / "llama.log") as url:
         task = local_task(copy_example, tmp_path / "night", url)
-        records = run_loop(task, "local", iterations=3, say=lambda s: None)
+        records = run_loop(task, "local", iterations=2, say=lambda s: None)
     proposals = records[1:]
-    assert len(proposals) == 3
+    assert len(proposals) == 2
     applied = [r for r in proposals if r.agent_data.get("edit_format") == "knobs"]
-    assert len(applied) >= 2, [r.reason for r in proposals]
+    assert len(applied) == 2, [r.reason for r in proposals]  # the schema admits only legal changes
     for r in applied:  # a real change of a knob, trained and judged on its metric
         assert r.status in (Status.KEEP, Status.DISCARD) and "val_acc" in r.metrics, r.reason
         assert " -> " in r.description and r.agent_data["params"]
