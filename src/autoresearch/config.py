@@ -157,11 +157,22 @@ def _check_env_names(names):
     return names
 
 
+class SandboxSection(_Section):
+    """`[sandbox]`: bubblewrap around the runs (execution/sandbox.py)."""
+
+    # auto: sandboxed where bwrap works, one warning where not; required: refuse to start without
+    # it; off: never. Off by default until warm starts run inside the sandbox (see sandbox.py).
+    mode: Literal["auto", "required", "off"] = "off"
+    network: bool = False  # runs get the network (W&B and the like); setup always has it
+    writable: tuple[str, ...] = ()  # more paths runs may write, relative to the task directory or absolute
+
+
 class TaskConfig(_Section):
     task: TaskSection
     metrics: MetricsSection
     agent: AgentSection = AgentSection()
     executor: ExecutorSection = ExecutorSection()
+    sandbox: SandboxSection = SandboxSection()
 
 
 class Task:

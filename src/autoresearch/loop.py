@@ -26,7 +26,7 @@ from autoresearch.atomic import mirror, write_json, write_text
 from autoresearch.config import Task
 from autoresearch.decision import Rules, check_primary, decide, total_code_lines
 from autoresearch.errors import AutoresearchError
-from autoresearch.execution import Executor, as_executor, executor_for_task
+from autoresearch.execution import Executor, as_executor, executor_for_task, sandbox
 from autoresearch.footer import parse_footer_report
 from autoresearch.gitrepo import Git
 from autoresearch.gpu import GpuSampler
@@ -111,6 +111,7 @@ class Loop:
         self.agent = agent
         self._owns_executor = executor is None
         self.executor = as_executor(executor) if executor is not None else default_executor(task, say)
+        self.sandbox = sandbox.Policy(task.config.sandbox)  # decided in prepare(): bwrap works here or not
         self.say = say
         self.stop_event = stop_event or threading.Event()
         self.store = RunStore(task.dir, tag, worker=worker.index if worker else None,
@@ -148,6 +149,7 @@ class Loop:
             check()  # fail in a second with a fix, not after the baseline has trained
         self.executor.check()
         self.executor.connect()  # a cluster that is not there fails before a branch or a store is made
+        self.sandbox.start(self.say)
         if self.worker is not None:
             self.recover()  # the pool made the branch and the worktree; finish what this worker left
             return
@@ -504,7 +506,9 @@ class Loop:
         spec = RunSpec(command=self.task.run, cwd=str(self.task.dir), env=env,
                        timeout=self._timeout(), log_path=str(run_dir / "log.txt"),
                        commit=commit, repo_dir=self._repo_root(), task_subdir=self.git.prefix().rstrip("/"),
-                       memory_limit_mb=self.task.config.task.memory_limit_mb)
+                       memory_limit_mb=self.task.config.task.memory_limit_mb,
+                       sandbox=self.sandbox.run_view(self.task.dir, self._repo_root(), self.store.root,
+                                                     self.task.config.task.readonly))
 
         self._track(0, "run", env[RUN_TOKEN_ENV])  # the token first: a kill before the pid is known still finds it
         self._emit("stage", n, "measure", log_path=spec.log_path, run_started_at=time.time(), curve_dir=self.task.dir)

@@ -29,6 +29,8 @@ class RunSpec:
     repo_dir: str = ""
     task_subdir: str = ""
     memory_limit_mb: float | None = None  # kill the run's tree above this resident memory
+    # execution.sandbox.View: run inside bubblewrap with that view of the machine; None: unsandboxed.
+    sandbox: Any = None
 
 
 @dataclass(frozen=True)
