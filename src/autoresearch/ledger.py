@@ -7,7 +7,8 @@ Tamper-evident: each line carries `prev`, the SHA-256 of the line before it (of 
 first). A line that does not chain (edited, inserted, removed or reordered by hand) is refused
 when the ledger is read, naming the line. Ledgers written before the chain existed still load:
 the chain starts at the first line that carries `prev`, and every line after it must chain.
-This detects edits; it cannot stop someone who rewrites the whole chain, which is why nothing
+The hash of the last line is kept beside the ledger (`ledger.jsonl.head`), so an edit of the
+last record is refused too. This detects edits; it cannot stop someone who rewrites the whole chain, which is why nothing
 an experiment runs can reach the store (the sandbox hides it).
 """
 
@@ -16,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
-from autoresearch.atomic import append_line
+from autoresearch.atomic import append_line, write_text
 from autoresearch.errors import AutoresearchError
 from autoresearch.records import Experiment, Status
 
@@ -28,6 +30,7 @@ class Ledger:
         self.path = Path(path)
         self._records: list[Experiment] | None = None
         self._last_line = ""  # the file's last line, which the next record's `prev` hashes
+        self._lock = threading.Lock()  # workers' threads append to one ledger; the head follows in order
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -80,6 +83,16 @@ class Ledger:
                         "and the lines after it to keep what came before")
             previous = line
         self._last_line = previous
+        head = self._head_path()
+        if chained and head.exists() and head.read_text().strip() != line_hash(previous):
+            number = max(i for i, line in enumerate(lines, 1) if line.strip())
+            raise AutoresearchError(
+                f"{self.path}: line {number} does not match the hash recorded in {head.name}: the last record was "
+                "changed outside autoresearch; restore the ledger from a backup, or remove that line and "
+                f"{head.name} to keep what came before")
+
+    def _head_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".head")
 
     def _load_lines(self, lines: list[str]) -> list[Experiment]:
         records = []
@@ -100,10 +113,12 @@ class Ledger:
 
     def append(self, record: Experiment) -> None:
         records = self.records  # read the file first, or the new line would be loaded twice
-        line = json.dumps({**record.to_json(), "prev": line_hash(self._last_line)}, sort_keys=True)
-        append_line(self.path, line)
-        self._last_line = line
-        records.append(record)
+        with self._lock:
+            line = json.dumps({**record.to_json(), "prev": line_hash(self._last_line)}, sort_keys=True)
+            append_line(self.path, line)
+            self._last_line = line
+            write_text(self._head_path(), line_hash(line) + "\n", durable=False)
+            records.append(record)
 
     def reload(self) -> list[Experiment]:
         self._records = None

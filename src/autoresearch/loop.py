@@ -339,11 +339,19 @@ class Loop:
                 # The agent repairs the crashed change itself, so the work tree holds that code.
                 git("checkout", "-q", repair.commit, "--", *task.editable)
             before_agent = git.snapshot()
+            git_state, outside_before = git.guarded_state(), git.outside_changes()
             proposal = self._propose(n, history, best, run_dir, repair)
             self._emit("stage", n, "screen", description=proposal.description)
             healed = git.heal(before_agent, self.branch)  # a rewritten HEAD or config, a lock it left
             if healed:
                 self.say(f"note: iteration {n}: the agent broke git's {', '.join(healed)}; put back")
+            # Hooks and info/exclude (a hidden file, a hook our commit would run), files outside the
+            # task folder (a shared helper the run imports): put back, and the experiment is a guard crash.
+            tampered = [f"git's {p}" for p in git.restore_guarded(git_state)]
+            outside_new = git.outside_changes() - outside_before
+            if outside_new:
+                git.revert_outside(outside_new)
+                tampered.append(f"file(s) outside the task directory {', '.join(sorted(outside_new))}")
             self._checkpoint()
             if git.put_back(self.branch, parent):  # the agent moved HEAD, the branch or the index
                 self.say(f"note: iteration {n}: the agent changed git state; the branch is back at {parent[:7]}")
@@ -363,9 +371,10 @@ class Loop:
             store.set_pending(commit=commit)
             write_text(run_dir / "diff.patch", git.diff(parent, commit), durable=False)
             bad = sorted(set(outside) | set(guard.changed_readonly(ro_before, guard.file_hashes(task.dir, task.readonly))))
-            if bad or escaped:
+            if bad or escaped or tampered:
                 what = [f"changed non-editable file(s) {', '.join(bad)}"] if bad else []
                 what += [f"made {', '.join(escaped)} lead outside the task directory"] if escaped else []
+                what += [f"changed {', '.join(tampered)}"] if tampered else []
                 reason = f"{CrashReason.GUARD.value}: {'; '.join(what)}; reverted"
                 return self._finish(self._record(n, commit, parent, Status.CRASH, reason, proposal, started, changed=changed))
 
@@ -404,6 +413,7 @@ class Loop:
     def _measure(self, n: int, run_dir: Path, commit: str, seed: str | None):
         """Run the training (and the trusted eval): (result, metrics, crash reason or '' or a flag)."""
         env = self._run_env(n, seed)
+        git_state = self.git.guarded_state()  # hooks, info/exclude: the run (or eval) must not change them
         result = self._run(n, run_dir, commit, env)
         secrets = secret_values(env)  # keys the task's [task] env hands its runs: kept out of the log we keep
         if secrets and redact_file(result.log_path, secrets):
@@ -422,6 +432,9 @@ class Loop:
                 problem = error
             else:
                 metrics, problem = integrity.merge_trusted(metrics, eval_metrics, self.rules.primary)
+        tampered = self.git.restore_guarded(git_state)
+        if tampered:
+            problem = f"{CrashReason.GUARD.value}: the run changed git's {', '.join(tampered)}; put back"
         write_json(run_dir / "metrics.json", metrics, durable=False)
         return result, metrics, problem
 
@@ -555,6 +568,8 @@ class Loop:
         bad = guard.changed_readonly(ro_before, ro_after)
         if bad:
             return Status.CRASH, f"{CrashReason.GUARD.value}: the run modified read-only file(s) {', '.join(bad)}"
+        if problem.startswith(f"{CrashReason.GUARD.value}:"):  # git's hooks or exclude changed by the run
+            return Status.CRASH, problem
         if result.node_lost:  # the machine died, twice: says nothing about the idea
             return Status.CRASH, f"{CrashReason.NODE_LOST.value}: the node running it died (retried once)"
         if result.timed_out or result.exit_code != 0:
