@@ -228,3 +228,20 @@ def test_a_hand_edited_ledger_is_refused_on_resume_naming_the_line(make_task):
     with pytest.raises(AutoresearchError, match="line 2 does not match the hash"):
         Loop(load_task(task_dir), "h", Edits(), say=lambda s: None).run(Limits(iterations=1))
     assert path.read_bytes() == before  # nothing recorded is lost or rewritten
+
+
+def test_8_proxy_userinfo_never_reaches_a_file_we_write(make_task, monkeypatch):
+    from autoresearch.secrets import MASK, redact, secret_values
+
+    proxy = "http://bob:hunter22secret@proxy.example:3128"
+    found = secret_values({"HTTPS_PROXY": proxy, "ALL_PROXY": "socks5://alice:pw@h:1"})
+    assert "bob:hunter22secret" in found and "hunter22secret" in found and "alice:pw" in found
+    assert redact(f"via {proxy}", found) == f"via http://{MASK}@proxy.example:3128"
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    body = "if BAD:\n    print('proxy is', os.environ.get('HTTPS_PROXY'), os.environ.get('HTTPS_PROXY', '').split(':')[2][:14])\n"
+    task_dir, records = night(make_task, body, mode="off")
+    store = task_dir / ".autoresearch" / "h"
+    log = (store / "runs" / "0001" / "log.txt").read_text()
+    assert "proxy is" in log
+    for path in [p for p in store.rglob("*") if p.is_file()] + [task_dir / "results.tsv"]:
+        assert "hunter22secret" not in path.read_text(errors="replace"), path

@@ -425,8 +425,9 @@ class Loop:
         problem = ""
         eval_command = self.task.config.task.eval
         if eval_command and result.exit_code == 0 and not result.timed_out:
-            eval_metrics, error = integrity.trusted_eval(eval_command, self.task.dir, env, self.task.timeout,
-                                                         run_dir / "eval.log")
+            eval_metrics, error = integrity.trusted_eval(
+                eval_command, self.task.dir, env, self.task.timeout, run_dir / "eval.log",
+                sandbox=self.sandbox.run_view(self.task.dir, self._repo_root(), self.store.root, self.task.config.task.readonly))
             self._checkpoint()
             if error:
                 problem = error
