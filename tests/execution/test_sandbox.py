@@ -225,3 +225,29 @@ def test_required_refuses_where_bwrap_cannot_work_and_auto_warns_once(monkeypatc
         assert sandbox.Policy(SandboxSection(mode="auto")).start(said.append) is False
     assert len(said) == 1 and "NOT sandboxed" in said[0] and "no user namespaces" in said[0]
     assert sandbox.resolve("off", pytest.fail) is False
+
+
+def test_the_readme_sandbox_settings_are_what_the_config_reads(make_task):
+    import re
+    import tomllib
+
+    from autoresearch.config import load_task
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    own = readme[readme.index("### The sandbox"):]
+    block = re.search(r"```toml\n(\[sandbox\].*?)```", own, re.S).group(1)
+    from conftest import TINY_CONFIG
+
+    task = load_task(make_task(config=TINY_CONFIG + "\n" + block))
+    section = task.config.sandbox
+    assert (section.mode, section.network, section.writable) == ("auto", True, ("/scratch/ckpt",))
+    assert tomllib.loads(block)["sandbox"]["mode"] == "auto"
+
+
+def test_a_bad_mode_is_a_config_error_naming_the_key(make_task):
+    from autoresearch.config import load_task
+    from autoresearch.errors import ConfigError
+    from conftest import TINY_CONFIG
+
+    with pytest.raises(ConfigError, match="sandbox.mode"):
+        load_task(make_task(config=TINY_CONFIG + '\n[sandbox]\nmode = "sometimes"\n'))
