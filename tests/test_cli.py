@@ -2,12 +2,12 @@
 
 import json
 import subprocess
-import sys
 import textwrap
 
 import pytest
 
 from conftest import git
+from helpers import cli
 
 KARPATHY_TRAIN = '''\
 import os, time
@@ -33,10 +33,6 @@ p.write_text(re.sub(r"DEPTH = \\d+", f"DEPTH = {8 + n * (1 if n % 2 else -4)}", 
 print(f"depth -> {8 + n * (1 if n % 2 else -4)}")
 print("Deeper models fit more in the budget; shallower ones check the trend.")
 '''
-
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "autoresearch", *args], capture_output=True, text=True, cwd=cwd)
 
 
 def karpathy_repo(tmp_path):

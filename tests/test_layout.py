@@ -140,3 +140,23 @@ def test_zero_config_run_prints_and_keeps_the_inferred_config(karpathy_repo):
     status = cli("status", str(karpathy_repo), "--tag", "dec1", "--json")
     assert status.returncode == 0, status.stderr
     assert '"primary": "val_bpb"' in status.stdout and '"iterations": 4' in status.stdout
+
+
+def test_a_uv_project_runs_through_uv_unchanged(karpathy_repo):
+    """uv from PyPI (the test extra installs it beside our interpreter): `uv run train.py` as program.md says."""
+    uv = layout.interpreter.find_uv()
+    assert uv is not None, "uv is in the [test] extra: pip install uv"
+    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}/usr/bin:/bin", "UV_OFFLINE": "1"}
+    locked = subprocess.run([uv, "lock", "--offline"], cwd=karpathy_repo, capture_output=True, text=True, env=env)
+    assert locked.returncode == 0, locked.stderr
+    git(karpathy_repo, "add", "uv.lock")
+    git(karpathy_repo, "commit", "-qm", "lock")
+    r = cli("run", str(karpathy_repo), "--tag", "uv1", "--iterations", "1", env=env)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "run       uv run train.py   (a uv project: its own environment, through uv)" in r.stdout
+    assert "readonly  prepare.py, program.md, pyproject.toml, uv.lock" in r.stdout
+    rows = (karpathy_repo / "results.tsv").read_text().splitlines()
+    assert len(rows) == 3 and rows[1].split("\t")[3] == "keep"
+    prompt = (stored_config(karpathy_repo, "uv1").parent / "runs" / "0001" / "prompt.md").read_text()
+    assert "runs `uv run train.py`" in prompt and "through `uv run` (the uv project's own environment)" in prompt
+    assert (karpathy_repo / ".venv" / "bin" / "python").exists()  # uv made the project's environment

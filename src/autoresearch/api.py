@@ -16,6 +16,7 @@ from autoresearch import integrity, outer
 from autoresearch.agents import create_agent
 from autoresearch.atomic import write_text
 from autoresearch.config import CONFIG_NAME, Task, load_task, stored_config
+from autoresearch.cost import spend
 from autoresearch.errors import AutoresearchError
 from autoresearch.budget import budget_watch
 from autoresearch.gpu import training_share
@@ -117,11 +118,12 @@ class RunStatus:
                     "description": r.description}
 
         count = lambda s: sum(1 for r in self.records if r.status is s)  # noqa: E731
-        memo_usd, memo_tokens = outer.memo_spend(self.store)  # the strategy memo's LLM calls
+        spent = spend(self.store, self.records)  # the experiments' agent calls and the strategy memo's
         return {
             "tag": self.store.tag, "branch": self.store.branch, "primary": primary,
             "direction": self.task.metrics.direction, "iterations": len(self.records),
             "keeps": count(Status.KEEP), "discards": count(Status.DISCARD), "crashes": count(Status.CRASH),
+            "imported": count(Status.IMPORTED),
             "best": brief(best), "baseline": brief(base),
             "workers": {f"w{w}": sum(1 for r in self.records if r.worker == w)
                         for w in sorted({r.worker for r in self.records if r.worker is not None})},
@@ -129,9 +131,8 @@ class RunStatus:
             "training_share": training_share(self.records),
             "warm_runs": sum(1 for r in self.records if r.warm),
             "warm_saved_seconds": round(sum(r.startup_saved_seconds or 0.0 for r in self.records if r.warm), 2),
-            "cost_usd": round(sum(r.cost_usd for r in self.records) + memo_usd, 6),
-            "tokens": sum(r.tokens for r in self.records) + memo_tokens,
-            "memo_cost_usd": memo_usd, "memo_tokens": memo_tokens,  # included in the two above
+            "cost_usd": spent.cost_usd, "tokens": spent.tokens,
+            "memo_cost_usd": spent.memo_usd, "memo_tokens": spent.memo_tokens,  # included in the two above
         }
 
 
@@ -228,6 +229,9 @@ def dashboard_for(task_dir, tag: str | None = None, *, host: str = "127.0.0.1", 
     if host not in LOOPBACK and not token:
         token = new_token()  # another address: never without a secret
     return Dashboard(task, store, host=host, port=port, token=token)
+
+
+EXAMPLES = ("mnist1d", "mnist1d_yaml")  # the bundled tasks: the same problem, knobs as constants or in a YAML file
 
 
 def copy_example(name: str, directory: Path, *, time_budget: float | None = None) -> Path:

@@ -143,11 +143,14 @@ def demo(
     iterations: int = typer.Option(10, "--iterations", "-n", min=0, help="Tuner iterations after the baseline."),
     tag: str = typer.Option("demo", "--tag", "-t", help="Run tag: branch autoresearch/<tag>; an existing tag resumes."),
     budget: Optional[float] = typer.Option(None, "--budget", help="Training seconds per run (default: the example's)."),
+    example: str = typer.Option("mnist1d", "--example", help="mnist1d (knobs as constants in train.py) or mnist1d_yaml (knobs in config.yaml)."),
 ) -> None:
     """Copy the bundled MNIST-1D task and run the loop on it, offline, with the tuner agent."""
-    from autoresearch.api import copy_example, run_loop
+    from autoresearch.api import EXAMPLES, copy_example, run_loop
 
-    task_dir = copy_example("mnist1d", directory, time_budget=budget)
+    if example not in EXAMPLES:
+        raise typer.BadParameter(f"unknown example {example!r}; choose one of {', '.join(EXAMPLES)}", param_hint="--example")
+    task_dir = copy_example(example, directory, time_budget=budget)
     console.print(f"task: {task_dir}  (MNIST-1D, generated locally; agent: tuner)")
     stop = _stop_on_signals()
     with _live_view(task_dir, tag):
@@ -206,7 +209,7 @@ def _print_status(s, last: int) -> None:
     best = t["best"]
     base = t["baseline"]
     noun = "experiment" if t["iterations"] == 1 else "experiments"
-    line = f"[bold]{s.store.branch}[/]  {t['iterations']} {noun}: {t['keeps']} keep, {t['discards']} discard, {t['crashes']} crash"
+    line = f"[bold]{s.store.branch}[/]  {t['iterations']} {noun}: {t['keeps']} keep, {t['discards']} discard, {t['crashes']} crash" + (f", {t['imported']} imported" if t.get("imported") else "")
     console.print(line)
     if t["workers"]:
         console.print("workers: " + ", ".join(f"{w} {n} experiments" for w, n in t["workers"].items()))
@@ -227,7 +230,7 @@ def _print_status(s, last: int) -> None:
         shown_nodes = any(r.node for r in s.records[-last:])
         for col in ("#", "commit", t["primary"], "status", *(["node"] if shown_nodes else []), "description"):
             table.add_column(col)
-        colors = {"keep": "green", "discard": "white", "crash": "red"}
+        colors = {"keep": "green", "discard": "white", "crash": "red", "imported": "cyan"}
         for r in s.records[-last:]:
             v = r.metrics.get(t["primary"])
             shown = f"{v:.6f}" if isinstance(v, float) and r.status.value != "crash" else "-"
@@ -240,6 +243,10 @@ def _print_status(s, last: int) -> None:
 from autoresearch.analysis.commands import register as _register_analysis  # noqa: E402
 
 _register_analysis(app)
+
+from autoresearch.import_command import register as _register_import  # noqa: E402
+
+_register_import(app)
 
 
 def main() -> None:

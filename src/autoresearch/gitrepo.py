@@ -42,6 +42,7 @@ class Git:
         self.cwd = Path(cwd)
         self._identity: tuple[str, ...] | None = None
         self._prefix: str | None = None
+        self._root: str | None = None
 
     def __call__(self, *args: str, check: bool = True, input: str | None = None) -> str:
         env = git_env()
@@ -73,7 +74,9 @@ class Git:
         return self("rev-parse", ref).strip()
 
     def root(self) -> str:
-        return self("rev-parse", "--show-toplevel").strip()
+        if self._root is None:
+            self._root = self("rev-parse", "--show-toplevel").strip()
+        return self._root
 
     def prefix(self) -> str:
         """The task directory relative to the repository root ('' or 'sub/dir/')."""

@@ -27,7 +27,7 @@ from autoresearch.gitrepo import Git
 from autoresearch.records import Experiment, RunSpec, Status
 from autoresearch.execution.runner import run_process
 from autoresearch.secrets import redact_file, secret_values
-from autoresearch.verdict import CONFIRM_TEXT, NOISE_TEXT
+from autoresearch.verdict import CONFIRM_TEXT, NOISE_TEXT, Reason, Verdict
 
 NOISE_REASON = NOISE_TEXT  # the reason strings' fixed parts, for earlier import paths
 CONFIRM_REASON = CONFIRM_TEXT
@@ -36,26 +36,26 @@ SEED_NAMES = ("SEED", "RANDOM_SEED", "RNG_SEED")
 
 # -- trusted evaluation ------------------------------------------------------------------
 def trusted_eval(command: str, task_dir: Path, env: dict, timeout: float, log_path: Path,
-                 sandbox=None) -> tuple[dict, str | None]:
-    """(metrics from the eval's footer, a crash reason or None); `sandbox`: the runs' view."""
+                 sandbox=None) -> tuple[dict, Verdict | None]:
+    """(metrics from the eval's footer, the crash when the eval failed, else None); `sandbox`: the runs' view."""
     result = run_process(RunSpec(command=command, cwd=str(task_dir), env=env, timeout=timeout, log_path=str(log_path),
                                  sandbox=sandbox))
     redact_file(log_path, secret_values(env))
     if result.timed_out:
-        return {}, f"eval: timed out after {timeout:g} s"
+        return {}, Verdict.crash(Reason.EVAL, f"timed out after {timeout:g} s")
     if result.exit_code != 0:
-        return {}, f"eval: `{command}` exited with {result.exit_code}, see {log_path.name}"
+        return {}, Verdict.crash(Reason.EVAL, f"`{command}` exited with {result.exit_code}, see {log_path.name}")
     return parse_footer(log_path.read_text(encoding="utf-8", errors="replace")), None
 
 
 def merge_trusted(run_metrics: dict, eval_metrics: dict, primary: str) -> tuple[dict, str]:
-    """The run's metrics overridden by the eval's; a flag when the run's own primary disagrees."""
+    """The run's metrics overridden by the eval's; a flag (Verdict.flag) when the run's own primary disagrees."""
     merged = {**run_metrics, **eval_metrics}
     claimed, trusted = rounded(run_metrics.get(primary)), rounded(eval_metrics.get(primary))
     flag = ""
     if claimed is not None and trusted is not None and claimed != trusted:
         merged[f"reported_{primary}"] = run_metrics[primary]
-        flag = f"flagged: the run printed {primary}={claimed:.6f}, the trusted eval says {trusted:.6f}"
+        flag = f"the run printed {primary}={claimed:.6f}, the trusted eval says {trusted:.6f}"
     return merged, flag
 
 

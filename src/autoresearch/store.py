@@ -20,6 +20,10 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.ledger import Ledger
 
 STORE_DIR = ".autoresearch"
+# What a run writes into the task directory besides its store: derived from the ledger, never the
+# user's, so .git/info/exclude lists them (with the store and what a killed atomic write leaves).
+DERIVED_FILES = ("results.tsv", "analysis_summary.json", "analysis_summary.md", "progress.png", "curves.png",
+                 "report.html", "config/auto/")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -73,12 +77,23 @@ class RunStore:
     def worktree(self, index: int) -> Path:
         return self.root / "worktrees" / f"w{index}"
 
+    @staticmethod
+    def derived_files() -> tuple[str, ...]:
+        """Paths relative to the task directory that the loop writes and git must ignore."""
+        return (DERIVED_FILES[0], f"{STORE_DIR}/", *DERIVED_FILES[1:],
+                ".*.tmp.*", ".*.link.*")  # what a writer killed mid-write leaves (atomic.py)
+
+    def run_path(self, iteration: int) -> Path:
+        """The run folder of `iteration` (runs/0007), whether or not it exists; creates nothing."""
+        return self.root / "runs" / f"{iteration:04d}"
+
     def create(self) -> None:
         (self.root / "runs").mkdir(parents=True, exist_ok=True)
         self.ledger.path.touch()  # an empty ledger marks the tag as begun: a killed baseline resumes
 
     def run_dir(self, iteration: int) -> Path:
-        path = self.root / "runs" / f"{iteration:04d}"
+        """The run folder of `iteration`, created: for writing. Readers use `run_path`."""
+        path = self.run_path(iteration)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -100,6 +115,6 @@ class RunStore:
 
     def set_aside(self, iteration: int) -> None:
         """Keep what an interrupted iteration left, out of the way of its redo."""
-        path = self.root / "runs" / f"{iteration:04d}"
+        path = self.run_path(iteration)
         if path.exists():
             shutil.move(str(path), str(path.with_name(f"{path.name}.interrupted-{int(time.time())}")))

@@ -27,6 +27,7 @@ class Status(str, enum.Enum):
     KEEP = "keep"
     DISCARD = "discard"
     CRASH = "crash"
+    IMPORTED = "imported"  # a run this tool did not make (`autoresearch import`): no commit, never the best
 
 
 class Reason(str, enum.Enum):
@@ -61,6 +62,7 @@ class Reason(str, enum.Enum):
     WITHIN_NOISE = "within_noise"  # "score gain 0.001 is within the noise floor 0.004"
     SEED_ONLY = "seed_only"  # "a seed change alone is never a keep (noise floor ...)"
     NOT_CONFIRMED = "not_confirmed"  # "not confirmed by iteration 8 under another seed"
+    IMPORTED = "imported"  # "imported from runs/m0_adam": recorded by `autoresearch import`
     OTHER = "other"  # a string this version does not know (a newer one wrote it): kept verbatim
 
     @property
@@ -83,6 +85,7 @@ SETUP_HINTS = ("ModuleNotFoundError", "command not found", "No such file or dire
                "CUDA driver", "libcuda", "cannot open shared object file")
 
 NOISE_TEXT = "noise: baseline repeat"
+IMPORTED_TEXT = "imported from"
 CONFIRM_TEXT = "confirmation run of iteration"
 _FLAG = "; flagged: "
 _CONFIRMED = re.compile(r"; confirmed by iteration (\d+)$")
@@ -152,6 +155,8 @@ class Verdict:
                     else f"duplicate of iteration {self.of}; not run again")
         elif r is Reason.NOT_CONFIRMED:
             text = f"not confirmed by iteration {self.of} under another seed"
+        elif r is Reason.IMPORTED:
+            text = f"{IMPORTED_TEXT} {self.detail}"
         elif r is Reason.SEED_ONLY:
             text = f"a seed change alone is never a keep (noise floor {self.detail})"
         else:  # the decisions' sentences, and strings kept verbatim
@@ -207,6 +212,11 @@ class Verdict:
         return self.reason is Reason.CONFIRMATION
 
     @property
+    def imported(self) -> bool:
+        """A foreign run recorded by `autoresearch import`: evidence, but no commit to return to."""
+        return self.status is Status.IMPORTED
+
+    @property
     def duplicate(self) -> bool:
         return self.reason is Reason.DUPLICATE
 
@@ -240,6 +250,8 @@ def _parse_other(status: Status, text: str) -> Verdict:
     m = _CONFIRMATION.match(text)
     if m:
         return Verdict(status, Reason.CONFIRMATION, m["detail"] or "", of=int(m.group(1)))
+    if status is Status.IMPORTED and text.startswith(IMPORTED_TEXT + " "):
+        return Verdict(status, Reason.IMPORTED, text[len(IMPORTED_TEXT) + 1:])
     m = _DUPLICATE.match(text)
     if m:
         return Verdict(status, Reason.DUPLICATE, m["why"] or "", of=int(m.group(1)))

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from autoresearch.agents.base import Context, Memo, MemoFailed
+from autoresearch.agents.base import Agent, Context, Memo, MemoFailed
 from autoresearch.agents.command import split_explanation
 from autoresearch.environment import agent_env
 from autoresearch.errors import AutoresearchError, ConfigError
@@ -161,7 +161,7 @@ def backend_options(task, name: str) -> tuple[dict, set[str]]:
     return {**top, **own}, set(own)
 
 
-class CliAgent(abc.ABC):
+class CliAgent(Agent, abc.ABC):
     """Base of the CLI backends; subclasses set the class attributes and write argv, parse, memo_argv."""
 
     name = ""

@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from autoresearch.agents.base import Context, Memo, MemoFailed
+from autoresearch.agents.base import Agent, Context, Memo, MemoFailed
 from autoresearch.agents.command import split_explanation
 from autoresearch.agents.edit_blocks import EditError, apply_blocks, parse_blocks
 from autoresearch.agents.openai_client import ChatClient, ChatError, ChatReply, ChatStopped
@@ -102,7 +102,7 @@ MEMO_SYSTEM = ("You keep the strategy memo of an autonomous ML research loop: wh
 CONTINUE = "Your answer was cut off by the length limit. Continue exactly where it stopped, without repeating anything."
 
 
-class OpenAIAgent:
+class OpenAIAgent(Agent):
     name = "openai"
 
     def __init__(self, model: str, *, base_url: str = DEFAULT_BASE_URL, api_key_env: str = "OPENAI_API_KEY",

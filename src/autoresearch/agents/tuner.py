@@ -39,8 +39,9 @@ from typing import Any, Mapping, Sequence
 
 import optuna
 
-from autoresearch.agents.base import Context
+from autoresearch.agents.base import Agent, Context
 from autoresearch.constants import Constant, Space, find_constants, render, rewrite, round_value, searchable
+from autoresearch import knob_sources
 from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.records import Proposal, Status
 from autoresearch.verdict import UNTRAINED, Reason
@@ -63,6 +64,7 @@ class Observation:
     status: str  # "keep" | "discard" | "crash"
     parent_params: Mapping[str, Any] | None = None  # the best it was derived from, when known
     parent_value: float | None = None
+    imported: bool = False  # a foreign run (`autoresearch import`): evidence for TPE, no move of an axis
     invalid: bool = False  # the run stopped at an assertion: the values it changed are invalid, not too far
 
 
@@ -106,6 +108,7 @@ class TunerPolicy:
         two_axis_prob: float = 0.2,
         tpe_min_points: int = 4,
         tpe_prob: float = 0.5,
+        excluded: Mapping[str, Sequence[Any]] | None = None,
     ):
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"direction must be 'maximize' or 'minimize', not {direction!r}")
@@ -117,6 +120,8 @@ class TunerPolicy:
         self.two_axis_prob = two_axis_prob
         self.tpe_min_points = tpe_min_points
         self.tpe_prob = tpe_prob
+        # Values the analysis eliminated (analysis/eliminate.py): never proposed while flagged.
+        self.excluded = {a: {_hashable(v) for v in vs} for a, vs in (excluded or {}).items()}
 
     # -- public -------------------------------------------------------------------------
 
@@ -133,6 +138,16 @@ class TunerPolicy:
         tried = {self._key(o.params) for o in history} | {self._key(best)}
         tried |= {self._key({**best, **{a: p[a] for a in self.axes if a in p}}) for p in pending}
         records = self._axis_records(history)
+
+        adopted = self._adopt_imported(best, history, pending)
+        if adopted is not None:
+            return adopted
+        for axis in self.axes:  # the best sits on an eliminated value: move off it first
+            if self._is_excluded(axis, best[axis]):
+                move = self._move(axis, best, records[axis], history, tried, rng, iteration, fresh_axis=True)
+                if move is not None:
+                    why = f"{axis} = {_shown(best[axis])} is eliminated by the analysis, so it moves first"
+                    return self._suggestion(best, [(*move, why)])
 
         untried = [a for a in self.axes if records[a].moves == 0]
         for axis in untried:
@@ -159,6 +174,31 @@ class TunerPolicy:
             return self._suggestion(best, moves)
         return self._random_fresh(best, tried, rng)
 
+    def _adopt_imported(self, best, history, pending) -> Suggestion | None:
+        """An imported run that beat the current best: its configuration, run here, comes first.
+
+        An imported run cannot be kept (there is no commit of it), so its configuration has to
+        be run in this branch before the branch can advance to it."""
+        own_keeps = [o for o in history if o.status == Status.KEEP.value and not o.imported and o.value is not None]
+        if not own_keeps:
+            return None
+        best_value = own_keeps[-1].value
+        native = {self._key(o.params) for o in history if not o.imported} | {self._key(best)}
+        native |= {self._key({**best, **{a: p[a] for a in self.axes if a in p}}) for p in pending}
+        better = sorted((o for o in history if o.imported and o.value is not None and self.is_better(o.value, best_value)),
+                        key=lambda o: o.value, reverse=self.direction == "maximize")
+        for obs in better:
+            candidate = {**best, **{a: self._snap(a, obs.params[a]) if self.spaces[a].kind != "choice" else obs.params[a]
+                                    for a in self.axes if a in obs.params}}
+            if self._key(candidate) in native or any(self._is_excluded(a, candidate[a]) for a in self.axes):
+                continue
+            moves = [(a, candidate[a], f"the imported run with {obs.value:.4g} used it",
+                      f"an imported run beat the best ({obs.value:.4g} against {best_value:.4g})")
+                     for a in self.axes if candidate[a] != best[a]]
+            if moves:
+                return self._suggestion(best, moves)
+        return None
+
     def _record_text(self, axis: str, record: _AxisRecord) -> str:
         kept = sum(1 for k, _ in record.outcomes if k)
         gain = sum(g for _, g in record.outcomes)
@@ -176,10 +216,13 @@ class TunerPolicy:
 
     def _axis_records(self, history: Sequence[Observation]) -> dict[str, _AxisRecord]:
         records = {a: _AxisRecord() for a in self.axes}
-        base = history[0].params if history else None
+        own = [o for o in history if not o.imported]
+        base = own[0].params if own else None
         for index, obs in enumerate(history):
+            if obs.imported:
+                continue  # no parent in this branch: it moved no axis from a best
             parent = obs.parent_params if obs.parent_params is not None else base
-            if parent is None or obs is history[0] and obs.parent_params is None:
+            if parent is None or obs is own[0] and obs.parent_params is None:
                 continue  # the baseline moved nothing
             changed = [a for a in self.axes if a in obs.params and obs.params[a] != parent.get(a)]
             gain = None
@@ -245,6 +288,7 @@ class TunerPolicy:
 
         def fresh(value) -> bool:
             return (value != current and self._key({**best, axis: value}) not in tried
+                    and not self._is_excluded(axis, value)
                     and _hashable(value) not in {_hashable(v) for v in record.invalid_values})
 
         if space.kind == "choice":
@@ -366,11 +410,14 @@ class TunerPolicy:
         """Every local move is spent: a uniformly random configuration nobody ran."""
         for _ in range(1000):
             params = {a: self._random_value(a, rng) for a in self.axes}
-            if self._key(params) not in tried:
+            if self._key(params) not in tried and not any(self._is_excluded(a, params[a]) for a in self.axes):
                 changed = [a for a in self.axes if params[a] != best[a]]
                 moves = [(a, params[a], "drawn at random", "every local move was already run") for a in changed]
                 return self._suggestion(best, moves)
         raise AutoresearchError("the tuner has run every configuration it can reach; widen the search spaces")
+
+    def _is_excluded(self, axis: str, value) -> bool:
+        return _hashable(value) in self.excluded.get(axis, ())
 
     def _random_value(self, axis: str, rng: random.Random):
         space = self.spaces[axis]
@@ -452,7 +499,7 @@ def _hashable(value):
     return kind, value
 
 
-class TunerAgent:
+class TunerAgent(Agent):
     """The loop's offline agent: `TunerPolicy` applied to the constants of the editable files."""
 
     name = "tuner"
@@ -485,7 +532,7 @@ class TunerAgent:
         return cls(seed=seed)
 
     def propose(self, context: Context) -> Proposal:
-        files = [f for f in context.editable if f.endswith(".py")]
+        files = [f for f in context.editable if knob_sources.has_knobs(f)]
         try:
             located = self._constants(context.task_dir, files)
         except ConfigError as e:
@@ -497,8 +544,12 @@ class TunerAgent:
         spaces = {key: const.space for key, (_, const) in located.items()}
         best = {key: const.value for key, (_, const) in located.items()}
         history = self._observations(context, located)
+        eliminated = self._eliminated(context, spaces, best)
+        excluded: dict[str, list] = {}
+        for e in eliminated:
+            excluded.setdefault(e.knob, []).append(e.value)
         spaces, learned = learn_from_invalid(spaces, best, history)
-        policy = TunerPolicy(spaces, context.direction, seed=self.seed + context.seed, **self.options)
+        policy = TunerPolicy(spaces, context.direction, seed=self.seed + context.seed, excluded=excluded, **self.options)
         repo, pending = self._others_proposals(context.task_dir)
         try:
             suggestion = policy.suggest(best, history, context.iteration, pending=pending)
@@ -513,24 +564,24 @@ class TunerAgent:
             by_file.setdefault(path, {})[const.name] = suggestion.params[key]
         for path, values in by_file.items():
             file = context.task_dir / path
-            file.write_text(rewrite(file.read_text(), values, path))
+            file.write_text(knob_sources.rewrite(file.read_text(), values, path))
 
         changes = [f"{key} {_shown(best[key])} -> {_shown(suggestion.params[key])}" for key in suggestion.changed]
         explanation = self._explain(context, suggestion, history, best)
         learned = [note for axis, note in learned.items() if axis in suggestion.changed]
         return Proposal(
             description=", ".join(changes),
-            explanation=" ".join([explanation, *learned]),
-            data={"params": suggestion.params, "changed": list(suggestion.changed)},
+            explanation=" ".join([explanation, *learned]) + "".join(
+                f" {e.knob} = {_shown(e.value)} is not proposed: {'; '.join(e.evidence)}." for e in eliminated),
+            data={"params": suggestion.params, "changed": list(suggestion.changed),
+                  **({"eliminated": [e.to_json() for e in eliminated]} if eliminated else {})},
         )
 
     # -- reading constants ----------------------------------------------------------------
 
     def _constants(self, task_dir: Path, files: Sequence[str]) -> dict[str, tuple[str, Constant]]:
         """Searchable constants keyed NAME, or `file.py:NAME` where a name is in several files."""
-        per_file = [(path, searchable(find_constants((task_dir / path).read_text(), path)))
-                    for path in files if (task_dir / path).exists()]
-        return _keyed(per_file)
+        return _keyed(knob_sources.per_file(task_dir, files))
 
     def _observations(self, context: Context, located) -> list[Observation]:
         params_by_commit: dict[str, dict[str, Any]] = {}
@@ -555,9 +606,18 @@ class TunerAgent:
             rows.append((exp, params, value, status))
         return [
             Observation(params, value, status, params_by_commit.get(exp.parent), value_by_commit.get(exp.parent),
+                        imported=exp.status is Status.IMPORTED,
                         invalid=status == Status.CRASH.value and _stopped_at_assertion(exp))
             for exp, params, value, status in rows
         ]
+
+    def _eliminated(self, context: Context, spaces: Mapping[str, Space], best: Mapping[str, Any]):
+        """Choices the evidence says to stop trying (analysis/eliminate.py), over the whole history."""
+        from autoresearch.analysis.eliminate import eliminate
+
+        knobs = [k for k, space in spaces.items() if space.kind == "choice"]
+        return eliminate(context.history, context.primary, context.direction, best_params=best, knobs=knobs,
+                         meta_of=_meta_reader(context))
 
     def _params_at_commit(self, task_dir: Path, commit: str, located) -> dict[str, Any] | None:
         """The constants as they were at `commit`, for runs that did not record params."""
@@ -571,7 +631,7 @@ class TunerAgent:
                 if source is None:
                     continue
                 try:
-                    constants = find_constants(source, path)
+                    constants = knob_sources.find(source, path)
                 except ConfigError:
                     continue  # an old revision with a broken annotation: skip that file
                 for const in constants:
@@ -590,6 +650,22 @@ class TunerAgent:
         sentences = [f"Changes {changes}, everything else as in the current best{current}."]
         sentences += [r[0].upper() + r[1:] + "." for r in suggestion.reasons]
         return " ".join(sentences)
+
+
+def _meta_reader(context: Context):
+    """runs/NNNN/meta.json of the tag's store, found from the prompt file's run directory."""
+    runs = context.prompt_file.parent.parent if context.prompt_file is not None else None
+
+    def read(record):
+        if runs is None or record.iteration < 0:
+            return None
+        try:
+            import json
+
+            return json.loads((runs / f"{record.iteration:04d}" / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+    return read
 
 
 def learn_from_invalid(spaces: Mapping[str, Space], best: Mapping[str, Any],

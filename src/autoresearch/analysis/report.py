@@ -25,6 +25,7 @@ from autoresearch.analysis.morning import answer, oriented, patterns
 from autoresearch.analysis.plot import plot_curves, plot_knobs, plot_progress, primary_value
 from autoresearch.analysis.references import load_references
 from autoresearch.atomic import write_text
+from autoresearch.cost import Spend, spend
 from autoresearch.gpu import TRAIN_KEYS, time_split, training_share
 from autoresearch.records import Experiment, Status
 
@@ -84,16 +85,14 @@ def render_report(task, store) -> str:
         knobs_plot = _data_uri(knobs_png) if knobs_png else None
     references = load_references(task.dir, task.path)
     best = next((r for r in reversed(records) if r.status is Status.KEEP), None)
-    from autoresearch.outer import memo_spend  # outer imports the analysis
-
-    memo = memo_spend(store)  # the strategy memo's own LLM calls: not in any experiment's row
+    spent = spend(store, records)  # with the strategy memo's own LLM calls: not in any experiment's row
     context = {
         "title": f"{task.dir.name} / {store.tag}",
         "generated": time.strftime("%Y-%m-%d %H:%M"),
         "task": {"dir": str(task.dir), "run": task.run, "editable": ", ".join(task.editable),
                  "time_budget": task.time_budget},
         "branch": store.branch, "primary": primary, "direction": task.metrics.direction,
-        "summary": {**_summary(records, primary, maximize), **_with_memo(records, memo)},
+        "summary": {**_summary(records, primary, maximize), "cost_usd": spent.cost_usd, "tokens": spent.tokens},
         "answer": answer(task, store, records), "patterns": patterns(store, records),
         "progress_png": progress, "curves_png": curves, "curve_runs": chosen, "knobs_png": knobs_plot,
         "frontier": frontier(records, primary, maximize),
@@ -101,7 +100,7 @@ def render_report(task, store) -> str:
                         for r, best_before in _with_best_before(records, primary)],
         "references": _references_view(references, best.metrics if best else {}),
         "analysis": _analysis_view(task, store),
-        "cost": _cost(records, memo),
+        "cost": _cost(records, spent),
     }
     return _env().get_template("report.html.j2").render(**context)
 
@@ -139,7 +138,6 @@ def _summary(records: list[Experiment], primary: str, maximize: bool) -> dict:
         "improvements": max(0, len(keeps) - 1), "biggest": biggest,
         "hours": (max(ends) - min(starts)) / 3600 if starts and ends else None,
         "train_hours": sum(r.wall_seconds for r in records) / 3600,
-        "cost_usd": sum(r.cost_usd for r in records), "tokens": sum(r.tokens for r in records),
         # Where the runs' wall time went: the share training, and what warm starts saved of the rest.
         "training_share": training_share(records), "warm_runs": sum(1 for r in records if r.warm),
         "warm_saved": sum(r.startup_saved_seconds or 0.0 for r in records if r.warm),
@@ -259,11 +257,12 @@ def _analysis_view(task, store) -> dict | None:
     if not isinstance(summary, dict):
         return None
     sections = []
-    for key in ("axes", "near_misses", "losing_regions", "plateau", "noise_floor", "warnings", "hints"):
+    for key in ("axes", "near_misses", "losing_regions", "eliminated", "plateau", "noise_floor", "warnings", "hints"):
         value = summary.get(key)
         table = _plateau_table(value) if key == "plateau" and _is_plateau(value) else _as_table(value)
         if table:
-            note = ""
+            note = "Choices to stop trying, with their evidence (imported runs included); new runs that do well lift the flag." \
+                if key == "eliminated" else ""
             if key == "near_misses" and isinstance(summary.get("near_miss_tolerance"), (int, float)):
                 note = (f"Discards within {fmt(summary['near_miss_tolerance'])} of the best they were compared with: "
                         "the larger of the noise floor and a quarter of the median keep gain. Gaps are + when better.")
@@ -317,12 +316,8 @@ def _cell(value: Any) -> str:
     return fmt(value)
 
 
-def _with_memo(records: list[Experiment], memo: tuple[float, int]) -> dict:
-    return {"cost_usd": sum(r.cost_usd for r in records) + memo[0], "tokens": sum(r.tokens for r in records) + memo[1]}
-
-
-def _cost(records: list[Experiment], memo: tuple[float, int] = (0.0, 0)) -> dict:
-    total, tokens = _with_memo(records, memo).values()
+def _cost(records: list[Experiment], spent: Spend) -> dict:
+    total, tokens, memo = spent.cost_usd, spent.tokens, (spent.memo_usd, spent.memo_tokens)
     agents: dict[str, dict] = {}
     for r in records:
         a = agents.setdefault(r.agent or "-", {"runs": 0, "cost_usd": 0.0, "tokens": 0})

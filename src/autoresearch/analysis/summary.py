@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from autoresearch.analysis.axes import axes_of, ensure_axes, labels_of, moves_of, untrained
+from autoresearch.analysis.eliminate import summary_sections
 from autoresearch.analysis.hints import SEED, hints
 from autoresearch.atomic import mirror, write_text
 from autoresearch.decision import rounded
@@ -115,7 +116,10 @@ def summarize(task, store, records: Sequence[Experiment] | None = None) -> dict:
 
 
 def _summarize(task, store, records: Sequence[Experiment] | None) -> dict:
-    records = list(store.ledger.records if records is None else records)
+    every = list(store.ledger.records if records is None else records)
+    # Imported runs (`autoresearch import`) have no commit or parent: they stay out of the frontier
+    # and the axes of change, and come in through the imported / eliminated sections below.
+    records = [r for r in every if r.status is not Status.IMPORTED]
     metrics = task.metrics
     primary, direction = metrics.primary, metrics.direction
     ties = [(t.name, t.direction or direction) for t in metrics.tie_break]
@@ -217,6 +221,11 @@ def _summarize(task, store, records: Sequence[Experiment] | None) -> dict:
         "meta": {"best": _meta(store, best), "latest": _meta(store, _last_trained(records))},
         "axes_index": str(store.root / "axes.jsonl"),
     }
+    best_params = best.agent_data.get("params") if best is not None and isinstance(best.agent_data, dict) else None
+    summary.update(summary_sections(every, primary, direction, store.root / "runs", best_params,
+                                    noise["std"] if noise else None))
+    if summary["imported"]:
+        summary["counts"]["imported"] = summary["imported"]["count"]
     summary["hints"] = hints(summary, snapshot)
     return summary
 
