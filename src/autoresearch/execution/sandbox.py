@@ -56,6 +56,21 @@ class View:
     private_tmp: bool = True  # a fresh /tmp of its own
     home: str = field(default_factory=lambda: os.path.expanduser("~"))
 
+    def moved(self, old_root: str, new_root: str) -> "View":
+        """The same view of a copy of the tree at `new_root` (a Ray node's scratch folder), with this
+        machine's home; paths outside `old_root` are kept only if writable (a shared scratch disk)."""
+        def move(paths, keep_outside: bool):
+            out = []
+            for p in paths:
+                if Path(p).is_relative_to(old_root):
+                    out.append(os.path.join(new_root, os.path.relpath(p, old_root)))
+                elif keep_outside:
+                    out.append(p)
+            return tuple(out)
+
+        return View(root=new_root, hidden=move(self.hidden, False), writable=move(self.writable, True),
+                    readonly=move(self.readonly, False), network=self.network)
+
     def argv(self, command: list[str], cwd: str) -> list[str]:
         """The bwrap command line that runs `command` in `cwd` inside this view."""
         args = [bwrap(), "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
