@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -108,6 +109,10 @@ if BAD:
     assert "store visible: []" in log
     assert records[-1].metrics.get("score") == 99.0 and records[-1].status is Status.KEEP  # its own score, fairly printed
     Loop(load_task(task_dir), "h", Edits(), say=lambda s: None).prepare()  # the chain still holds on resume
+    assert [r["sandboxed"] for r in lines] == [True, True]  # recorded, and shown by status:
+    shown = subprocess.run([sys.executable, "-m", "autoresearch", "status", str(task_dir), "--tag", "h"],
+                           capture_output=True, text=True)
+    assert "sandbox: 2 of 2 runs ran sandboxed" in shown.stdout, shown.stdout + shown.stderr
 
 
 @needs_sandbox

@@ -69,7 +69,7 @@ def run_process(
                          on_start=on_start, stop_event=stop_event, poll_interval=poll_interval, grace=grace)
     finally:
         proc.stdout.close()
-    return seen.result(spec, proc.returncode, memory_limit_mb=spec.memory_limit_mb)
+    return seen.result(spec, proc.returncode, memory_limit_mb=spec.memory_limit_mb, sandboxed=spec.sandbox is not None)
 
 
 class _Fresh:
