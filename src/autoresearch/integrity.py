@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from autoresearch import noise
 from autoresearch.atomic import write_json
 from autoresearch.constants import find_constants
 from autoresearch.decision import rounded
@@ -70,9 +70,8 @@ def noise_values(history: Sequence[Experiment], primary: str) -> list[float]:
 
 
 def noise_floor(history: Sequence[Experiment], primary: str, min_delta: float) -> float:
-    values = noise_values(history, primary)
-    spread = statistics.stdev(values) if len(values) >= 2 else 0.0
-    return max(min_delta, 2 * spread)
+    """The decision's floor: from the baseline and its repeats (noise.py defines both)."""
+    return noise.floor(noise.spread([noise_values(history, primary)]), min_delta)
 
 
 def repeats_done(history: Sequence[Experiment]) -> int:

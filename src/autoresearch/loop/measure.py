@@ -22,6 +22,7 @@ from autoresearch.loop.attempt import Attempt, GpuFacts
 from autoresearch.records import RunResult, RunSpec
 from autoresearch.execution.supervise import RUN_TOKEN_ENV
 from autoresearch.secrets import redact, redact_file, secret_values
+from autoresearch.store import capture_curve
 
 if TYPE_CHECKING:
     from autoresearch.loop.core import Loop
@@ -37,7 +38,6 @@ def measure(loop: "Loop", attempt: Attempt) -> None:
     secrets = secret_values(env)  # keys the task's [task] env hands its runs: kept out of the log we keep
     if secrets and redact_file(result.log_path, secrets):
         result = replace(result, output_tail=redact(result.output_tail, secrets))
-    from autoresearch.analysis.observer import capture_curve  # the analysis loads only once a run has run
     capture_curve(loop.task.dir, attempt.run_dir, time.time() - result.wall_seconds)  # before any reset
     loop.checkpoint()
     attempt.result = result

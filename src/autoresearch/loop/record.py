@@ -85,7 +85,8 @@ def finish(loop: "Loop", record: Experiment, last: bool = True, created: list[st
         loop.store.ledger.append(record)
         loop.shared.in_flight.pop(record.iteration, None)
         if record.status is not Status.KEEP:
-            loop.restore_tree((loop.store.pending() or {}).get("untracked", []), created)
+            pending = loop.store.pending()
+            loop.restore_tree(pending.untracked if pending else (), created)
         elif loop.worker is not None:
             loop.main_git.reset_hard(record.commit)  # the tag's branch always holds the global best
         if last:
