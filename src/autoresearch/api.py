@@ -12,12 +12,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from autoresearch import integrity, outer
+from autoresearch import crash_policy, integrity, outer
 from autoresearch.agents import create_agent
 from autoresearch.atomic import write_text
 from autoresearch.config import CONFIG_NAME, Task, load_task, stored_config
 from autoresearch.cost import spend
-from autoresearch.errors import AutoresearchError
+from autoresearch.errors import AgentPaused, AutoresearchError
 from autoresearch.budget import budget_watch
 from autoresearch.gpu import training_share
 from autoresearch.loop import Limits, Loop
@@ -53,6 +53,10 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
         loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event,
                     observers=[refresh_analysis, budget_watch(task, say)])
         records = loop.run(limits)
+        paused = crash_policy.should_pause_for_agent(records, task.config.task.pause_after_env_errors)
+        if paused:  # the agent cannot work: the reports are written, and the exit says so
+            _final_reports(task, tag, say)
+            raise AgentPaused(paused)
     _final_reports(task, tag, say)
     if task.config.task.final_eval and records and not (stop_event and stop_event.is_set()):
         integrity.final_eval(task, RunStore(task.dir, tag), say=say)  # the held-out check on the best commits

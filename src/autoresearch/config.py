@@ -104,7 +104,9 @@ class MetricsSection(_Section):
 class AgentSection(_Section):
     kind: str = "tuner"
     command: str = ""
-    timeout: float = Field(default=3600.0, gt=0)  # wall-clock limit of one agent call, seconds
+    # Wall-clock limit of one agent call, seconds: long enough for a real edit by a coding CLI; known
+    # failures (no login, no network) end a call at once, so this only bounds a true hang.
+    timeout: float = Field(default=1200.0, gt=0)
     # Environment variables the agent gets besides the safe defaults and its backend's API keys.
     env: tuple[str, ...] = ()
 

@@ -225,5 +225,6 @@ def crashes_end_it(loop: "Loop", limits: Limits, this_session: list[Experiment])
     Only this session's records count: a resumed run is not stopped again for yesterday's crashes."""
     section = loop.task.config.task
     limit = section.max_consecutive_crashes if limits.max_consecutive_crashes is None else limits.max_consecutive_crashes
-    return (crash_policy.should_pause(this_session, section.pause_after_env_errors)
+    return (crash_policy.should_pause_for_agent(this_session, section.pause_after_env_errors)
+            or crash_policy.should_pause(this_session, section.pause_after_env_errors)
             or crash_policy.should_stop(this_session, limit))
