@@ -102,6 +102,10 @@ class MetricsSection(_Section):
 
 
 class AgentSection(_Section):
+    # Keys the coding-CLI backends read from this section (agents/cli_agent.py COMMON_KEYS): never
+    # taken for a typo of another section's key (`model` is not `[sandbox] mode`).
+    EXTRAS: typing.ClassVar[frozenset[str]] = frozenset({"binary", "model", "extra_args", "retries", "backoff",
+                                                          "preflight"})
     kind: str = "tuner"
     command: str = ""
     # Wall-clock limit of one agent call, seconds: long enough for a real edit by a coding CLI; known
@@ -399,7 +403,7 @@ def _check_unknown_keys(path: Path, raw, model: type[BaseModel], prefix: str = "
         if key in tables:
             for item in value if isinstance(value, list) else [value]:
                 _check_unknown_keys(path, item, tables[key], f"{prefix}{key}.")
-        elif key not in known:
+        elif key not in known and key not in getattr(model, "EXTRAS", ()):
             problem = _misspelt(key, value, known - set(raw), tables, prefix) or _misplaced(key, prefix)
             if problem:
                 raise ConfigError(path, f"{prefix}{key}", problem)

@@ -251,3 +251,13 @@ def test_a_bad_mode_is_a_config_error_naming_the_key(make_task):
 
     with pytest.raises(ConfigError, match="sandbox.mode"):
         load_task(make_task(config=TINY_CONFIG + '\n[sandbox]\nmode = "sometimes"\n'))
+
+
+def test_agent_keys_the_backends_read_are_never_taken_for_the_sandbox_mode(make_task):
+    from autoresearch.agents.cli_agent import COMMON_KEYS
+    from autoresearch.config import AgentSection, load_task
+    from conftest import TINY_CONFIG
+
+    assert COMMON_KEYS - set(AgentSection.model_fields) <= AgentSection.EXTRAS
+    task = load_task(make_task(config=TINY_CONFIG + '\n[agent]\nkind = "claude"\nmodel = "opus"\n'))
+    assert task.config.agent.model_extra["model"] == "opus"
