@@ -134,6 +134,8 @@ class RunStatus:
             "nodes": {n: sum(1 for r in self.records if r.node == n) for n in sorted({r.node for r in self.records if r.node})},
             "training_share": training_share(self.records),
             "warm_runs": sum(1 for r in self.records if r.warm),
+            "sandboxed_runs": sum(1 for r in self.records if r.sandboxed),
+            "runs": sum(1 for r in self.records if r.wall_seconds > 0),
             "warm_saved_seconds": round(sum(r.startup_saved_seconds or 0.0 for r in self.records if r.warm), 2),
             "cost_usd": spent.cost_usd, "tokens": spent.tokens,
             "memo_cost_usd": spent.memo_usd, "memo_tokens": spent.memo_tokens,  # included in the two above

@@ -95,6 +95,7 @@ def prepare(loop: "Loop") -> None:
     loop.agent.check()  # fail in a second with a fix, not after the baseline has trained
     loop.executor.check()
     loop.executor.connect()  # a cluster that is not there fails before a branch or a store is made
+    loop.sandbox.start(loop.say)  # one warning (auto) or a refusal (required) where bwrap cannot work
     if loop.worker is not None:
         recover(loop)  # the pool made the branch and the worktree; finish what this worker left
         return
