@@ -82,6 +82,10 @@ class MetricsSection(_Section):
     tie_break: tuple[TieBreak, ...] = ()
     columns: tuple[str, ...] | None = None
     memory_key: str = "peak_vram_mb"
+    # Memory as a soft constraint (memory_cost.py): up to this many MB of memory_key is free ...
+    memory_soft_limit_mb: float | None = Field(default=None, gt=0)
+    # ... and every GB beyond it (and beyond the best's) must buy this much primary gain.
+    memory_gain_per_gb: float | None = Field(default=None, ge=0)
     # A keep must beat the best by more than this (in the primary's units) ...
     min_delta: float = Field(default=0.0, ge=0)
     # ... and by more than twice the run-to-run spread when the baseline is run noise_runs times.
@@ -91,6 +95,13 @@ class MetricsSection(_Section):
     # Share of the most common class in the eval set: an accuracy equal to it is flagged as a
     # model that may predict one class (a run's footer may also print `majority_rate: ...`).
     majority_rate: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _memory_pair(self):
+        if (self.memory_soft_limit_mb is None) != (self.memory_gain_per_gb is None):
+            raise ValueError("memory_soft_limit_mb and memory_gain_per_gb go together: set both (the MB that "
+                             "are free, and the primary gain each GB beyond them must buy) or neither")
+        return self
 
     @field_validator("tie_break", mode="before")
     @classmethod

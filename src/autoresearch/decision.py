@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from autoresearch.memory_cost import MemoryRule
 from autoresearch.records import CrashReason, Status
 from autoresearch.verdict import Reason, Verdict
 
@@ -22,11 +23,15 @@ class Rules:
     primary: str
     direction: str  # "minimize" | "maximize"
     tie_breaks: tuple[tuple[str, str], ...] = ()  # (metric, direction)
+    memory: MemoryRule | None = None  # memory as a soft constraint (memory_cost.py)
 
     @classmethod
     def from_metrics(cls, metrics) -> "Rules":
         ties = tuple((t.name, t.direction or metrics.direction) for t in metrics.tie_break)
-        return cls(metrics.primary, metrics.direction, ties)
+        memory = None
+        if metrics.memory_soft_limit_mb is not None:
+            memory = MemoryRule(metrics.memory_key, metrics.memory_soft_limit_mb, metrics.memory_gain_per_gb)
+        return cls(metrics.primary, metrics.direction, ties, memory)
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,26 @@ def decide(candidate: Mapping, best: Mapping, rules: Rules, *, simpler: bool = F
     decides; else if everything is equal, keep a change that simplifies the code.
 
     With a noise `floor`, "better" means better by more than the floor; a gain within it is
-    noise and never a keep."""
+    noise and never a keep. With a memory rule, a keep whose memory grows past the soft limit
+    must also gain at least what that growth costs."""
+    decision = _decide(candidate, best, rules, simpler=simpler, floor=floor)
+    if rules.memory is None or decision.status is not Status.KEEP:
+        return decision
+    m = rules.memory
+    need = m.required_gain(candidate.get(m.key), best.get(m.key))
+    if need <= 0:
+        return decision
+    c, b = rounded(candidate.get(rules.primary)), rounded(best.get(rules.primary))
+    gain = abs(c - b) if c is not None and b is not None and c != b else 0.0
+    if gain >= need:
+        return decision
+    growth = m.growth_mb(candidate.get(m.key), best.get(m.key))
+    return _decided(Status.DISCARD, Reason.MEMORY_COST,
+                    f"{rules.primary} gain {gain:.6f} does not pay for {growth:.0f} MB of {m.key} above "
+                    f"the soft limit {m.soft_limit_mb:g} MB (needs {need:.6f})")
+
+
+def _decide(candidate: Mapping, best: Mapping, rules: Rules, *, simpler: bool, floor: float) -> Decision:
     c = _compare(candidate.get(rules.primary), best.get(rules.primary), rules.direction)
     if c > 0 and floor > 0:
         gain = abs(rounded(candidate[rules.primary]) - rounded(best[rules.primary]))

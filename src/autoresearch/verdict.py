@@ -60,6 +60,8 @@ class Reason(str, enum.Enum):
     SIMPLER = "simpler"
     NO_IMPROVEMENT = "no_improvement"
     WITHIN_NOISE = "within_noise"  # "score gain 0.001 is within the noise floor 0.004"
+    # "val_acc gain 0.004000 does not pay for 2048 MB of peak_vram_mb above the soft limit 1024 MB (needs 0.020000)"
+    MEMORY_COST = "memory_cost"
     SEED_ONLY = "seed_only"  # "a seed change alone is never a keep (noise floor ...)"
     NOT_CONFIRMED = "not_confirmed"  # "not confirmed by iteration 8 under another seed"
     IMPORTED = "imported"  # "imported from runs/m0_adam": recorded by `autoresearch import`
@@ -96,6 +98,8 @@ _NOT_CONFIRMED = re.compile(r"not confirmed by iteration (\d+) under another see
 _SEED_ONLY = re.compile(r"a seed change alone is never a keep \(noise floor (?P<floor>[^)]*)\)$")
 _DECISIONS = (  # (pattern over the whole sentence, reason); the sentence itself is the detail
     (re.compile(r".+ gain \S+ is within the noise floor \S+"), Reason.WITHIN_NOISE),
+    (re.compile(r".+ gain \S+ does not pay for \S+ MB of .+ above the soft limit .+ MB \(needs \S+\)"),
+     Reason.MEMORY_COST),
     (re.compile(r".+ equal, tie-break .+ improved"), Reason.TIE_BREAK_IMPROVED),
     (re.compile(r".+ equal, tie-break .+ worse"), Reason.TIE_BREAK_WORSE),
     (re.compile(r"all metrics equal and the code is simpler"), Reason.SIMPLER),

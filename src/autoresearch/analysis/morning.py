@@ -18,7 +18,9 @@ from pathlib import Path
 
 from autoresearch import integrity
 from autoresearch.analysis.knobs import knob_table, reproduce_commands
+from autoresearch.memory_cost import MemoryRule
 from autoresearch.records import Experiment, Status
+from autoresearch.verdict import Reason, Verdict
 
 # Footer keys that say how many examples the primary was measured on (the uncertainty's other half).
 VALIDATION_SIZE_KEYS = ("val_size", "val_samples", "n_val", "num_val", "val_examples", "eval_samples",
@@ -45,6 +47,16 @@ def oriented(value: float | None, reference: float | None, maximize: bool) -> fl
 def _value(r: Experiment | None, primary: str) -> float | None:
     v = r.metrics.get(primary) if r is not None else None
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _memory(task, records: list[Experiment]) -> dict | None:
+    """The memory soft constraint, when configured: its rule and the keeps it turned into discards."""
+    m = task.metrics
+    if m.memory_soft_limit_mb is None:
+        return None
+    rule = MemoryRule(m.memory_key, m.memory_soft_limit_mb, m.memory_gain_per_gb)
+    decided = [r.iteration for r in records if Verdict.of_record(r).reason is Reason.MEMORY_COST]
+    return {"rule": rule.describe(), "decided": decided}
 
 
 def answer(task, store, records: list[Experiment]) -> dict:
@@ -74,7 +86,7 @@ def answer(task, store, records: list[Experiment]) -> dict:
         knobs = []
     return {"base": base, "best": best, "improved": best is not None and best is not base, "base_value": base_v, "best_value": best_v, "gain": gain,
             "gain_pct": 100 * gain / abs(base_v) if gain is not None and base_v else None,
-            "noise": noise, "validation_size": size, "verdict": verdict,
+            "noise": noise, "validation_size": size, "verdict": verdict, "memory": _memory(task, records),
             "knobs": [k for k in knobs if k["changed"]], "unchanged_knobs": sum(1 for k in knobs if not k["changed"]),
             "diff": _diff(task, base, best) if best is not None and best is not base else [],
             "reproduce": reproduce_commands(task, store, best)}
