@@ -538,9 +538,10 @@ class TunerAgent(Agent):
         except ConfigError as e:
             return Proposal("tuner failed", "", ok=False, error=str(e))
         if not located:
-            where = ", ".join(files) or "the editable files (none is a .py file)"
+            where = ", ".join(files) or "the editable files (none is a .py, .yaml, .yml, .json or .toml file)"
             return Proposal("tuner found nothing to tune", "", ok=False,
-                            error=f"no UPPERCASE constants with a search space found in {where}; {NO_SPACE_HINT}")
+                            error=f"no UPPERCASE constants or config keys with a search space found in {where}; "
+                                  f"{NO_SPACE_HINT}, or `lr: 3.0e-3  # search: log(1e-4, 1e-1)` in a YAML file")
         spaces = {key: const.space for key, (_, const) in located.items()}
         best = {key: const.value for key, (_, const) in located.items()}
         history = self._observations(context, located)
