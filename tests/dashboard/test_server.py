@@ -135,3 +135,21 @@ def test_a_tag_not_started_yet_serves_an_empty_night(make_task):
         assert state["experiments"] == [] and state["best"] is None and state["live"] == []
     finally:
         d.close()
+
+
+def test_the_command_prints_its_url_and_serves_until_interrupted(night):
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "dashboard", str(night), "--tag", "t1", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert url and "dashboard of autoresearch/t1" in line, line
+        with urllib.request.urlopen(f"{url.group(0)}api/state", timeout=10) as resp:
+            assert json.loads(resp.read())["tag"] == "t1"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
