@@ -109,6 +109,7 @@ class TunerPolicy:
         tpe_min_points: int = 4,
         tpe_prob: float = 0.5,
         excluded: Mapping[str, Sequence[Any]] | None = None,
+        adopt_imported: bool = True,
     ):
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"direction must be 'maximize' or 'minimize', not {direction!r}")
@@ -121,6 +122,7 @@ class TunerPolicy:
         self.tpe_min_points = tpe_min_points
         self.tpe_prob = tpe_prob
         # Values the analysis eliminated (analysis/eliminate.py): never proposed while flagged.
+        self.adopt_imported = adopt_imported  # run an imported configuration that beat the best first
         self.excluded = {a: {_hashable(v) for v in vs} for a, vs in (excluded or {}).items()}
 
     # -- public -------------------------------------------------------------------------
@@ -139,7 +141,7 @@ class TunerPolicy:
         tried |= {self._key({**best, **{a: p[a] for a in self.axes if a in p}}) for p in pending}
         records = self._axis_records(history)
 
-        adopted = self._adopt_imported(best, history, pending)
+        adopted = self._adopt_imported(best, history, pending) if self.adopt_imported else None
         if adopted is not None:
             return adopted
         for axis in self.axes:  # the best sits on an eliminated value: move off it first
