@@ -42,7 +42,7 @@ import math
 import re
 import tokenize
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import Any, Iterable, Mapping, Union
 
 from autoresearch.errors import ConfigError
 
@@ -479,6 +479,3 @@ def _quote(value: str, quote: str) -> str:
     body = value.encode("unicode_escape").decode("ascii").replace(quote, "\\" + quote)
     return quote + body + quote
 
-
-def values_of(constants: Sequence[Constant]) -> dict[str, Literal]:
-    return {c.name: c.value for c in constants}

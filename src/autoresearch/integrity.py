@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from autoresearch import noise
 from autoresearch.atomic import write_json
 from autoresearch.constants import find_constants
 from autoresearch.decision import rounded
@@ -35,9 +35,11 @@ SEED_NAMES = ("SEED", "RANDOM_SEED", "RNG_SEED")
 
 
 # -- trusted evaluation ------------------------------------------------------------------
-def trusted_eval(command: str, task_dir: Path, env: dict, timeout: float, log_path: Path) -> tuple[dict, Verdict | None]:
-    """(metrics from the eval's footer, the crash when the eval failed, else None)."""
-    result = run_process(RunSpec(command=command, cwd=str(task_dir), env=env, timeout=timeout, log_path=str(log_path)))
+def trusted_eval(command: str, task_dir: Path, env: dict, timeout: float, log_path: Path,
+                 sandbox=None) -> tuple[dict, Verdict | None]:
+    """(metrics from the eval's footer, the crash when the eval failed, else None); `sandbox`: the runs' view."""
+    result = run_process(RunSpec(command=command, cwd=str(task_dir), env=env, timeout=timeout, log_path=str(log_path),
+                                 sandbox=sandbox))
     redact_file(log_path, secret_values(env))
     if result.timed_out:
         return {}, Verdict.crash(Reason.EVAL, f"timed out after {timeout:g} s")
@@ -68,9 +70,8 @@ def noise_values(history: Sequence[Experiment], primary: str) -> list[float]:
 
 
 def noise_floor(history: Sequence[Experiment], primary: str, min_delta: float) -> float:
-    values = noise_values(history, primary)
-    spread = statistics.stdev(values) if len(values) >= 2 else 0.0
-    return max(min_delta, 2 * spread)
+    """The decision's floor: from the baseline and its repeats (noise.py defines both)."""
+    return noise.floor(noise.spread([noise_values(history, primary)]), min_delta)
 
 
 def repeats_done(history: Sequence[Experiment]) -> int:

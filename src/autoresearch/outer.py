@@ -10,7 +10,7 @@ from autoresearch.agents.base import Memo, as_agent
 from autoresearch.cost import memo_calls_path, memo_spend, spend  # noqa: F401  (earlier import paths)
 from autoresearch.atomic import append_line, write_text
 from autoresearch.context import RECENT, view_history
-from autoresearch.memo import plateau_length, rules_memo, should_refresh
+from autoresearch.memo import DEFAULT_PLATEAU, plateau_length, plateau_reached, rules_memo, should_refresh
 from autoresearch.prompt import Extras, render
 from autoresearch import verdict
 from autoresearch.records import Experiment, Status
@@ -47,12 +47,12 @@ def prompt_extras(task, store, history: Sequence[Experiment], repair: Experiment
         root = repair.repair_of if repair.repair_of is not None else repair.iteration
         repair_data = {
             "iteration": repair.iteration, "description": repair.description, "reason": repair.reason,
-            "log_tail": log_tail(store.root / "runs" / f"{repair.iteration:04d}", 40),
+            "log_tail": log_tail(store.run_path(repair.iteration), 40),
             "attempt": 1 + sum(1 for e in history if e.repair_of == root),
             "max_attempts": task.agent.max_fix_attempts,
         }
     return Extras(memo=memo, hints=_hints(task, store), repair=repair_data,
-                  plateau=plateau if task.agent.plateau and plateau >= task.agent.plateau else 0)
+                  plateau=plateau if plateau_reached(plateau, task.agent.plateau) else 0)
 
 
 def _hints(task, store) -> str:
@@ -72,7 +72,7 @@ def refresh_memo_if_due(task, store, agent, say: Callable[[str], None]) -> bool:
     if not should_refresh(history, task.agent.memo_every, task.agent.plateau):
         return False
     primary, direction = task.metrics.primary, task.metrics.direction
-    rules = rules_memo(history, primary, direction, task.agent.plateau or 5)
+    rules = rules_memo(history, primary, direction, task.agent.plateau or DEFAULT_PLATEAU)
     memo = rules
     agent = as_agent(agent)
     request = _memo_request(task, store, history, rules)

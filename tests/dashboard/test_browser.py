@@ -42,10 +42,14 @@ print("train_seconds: 3.5")
 class Edit:
     name = "scripted"
 
+    def __init__(self):
+        self.n = 0
+
     def propose(self, context):
+        self.n += 1
         p = context.task_dir / "train.py"
-        p.write_text(p.read_text().replace("X = 1.0", "X = 2.0"))
-        return Proposal("X -> 2.0 <img src=x onerror=document.title='pwned'>", "Raise X: the score is X.")
+        p.write_text(p.read_text().replace("X = 1.0", f"X = {1.0 + self.n}"))
+        return Proposal(f"X -> {1.0 + self.n} <img src=x onerror=document.title='pwned'>", "Raise X: the score is X.")
 
 
 def wait_for(predicate, seconds=30.0):
@@ -70,7 +74,8 @@ def test_a_running_night_updates_by_itself_in_chromium(make_task, tmp_path, monk
     go = tmp_path / "go"
     monkeypatch.setenv("GO_FILE", str(go))
     loop = Loop(load_task(task), "t1", Edit(), say=lambda s: None)
-    runner = threading.Thread(target=loop.run, args=(Limits(iterations=1),))
+    out = {}
+    runner = threading.Thread(target=lambda: out.setdefault("records", loop.run(Limits(iterations=3))))
     runner.start()
     board = Dashboard(load_task(task), RunStore(task, "t1"), port=0)
     board.start()
@@ -88,6 +93,10 @@ def test_a_running_night_updates_by_itself_in_chromium(make_task, tmp_path, monk
         browser.eval("window.samePage = 'yes'")
         before = tmp_path / "before.png"
         browser.screenshot(before)
+        # The stop button: asks for a graceful stop after the iteration in flight.
+        browser.eval("window.confirm = () => true; document.getElementById('stop').click()")
+        assert wait_for(lambda: (task / ".autoresearch" / "t1" / "stop.request").exists())
+        assert wait_for(lambda: browser.eval("document.getElementById('pill').textContent") == "stopping after this iteration")
 
         go.write_text("")  # the experiment finishes and is recorded
         assert wait_for(lambda: _rows(browser) == ["1", "0"], 60), _rows(browser)
@@ -95,6 +104,10 @@ def test_a_running_night_updates_by_itself_in_chromium(make_task, tmp_path, monk
         row = browser.eval("document.querySelector('#table tbody tr').innerText")
         assert "X -> 2.0 <img src=x" in row and "keep" in row and "3.5" in row
         assert browser.eval("document.querySelectorAll('img').length") == 0
+        # A row opens the experiment: its explanation and its diff.
+        browser.eval("document.querySelector('#table tbody tr').click()")
+        detail = wait_for(lambda: "+X = 2.0" in (t := browser.eval("document.getElementById('detail').innerText") or "") and t)
+        assert "Raise X: the score is X." in detail and "-X = 1.0" in detail
         assert browser.eval("document.title") != "pwned"
         assert wait_for(lambda: browser.eval("document.getElementById('pill').textContent") == "not running")
         best = browser.eval("document.getElementById('best').innerText")
@@ -112,6 +125,7 @@ def test_a_running_night_updates_by_itself_in_chromium(make_task, tmp_path, monk
         browser.close()
         board.close()
         runner.join(60)
+    assert [r.iteration for r in out["records"]] == [0, 1]  # stopped after the iteration in flight, not 3
 
 
 def _read(path):

@@ -98,3 +98,21 @@ def test_each_kind_of_attempt_names_itself(kind):
     from autoresearch.loop import Kind
 
     assert Kind(kind).proposes is (kind == "agent")
+
+
+CORE = ["loop/__init__.py", "loop/attempt.py", "loop/core.py", "loop/judge.py", "loop/measure.py", "loop/propose.py",
+        "loop/record.py", "loop/session.py", "verdict.py", "decision.py", "noise.py", "store.py", "records.py",
+        "crash.py", "crash_policy.py", "integrity.py", "ledger.py", "cost.py", "guard.py", "atomic.py"]
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_the_core_never_imports_the_analysis(name):
+    path = Path(loop_package.__file__).parent.parent / name
+    for node in ast.walk(ast.parse(path.read_text())):  # at the top or inside a function: neither
+        if isinstance(node, ast.ImportFrom):
+            modules = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        else:
+            continue
+        assert not any(m.startswith("autoresearch.analysis") for m in modules), f"{name}:{node.lineno}"

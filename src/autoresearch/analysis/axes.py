@@ -354,7 +354,7 @@ def ensure_axes(task, store, records: Sequence[Experiment]) -> dict[int, dict]:
         for record, entry in zip(missing, fresh):
             cached[entry["iteration"]] = entry
             append_line(index_path, json.dumps(entry, sort_keys=True))
-            run_dir = store.root / "runs" / f"{record.iteration:04d}"
+            run_dir = store.run_path(record.iteration)
             if run_dir.is_dir():
                 write_json(run_dir / "axes.json", entry, durable=False)
     return {r.iteration: cached[r.iteration] for r in records}
@@ -366,7 +366,7 @@ def extract(task, store, records: Sequence[Experiment]) -> list[dict]:
     wanted: dict[str, None] = {}
     python_editable = [p for p in getattr(task, "editable", ()) if _has_knobs(p)]  # and config files
     for r in records:
-        patch = store.root / "runs" / f"{r.iteration:04d}" / "diff.patch"
+        patch = store.run_path(r.iteration) / "diff.patch"
         diff = patch.read_text(encoding="utf-8", errors="replace") if patch.is_file() else ""
         diffs[r.iteration] = diff
         for f in parse_diff(diff) if r.commit != r.parent else ():

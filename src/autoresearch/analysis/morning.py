@@ -102,7 +102,7 @@ def patterns(store, records: list[Experiment]) -> list[dict]:
     found: dict[str, dict] = {}
     for r in records:
         try:
-            meta = json.loads((Path(store.root) / "runs" / f"{r.iteration:04d}" / "meta.json").read_text())
+            meta = json.loads((store.run_path(r.iteration) / "meta.json").read_text())
         except (OSError, ValueError):
             continue
         for s in meta.get("suggestions") or () if isinstance(meta, dict) else ():

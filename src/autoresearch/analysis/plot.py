@@ -199,7 +199,7 @@ def plot_curves(store, iterations: Sequence[int], path: str | Path, records=None
     by_iteration = {r.iteration: r for r in (store.ledger.records if records is None else records)}
     curves = {}
     for i in iterations:
-        curve = load_curve(store.root / "runs" / f"{i:04d}")
+        curve = load_curve(store.run_path(i))
         if curve:
             curves[i] = curve
     if not curves:

@@ -155,7 +155,7 @@ def _with_best_before(records: list[Experiment], primary: str):
 
 
 def _experiment(r: Experiment, store, primary: str, maximize: bool, best_before: float | None) -> dict:
-    run_dir = store.root / "runs" / f"{r.iteration:04d}"
+    run_dir = store.run_path(r.iteration)
     value = primary_value(r, primary) if r.status is not Status.CRASH else None
     delta = oriented(value, best_before, maximize)
     return {

@@ -206,7 +206,7 @@ def propose(task, store, summary: dict | None = None, max_configs: int = MAX_CON
 def _meta_kinds(store, meta: dict | None) -> list[tuple[str, str]]:
     if not meta:
         return []
-    path = store.root / "runs" / f"{meta['iteration']:04d}" / "meta.json"
+    path = store.run_path(meta['iteration']) / "meta.json"
     try:
         full = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -216,7 +216,7 @@ def _meta_kinds(store, meta: dict | None) -> list[tuple[str, str]]:
 
 def _turned_at(store, meta: dict) -> float | None:
     try:
-        full = json.loads((store.root / "runs" / f"{meta['iteration']:04d}" / "meta.json").read_text())
+        full = json.loads((store.run_path(meta['iteration']) / "meta.json").read_text())
     except (OSError, ValueError):
         return None
     return full.get("overfit", {}).get("turned_at") if full.get("x") == "epoch" else None

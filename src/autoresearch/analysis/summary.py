@@ -33,12 +33,14 @@ from autoresearch.analysis.eliminate import summary_sections
 from autoresearch.analysis.hints import SEED, hints
 from autoresearch.atomic import mirror, write_text
 from autoresearch.decision import rounded
+from autoresearch.memo import DEFAULT_PLATEAU, plateau_reached
+from autoresearch.noise import spread as noise_spread
 from autoresearch.records import Experiment, Status
 
 SCHEMA_VERSION = 1
 SUMMARY_JSON = "analysis_summary.json"
 SUMMARY_MD = "analysis_summary.md"
-PLATEAU_AFTER = 10  # iterations without a keep
+PLATEAU_AFTER = DEFAULT_PLATEAU  # earlier import path: the threshold is `[agent] plateau` (memo.py)
 WINDOWS = (5, 10, 20)
 LOSING_AFTER = 3  # tries since the axis last gained a keep
 NEAR_MISS_SHARE = 0.25  # of the typical keep gain
@@ -192,7 +194,7 @@ def _summarize(task, store, records: Sequence[Experiment] | None) -> dict:
     plateau = {
         "iterations_since_keep": since,
         "last_keep_iteration": best.iteration if best else None,
-        "on_plateau": since >= PLATEAU_AFTER,
+        "on_plateau": plateau_reached(since, task.agent.plateau),
         "windows": windows(running_best, records, sign),
     }
     snapshot = entries[best.iteration].get("snapshot", {}) if best else {}
@@ -245,13 +247,11 @@ def _group(groups: dict, r: Experiment, value: float, entry: dict, value_by_comm
 
 
 def noise_floor(groups: dict[str, list[float]]) -> dict | None:
-    """Pooled standard deviation of the primary over repeated configurations, if any."""
-    repeated = [g for g in groups.values() if len(g) >= 2]
-    if not repeated:
+    """Pooled standard deviation of the primary over repeated configurations, if any (noise.spread)."""
+    measured = noise_spread(groups.values())
+    if measured is None:
         return None
-    squares = sum(sum((x - sum(g) / len(g)) ** 2 for x in g) for g in repeated)
-    dof = sum(len(g) - 1 for g in repeated)
-    return {"std": _r(math.sqrt(squares / dof)), "groups": len(repeated), "runs": sum(len(g) for g in repeated)}
+    return {"std": _r(measured.std), "groups": measured.groups, "runs": measured.runs}
 
 
 def near_misses(candidates, entries, primary: str, ties, tolerance: float) -> list[dict]:
@@ -362,7 +362,7 @@ def _meta(store, record: Experiment | None) -> dict | None:
     """The per-run meta-analysis in brief (flags and suggestions), when the run has one."""
     if record is None:
         return None
-    path = store.root / "runs" / f"{record.iteration:04d}" / "meta.json"
+    path = store.run_path(record.iteration) / "meta.json"
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):

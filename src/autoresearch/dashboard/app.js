@@ -34,6 +34,8 @@ function gain(value, base, direction) {
   if (value == null || base == null) return null;
   return direction === "minimize" ? base - value : value - base;
 }
+// Axis ticks need 3 digits, not 6: 0.751, not 0.750582.
+function tick(v) { return Math.abs(v) < 1e-4 && v !== 0 ? v.toExponential(1) : String(Number(v.toPrecision(3))); }
 function signed(g) { return g == null ? "–" : (g > 0 ? "+" : g < 0 ? "−" : "±") + fmt(Math.abs(g)); }
 function clock(s) {
   if (s == null) return "–";
@@ -70,10 +72,10 @@ function plot(series, opts) {
   root.append(svg("line", { x1: L, y1: T, x2: L, y2: H - B, stroke: "#999" }));
   for (let i = 0; i <= 4; i++) {
     const t = sy.lo + (sy.hi - sy.lo) * i / 4, y = sy.log ? Math.pow(10, t) : t;
-    root.append(svg("text", { x: L - 4, y: Y(y) + 4, "text-anchor": "end" }, fmt(y)));
+    root.append(svg("text", { x: L - 4, y: Y(y) + 4, "text-anchor": "end" }, tick(y)));
     const xv = opts.integer ? Math.round(x0 + (x1 - x0) * i / 4) : x0 + (x1 - x0) * i / 4;
     if (!opts.integer || i === 0 || xv !== Math.round(x0 + (x1 - x0) * (i - 1) / 4))
-      root.append(svg("text", { x: X(xv), y: H - B + 14, "text-anchor": "middle" }, fmt(xv)));
+      root.append(svg("text", { x: X(xv), y: H - B + 14, "text-anchor": "middle" }, tick(xv)));
   }
   root.append(svg("text", { x: (W + L) / 2, y: H - 4, "text-anchor": "middle" }, opts.xlabel + (sy.log ? "   (y: log scale)" : "")));
   root.append(svg("text", { x: L + 6, y: T + 10 }, opts.ylabel));

@@ -85,7 +85,7 @@ class Snapshot:
         record = next((r for r in self.records() if r.iteration == iteration), None)
         if record is None:
             return None
-        run_dir = self.store.root / "runs" / f"{iteration:04d}"
+        run_dir = self.store.run_path(iteration)
         return {"iteration": iteration, "description": record.description, "explanation": record.explanation,
                 "reason": record.reason, "status": record.status.value, "commit": record.commit,
                 "metrics": {k: _num(v) for k, v in record.metrics.items()},

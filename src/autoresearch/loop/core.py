@@ -19,7 +19,7 @@ from autoresearch.atomic import mirror, write_text
 from autoresearch.config import Task
 from autoresearch.decision import Rules
 from autoresearch.errors import AutoresearchError
-from autoresearch.execution import Executor, as_executor
+from autoresearch.execution import Executor, as_executor, sandbox
 from autoresearch.gitrepo import Git
 from autoresearch.live.publisher import Publisher
 from autoresearch.live.state import clear_stop, stop_requested
@@ -31,7 +31,7 @@ from autoresearch.loop.propose import baseline_proposal, commit_and_guard, propo
 from autoresearch.loop.record import announce, finish, record
 from autoresearch.loop.session import Limits, Shared, Stopped, Worker, default_executor
 from autoresearch.records import Experiment
-from autoresearch.store import RunStore
+from autoresearch.store import Process, RunStore
 from autoresearch.verdict import Status
 
 
@@ -43,6 +43,7 @@ class Loop:
         self.agent = as_agent(agent)
         self.owns_executor = executor is None
         self.executor = as_executor(executor) if executor is not None else default_executor(task, say)
+        self.sandbox = sandbox.Policy(task.config.sandbox)  # decided in prepare(): bwrap works here or not
         self.say = say
         self.stop_event = stop_event or threading.Event()
         self.store = RunStore(task.dir, tag, worker=worker.index if worker else None,
@@ -178,7 +179,7 @@ class Loop:
             self.git.reset_hard(best.commit)
         parent = best.commit if best else self.git.head()
         untracked = tuple(self.git.changed_paths())  # the user's own untracked files: not the agent's doing
-        self.store.set_pending(iteration=n, parent=parent, untracked=list(untracked), started=time.time())
+        self.store.set_pending(iteration=n, parent=parent, untracked=untracked, started=time.time())
         self.emit("stage", n, "propose", **({} if kind.proposes else
                                             {"description": "baseline" if not repeat else f"baseline repeat {repeat}"}))
         return Attempt(n=n, kind=kind, parent=parent, run_dir=self.store.run_dir(n), started=time.time(),
@@ -207,9 +208,9 @@ class Loop:
             create_time = psutil.Process(pid).create_time() if pid else 0.0
         except psutil.Error:
             create_time = 0.0
-        processes = (self.store.pending() or {}).get("processes", [])
-        entry = {"role": role, "pid": pid, "create_time": create_time, "token": token}
-        self.store.set_pending(processes=[*processes, entry])
+        pending = self.store.pending()
+        processes = pending.processes if pending else ()
+        self.store.set_pending(processes=[*processes, Process(role, pid, create_time, token)])
 
     @property
     def repo_root(self) -> str:

@@ -39,6 +39,7 @@ def build_record(loop: "Loop", attempt: Attempt) -> Experiment:
         started_at=attempt.started, finished_at=time.time(),
         repair_of=proposal.data.get("repair_of") if isinstance(proposal.data, dict) else None,
         startup_seconds=result.startup_seconds if ran else None, warm=result.warm if ran else False,
+        sandboxed=result.sandboxed if ran else False,
         startup_saved_seconds=result.startup_saved_seconds if ran else None,
         node=result.node if ran else "",
         gpu_util=attempt.gpu.utilisation if ran else None,
@@ -84,7 +85,8 @@ def finish(loop: "Loop", record: Experiment, last: bool = True, created: list[st
         loop.store.ledger.append(record)
         loop.shared.in_flight.pop(record.iteration, None)
         if record.status is not Status.KEEP:
-            loop.restore_tree((loop.store.pending() or {}).get("untracked", []), created)
+            pending = loop.store.pending()
+            loop.restore_tree(pending.untracked if pending else (), created)
         elif loop.worker is not None:
             loop.main_git.reset_hard(record.commit)  # the tag's branch always holds the global best
         if last:

@@ -21,6 +21,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.execution import Executor, executor_for_task
 from autoresearch.ledger import Ledger
 from autoresearch.records import Experiment
+from autoresearch.store import Pending
 from autoresearch.execution.supervise import kill_token, kill_tree_if_alive
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ def prepare(loop: "Loop") -> None:
     loop.agent.check()  # fail in a second with a fix, not after the baseline has trained
     loop.executor.check()
     loop.executor.connect()  # a cluster that is not there fails before a branch or a store is made
+    loop.sandbox.start(loop.say)  # one warning (auto) or a refusal (required) where bwrap cannot work
     if loop.worker is not None:
         recover(loop)  # the pool made the branch and the worktree; finish what this worker left
         return
@@ -148,10 +150,10 @@ def recover(loop: "Loop") -> None:
         for lock in loop.git.remove_stale_locks():
             loop.say(f"resume: removed {lock}, left behind by a git that was killed")
     pending = store.pending()
-    if pending:
+    if pending is not None:
         _kill_leftovers(pending)
         _settle_pending(loop, pending)
-        restore_tree(loop, pending.get("untracked", []))
+        restore_tree(loop, pending.untracked)
     best = ledger.best()
     if best is not None and loop.git.head() != best.commit:
         loop.git.reset_hard(best.commit)
@@ -163,28 +165,28 @@ def recover(loop: "Loop") -> None:
         loop.mirror_tsv()
 
 
-def _kill_leftovers(pending: dict) -> None:
-    for proc in pending.get("processes", []):
-        if proc["pid"]:
-            kill_tree_if_alive(proc["pid"], proc["create_time"], token=proc.get("token"))
-        elif proc.get("token"):  # killed before the pid was known: the token still finds it
-            kill_token(proc["token"])
+def _kill_leftovers(pending: Pending) -> None:
+    for proc in pending.processes:
+        if proc.pid:
+            kill_tree_if_alive(proc.pid, proc.create_time, token=proc.token)
+        elif proc.token:  # killed before the pid was known: the token still finds it
+            kill_token(proc.token)
 
 
-def _settle_pending(loop: "Loop", pending: dict) -> None:
+def _settle_pending(loop: "Loop", pending: Pending) -> None:
     """An interrupted iteration is set aside; a confirmation recorded in pending.json is recorded."""
     store, ledger = loop.store, loop.store.ledger
-    if ledger.find(pending["iteration"]) is None:
-        loop.say(f"resume: iteration {pending['iteration']} was interrupted; rolling it back")
-        store.set_aside(pending["iteration"])
-        if pending.get("confirming") is not None:  # its confirmation run was under way too
-            store.set_aside(pending["confirming"])
-    elif pending.get("confirmation") and ledger.find(pending["confirmation"]["iteration"]) is None:
+    if ledger.find(pending.iteration) is None:
+        loop.say(f"resume: iteration {pending.iteration} was interrupted; rolling it back")
+        store.set_aside(pending.iteration)
+        if pending.confirming is not None:  # its confirmation run was under way too
+            store.set_aside(pending.confirming)
+    elif pending.confirmation and ledger.find(pending.confirmation["iteration"]) is None:
         # Killed between the two records: the confirmation that decided the keep is recorded now.
-        confirmation = Experiment.from_json(pending["confirmation"])
+        confirmation = Experiment.from_json(pending.confirmation)
         loop.write_explanation(confirmation)
         ledger.append(confirmation)
-        loop.say(f"resume: recorded confirmation run {pending['confirmation']['iteration']}")
+        loop.say(f"resume: recorded confirmation run {confirmation.iteration}")
 
 
 def restore_tree(loop: "Loop", untracked_before, created: list[str] | None = None) -> None:
@@ -223,5 +225,6 @@ def crashes_end_it(loop: "Loop", limits: Limits, this_session: list[Experiment])
     Only this session's records count: a resumed run is not stopped again for yesterday's crashes."""
     section = loop.task.config.task
     limit = section.max_consecutive_crashes if limits.max_consecutive_crashes is None else limits.max_consecutive_crashes
-    return (crash_policy.should_pause(this_session, section.pause_after_env_errors)
+    return (crash_policy.should_pause_for_agent(this_session, section.pause_after_env_errors)
+            or crash_policy.should_pause(this_session, section.pause_after_env_errors)
             or crash_policy.should_stop(this_session, limit))
