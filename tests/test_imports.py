@@ -135,7 +135,7 @@ def test_status_prompt_summary_and_report_show_the_imported_runs(seed_task):
     store = RunStore(task.dir, "night")
     totals = status_of(task.dir, "night").totals()
     assert totals["imported"] == 20 and totals["keeps"] == 0 and totals["best"] is None
-    out = subprocess.run(["autoresearch", "status", str(task.dir), "--tag", "night"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "autoresearch", "status", str(task.dir), "--tag", "night"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "20 imported" in out.stdout
     summary = summarize(task, store)
