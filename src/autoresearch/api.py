@@ -37,6 +37,10 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     `executor="ray"` (and `ray_address`) overrides the config's [executor]: runs become Ray tasks."""
     from autoresearch.analysis.observer import refresh as refresh_analysis  # not needed to fail fast
 
+    from autoresearch.agents import KINDS
+
+    if agent is not None and agent not in KINDS:  # the flag's fault, not autoresearch.toml's
+        raise AutoresearchError(f"--agent {agent!r}: unknown agent; use one of {', '.join(KINDS)}")
     task = start_task(task_dir, tag, say).with_executor(executor, ray_address)
     kind = agent or task.agent.kind
     limits = Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,

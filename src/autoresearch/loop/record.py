@@ -47,11 +47,13 @@ def build_record(loop: "Loop", attempt: Attempt) -> Experiment:
 
 
 def memory_gb(loop: "Loop", attempt: Attempt) -> float:
-    """The footer's memory (`[metrics] memory_key`, MB), else the run's measured peak; in GB."""
+    """The footer's memory (`[metrics] memory_key`, MB), else the run's measured peak; in GB.
+
+    A footer 0 (a CUDA counter read on a CPU run) says nothing was measured there: the peak counts."""
     if attempt.result is None:
         return 0.0
     mb = attempt.metrics.get(loop.task.metrics.memory_key)
-    if not isinstance(mb, float) or not math.isfinite(mb):
+    if not isinstance(mb, float) or not math.isfinite(mb) or mb <= 0:
         mb = attempt.result.peak_rss_mb  # no footer value: the measured peak of the process tree
     return round(mb / 1024, 1)
 
