@@ -80,3 +80,20 @@ def test_an_unknown_agent_flag_names_the_flag(make_task):
     result = cli("run", str(task), "--tag", "a", "-n", "1", "--agent", "bogus")
     assert result.returncode == 2 and "--agent 'bogus': unknown agent" in result.stderr, result.stderr
     assert "autoresearch.toml" not in result.stderr
+
+
+def test_a_task_with_nothing_to_tune_fails_before_the_baseline(make_task):
+    from autoresearch.agents import create_agent
+    from autoresearch.config import load_task
+    from autoresearch.loop import Limits, Loop
+
+    task = make_task(train='''\
+        x = 1.0  # lowercase: not a knob
+        print("---")
+        print(f"score: {x:.6f}")
+    ''')
+    loaded = load_task(task)
+    loop = Loop(loaded, "n", create_agent("tuner", loaded), say=lambda s: None)
+    with pytest.raises(AutoresearchError, match=r"nothing to tune in train\.py.*with or without a search space"):
+        loop.run(Limits(iterations=2))
+    assert not (task / ".autoresearch/n/runs/0000/log.txt").exists()  # no baseline was trained

@@ -506,11 +506,12 @@ class TunerAgent(Agent):
     repairs = False  # it only moves constants: a crashed change cannot be repaired, only avoided
     OPTIONS = ("first_step", "two_axis_prob", "tpe_min_points", "tpe_prob")
 
-    def __init__(self, seed: int = 0, **options):
+    def __init__(self, seed: int = 0, *, task=None, **options):
         unknown = sorted(set(options) - set(self.OPTIONS))
         if unknown:
             raise ConfigError("tuner", unknown[0], f"unknown tuner option; known: {', '.join(self.OPTIONS)}")
         self.seed = seed
+        self.task = task  # known from the registry: `check` reads its editable files before the baseline
         self.options = options
         self._params_by_commit: dict[str, dict[str, Any] | None] = {}
 
@@ -529,7 +530,15 @@ class TunerAgent(Agent):
     @classmethod
     def from_task(cls, task, seed: int = 0) -> "TunerAgent":
         """The registry's constructor: the tuner needs nothing from the task but the seed."""
-        return cls(seed=seed)
+        return cls(seed=seed, task=task)
+
+    def check(self) -> None:
+        """A task with nothing to tune fails now, not after the baseline has trained."""
+        if self.task is None:
+            return
+        files = [f for f in self.task.editable if knob_sources.has_knobs(f)]
+        if not self._constants(self.task.dir, files):  # a broken annotation raises its own ConfigError
+            raise AutoresearchError(_nothing_to_tune(files))
 
     def propose(self, context: Context) -> Proposal:
         files = [f for f in context.editable if knob_sources.has_knobs(f)]
@@ -538,9 +547,7 @@ class TunerAgent(Agent):
         except ConfigError as e:
             return Proposal("tuner failed", "", ok=False, error=str(e))
         if not located:
-            where = ", ".join(files) or "the editable files (none is a .py file)"
-            return Proposal("tuner found nothing to tune", "", ok=False,
-                            error=f"no UPPERCASE constants with a search space found in {where}; {NO_SPACE_HINT}")
+            return Proposal("tuner found nothing to tune", "", ok=False, error=_nothing_to_tune(files))
         spaces = {key: const.space for key, (_, const) in located.items()}
         best = {key: const.value for key, (_, const) in located.items()}
         history = self._observations(context, located)
@@ -702,6 +709,13 @@ def _stopped_at_assertion(exp) -> bool:
     """The run ended in an AssertionError of the code itself: it refused the value."""
     verdict = exp.verdict
     return verdict.crashed and verdict.reason is Reason.EXIT_CODE and "AssertionError" in verdict.detail
+
+
+def _nothing_to_tune(files: Sequence[str]) -> str:
+    where = ", ".join(files) or "the editable files (none is a .py file)"
+    return (f"the tuner found nothing to tune in {where}: it moves module-level UPPERCASE constants "
+            "(numbers, strings, tuples; e.g. `LR = 3e-3`), with or without a search space "
+            f"({NO_SPACE_HINT}); add one, or pick another --agent")
 
 
 def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tuple[str, Constant]]:
