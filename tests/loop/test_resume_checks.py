@@ -97,3 +97,24 @@ def test_a_task_with_nothing_to_tune_fails_before_the_baseline(make_task):
     with pytest.raises(AutoresearchError, match=r"nothing to tune in train\.py.*with or without a search space"):
         loop.run(Limits(iterations=2))
     assert not (task / ".autoresearch/n/runs/0000/log.txt").exists()  # no baseline was trained
+
+
+def test_descriptions_are_safe_for_git_tsv_and_terminal_and_otherwise_verbatim(make_task):
+    from autoresearch.agents.command import split_explanation
+    from autoresearch.records import Proposal
+
+    from helpers import tsv
+
+    task = make_task()
+
+    def nasty(d):
+        set_x(2.0)(d)
+        return Proposal("-nan\x00 fix \x1b[31mred\x1b[0m\tand\x07 more", "Why:\x00 \x1b]0;title\x07because.\nLine 2.")
+
+    _, records = run(task, ScriptedAgent(nasty), 1)
+    assert records[1].status.value == "keep" and records[1].description == "-nan fix red and more"
+    assert records[1].explanation == "Why: because.\nLine 2."
+    assert tsv(task)[-1][-1] == "-nan fix red and more"
+    assert split_explanation("-nan is what the loss became\nmore")[0] == "-nan is what the loss became"
+    assert split_explanation("## **Lower LR**\nbecause")[0] == "Lower LR"
+    assert split_explanation("- raise X\nbecause")[0] == "raise X"
