@@ -148,8 +148,8 @@ def _final_reports(task: Task, tag: str, say: Callable[[str], None]) -> None:
     try:
         from autoresearch.analysis.plot import plot_progress
         from autoresearch.analysis.report import write_report
-        plot_progress(task, store, task.dir / "progress.png")
-        say(f"report: {write_report(task, store, task.dir / 'report.html')}   plot: {task.dir / 'progress.png'}")
+        plot = plot_progress(task, store, store.shown("progress.png"))  # the store's copy where git tracks one
+        say(f"report: {write_report(task, store, store.shown('report.html'))}   plot: {plot}")
     except Exception as exc:
         say(f"warning: the report could not be written ({type(exc).__name__}: {exc}); `autoresearch report` retries")
 

@@ -10,6 +10,8 @@ are errors with a "did you mean" suggestion, since a silently ignored setting is
 
 from __future__ import annotations
 
+import math
+
 import difflib
 import re
 import tomllib
@@ -66,6 +68,29 @@ class TaskSection(_Section):
     def _env_names(cls, v):
         return _check_env_names(v)
 
+    @field_validator("run", "eval", "final_eval", "setup")
+    @classmethod
+    def _not_blank(cls, v):
+        if v is not None and not v.strip():
+            raise ValueError("is blank; give the shell command, e.g. \"python train.py\"")
+        return v
+
+    @field_validator("time_budget", "timeout", "memory_limit_mb", mode="before")
+    @classmethod
+    def _a_real_number(cls, v):
+        if isinstance(v, bool):  # TOML true is not 1 second
+            raise ValueError("must be a number, not true/false")
+        if isinstance(v, (int, float)) and not math.isfinite(v):
+            raise ValueError("must be a finite number (inf would mean no limit at all)")
+        return v
+
+    @model_validator(mode="after")
+    def _timeout_covers_the_budget(self):
+        if self.timeout is not None and self.timeout < self.time_budget:
+            raise ValueError(f"timeout ({self.timeout:g} s) is below time_budget ({self.time_budget:g} s): every run "
+                             "would be killed before its budget; raise it or leave it out (2 x time_budget + 60)")
+        return self
+
     @property
     def hard_timeout(self) -> float:
         return self.timeout if self.timeout is not None else 2 * self.time_budget + 60
@@ -91,6 +116,13 @@ class MetricsSection(_Section):
     # Share of the most common class in the eval set: an accuracy equal to it is flagged as a
     # model that may predict one class (a run's footer may also print `majority_rate: ...`).
     majority_rate: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _primary_is_no_tie_break(self):
+        if any(t.name == self.primary for t in self.tie_break):
+            raise ValueError(f"tie_break lists the primary {self.primary!r}; a tie-break decides only when the "
+                             "primary is equal, so name other metrics there")
+        return self
 
     @field_validator("tie_break", mode="before")
     @classmethod
@@ -424,6 +456,8 @@ def _check_files(path: Path, directory: Path, config: TaskConfig) -> None:
             p = (directory / name).resolve()
             if not p.is_relative_to(directory):
                 raise ConfigError(path, key, f"{name!r} is outside the task directory")
+            if ".git" in Path(name).parts or ".git" in p.relative_to(directory).parts:
+                raise ConfigError(path, key, f"{name!r} is inside .git; list the task's own files, never git's")
             if not p.is_file():
                 raise ConfigError(path, key, f"{name!r} does not exist in {directory}; correct the name or create the file")
     both = set(config.task.editable) & set(config.task.readonly)

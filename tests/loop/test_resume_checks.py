@@ -118,3 +118,22 @@ def test_descriptions_are_safe_for_git_tsv_and_terminal_and_otherwise_verbatim(m
     assert split_explanation("-nan is what the loss became\nmore")[0] == "-nan is what the loss became"
     assert split_explanation("## **Lower LR**\nbecause")[0] == "Lower LR"
     assert split_explanation("- raise X\nbecause")[0] == "raise X"
+
+
+def test_tracked_progress_png_and_results_tsv_are_never_written_over(make_task):
+    from autoresearch.api import run_loop
+
+    from conftest import git
+
+    task = make_task(extra={"progress.png": "the README's own image\n", "results.tsv": "a table the user keeps\n"})
+    before = {n: (task / n).read_bytes() for n in ("progress.png", "results.tsv")}
+    said = []
+    run_loop(task, "tr", iterations=1, agent="tuner", say=said.append)
+    run_loop(task, "tr", iterations=1, agent="tuner", say=said.append)  # its own outputs never block a resume
+    for name, content in before.items():
+        assert (task / name).read_bytes() == content, name
+    store = task / ".autoresearch" / "tr"
+    assert (store / "progress.png").stat().st_size > 1000 and len((store / "results.tsv").read_text().splitlines()) == 4
+    assert git(task, "status", "--porcelain", "--untracked-files=no") == ""
+    assert not list(store.glob("results.tsv.bak*")) and not any("changed by hand" in s for s in said)
+    assert any(str(store / "progress.png") in s for s in said)  # the summary says where it went
