@@ -1,5 +1,6 @@
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -114,11 +115,11 @@ def test_write_back_only_with_the_flag_and_keeps_the_original(seed_task):
 
 def test_import_cli_reports_and_a_bad_folder_is_a_clear_error(seed_task, tmp_path):
     task, runs, _ = seed_task
-    out = subprocess.run([".venv/bin/autoresearch" if False else "autoresearch", "import", str(runs), "--tag", "n1",
+    out = subprocess.run([sys.executable, "-m", "autoresearch", "import", str(runs), "--tag", "n1",
                           "--task", str(task.dir)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "imported 20 runs" in out.stdout and "did not map" in out.stdout
-    bad = subprocess.run(["autoresearch", "import", str(tmp_path / "nowhere"), "--tag", "n2", "--task", str(task.dir)],
+    bad = subprocess.run([sys.executable, "-m", "autoresearch", "import", str(tmp_path / "nowhere"), "--tag", "n2", "--task", str(task.dir)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "not a directory" in bad.stderr and "Traceback" not in bad.stderr
 

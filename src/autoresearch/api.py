@@ -12,12 +12,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from autoresearch import integrity, outer
+from autoresearch import crash_policy, integrity, outer
 from autoresearch.agents import create_agent
 from autoresearch.atomic import write_text
 from autoresearch.config import CONFIG_NAME, Task, load_task, stored_config
 from autoresearch.cost import spend
-from autoresearch.errors import AutoresearchError
+from autoresearch.errors import AgentPaused, AutoresearchError
 from autoresearch.budget import budget_watch
 from autoresearch.gpu import training_share
 from autoresearch.loop import Limits, Loop
@@ -57,6 +57,10 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
         loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event,
                     observers=[refresh_analysis, budget_watch(task, say)])
         records = loop.run(limits)
+        paused = crash_policy.should_pause_for_agent(records, task.config.task.pause_after_env_errors)
+        if paused:  # the agent cannot work: the reports are written, and the exit says so
+            _final_reports(task, tag, say)
+            raise AgentPaused(paused)
     _final_reports(task, tag, say)
     if task.config.task.final_eval and records and not (stop_event and stop_event.is_set()):
         integrity.final_eval(task, RunStore(task.dir, tag), say=say)  # the held-out check on the best commits
@@ -134,6 +138,8 @@ class RunStatus:
             "nodes": {n: sum(1 for r in self.records if r.node == n) for n in sorted({r.node for r in self.records if r.node})},
             "training_share": training_share(self.records),
             "warm_runs": sum(1 for r in self.records if r.warm),
+            "sandboxed_runs": sum(1 for r in self.records if r.sandboxed),
+            "runs": sum(1 for r in self.records if r.wall_seconds > 0),
             "warm_saved_seconds": round(sum(r.startup_saved_seconds or 0.0 for r in self.records if r.warm), 2),
             "cost_usd": spent.cost_usd, "tokens": spent.tokens,
             "memo_cost_usd": spent.memo_usd, "memo_tokens": spent.memo_tokens,  # included in the two above

@@ -134,9 +134,15 @@ class MetricsSection(_Section):
 
 
 class AgentSection(_Section):
+    # Keys the coding-CLI backends read from this section (agents/cli_agent.py COMMON_KEYS): never
+    # taken for a typo of another section's key (`model` is not `[sandbox] mode`).
+    EXTRAS: typing.ClassVar[frozenset[str]] = frozenset({"binary", "model", "extra_args", "retries", "backoff",
+                                                          "preflight"})
     kind: str = "tuner"
     command: str = ""
-    timeout: float = Field(default=3600.0, gt=0)  # wall-clock limit of one agent call, seconds
+    # Wall-clock limit of one agent call, seconds: long enough for a real edit by a coding CLI; known
+    # failures (no login, no network) end a call at once, so this only bounds a true hang.
+    timeout: float = Field(default=1200.0, gt=0)
     # Environment variables the agent gets besides the safe defaults and its backend's API keys.
     env: tuple[str, ...] = ()
 
@@ -189,11 +195,22 @@ def _check_env_names(names):
     return names
 
 
+class SandboxSection(_Section):
+    """`[sandbox]`: bubblewrap around the runs (execution/sandbox.py)."""
+
+    # auto: sandboxed where bwrap works, one warning where not; required: refuse to start without
+    # it; off: never. Off by default until warm starts run inside the sandbox (see sandbox.py).
+    mode: Literal["auto", "required", "off"] = "off"
+    network: bool = False  # runs get the network (W&B and the like); setup always has it
+    writable: tuple[str, ...] = ()  # more paths runs may write, relative to the task directory or absolute
+
+
 class TaskConfig(_Section):
     task: TaskSection
     metrics: MetricsSection
     agent: AgentSection = AgentSection()
     executor: ExecutorSection = ExecutorSection()
+    sandbox: SandboxSection = SandboxSection()
 
 
 class Task:
@@ -418,7 +435,7 @@ def _check_unknown_keys(path: Path, raw, model: type[BaseModel], prefix: str = "
         if key in tables:
             for item in value if isinstance(value, list) else [value]:
                 _check_unknown_keys(path, item, tables[key], f"{prefix}{key}.")
-        elif key not in known:
+        elif key not in known and key not in getattr(model, "EXTRAS", ()):
             problem = _misspelt(key, value, known - set(raw), tables, prefix) or _misplaced(key, prefix)
             if problem:
                 raise ConfigError(path, f"{prefix}{key}", problem)

@@ -35,9 +35,11 @@ SEED_NAMES = ("SEED", "RANDOM_SEED", "RNG_SEED")
 
 
 # -- trusted evaluation ------------------------------------------------------------------
-def trusted_eval(command: str, task_dir: Path, env: dict, timeout: float, log_path: Path) -> tuple[dict, Verdict | None]:
-    """(metrics from the eval's footer, the crash when the eval failed, else None)."""
-    result = run_process(RunSpec(command=command, cwd=str(task_dir), env=env, timeout=timeout, log_path=str(log_path)))
+def trusted_eval(command: str, task_dir: Path, env: dict, timeout: float, log_path: Path,
+                 sandbox=None) -> tuple[dict, Verdict | None]:
+    """(metrics from the eval's footer, the crash when the eval failed, else None); `sandbox`: the runs' view."""
+    result = run_process(RunSpec(command=command, cwd=str(task_dir), env=env, timeout=timeout, log_path=str(log_path),
+                                 sandbox=sandbox))
     redact_file(log_path, secret_values(env))
     if result.timed_out:
         return {}, Verdict.crash(Reason.EVAL, f"timed out after {timeout:g} s")

@@ -29,6 +29,8 @@ class RunSpec:
     repo_dir: str = ""
     task_subdir: str = ""
     memory_limit_mb: float | None = None  # kill the run's tree above this resident memory
+    # execution.sandbox.View: run inside bubblewrap with that view of the machine; None: unsandboxed.
+    sandbox: Any = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class RunResult:
     startup_saved_seconds: float | None = None  # warm: the preload imports it skipped (timed once, in the server)
     node: str = ""  # where it ran, for executors that run elsewhere (Ray: "host:nodeid8"); "" here
     node_lost: bool = False  # every attempt's node died mid-run: nothing is known about the code
+    sandboxed: bool = False  # it ran inside the bubblewrap sandbox (execution/sandbox.py)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Experiment:
     node: str = ""  # the machine it ran on, when not this one (Ray)
     gpu_util: float | None = None  # mean GPU utilisation sampled during the run (NVML), percent
     gpu_peak_mb: float | None = None  # peak GPU memory in use (NVML), when no footer says it
+    sandboxed: bool = False  # its run ran inside the bubblewrap sandbox ([sandbox] mode)
 
     @property
     def verdict(self) -> Verdict:

@@ -98,8 +98,10 @@ def run_on_node(tree: bytes, spec: RunSpec, job: NodeJob, node: str) -> NodeOutc
                 return setup
             link_outputs(*setup, root)
         before = snapshot(root)
+        # The head's sandbox view, moved onto the scratch tree: sandboxed there as it would be here.
+        view = spec.sandbox.moved(os.path.realpath(spec.repo_dir), os.path.realpath(root)) if spec.sandbox else None
         local = replace(spec, cwd=os.path.join(root, spec.task_subdir), env=env,
-                        log_path=os.path.join(scratch, "log.txt"))
+                        log_path=os.path.join(scratch, "log.txt"), sandbox=view)
         executor = executor_for(job.preload)
         result = executor.run(local, on_start=reaper.watch)
         if executor.off_reason:

@@ -2,7 +2,9 @@
 
 The command runs through the shell in a new session, so its process group can be signalled as a
 whole; supervise.py watches it, caps its log and kills whatever it started (group, remembered
-descendants, every process carrying the run token) at its end.
+descendants, every process carrying the run token) at its end. With `spec.sandbox` (a
+sandbox.View) the shell runs inside bubblewrap: the leader is bwrap, and killing it ends the
+run's PID namespace, every process in it included.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from dataclasses import replace
 from typing import Callable
 
+from autoresearch.execution.sandbox import sandboxed_argv
 from autoresearch.execution.supervise import (
     GRACE_SECONDS,
     RUN_TOKEN_ENV,
@@ -48,8 +51,8 @@ def run_process(
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            spec.command,
-            shell=True,
+            sandboxed_argv(spec.sandbox, spec.command, spec.cwd),
+            shell=spec.sandbox is None,
             cwd=spec.cwd,
             env={**spec.env, RUN_TOKEN_ENV: token},
             stdin=subprocess.DEVNULL,
@@ -66,7 +69,7 @@ def run_process(
                          on_start=on_start, stop_event=stop_event, poll_interval=poll_interval, grace=grace)
     finally:
         proc.stdout.close()
-    return seen.result(spec, proc.returncode, memory_limit_mb=spec.memory_limit_mb)
+    return seen.result(spec, proc.returncode, memory_limit_mb=spec.memory_limit_mb, sandboxed=spec.sandbox is not None)
 
 
 class _Fresh:

@@ -321,7 +321,9 @@ class WarmExecutor(Executor):
 
     def run(self, spec: RunSpec, *, on_start: Callable[[int], None] | None = None,
             stop_event: threading.Event | None = None) -> RunResult:
-        plain = parse_command(spec.command, spec.cwd, spec.env)
+        # A sandboxed run starts fresh inside bubblewrap: a server's forks would share its PID
+        # namespace and mounts, not get their own (not done yet; see sandbox.py).
+        plain = parse_command(spec.command, spec.cwd, spec.env) if spec.sandbox is None else None
         server = self._server_for(spec.env) if plain is not None else None
         if server is not None:
             # The clock starts once the server is up: its start (seconds, once a night) is no

@@ -58,6 +58,8 @@ class Attempt:
     metrics: dict = field(default_factory=dict)
     eval_failure: Verdict | None = None  # the trusted eval failed: a crash
     flag: str = ""  # the trusted eval disagrees with the run's own footer
+    tampered: list[str] = field(default_factory=list)  # git files / files outside the task the agent changed (put back)
+    run_tampered: list[str] = field(default_factory=list)  # git files its run (or eval) changed (put back)
     gpu: GpuFacts = GpuFacts()
     verdict: Verdict | None = None
     confirmation: "Attempt | None" = None

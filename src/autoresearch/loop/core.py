@@ -19,7 +19,7 @@ from autoresearch.atomic import mirror, write_text
 from autoresearch.config import Task
 from autoresearch.decision import Rules
 from autoresearch.errors import AutoresearchError
-from autoresearch.execution import Executor, as_executor
+from autoresearch.execution import Executor, as_executor, sandbox
 from autoresearch.gitrepo import Git
 from autoresearch.live.publisher import Publisher
 from autoresearch.live.state import clear_stop, stop_requested
@@ -43,6 +43,7 @@ class Loop:
         self.agent = as_agent(agent)
         self.owns_executor = executor is None
         self.executor = as_executor(executor) if executor is not None else default_executor(task, say)
+        self.sandbox = sandbox.Policy(task.config.sandbox)  # decided in prepare(): bwrap works here or not
         self.say = say
         self.stop_event = stop_event or threading.Event()
         self.store = RunStore(task.dir, tag, worker=worker.index if worker else None,

@@ -48,6 +48,9 @@ def _run_failed(loop: "Loop", attempt: Attempt, run: Attempt) -> Verdict | None:
     touched = guard.changed_readonly(attempt.readonly_before, guard.file_hashes(task.dir, task.readonly))
     if touched:
         return Verdict.crash(Reason.GUARD, f"the run modified read-only file(s) {', '.join(touched)}")
+    tampered = attempt.run_tampered or run.run_tampered
+    if tampered:
+        return Verdict.crash(Reason.GUARD, f"the run changed {', '.join(tampered)}; put back")
     result = run.result
     if result.node_lost:  # the machine died, twice: says nothing about the idea
         return Verdict.crash(Reason.NODE_LOST, "the node running it died (retried once)")

@@ -33,6 +33,7 @@ _FULL_PARSE_BYTES = 8 * 1024 * 1024
 def measure(loop: "Loop", attempt: Attempt) -> None:
     """Train the attempt's commit, then read what it reports (and what the trusted eval says)."""
     env = run_env(loop, attempt.n, attempt.seed)
+    git_state = loop.git.guarded_state()  # hooks, info/exclude: the run (or eval) must not change them
     result = _run(loop, attempt, env)
     secrets = secret_values(env)  # keys the task's [task] env hands its runs: kept out of the log we keep
     if secrets and redact_file(result.log_path, secrets):
@@ -43,13 +44,14 @@ def measure(loop: "Loop", attempt: Attempt) -> None:
     attempt.metrics = _metrics(loop, result)
     if loop.task.config.task.eval and attempt.trained:
         _trusted_eval(loop, attempt, env)
+    attempt.run_tampered = [f"git's {p}" for p in loop.git.restore_guarded(git_state)]
     write_json(attempt.run_dir / "metrics.json", attempt.metrics, durable=False)
 
 
 def _trusted_eval(loop: "Loop", attempt: Attempt, env: dict) -> None:
     task = loop.task
     eval_metrics, failure = integrity.trusted_eval(task.config.task.eval, task.dir, env, task.timeout,
-                                                   attempt.run_dir / "eval.log")
+                                                   attempt.run_dir / "eval.log", sandbox=sandbox_view(loop))
     loop.checkpoint()
     if failure is not None:
         attempt.eval_failure = failure
@@ -78,7 +80,13 @@ def run_spec(loop: "Loop", attempt: Attempt, env: dict) -> RunSpec:
     task = loop.task
     return RunSpec(command=task.run, cwd=str(task.dir), env=env, timeout=run_timeout(loop),
                    log_path=str(attempt.run_dir / "log.txt"), commit=attempt.commit, repo_dir=loop.repo_root,
-                   task_subdir=loop.git.prefix().rstrip("/"), memory_limit_mb=task.config.task.memory_limit_mb)
+                   task_subdir=loop.git.prefix().rstrip("/"), memory_limit_mb=task.config.task.memory_limit_mb,
+                   sandbox=sandbox_view(loop))
+
+
+def sandbox_view(loop: "Loop"):
+    """The sandbox view of this loop's runs (execution/sandbox.py), or None when runs are not sandboxed."""
+    return loop.sandbox.run_view(loop.task.dir, loop.repo_root, loop.store.root, loop.task.config.task.readonly)
 
 
 def run_timeout(loop: "Loop") -> float:

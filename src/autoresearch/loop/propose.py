@@ -41,11 +41,13 @@ def propose(loop: "Loop", attempt: Attempt) -> None:
         # The agent repairs the crashed change itself, so the work tree holds that code.
         git("checkout", "-q", attempt.repair.commit, "--", *task.editable)
     before_agent = git.snapshot()
+    git_state, outside_before = git.guarded_state(), git.outside_changes()
     attempt.proposal = _ask(loop, attempt)
     loop.emit("stage", attempt.n, "screen", description=attempt.proposal.description)
     healed = git.heal(before_agent, loop.branch)  # a rewritten HEAD or config, a lock it left
     if healed:
         loop.say(f"note: iteration {attempt.n}: the agent broke git's {', '.join(healed)}; put back")
+    _put_back_tampering(git, attempt, git_state, outside_before)
     loop.checkpoint()
     if git.put_back(loop.branch, attempt.parent):  # the agent moved HEAD, the branch or the index
         loop.say(f"note: iteration {attempt.n}: the agent changed git state; the branch is back at {attempt.parent[:7]}")
@@ -53,6 +55,17 @@ def propose(loop: "Loop", attempt: Attempt) -> None:
     entries = [(code, p) for code, p in git.status() if p not in untracked]
     attempt.changed = [p for _, p in entries]
     attempt.created = [p for code, p in entries if code == "??"]
+
+
+def _put_back_tampering(git, attempt: Attempt, git_state: dict, outside_before: set[str]) -> None:
+    """Hooks and info/exclude (a hook our commit would run, a file hidden from status), files
+    outside the task folder (a shared helper the run imports): put back; commit_and_guard then
+    makes the attempt a guard crash that names them."""
+    attempt.tampered = [f"git's {p}" for p in git.restore_guarded(git_state)]
+    outside_new = git.outside_changes() - outside_before
+    if outside_new:
+        git.revert_outside(outside_new)
+        attempt.tampered.append(f"file(s) outside the task directory {', '.join(sorted(outside_new))}")
 
 
 def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
@@ -129,7 +142,8 @@ def commit_and_guard(loop: "Loop", attempt: Attempt) -> None:
     write_text(attempt.run_dir / "diff.patch", git.diff(attempt.parent, attempt.commit), durable=False)
     touched = guard.changed_readonly(attempt.readonly_before, guard.file_hashes(task.dir, task.readonly))
     bad = sorted(set(outside) | set(touched))
-    if bad or escaped:
+    if bad or escaped or attempt.tampered:
         what = [f"changed non-editable file(s) {', '.join(bad)}"] if bad else []
         what += [f"made {', '.join(escaped)} lead outside the task directory"] if escaped else []
+        what += [f"changed {', '.join(attempt.tampered)}"] if attempt.tampered else []
         attempt.verdict = Verdict.crash(Reason.GUARD, f"{'; '.join(what)}; reverted")

@@ -39,6 +39,7 @@ def build_record(loop: "Loop", attempt: Attempt) -> Experiment:
         started_at=attempt.started, finished_at=time.time(),
         repair_of=proposal.data.get("repair_of") if isinstance(proposal.data, dict) else None,
         startup_seconds=result.startup_seconds if ran else None, warm=result.warm if ran else False,
+        sandboxed=result.sandboxed if ran else False,
         startup_saved_seconds=result.startup_saved_seconds if ran else None,
         node=result.node if ran else "",
         gpu_util=attempt.gpu.utilisation if ran else None,

@@ -95,6 +95,7 @@ def prepare(loop: "Loop") -> None:
     loop.agent.check()  # fail in a second with a fix, not after the baseline has trained
     loop.executor.check()
     loop.executor.connect()  # a cluster that is not there fails before a branch or a store is made
+    loop.sandbox.start(loop.say)  # one warning (auto) or a refusal (required) where bwrap cannot work
     if loop.worker is not None:
         recover(loop)  # the pool made the branch and the worktree; finish what this worker left
         return
@@ -227,5 +228,6 @@ def crashes_end_it(loop: "Loop", limits: Limits, this_session: list[Experiment])
     Only this session's records count: a resumed run is not stopped again for yesterday's crashes."""
     section = loop.task.config.task
     limit = section.max_consecutive_crashes if limits.max_consecutive_crashes is None else limits.max_consecutive_crashes
-    return (crash_policy.should_pause(this_session, section.pause_after_env_errors)
+    return (crash_policy.should_pause_for_agent(this_session, section.pause_after_env_errors)
+            or crash_policy.should_pause(this_session, section.pause_after_env_errors)
             or crash_policy.should_stop(this_session, limit))
