@@ -202,7 +202,8 @@ class CurveWatcher:
 
     def __init__(self, rules: Rules, primary: str, direction: str, budget: float,
                  earlier: Sequence[Trace], best_value: float | None, sources: Sequence[Path],
-                 clock=time.monotonic):
+                 clock=time.monotonic, may_stop: bool = True):
+        self.may_stop = may_stop  # False: the curve is recorded, never judged (a baseline)
         self.rules, self.primary, self.direction, self.budget = rules, primary, direction, budget
         self.earlier = [t for t in earlier if t]
         self.best_value = best_value
@@ -221,7 +222,7 @@ class CurveWatcher:
         while len(self._seen_at) < len(points):
             self._seen_at.append(elapsed)  # when this point was first seen
         self.trace = trace_from_points(points, self.primary, self.budget, self._seen_at)
-        if self.decision is None:
+        if self.decision is None and self.may_stop:
             self.decision = judge(self.trace, self.earlier, self.best_value, self.rules, self.primary, self.direction)
         return self.decision
 
@@ -272,3 +273,32 @@ class CurveWatcher:
             done.set()
             if thread.is_alive():
                 thread.join(timeout=5)
+
+
+# -- for the loop ----------------------------------------------------------------------------
+def watcher_for(task, store, history, run_dir: Path, *, may_stop: bool,
+                cache: dict[int, Trace] | None = None) -> CurveWatcher | None:
+    """The watcher of one run of `task`, or None when `[early_stop]` is off.
+
+    Every run is watched, so that its curve is on record with the watcher's clock; only those
+    with `may_stop` (never a baseline, a noise repeat or a confirmation) are judged."""
+    from autoresearch.records import Status
+
+    rules = Rules.from_config(getattr(task.config, "early_stop", None))
+    if not rules.enabled:
+        return None
+    primary, budget = task.metrics.primary, task.time_budget
+    cache = cache if cache is not None else {}
+    earlier = []
+    for record in history:
+        if record.status is Status.CRASH:
+            continue
+        if record.iteration not in cache:
+            cache[record.iteration] = load_trace(store.run_dir(record.iteration), primary, budget)
+        earlier.append(cache[record.iteration])
+    best = next((r for r in reversed(history) if r.status is Status.KEEP), None)
+    best_value = best.metrics.get(primary) if best is not None else None
+    if not isinstance(best_value, (int, float)) or isinstance(best_value, bool) or not math.isfinite(best_value):
+        best_value = None
+    return CurveWatcher(rules, primary, task.metrics.direction, budget, earlier, best_value,
+                        [Path(task.dir) / "metrics.jsonl", Path(run_dir) / "log.txt"], may_stop=may_stop)

@@ -9,6 +9,7 @@ be brought in line, and both are derived from the ledger.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -21,7 +22,7 @@ from typing import Callable
 
 import psutil
 
-from autoresearch import crash, crash_policy, environment, guard, integrity, outer, results_tsv
+from autoresearch import crash, crash_policy, early_stop, environment, guard, integrity, outer, results_tsv
 from autoresearch.agents.base import Agent, Context
 from autoresearch.atomic import mirror, write_json, write_text
 from autoresearch.config import Task
@@ -340,10 +341,13 @@ class Loop:
                 return self._finish(self._record(n, commit, parent, Status.CRASH, reason, proposal, started, changed=changed))
 
         seed = str(repeat) if repeat else None
-        result, metrics, problem = self._measure(n, run_dir, commit, seed)
+        result, metrics, problem = self._measure(n, run_dir, commit, seed, may_stop=not baseline)
+        stop = self._early_stop
+        if stop is not None:  # stopped early: its metrics are the curve's so far
+            metrics = {**metrics, self.rules.primary: stop.value}
         memory_gb = self._memory_gb(metrics, result)
         judged = dict(ro_before=ro_before, baseline=baseline, repeat=repeat, problem=problem, parent=parent,
-                      lines_before=lines_before if not baseline else 0)
+                      lines_before=lines_before if not baseline else 0, stop=stop)
         confirmation = None
         if self.task.metrics.confirm and not baseline:
             status, _ = self._judge(result, metrics, best=store.ledger.best(), **judged)
@@ -359,6 +363,8 @@ class Loop:
                     f"not confirmed by iteration {confirmation[0]} under another seed"
             record = self._record(n, commit, parent, status, reason, proposal, started, changed=changed,
                                   metrics=metrics, result=result, memory_gb=memory_gb)
+            if stop is not None and status is Status.DISCARD:
+                record = replace(record, stopped_at=round(stop.at, 4))
             if confirmation is not None:  # it is recorded second; a resume records it if we die between
                 store.set_pending(confirmation=confirmation[4].to_json())
             recorded = [self._finish(record, last=confirmation is None, announce=False)]
@@ -370,10 +376,22 @@ class Loop:
             self._announce(r)
         return recorded[0]
 
-    def _measure(self, n: int, run_dir: Path, commit: str, seed: str | None):
-        """Run the training (and the trusted eval): (result, metrics, crash reason or '' or a flag)."""
+    def _measure(self, n: int, run_dir: Path, commit: str, seed: str | None, may_stop: bool = False):
+        """Run the training (and the trusted eval): (result, metrics, crash reason or '' or a flag).
+
+        `may_stop`: the run may be stopped early (self._early_stop says why); never a baseline."""
         env = self._run_env(n, seed)
-        result = self._run(n, run_dir, commit, env)
+        with self.shared.lock:
+            history = list(self.store.ledger.records)
+        watcher = early_stop.watcher_for(self.task, self.store, history, run_dir, may_stop=may_stop,
+                                         cache=self.__dict__.setdefault("_traces", {}))
+        result = self._run(n, run_dir, commit, env, watcher)
+        self._early_stop = None
+        if watcher is not None:
+            early_stop.save_trace(run_dir, watcher.trace, self.rules.primary, self.task.time_budget, watcher.decision)
+            if watcher.decision is not None and result.exit_code is None and not result.timed_out \
+                    and not self.stop_event.is_set():
+                self._early_stop = watcher.decision  # the rule ended it, not the timeout or a Ctrl-C
         secrets = secret_values(env)  # keys the task's [task] env hands its runs: kept out of the log we keep
         if secrets and redact_file(result.log_path, secrets):
             result = replace(result, output_tail=redact(result.output_tail, secrets))
@@ -470,16 +488,17 @@ class Loop:
             env["AUTORESEARCH_SEED"] = seed  # repeats and confirmations: the same code, another seed
         return env
 
-    def _run(self, n: int, run_dir: Path, commit: str, env: dict) -> RunResult:
+    def _run(self, n: int, run_dir: Path, commit: str, env: dict, watcher=None) -> RunResult:
         spec = RunSpec(command=self.task.run, cwd=str(self.task.dir), env=env,
                        timeout=self.task.timeout, log_path=str(run_dir / "log.txt"),
                        commit=commit, repo_dir=self._repo_root(), task_subdir=self.git.prefix().rstrip("/"),
                        memory_limit_mb=self.task.config.task.memory_limit_mb)
 
         self._track(0, "run", env[RUN_TOKEN_ENV])  # the token first: a kill before the pid is known still finds it
-        with GpuSampler(env.get("CUDA_VISIBLE_DEVICES")) as sampler:
+        watching = watcher.watching(self.stop_event) if watcher is not None else contextlib.nullcontext(self.stop_event)
+        with GpuSampler(env.get("CUDA_VISIBLE_DEVICES")) as sampler, watching as run_stop:
             result = self.executor.run(spec, on_start=lambda pid: self._track(pid, "run", env[RUN_TOKEN_ENV]),
-                                       stop_event=self.stop_event)
+                                       stop_event=run_stop)
         self._gpu = sampler
         return result
 
@@ -511,11 +530,13 @@ class Loop:
         return report.metrics
 
     def _judge(self, result: RunResult, metrics: dict, *, ro_before, best, baseline: bool, lines_before: int,
-               repeat: int = 0, problem: str = "", parent: str = ""):
+               repeat: int = 0, problem: str = "", parent: str = "", stop=None):
         ro_after = guard.file_hashes(self.task.dir, self.task.readonly)
         bad = guard.changed_readonly(ro_before, ro_after)
         if bad:
             return Status.CRASH, f"{CrashReason.GUARD.value}: the run modified read-only file(s) {', '.join(bad)}"
+        if stop is not None:  # behind the earlier runs at the same time, with no way to catch up
+            return Status.DISCARD, stop.reason
         if result.node_lost:  # the machine died, twice: says nothing about the idea
             return Status.CRASH, f"{CrashReason.NODE_LOST.value}: the node running it died (retried once)"
         if result.timed_out or result.exit_code != 0:

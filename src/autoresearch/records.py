@@ -111,6 +111,8 @@ class Experiment:
     node: str = ""  # the machine it ran on, when not this one (Ray)
     gpu_util: float | None = None  # mean GPU utilisation sampled during the run (NVML), percent
     gpu_peak_mb: float | None = None  # peak GPU memory in use (NVML), when no footer says it
+    # Early-stopped (early_stop.py): the fraction of the budget it trained; its metrics are partial.
+    stopped_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
