@@ -8,7 +8,13 @@ methods of a seed) and gets the same number of further runs. A run rewrites the
 constants of a scratch copy of the example and trains it for AUTORESEARCH_TIME_BUDGET
 seconds. The methods take turns run by run, so a change of machine load hits them alike.
 
+    python bench/search.py --history 8         # the tuner with and without 8 earlier runs imported
+
 Printed: the best val_acc after k runs (k = 0 is the baseline), mean over seeds.
+With --history N, N random configurations are run first (the runs a user made by hand before
+the night, `autoresearch import`); then the tuner searches twice from the same baseline, once
+knowing them (as imported observations) and once not. Only the night's own runs count toward
+the best after k: an imported run has no commit the branch could stand on.
 It is a benchmark, not a test: it prints figures and asserts nothing.
 """
 
@@ -138,7 +144,10 @@ def main(argv=None) -> None:
     parser.add_argument("--budget", type=float, default=10.0, help="AUTORESEARCH_TIME_BUDGET, seconds")
     parser.add_argument("--methods", default="tuner,tpe,random")
     parser.add_argument("--example", type=Path, default=EXAMPLE)
+    parser.add_argument("--history", type=int, default=0, help="earlier random runs imported before the night")
     args = parser.parse_args(argv)
+    if args.history:
+        return history_main(args)
     methods = args.methods.split(",")
     start = time.time()
 
@@ -188,6 +197,49 @@ def main(argv=None) -> None:
     wins = {name: sum(1 for f in finals if f[name] >= max(f.values())) for name in curves}
     print("seeds where a method ends best (ties count for each): " + ", ".join(f"{n} {w}" for n, w in wins.items()))
     print(f"{example.runs} runs in {example.seconds:.0f} s ({example.seconds / max(example.runs, 1):.1f} s per run)")
+
+
+def history_main(args) -> None:
+    """Best after k runs of the tuner, with and without an import of `args.history` earlier runs."""
+    import random
+
+    start = time.time()
+    curves = {"tuner": [], "tuner+import": []}
+    with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as scratch:
+        example = Example(args.example, args.budget, Path(scratch))
+        print(f"{len(example.spaces)} axes; {args.history} earlier runs imported; {args.iterations} runs after the "
+              f"baseline; {args.seeds} seeds; budget {args.budget:g} s\n", flush=True)
+        for seed in range(args.seeds):
+            baseline_value = example.run(example.baseline)
+            rng = random.Random(f"history:{seed}")
+            drawer = TunerPolicy(example.spaces)
+            earlier = []
+            for _ in range(args.history):
+                params = {a: drawer._random_value(a, rng) for a in drawer.axes}
+                earlier.append(Observation(params, example.run(params), "imported", imported=True))
+            plain = TunerSearch(example.spaces, example.baseline, baseline_value, seed)
+            informed = TunerSearch(example.spaces, example.baseline, baseline_value, seed)
+            informed.history = earlier + informed.history
+            searches = {"tuner": plain, "tuner+import": informed}
+            best = {name: [baseline_value if baseline_value is not None else -math.inf] for name in searches}
+            for _ in range(args.iterations):
+                for name, search in searches.items():
+                    params = search.ask()
+                    value = example.run(params)
+                    search.tell(params, value)
+                    best[name].append(max(best[name][-1], value if value is not None else -math.inf))
+            for name in searches:
+                curves[name].append(best[name])
+            shown = max((o.value for o in earlier if o.value is not None), default=None)
+            print(f"seed {seed}: baseline {baseline_value}, best earlier run {shown}; best after {args.iterations}: "
+                  + "  ".join(f"{n} {c[-1]:.3f}" for n, c in best.items()) + f"  ({time.time() - start:.0f} s)", flush=True)
+            print("  tuner+import moves: " + "  ".join(informed.moves), flush=True)
+    print(f"\nbest {METRIC} after k runs of the night (k = 0 is the baseline), mean over {args.seeds} seeds:")
+    ks = range(args.iterations + 1)
+    print(f"{'k':>12} " + " ".join(f"{k:>6}" for k in ks))
+    for name, runs in curves.items():
+        print(f"{name:>12} " + " ".join(f"{sum(r[k] for r in runs) / len(runs):6.3f}" for k in ks))
+    print(f"{example.runs} runs in {example.seconds:.0f} s")
 
 
 if __name__ == "__main__":

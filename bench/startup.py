@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from autoresearch.executor import LocalExecutor
+from autoresearch.execution import LocalExecutor
 from autoresearch.records import RunSpec
-from autoresearch.warm import WarmExecutor
+from autoresearch.execution.warm import WarmExecutor
 
 SCRIPT = """\
 import time

@@ -91,7 +91,7 @@ def _executor_factory(name: str, workers: int):
         yield lambda i: None
     elif name == "ray":
         with _ray_cluster(workers):
-            from autoresearch.ray_executor import RayExecutor
+            from autoresearch.execution.ray_executor import RayExecutor
 
             executor = RayExecutor(None, {"num_cpus": 0, "resources": {"slot": 1}})
             yield lambda i: executor

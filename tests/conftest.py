@@ -64,3 +64,20 @@ def _git_identity(monkeypatch):
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.com")
     monkeypatch.setenv("GIT_COMMITTER_NAME", "test")
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", "test@example.com")
+
+
+KARPATHY_FIXTURE = Path(__file__).parent / "fixtures" / "karpathy"
+
+
+@pytest.fixture
+def karpathy_repo(tmp_path):
+    """Our own karpathy-layout repository (program.md, train.py, read-only prepare.py with
+    TIME_BUDGET, pyproject.toml, a tracked progress.png), committed, with no autoresearch.toml."""
+    import shutil
+
+    repo = tmp_path / "tinybpb"
+    shutil.copytree(KARPATHY_FIXTURE, repo)
+    git(repo, "init", "-q", "-b", "master")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "tinybpb")
+    return repo

@@ -58,9 +58,12 @@ def test_only_module_level_uppercase_literals():
 
 
 def test_non_literal_and_multiline_values_are_skipped():
-    src = "A = 1 + 2\nB = [1, 2]\nC = (\n    3\n)\nD = f'x{1}'\nE = b'x'\nF: int = 4\nG = H = 5\n"
+    src = ("A = 1 + 2\nB = [1, 2]\nC = (\n    3\n)\nD = f'x{1}'\nE = b'x'\nF: int = 4\nG = H = 5\n"
+           "I = [1, 'a']\nJ = (1,\n     2)\nK = WIDTH * 2\nL = (\n    2\n    ** 3)\n")
     # C's literal sits on one line inside the parentheses, so it can still be rewritten in place.
-    assert list(by_name(src)) == ["C", "F"]
+    # A constant expression and a list of numbers are knobs (issue 14); a mixed list, a name in an
+    # expression, a call or an expression spread over lines are not. J's elements are each on one line.
+    assert list(by_name(src)) == ["A", "B[0]", "B[1]", "C", "F", "J[0]", "J[1]"]
 
 
 def test_unannotated_defaults():
@@ -187,3 +190,136 @@ def test_form_feed_and_crlf_do_not_shift_lines():
     src = "import os\r\n\x0c\r\nLR = 0.1  # search: log(0.01, 1)\r\nX = 'a\u2028b'\r\nW = 3\r\n"
     out = rewrite(src, {"LR": 0.2, "W": 4})
     assert out == src.replace("0.1 ", "0.2 ").replace("W = 3", "W = 4")
+
+
+# -- issue 14: knobs that fit real code ---------------------------------------------------
+
+KARPATHY_BLOCK = '''\
+from prepare import MAX_SEQ_LEN, TIME_BUDGET, evaluate_bpb
+
+ASPECT_RATIO = 64       # model_dim = depth * ASPECT_RATIO
+HEAD_DIM = 128          # target head dimension
+WINDOW_PATTERN = "SSSL" # L = full, S = half context
+TOTAL_BATCH_SIZE = 2**13 # tokens per optimizer step
+CHUNK = 4 * 1024
+MATRIX_LR = 0.04
+WEIGHT_DECAY = 0.2
+ADAM_BETAS = (0.8, 0.95) # beta1, beta2
+WARMUP_RATIO = 0.0
+WARMDOWN_RATIO = 0.5
+FINAL_LR_FRAC = 0.0
+DEPTH = 8
+DEVICE_BATCH_SIZE = 16
+EVAL_BATCH_SIZE = 32
+CPU_DEPTH = 4
+SEED = 42
+LOG_EVERY = 10
+
+
+def build(pattern):
+    assert all(c in "SL" for c in pattern)
+    return pattern
+
+
+def main(is_cpu):
+    depth = DEPTH if not is_cpu else min(DEPTH, CPU_DEPTH)
+    tokens = DEVICE_BATCH_SIZE * MAX_SEQ_LEN
+    assert TOTAL_BATCH_SIZE % tokens == 0
+    build(WINDOW_PATTERN)
+    eval_batch = EVAL_BATCH_SIZE
+    opt = make_opt(MATRIX_LR, WEIGHT_DECAY, ADAM_BETAS, WARMUP_RATIO, FINAL_LR_FRAC, SEED, CHUNK)
+    for step in range(100):
+        lr = MATRIX_LR * WARMDOWN_RATIO
+        if step % LOG_EVERY == 0:
+            print(f"step {step} lr {lr}")
+    val_bpb = evaluate_bpb(depth, eval_batch, ASPECT_RATIO * HEAD_DIM, opt)
+    print(f"depth: {depth} eval batch {EVAL_BATCH_SIZE}")
+'''
+
+
+def test_expressions_tuples_and_strings_are_knobs():
+    c = by_name(KARPATHY_BLOCK)
+    assert c["TOTAL_BATCH_SIZE"].value == 8192 and c["CHUNK"].value == 4096
+    assert c["ADAM_BETAS[0]"].value == 0.8 and c["ADAM_BETAS[1]"].value == 0.95
+    # A string compared with nothing, but checked against an alphabet: its pattern's lead run moves.
+    assert c["WINDOW_PATTERN"].space == Space("choice", choices=("SSSL", "L", "SL", "SSL", "SSSSL"))
+
+
+def test_safe_ranges_from_names_and_values():
+    c = by_name(KARPATHY_BLOCK)
+    assert c["WARMDOWN_RATIO"].space == Space("float", 0.0, 1.0)  # was log(0.05, 5.0): a ratio above 1
+    assert c["WARMUP_RATIO"].space == Space("float", 0.0, 1.0) and c["FINAL_LR_FRAC"].space == Space("float", 0.0, 1.0)
+    assert c["ADAM_BETAS[1]"].space == Space("float", 0.5, 0.999)
+    assert c["TOTAL_BATCH_SIZE"].space == Space("pow2", 2048, 32768)  # written as 2**k
+    assert c["DEVICE_BATCH_SIZE"].space == Space("pow2", 4, 64) and c["HEAD_DIM"].space == Space("pow2", 32, 512)
+    assert c["DEPTH"].space.kind == "int_log" and c["MATRIX_LR"].space == Space("log", 0.004, 0.4)
+    # An int with a ratio-like name stays an int; a power of two with no size-like name is an ordinary int.
+    assert c["ASPECT_RATIO"].space == Space("int_log", 16, 256)
+    for value in (3, 100, 2.5):
+        assert Space("pow2", 4, 64).snap(value) in (4, 2, 128, 64) and Space("pow2", 4, 64).snap(value) & (Space("pow2", 4, 64).snap(value) - 1) == 0
+
+
+def test_constants_that_cannot_change_the_training_are_left_out():
+    c = by_name(KARPATHY_BLOCK)
+    assert "evaluation or logging" in c["EVAL_BATCH_SIZE"].skip
+    assert "capped: min(DEPTH, CPU_DEPTH) takes CPU_DEPTH = 4" in c["DEPTH"].skip and not c["CPU_DEPTH"].skip
+    assert "seed" in c["SEED"].skip
+    # Read by an `if` in the training loop (it decides how often to print, but also what runs): kept.
+    assert not c["LOG_EVERY"].skip and not c["MATRIX_LR"].skip
+    names = [k.name for k in searchable(find_constants(KARPATHY_BLOCK))]
+    assert "EVAL_BATCH_SIZE" not in names and "DEPTH" not in names and "SEED" not in names
+    assert {"TOTAL_BATCH_SIZE", "ADAM_BETAS[0]", "ADAM_BETAS[1]", "WINDOW_PATTERN", "CPU_DEPTH"} <= set(names)
+    # An annotation is the author's word: it wins over every inference.
+    annotated = KARPATHY_BLOCK.replace("EVAL_BATCH_SIZE = 32", "EVAL_BATCH_SIZE = 32  # search: int(8, 64)")
+    assert [k.name for k in searchable(find_constants(annotated))] == ["EVAL_BATCH_SIZE"]
+
+
+def test_string_values_from_comparisons():
+    src = ('ACT = "relu"\nOPT = "adamw"\nNORM = "layer"\nMODE = "x"\n'
+           'def f():\n    if ACT == "gelu" or ACT in ("silu", "tanh"):\n        pass\n'
+           '    match OPT:\n        case "sgd":\n            pass\n        case "muon":\n            pass\n'
+           '    return {"layer": 1, "rms": 2}[NORM]\n')
+    c = by_name(src)
+    assert c["ACT"].space.choices == ("relu", "gelu", "silu", "tanh")
+    assert c["OPT"].space.choices == ("adamw", "sgd", "muon")
+    assert c["NORM"].space.choices == ("layer", "rms")
+    assert c["MODE"].space is None  # no known alternatives: not a knob
+
+
+def test_rewrites_keep_the_authors_formatting():
+    out = rewrite(KARPATHY_BLOCK, {"TOTAL_BATCH_SIZE": 16384, "CHUNK": 8192, "ADAM_BETAS[1]": 0.99,
+                                   "WINDOW_PATTERN": "SL", "WARMDOWN_RATIO": 0.25})
+    lines = out.splitlines()
+    assert "TOTAL_BATCH_SIZE = 2**14 # tokens per optimizer step" in lines
+    assert "CHUNK = 8 * 1024" in lines
+    assert "ADAM_BETAS = (0.8, 0.99) # beta1, beta2" in lines
+    assert 'WINDOW_PATTERN = "SL" # L = full, S = half context' in lines
+    assert "WARMDOWN_RATIO = 0.25" in lines
+    assert len([a for a, b in zip(lines, KARPATHY_BLOCK.splitlines()) if a != b]) == 5
+    # What cannot be written in the old style is written plainly.
+    assert rewrite("B = 2**13\n", {"B": 12000}) == "B = 12000\n"
+    assert rewrite("B = 2 ** 13  # x\n", {"B": 1024}) == "B = 2 ** 10  # x\n"
+    assert rewrite("B = 1 << 4\n", {"B": 64}) == "B = 1 << 6\n"
+    assert rewrite("B = 4 * 1024\n", {"B": 1000}) == "B = 1000\n"
+    # A whole tuple at once, by its base name.
+    assert rewrite("BETAS = (0.9, 0.99)\n", {"BETAS": (0.8, 0.95)}) == "BETAS = (0.8, 0.95)\n"
+    assert by_name(out)["TOTAL_BATCH_SIZE"].value == 16384
+
+
+def test_hostile_expressions_are_not_evaluated():
+    c = by_name("A = 9**9**9**9\nB = 10**400\nC = 1 << 10**6\nD = 2**64 * 2**64\nE = 1 / 0\nF = 2.0**2000\n")
+    assert c == {}
+
+
+def test_pow2_annotation():
+    c = by_name("B = 2**13  # search: pow2(1024, 65536)\n")
+    assert c["B"].space == Space("pow2", 1024, 65536) and c["B"].annotated
+    assert by_name("B = 2**13  # search: pow2(2**10, 2**16)\n")["B"].space == Space("pow2", 1024, 65536)  # as the README shows
+    assert by_name("W = 4096  # search: int(4 * 256, 64 * 256)\n")["W"].space == Space("int", 1024, 16384)
+    with pytest.raises(ConfigError, match="powers of two"):
+        find_constants("B = 2**13  # search: pow2(1000, 65536)\n", "train.py")
+
+
+def test_range_annotation_on_a_tuple_applies_to_each_element():
+    c = by_name("BETAS = (0.9, 0.99)  # search: float(0.5, 0.999)\n")
+    assert c["BETAS[0]"].space == c["BETAS[1]"].space == Space("float", 0.5, 0.999)

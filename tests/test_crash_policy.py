@@ -48,7 +48,7 @@ def test_a_lost_node_is_not_held_against_the_ideas():
 def test_the_loop_pauses_on_setup_errors_and_stops_on_a_crash_streak(make_task):
     from autoresearch.config import load_task
     from autoresearch.loop import Limits, Loop
-    from test_loop import ScriptedAgent
+    from helpers import ScriptedAgent
 
     def add(line):
         def edit(d):

@@ -150,3 +150,12 @@ def test_disabled_watching_hands_back_the_outer_event_untouched(tmp_path):
     w = CurveWatcher(Rules(enabled=False), "val_acc", "maximize", 10, EARLIER, 0.553, [tmp_path / "x"])
     with w.watching(outer) as run_stop:
         assert run_stop is outer
+
+
+def test_the_reason_is_a_verdict_that_round_trips():
+    from autoresearch.verdict import Reason, Status, Verdict
+
+    text = judge(SLOW, EARLIER, 0.553, Rules(), "val_acc", "maximize").reason
+    v = Verdict.parse(Status.DISCARD, text)
+    assert v.reason is Reason.STOPPED_EARLY and v.stopped_early and v.render() == text
+    assert not Verdict.parse(Status.DISCARD, "val_acc worse").stopped_early

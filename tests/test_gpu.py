@@ -58,8 +58,8 @@ def test_sampler_reads_only_the_runs_gpus(monkeypatch):
 def test_records_status_and_report_show_gpu_facts_and_the_time_split(make_task, monkeypatch):
     from autoresearch.analysis.report import render_report
     from autoresearch.api import status_of
-    from test_cli import cli
-    from test_loop import ScriptedAgent, run, set_x
+    from helpers import cli
+    from helpers import ScriptedAgent, run, set_x
 
     monkeypatch.setattr(gpu, "pynvml", FakeNvml())
     task = make_task(train='''\

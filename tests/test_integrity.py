@@ -7,7 +7,7 @@ from autoresearch.config import load_task
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
-from test_loop import ScriptedAgent
+from helpers import ScriptedAgent
 
 BASE_CONFIG = '''\
 [task]
@@ -143,7 +143,7 @@ def test_final_eval_reports_the_gap_on_the_best_commits(make_task):
     assert (loop.store.root / "final_eval.json").is_file()
     from conftest import git
     assert "autoresearch-final" not in git(task, "worktree", "list")
-    from test_cli import cli
+    from helpers import cli
     shown = cli("confirm", str(task), "--tag", "i", "--top", "1")  # the same check from the command line
     assert shown.returncode == 0 and "final eval #1" in shown.stdout and "held-out 1.75 (gap -0.250000)" in shown.stdout, \
         shown.stdout + shown.stderr

@@ -2,7 +2,6 @@
 
 import re
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -12,41 +11,7 @@ from autoresearch.loop import Limits, Loop
 from autoresearch.records import Proposal, Status
 
 from conftest import git
-
-
-class ScriptedAgent:
-    """Applies one scripted edit per iteration: a function of the task directory."""
-
-    name = "scripted"
-
-    def __init__(self, *edits):
-        self.edits = list(edits)
-        self.contexts = []
-
-    def propose(self, context):
-        self.contexts.append(context)
-        edit = self.edits.pop(0)
-        result = edit(context.task_dir)
-        if isinstance(result, Proposal):
-            return result
-        return Proposal(description=result or "edit", explanation=f"{result}. Because.")
-
-
-def set_x(value):
-    def edit(d: Path):
-        p = d / "train.py"
-        p.write_text(p.read_text().replace(p.read_text().splitlines()[0], f"X = {value}  # search: float(0.0, 10.0)"))
-        return f"X -> {value}"
-    return edit
-
-
-def tsv(task):
-    return [line.split("\t") for line in (task / "results.tsv").read_text().splitlines()]
-
-
-def run(task, agent, n, tag="t1", **kw):
-    loop = Loop(load_task(task), tag, agent, say=lambda s: None, **kw)
-    return loop, loop.run(Limits(iterations=n))
+from helpers import ScriptedAgent, run, set_x, tsv
 
 
 def test_keep_discard_and_branch_moves(make_task):

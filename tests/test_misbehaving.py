@@ -16,7 +16,7 @@ from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 from autoresearch.runner import run_process
 
-from test_loop import ScriptedAgent
+from helpers import ScriptedAgent
 
 QUICK = '''\
 [task]

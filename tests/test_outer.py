@@ -10,7 +10,7 @@ from autoresearch.loop import Limits, Loop
 from autoresearch.records import Proposal, Status
 
 from conftest import git
-from test_loop import ScriptedAgent, set_x
+from helpers import ScriptedAgent, set_x
 
 
 def configure(task, extra):

@@ -114,7 +114,7 @@ def test_the_loop_tells_the_agent_the_interpreter_that_then_runs_the_training(ma
     # A task with its own virtual environment: the prompt must name it, not autoresearch's.
     from autoresearch.config import load_task
     from autoresearch.loop import Limits, Loop
-    from test_loop import ScriptedAgent, set_x
+    from helpers import ScriptedAgent, set_x
 
     train = ('X = 1.0  # search: float(0.0, 10.0)\nimport sys\nprint("interpreter:", sys.executable)\n'
              'print("---")\nprint(f"score: {X:.6f}")\n')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 import threading
@@ -11,14 +12,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from autoresearch import integrity, outer
+from autoresearch import crash_policy, integrity, outer
 from autoresearch.agents import create_agent
-from autoresearch.config import Task, load_task
-from autoresearch.errors import AutoresearchError
+from autoresearch.atomic import write_text
+from autoresearch.config import CONFIG_NAME, Task, load_task, stored_config
+from autoresearch.cost import spend
+from autoresearch.errors import AgentPaused, AutoresearchError
+from autoresearch.budget import budget_watch
 from autoresearch.gpu import training_share
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Experiment, Status
-from autoresearch.store import STORE_DIR, RunStore
+from autoresearch.store import STORE_DIR, RunStore, check_tag
 from autoresearch.workers import parse_slots, run_workers
 
 
@@ -33,7 +37,7 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     `executor="ray"` (and `ray_address`) overrides the config's [executor]: runs become Ray tasks."""
     from autoresearch.analysis.observer import refresh as refresh_analysis  # not needed to fail fast
 
-    task = load_task(task_dir).with_executor(executor, ray_address)
+    task = start_task(task_dir, tag, say).with_executor(executor, ray_address)
     kind = agent or task.agent.kind
     limits = Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,
                     max_cost_usd=max_cost_usd)
@@ -41,17 +45,63 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
         slots = parse_slots(gpus, workers)
         make_agent = lambda i: create_agent(kind, task, seed=seed + i)  # noqa: E731
         records = run_workers(task, tag, make_agent, slots, limits, say=say, stop_event=stop_event,
-                              observers=[refresh_analysis])
+                              observers=[refresh_analysis, budget_watch(task, say)])
+        from autoresearch.live.state import clear_stop
+
+        clear_stop(RunStore(task.dir, tag).root)  # the workers honoured it (or the night ended first)
     else:
         loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event,
-                    observers=[refresh_analysis])
+                    observers=[refresh_analysis, budget_watch(task, say)])
         records = loop.run(limits)
+        paused = crash_policy.should_pause_for_agent(records, task.config.task.pause_after_env_errors)
+        if paused:  # the agent cannot work: the reports are written, and the exit says so
+            _final_reports(task, tag, say)
+            raise AgentPaused(paused)
     _final_reports(task, tag, say)
     if task.config.task.final_eval and records and not (stop_event and stop_event.is_set()):
         integrity.final_eval(task, RunStore(task.dir, tag), say=say)  # the held-out check on the best commits
     if evolve_program:
         say(f"proposed program: {outer.evolve_program(task, RunStore(task.dir, tag))} (program.md is unchanged)")
     return records
+
+
+def start_task(task_dir, tag: str, say: Callable[[str], None] = print) -> Task:
+    """The task a run with `tag` starts or resumes, with what the user should know said first.
+
+    An inferred config (no autoresearch.toml, a karpathy-layout repository) is printed and kept
+    in the run store, not in the repository; a resume reads it back from there. A resumed run's
+    hard timeout follows its baseline's wall time (budget.py)."""
+    from autoresearch.budget import baseline_wall
+
+    check_tag(tag)
+    task = load_task(task_dir, tag=tag)
+    store = RunStore(task.dir, tag)
+    task = task.with_baseline_wall(baseline_wall(store.ledger.records) if store.ledger.exists() else None)
+    for line in task.notes():
+        say(line)
+    if task.inferred is not None:
+        kept = stored_config(task.dir, tag)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        write_text(kept, task.inferred.toml(), durable=False)
+        say(f"  kept in {kept}; `autoresearch init` writes it into the repository instead")
+    return task
+
+
+def init_config(task_dir, *, force: bool = False) -> Path:
+    """Write a commented autoresearch.toml for a repository with a train.py: for a karpathy layout,
+    the config `run` infers without one."""
+    from autoresearch.layout import infer
+
+    directory = Path(task_dir).resolve()
+    path = directory / CONFIG_NAME
+    if path.exists() and not force:
+        raise AutoresearchError(f"{path} exists; pass --force to overwrite it")
+    inferred = infer(directory, layout_required=False)
+    if inferred is None:
+        raise AutoresearchError(f"{directory}: no train.py here to read a config from; write autoresearch.toml by "
+                                "hand, see the README's \"Using it on your own task\"")
+    write_text(path, inferred.toml(), durable=False)
+    return path
 
 
 @dataclass
@@ -72,21 +122,23 @@ class RunStatus:
                     "description": r.description}
 
         count = lambda s: sum(1 for r in self.records if r.status is s)  # noqa: E731
-        memo_usd, memo_tokens = outer.memo_spend(self.store)  # the strategy memo's LLM calls
+        spent = spend(self.store, self.records)  # the experiments' agent calls and the strategy memo's
         return {
             "tag": self.store.tag, "branch": self.store.branch, "primary": primary,
             "direction": self.task.metrics.direction, "iterations": len(self.records),
             "keeps": count(Status.KEEP), "discards": count(Status.DISCARD), "crashes": count(Status.CRASH),
+            "imported": count(Status.IMPORTED),
             "best": brief(best), "baseline": brief(base),
             "workers": {f"w{w}": sum(1 for r in self.records if r.worker == w)
                         for w in sorted({r.worker for r in self.records if r.worker is not None})},
             "nodes": {n: sum(1 for r in self.records if r.node == n) for n in sorted({r.node for r in self.records if r.node})},
             "training_share": training_share(self.records),
             "warm_runs": sum(1 for r in self.records if r.warm),
+            "sandboxed_runs": sum(1 for r in self.records if r.sandboxed),
+            "runs": sum(1 for r in self.records if r.wall_seconds > 0),
             "warm_saved_seconds": round(sum(r.startup_saved_seconds or 0.0 for r in self.records if r.warm), 2),
-            "cost_usd": round(sum(r.cost_usd for r in self.records) + memo_usd, 6),
-            "tokens": sum(r.tokens for r in self.records) + memo_tokens,
-            "memo_cost_usd": memo_usd, "memo_tokens": memo_tokens,  # included in the two above
+            "cost_usd": spent.cost_usd, "tokens": spent.tokens,
+            "memo_cost_usd": spent.memo_usd, "memo_tokens": spent.memo_tokens,  # included in the two above
         }
 
 
@@ -118,7 +170,7 @@ def list_tags(task_dir: Path) -> list[str]:
 
 
 def status_of(task_dir, tag: str | None = None) -> RunStatus:
-    task = load_task(task_dir)
+    task = load_task(task_dir, tag=tag)
     if tag is None:
         tags = list_tags(task.dir)
         if not tags:
@@ -132,10 +184,60 @@ def status_of(task_dir, tag: str | None = None) -> RunStatus:
             tag = current
         else:
             raise AutoresearchError(f"{task.dir}: several runs ({', '.join(tags)}); choose one with --tag")
+        task = load_task(task_dir, tag=tag)  # an inferred config is the one the run kept
     store = RunStore(task.dir, tag)
     if not store.ledger.exists():
         raise AutoresearchError(f"{store.ledger.path}: no run with tag {tag!r}; tags here: {', '.join(list_tags(task.dir)) or 'none'}")
     return RunStatus(task, store, list(store.ledger.records))
+
+
+def next_steps(task_dir, tag: str) -> list[str]:
+    """What to do after a run: the branch it left checked out, and the commands that follow."""
+    s = status_of(task_dir, tag)
+    base = next((r for r in s.records if r.status is Status.KEEP), None)
+    origin = _origin_branch(s.task.dir, base.commit) if base else None
+    here = shlex.quote(str(task_dir))
+    lines = [f"on branch {s.store.branch}" + (f" (started from {origin})" if origin else "") + "; next:"]
+    if origin or base:
+        lines.append(f"  git diff {origin or base.commit[:12]} {s.store.branch}   # what the run changed")
+    lines += [f"  autoresearch run {here} --tag {tag} --iterations 10   # continue this run",
+              f"  open {shlex.quote(str(s.task.dir / 'report.html'))}   # the report (xdg-open on Linux)",
+              f"  autoresearch dashboard {here} --tag {tag}   # the live page, http://127.0.0.1:8765/"]
+    if origin:
+        lines.append(f"  git checkout {origin}   # back to where you started")
+    return lines
+
+
+def _origin_branch(cwd: Path, commit: str) -> str | None:
+    """The branch the run started from: one holding the baseline commit that is not ours."""
+    proc = subprocess.run(["git", "branch", "--contains", commit, "--format=%(refname:short)"], cwd=cwd,
+                          capture_output=True, text=True)
+    names = [n for n in proc.stdout.split() if not n.startswith("autoresearch/")] if proc.returncode == 0 else []
+    for preferred in ("main", "master"):
+        if preferred in names:
+            return preferred
+    return names[0] if names else None
+
+
+def dashboard_for(task_dir, tag: str | None = None, *, host: str = "127.0.0.1", port: int = 8765,
+                  token: str | None = None):
+    """The dashboard server of a run (`serve_forever()` it). A tag that has no ledger yet is
+    accepted: the page fills in once the run records its first experiment."""
+    from autoresearch.dashboard import Dashboard, new_token
+    from autoresearch.dashboard.server import LOOPBACK
+
+    if tag is None:
+        s = status_of(task_dir, None)
+        task, store = s.task, s.store
+    else:
+        task = load_task(task_dir)
+        store = RunStore(task.dir, tag)
+    if host not in LOOPBACK and not token:
+        token = new_token()  # another address: never without a secret
+    return Dashboard(task, store, host=host, port=port, token=token)
+
+
+EXAMPLES = ("mnist1d", "mnist1d_yaml")  # the bundled tasks: the same problem, knobs as constants or in a YAML file
 
 
 def copy_example(name: str, directory: Path, *, time_budget: float | None = None) -> Path:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperOption
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -19,6 +20,30 @@ from autoresearch.errors import AutoresearchError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Autonomous ML research loops: an agent edits, the metric decides, nothing is lost.")
 console = Console(highlight=False, soft_wrap=True)
+
+
+def _flag_without_placeholder(display):
+    """typer shows `--json <bool>` for a flag, which takes no value: show just `--json`."""
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else display(self, ctx)
+    return display_type_rich
+
+
+TyperOption.display_type_rich = _flag_without_placeholder(TyperOption.display_type_rich)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"autoresearch {version('autoresearch')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Autonomous ML research loops: an agent edits, the metric decides, nothing is lost."""
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -54,19 +79,21 @@ def run(
     evolve_program: bool = typer.Option(False, "--evolve-program", help="At the end, write program.proposed.md beside program.md."),
     gpus: Optional[str] = typer.Option(None, "--gpus", help="One worker per GPU, e.g. 0,1,2,3 (each run sees only its GPU)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Workers (one per slot; with --executor ray, runs in flight on the cluster)."),
-    executor: Optional[str] = typer.Option(None, "--executor", help="local | ray (default: the config's [executor] kind)."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join, e.g. auto or 10.0.0.1:6379 (default: the config's)."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local | ray (default: kind under \\[executor] in autoresearch.toml)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join, e.g. auto or 10.0.0.1:6379 (default: address under \\[executor] in autoresearch.toml)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the tuner agent."),
 ) -> None:
     """Run the research loop on a task (or resume it)."""
     from autoresearch.api import run_loop
 
     stop = _stop_on_signals()
-    records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
-                       max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
-                       evolve_program=evolve_program, gpus=gpus, workers=workers,
-                       executor=executor, ray_address=ray_address, say=say, stop_event=stop)
+    with _live_view(task_dir, tag):
+        records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
+                           max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
+                           evolve_program=evolve_program, gpus=gpus, workers=workers,
+                           executor=executor, ray_address=ray_address, say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
+    _print_next_steps(task_dir, tag)
 
 
 @app.command()
@@ -89,7 +116,7 @@ def status(
 @app.command()
 def confirm(
     task_dir: Path = typer.Argument(Path("."), help="Task directory."),
-    tag: Optional[str] = typer.Option(None, "--tag", "-t"),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Run tag (default: the only one, or the checked-out one)."),
     top: int = typer.Option(3, "--top", min=1, help="How many of the best keeps to check."),
 ) -> None:
     """Run the held-out check (task.final_eval) on the best commits and show the gap."""
@@ -99,20 +126,66 @@ def confirm(
 
 
 @app.command()
+def init(
+    task_dir: Path = typer.Argument(Path("."), help="Repository to write autoresearch.toml into."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing autoresearch.toml."),
+) -> None:
+    """Write a commented autoresearch.toml for this repository (for a karpathy layout, the config `run` infers)."""
+    from autoresearch.api import init_config
+
+    path = init_config(task_dir, force=force)
+    console.print(f"wrote {escape(str(path))}; review it, commit it, then: autoresearch run {escape(str(task_dir))} --tag <tag>")
+
+
+@app.command()
 def demo(
     directory: Path = typer.Option(Path("autoresearch-demo"), "--dir", help="Where to copy the example task."),
-    iterations: int = typer.Option(10, "--iterations", "-n", min=0),
-    tag: str = typer.Option("demo", "--tag", "-t"),
+    iterations: int = typer.Option(10, "--iterations", "-n", min=0, help="Tuner iterations after the baseline."),
+    tag: str = typer.Option("demo", "--tag", "-t", help="Run tag: branch autoresearch/<tag>; an existing tag resumes."),
     budget: Optional[float] = typer.Option(None, "--budget", help="Training seconds per run (default: the example's)."),
+    example: str = typer.Option("mnist1d", "--example", help="mnist1d (knobs as constants in train.py) or mnist1d_yaml (knobs in config.yaml)."),
 ) -> None:
     """Copy the bundled MNIST-1D task and run the loop on it, offline, with the tuner agent."""
-    from autoresearch.api import copy_example, run_loop
+    from autoresearch.api import EXAMPLES, copy_example, run_loop
 
-    task_dir = copy_example("mnist1d", directory, time_budget=budget)
+    if example not in EXAMPLES:
+        raise typer.BadParameter(f"unknown example {example!r}; choose one of {', '.join(EXAMPLES)}", param_hint="--example")
+    task_dir = copy_example(example, directory, time_budget=budget)
     console.print(f"task: {task_dir}  (MNIST-1D, generated locally; agent: tuner)")
     stop = _stop_on_signals()
-    records = run_loop(task_dir, tag, iterations=iterations, agent="tuner", say=say, stop_event=stop)
+    with _live_view(task_dir, tag):
+        records = run_loop(task_dir, tag, iterations=iterations, agent="tuner", say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
+    _print_next_steps(task_dir, tag)
+
+
+@app.command()
+def dashboard(
+    task_dir: Path = typer.Argument(Path("."), help="Task directory."),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Run tag (default: the only one, or the checked-out one); may be a run not started yet."),
+    port: int = typer.Option(8765, "--port", "-p", min=0, max=65535, help="Port to listen on (0: any free one)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; any other than 127.0.0.1 requires a token."),
+    token: Optional[str] = typer.Option(None, "--token", help="Secret every request must carry (default with --host: a random one, printed in the URL)."),
+) -> None:
+    """A live page of a run (running, finished or resumed): in flight, progress, table, best, diffs, stop button."""
+    from autoresearch.api import dashboard_for
+
+    board = dashboard_for(task_dir, tag, host=host, port=port, token=token)
+    console.print(f"dashboard of {board.store.branch}: {board.url}   (Ctrl-C to quit; the run is not affected)")
+    try:
+        board.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.close()
+
+
+def _live_view(task_dir: Path, tag: str):
+    """The run in flight, second by second (a rich panel; plain lines without a terminal)."""
+    from autoresearch.live.terminal import TerminalView
+    from autoresearch.store import STORE_DIR, check_tag
+
+    return TerminalView(Path(task_dir).resolve() / STORE_DIR / check_tag(tag), console)
 
 
 def _print_summary(task_dir: Path, tag: str, ran: int) -> None:
@@ -124,11 +197,19 @@ def _print_summary(task_dir: Path, tag: str, ran: int) -> None:
     console.print(f"results: {s.task.dir / 'results.tsv'}   ledger and logs: {s.store.root}")
 
 
+def _print_next_steps(task_dir: Path, tag: str) -> None:
+    from autoresearch.api import next_steps
+
+    for line in next_steps(task_dir, tag):
+        console.print(line, markup=False)
+
+
 def _print_status(s, last: int) -> None:
     t = s.totals()
     best = t["best"]
     base = t["baseline"]
-    line = f"[bold]{s.store.branch}[/]  {t['iterations']} experiments: {t['keeps']} keep, {t['discards']} discard, {t['crashes']} crash"
+    noun = "experiment" if t["iterations"] == 1 else "experiments"
+    line = f"[bold]{s.store.branch}[/]  {t['iterations']} {noun}: {t['keeps']} keep, {t['discards']} discard, {t['crashes']} crash" + (f", {t['imported']} imported" if t.get("imported") else "")
     console.print(line)
     if t["workers"]:
         console.print("workers: " + ", ".join(f"{w} {n} experiments" for w, n in t["workers"].items()))
@@ -137,18 +218,21 @@ def _print_status(s, last: int) -> None:
     if t["training_share"] is not None:
         warm = f", {t['warm_runs']} warm starts saved {t['warm_saved_seconds']:.1f} s of imports" if t["warm_runs"] else ""
         console.print(f"wall time spent training: {t['training_share']:.1%}{warm}")
+    if t.get("sandboxed_runs"):
+        console.print(f"sandbox: {t['sandboxed_runs']} of {t['runs']} runs ran sandboxed (bubblewrap)")
     if t["cost_usd"] or t["tokens"]:
         memo = f" (strategy memo: ${t['memo_cost_usd']:.4f}, {t['memo_tokens']:,} tokens)" if t["memo_tokens"] else ""
         console.print(f"agent cost: ${t['cost_usd']:.4f}, {t['tokens']:,} tokens{memo}")
     if best:
-        gain = f"  ({best['value'] - base['value']:+.6f} vs baseline {base['value']:.6f})" if base else ""
+        sign = 1 if t["direction"] == "maximize" else -1  # + is better in the metric's direction, as in the report
+        gain = f"  ({sign * (best['value'] - base['value']):+.6f} vs baseline {base['value']:.6f}; + is better)" if base else ""
         console.print(f"best {t['primary']} = {best['value']:.6f} at {best['commit'][:7]} (iteration {best['iteration']}): {escape(best['description'])}{gain}")
     if last:
         table = Table(show_edge=False, pad_edge=False)
         shown_nodes = any(r.node for r in s.records[-last:])
         for col in ("#", "commit", t["primary"], "status", *(["node"] if shown_nodes else []), "description"):
             table.add_column(col)
-        colors = {"keep": "green", "discard": "white", "crash": "red"}
+        colors = {"keep": "green", "discard": "white", "crash": "red", "imported": "cyan"}
         for r in s.records[-last:]:
             v = r.metrics.get(t["primary"])
             shown = f"{v:.6f}" if isinstance(v, float) and r.status.value != "crash" else "-"
@@ -161,6 +245,10 @@ def _print_status(s, last: int) -> None:
 from autoresearch.analysis.commands import register as _register_analysis  # noqa: E402
 
 _register_analysis(app)
+
+from autoresearch.import_command import register as _register_import  # noqa: E402
+
+_register_import(app)
 
 
 def main() -> None:

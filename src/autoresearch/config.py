@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from autoresearch.errors import AutoresearchError, ConfigError
 
 CONFIG_NAME = "autoresearch.toml"
+STORE_DIR = ".autoresearch"  # the run store (store.py), where an inferred config is kept per tag
+_UNSET = object()
 Direction = Literal["minimize", "maximize"]
 
 
@@ -55,6 +57,9 @@ class TaskSection(_Section):
     # With [executor] kind = "ray": a command run once per node, in the task directory, before the
     # node's first run (e.g. "python prepare.py" to download the data); see ray_node.py.
     setup: str | None = Field(default=None, min_length=1)
+    # The interpreter `python` means in the run command (relative to the task directory); unset: the
+    # repository's .venv when it has one, else the interpreter autoresearch runs under (interpreter.py).
+    python: str | None = Field(default=None, min_length=1)
 
     @field_validator("env")
     @classmethod
@@ -97,9 +102,15 @@ class MetricsSection(_Section):
 
 
 class AgentSection(_Section):
+    # Keys the coding-CLI backends read from this section (agents/cli_agent.py COMMON_KEYS): never
+    # taken for a typo of another section's key (`model` is not `[sandbox] mode`).
+    EXTRAS: typing.ClassVar[frozenset[str]] = frozenset({"binary", "model", "extra_args", "retries", "backoff",
+                                                          "preflight"})
     kind: str = "tuner"
     command: str = ""
-    timeout: float = Field(default=3600.0, gt=0)  # wall-clock limit of one agent call, seconds
+    # Wall-clock limit of one agent call, seconds: long enough for a real edit by a coding CLI; known
+    # failures (no login, no network) end a call at once, so this only bounds a true hang.
+    timeout: float = Field(default=1200.0, gt=0)
     # Environment variables the agent gets besides the safe defaults and its backend's API keys.
     env: tuple[str, ...] = ()
 
@@ -162,25 +173,73 @@ def _check_env_names(names):
     return names
 
 
+class SandboxSection(_Section):
+    """`[sandbox]`: bubblewrap around the runs (execution/sandbox.py)."""
+
+    # auto: sandboxed where bwrap works, one warning where not; required: refuse to start without
+    # it; off: never. Off by default until warm starts run inside the sandbox (see sandbox.py).
+    mode: Literal["auto", "required", "off"] = "off"
+    network: bool = False  # runs get the network (W&B and the like); setup always has it
+    writable: tuple[str, ...] = ()  # more paths runs may write, relative to the task directory or absolute
+
+
 class TaskConfig(_Section):
     task: TaskSection
     metrics: MetricsSection
     agent: AgentSection = AgentSection()
     executor: ExecutorSection = ExecutorSection()
     early_stop: EarlyStopSection = EarlyStopSection()
+    sandbox: SandboxSection = SandboxSection()
 
 
 class Task:
-    """A loaded task: its directory and its validated config, with derived values."""
+    """A loaded task: its directory and its validated config, with derived values.
 
-    def __init__(self, directory: Path, config: TaskConfig, path: Path):
+    `inferred` is set when no autoresearch.toml was there and the config was read from a
+    karpathy-layout repository (layout.py); `baseline_wall` once the baseline's wall time is
+    known, which the hard timeout is derived from when none is configured (budget.py).
+    """
+
+    def __init__(self, directory: Path, config: TaskConfig, path: Path, *, inferred=None,
+                 interpreter=None, harness=_UNSET, baseline_wall: float | None = None):
         self.dir = directory
         self.config = config
         self.path = path
+        self.inferred = inferred
+        self._interpreter = interpreter
+        self._harness = harness
+        self.baseline_wall = baseline_wall
+
+    def _copy(self, **changes) -> "Task":
+        fields = dict(directory=self.dir, config=self.config, path=self.path, inferred=self.inferred,
+                      interpreter=self._interpreter, harness=self._harness, baseline_wall=self.baseline_wall)
+        fields.update(changes)
+        return Task(fields.pop("directory"), fields.pop("config"), fields.pop("path"), **fields)
 
     def moved_to(self, directory: Path) -> "Task":
-        """The same task in another checkout (a worker's worktree)."""
-        return Task(Path(directory), self.config, self.path)
+        """The same task in another checkout (a worker's worktree): the same interpreter and budget,
+        which were found in the main checkout (a worktree has no untracked .venv)."""
+        return self._copy(directory=Path(directory), interpreter=self.interpreter, harness=self.harness)
+
+    def with_baseline_wall(self, seconds: float | None) -> "Task":
+        """The task once its baseline took `seconds` of wall time: the timeout follows it (budget.py)."""
+        return self._copy(baseline_wall=seconds)
+
+    @property
+    def interpreter(self):
+        """The interpreter `python` means in the runs (interpreter.py)."""
+        if self._interpreter is None:
+            from autoresearch.interpreter import detect
+            self._interpreter = detect(self.dir, self.config.task.python, self.path)
+        return self._interpreter
+
+    @property
+    def harness(self):
+        """The budget the editable script imports from the read-only harness, or None (budget.py)."""
+        if self._harness is _UNSET:
+            from autoresearch.budget import harness_budget
+            self._harness = harness_budget(self.dir, self.editable, self.readonly)
+        return self._harness
 
     def with_executor(self, kind: str | None = None, address: str | None = None) -> "Task":
         """The task with the command line's `--executor` / `--ray-address` over its [executor]."""
@@ -190,7 +249,7 @@ class Task:
             raise AutoresearchError(f"--executor {kind!r}: must be 'local' or 'ray'")
         update = {k: v for k, v in (("kind", kind), ("address", address)) if v is not None}
         section = self.config.executor.model_copy(update=update)
-        return Task(self.dir, self.config.model_copy(update={"executor": section}), self.path)
+        return self._copy(config=self.config.model_copy(update={"executor": section}))
 
     @property
     def run(self) -> str:
@@ -206,11 +265,53 @@ class Task:
 
     @property
     def time_budget(self) -> float:
-        return self.config.task.time_budget
+        """The seconds a run trains: the harness's TIME_BUDGET when the script reads that, else the config's."""
+        harness = self.harness
+        return harness.seconds if harness is not None else self.config.task.time_budget
 
     @property
     def timeout(self) -> float:
-        return self.config.task.hard_timeout
+        return self.timeout_choice.seconds
+
+    @property
+    def timeout_choice(self):
+        """The hard limit of the next run and, when it was derived rather than configured, why (budget.py).
+
+        A configured `timeout` wins. Else, once the baseline's wall time is known, 2 x that + 60 s
+        when more than the default; before it, a generous limit where start-up and evaluation are
+        known to sit outside the budget (the script trains for the harness's TIME_BUDGET, or the
+        config was inferred from the karpathy layout); the default 2 x budget + 60 s otherwise."""
+        from autoresearch import budget
+
+        configured = self.config.task.timeout
+        if configured is not None or self.baseline_wall is not None:
+            return budget.hard_timeout(configured, self.time_budget, self.baseline_wall)
+        if self.harness is not None or self.inferred is not None:
+            return budget.hard_timeout(None, self.time_budget, None)
+        return budget.Timeout(budget.default_timeout(self.time_budget))
+
+    def notes(self) -> list[str]:
+        """What the user should know before the first run: an inferred config, the budget's source."""
+        out = []
+        if self.inferred is not None:
+            out.append(f"no {CONFIG_NAME} in {self.dir}: recognised the karpathy/autoresearch layout "
+                       "(program.md, train.py, prepare.py); inferred:")
+            out.extend(self.inferred.summary())
+        elif STORE_DIR in self.path.parts:
+            out.append(f"config: the one inferred when this run began, kept in {self.path}")
+        harness = self.harness
+        if harness is not None and self.inferred is None:
+            configured = self.config.task.time_budget
+            if configured != harness.seconds:
+                out.append(f"budget: {harness.describe()} (read-only), so time_budget = {configured:g} in "
+                           f"{self.path.name} cannot change it; the agent is told {harness.seconds:g} s and the "
+                           f"time limits follow it (to train for less, the harness would have to change)")
+            else:
+                out.append(f"budget: {harness.describe()} (read-only)")
+        choice = self.timeout_choice
+        if choice.note:
+            out.append(f"timeout: {choice.note}")
+        return out
 
     @property
     def metrics(self) -> MetricsSection:
@@ -238,18 +339,40 @@ def _describe(err: dict) -> tuple[str, str]:
     return key, f"{err['msg'].removeprefix('Value error, ')} (got {err.get('input')!r})"
 
 
-def load_task(task_dir: str | Path) -> Task:
-    """Read and validate `autoresearch.toml` in `task_dir`."""
+def stored_config(directory: Path, tag: str) -> Path:
+    """Where a run keeps the config it inferred: `.autoresearch/<tag>/autoresearch.toml`."""
+    return Path(directory) / STORE_DIR / tag / CONFIG_NAME
+
+
+def load_task(task_dir: str | Path, tag: str | None = None) -> Task:
+    """Read and validate `autoresearch.toml` in `task_dir`.
+
+    Without one: the config a run with `tag` inferred and kept in its store, or, for a
+    karpathy-layout repository (program.md, train.py, prepare.py), the config inferred now
+    (layout.py); `Task.inferred` then says so."""
     directory = Path(task_dir).resolve()
     path = directory / CONFIG_NAME
     if not directory.is_dir():
         raise ConfigError(directory, None, "task directory does not exist")
     if not path.is_file():
-        raise ConfigError(path, None, "no task config here; create it with [task] run/editable/time_budget and [metrics] primary/direction")
+        kept = stored_config(directory, tag) if tag and "/" not in tag and ".." not in tag else None
+        if kept is not None and kept.is_file():
+            path = kept
+        else:
+            from autoresearch.layout import infer
+            inferred = infer(directory)
+            if inferred is None:
+                raise ConfigError(path, None, "no task config here; create it with [task] run/editable/time_budget and "
+                                              "[metrics] primary/direction (`autoresearch init` writes a commented one)")
+            return _validated(directory, path, inferred.raw, inferred=inferred)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(path, None, f"not valid TOML: {exc}") from None
+    return _validated(directory, path, raw)
+
+
+def _validated(directory: Path, path: Path, raw: dict, inferred=None) -> Task:
     _check_unknown_keys(path, raw, TaskConfig)
     try:
         config = TaskConfig.model_validate(raw)
@@ -257,7 +380,9 @@ def load_task(task_dir: str | Path) -> Task:
         key, problem = _describe(exc.errors()[0])
         raise ConfigError(path, key, problem) from None
     _check_files(path, directory, config)
-    return Task(directory, config, path)
+    task = Task(directory, config, path, inferred=inferred)
+    task.interpreter  # a `[task] python` that is not there fails here, naming the key
+    return task
 
 
 def _sections(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
@@ -289,7 +414,7 @@ def _check_unknown_keys(path: Path, raw, model: type[BaseModel], prefix: str = "
         if key in tables:
             for item in value if isinstance(value, list) else [value]:
                 _check_unknown_keys(path, item, tables[key], f"{prefix}{key}.")
-        elif key not in known:
+        elif key not in known and key not in getattr(model, "EXTRAS", ()):
             problem = _misspelt(key, value, known - set(raw), tables, prefix) or _misplaced(key, prefix)
             if problem:
                 raise ConfigError(path, f"{prefix}{key}", problem)

@@ -13,12 +13,13 @@ then the shell's own complaints (`command not found`), then the signal that ende
 
 from __future__ import annotations
 
-import enum
 import math
 import os
 import re
 import signal
 from typing import Iterable, Mapping, NamedTuple
+
+from autoresearch.verdict import ENVIRONMENTAL, Reason, Status, Verdict
 
 TAIL_LINES = 400  # how much of the output end is read: the traceback is at the end
 _TAIL_CHARS = 64 * 1024
@@ -27,20 +28,9 @@ _DETAIL_CHARS = 200
 MEMORY_LIMIT_MARKER = "[autoresearch: memory limit exceeded"
 
 
-class CrashKind(str, enum.Enum):
-    """Values shared with records.CrashReason where they overlap (timeout, nan, no_metric, exit_code)."""
-
-    TIMEOUT = "timeout"
-    OOM = "oom"
-    ENV = "env"  # the setup, not the idea: missing package or interpreter, GPU driver
-    DISK = "disk"  # no space left on device
-    SYNTAX = "syntax"
-    NAN = "nan"
-    NO_METRIC = "no_metric"
-    EXIT_CODE = "exit_code"
-
-
-ENVIRONMENT_KINDS = frozenset({CrashKind.ENV, CrashKind.DISK})
+# One enum for every outcome (verdict.Reason); `CrashKind` is the name earlier versions used.
+CrashKind = Reason
+ENVIRONMENT_KINDS = ENVIRONMENTAL
 
 
 class Crash(NamedTuple):
@@ -50,20 +40,24 @@ class Crash(NamedTuple):
     @property
     def reason(self) -> str:
         """The ledger's `reason` field: `<kind>: <detail>`."""
-        return f"{self.kind.value}: {self.detail}"
+        return self.verdict.render()
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict.crash(self.kind, self.detail)
 
 
-def is_environment(kind: str | CrashKind) -> bool:
+def is_environment(kind: str | Reason) -> bool:
     """True for crashes caused by the setup rather than by the code's idea."""
     try:
-        return CrashKind(kind) in ENVIRONMENT_KINDS
+        return Reason(kind) in ENVIRONMENTAL
     except ValueError:
         return False
 
 
 def kind_of(reason: str) -> str:
-    """The kind of a recorded `reason` string (its first word)."""
-    return reason.split(":", 1)[0].strip()
+    """The kind of a recorded crash's `reason` string (its first word); see Verdict.kind."""
+    return Verdict.parse(Status.CRASH, reason).kind
 
 
 # -- patterns ----------------------------------------------------------------------------

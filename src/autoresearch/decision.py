@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from autoresearch.records import CrashReason, Status
+from autoresearch.verdict import Reason, Verdict
 
 DECIMALS = 6
 
@@ -30,8 +31,19 @@ class Rules:
 
 @dataclass(frozen=True)
 class Decision:
-    status: Status
-    reason: str
+    verdict: Verdict
+
+    @property
+    def status(self) -> Status:
+        return self.verdict.status
+
+    @property
+    def reason(self) -> str:
+        return self.verdict.render()
+
+
+def _decided(status: Status, reason: Reason, sentence: str) -> Decision:
+    return Decision(Verdict(status, reason, sentence))
 
 
 def rounded(value) -> float | None:
@@ -74,20 +86,20 @@ def decide(candidate: Mapping, best: Mapping, rules: Rules, *, simpler: bool = F
     if c > 0 and floor > 0:
         gain = abs(rounded(candidate[rules.primary]) - rounded(best[rules.primary]))
         if gain <= floor:
-            return Decision(Status.DISCARD, f"{rules.primary} gain {gain:.6f} is within the noise floor {floor:.6f}")
+            return _decided(Status.DISCARD, Reason.WITHIN_NOISE, f"{rules.primary} gain {gain:.6f} is within the noise floor {floor:.6f}")
     if c > 0:
-        return Decision(Status.KEEP, f"{rules.primary} improved")
+        return _decided(Status.KEEP, Reason.IMPROVED, f"{rules.primary} improved")
     if c < 0:
-        return Decision(Status.DISCARD, f"{rules.primary} worse")
+        return _decided(Status.DISCARD, Reason.WORSE, f"{rules.primary} worse")
     for name, direction in rules.tie_breaks:
         c = _compare(candidate.get(name), best.get(name), direction)
         if c > 0:
-            return Decision(Status.KEEP, f"{rules.primary} equal, tie-break {name} improved")
+            return _decided(Status.KEEP, Reason.TIE_BREAK_IMPROVED, f"{rules.primary} equal, tie-break {name} improved")
         if c < 0:
-            return Decision(Status.DISCARD, f"{rules.primary} equal, tie-break {name} worse")
+            return _decided(Status.DISCARD, Reason.TIE_BREAK_WORSE, f"{rules.primary} equal, tie-break {name} worse")
     if simpler:
-        return Decision(Status.KEEP, "all metrics equal and the code is simpler")
-    return Decision(Status.DISCARD, "no improvement")
+        return _decided(Status.KEEP, Reason.SIMPLER, "all metrics equal and the code is simpler")
+    return _decided(Status.DISCARD, Reason.NO_IMPROVEMENT, "no improvement")
 
 
 def code_lines(text: str, suffix: str = ".py") -> int:

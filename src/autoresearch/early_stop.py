@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from autoresearch.analysis.curves import parse_jsonl, parse_log
-
 TRACE_NAME = "early_stop.json"
 CLOCK_KEYS = ("seconds", "train_seconds", "time", "elapsed", "elapsed_seconds")
 READ_LIMIT = 8 * 1024 * 1024  # bytes of a curve file read per look; a curve sits at its start
@@ -239,6 +237,8 @@ class CurveWatcher:
             if lines and not text.endswith("\n"):
                 lines = lines[:-1]  # a line being written: read it next time
             text = "\n".join(lines)
+            from autoresearch.analysis.curves import parse_jsonl, parse_log  # the loop loads no analysis up front
+
             points = parse_jsonl(text) if source.suffix == ".jsonl" else parse_log(text)
             if points:
                 return points
@@ -282,7 +282,7 @@ def watcher_for(task, store, history, run_dir: Path, *, may_stop: bool,
 
     Every run is watched, so that its curve is on record with the watcher's clock; only those
     with `may_stop` (never a baseline, a noise repeat or a confirmation) are judged."""
-    from autoresearch.records import Status
+    from autoresearch.verdict import Status
 
     rules = Rules.from_config(getattr(task.config, "early_stop", None))
     if not rules.enabled:

@@ -56,9 +56,11 @@ AGENT_NAMES: dict[str, tuple[str, ...]] = {
     "openai": ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID",
                "OLLAMA_HOST"),
     "gemini": ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION",
-               "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_APPLICATION_CREDENTIALS", "GEMINI_MODEL"),
+               "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_APPLICATION_CREDENTIALS", "GEMINI_MODEL",
+               "GOOGLE_GEMINI_BASE_URL", "GOOGLE_GENAI_USE_GCA"),
     "aider": ("AIDER_*", "ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENAI_API_BASE", "OPENAI_BASE_URL",
-              "GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENROUTER_API_KEY", "DEEPSEEK_API_KEY", "OLLAMA_API_BASE"),
+              "GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENROUTER_API_KEY", "DEEPSEEK_API_KEY", "OLLAMA_API_BASE",
+              "LITELLM_*"),
     "command": (),  # a user's own program: it gets what [agent] env names
     "tuner": (),  # runs inside the orchestrator; no process, no environment
 }
@@ -116,8 +118,14 @@ def agent_env(kind: str, task, base: Mapping[str, str] | None = None, keys: Iter
            if _is_safe(k) or ((k in AGENT_SAFE_NAMES or k.startswith(AGENT_SAFE_PREFIXES)) and not _SECRET_LOOKING.search(k))}
     named = _config(task).agent.env if task is not None else ()
     env.update(_pick(base, (*agent_names(kind), *keys, *named)))
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
+    env["PATH"] = f"{python_dir(task)}{os.pathsep}{env.get('PATH', os.defpath)}"
     return env
+
+
+def python_dir(task) -> str:
+    """The directory put first on PATH, so that `python` is the task's interpreter (interpreter.py)."""
+    chosen = getattr(task, "interpreter", None)
+    return chosen.bin_dir if chosen is not None else str(Path(sys.executable).parent)
 
 
 def safe_path(task_dir: str | os.PathLike, path: str | os.PathLike) -> Path:

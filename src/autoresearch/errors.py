@@ -19,5 +19,9 @@ class ConfigError(AutoresearchError):
         super().__init__(f"{where}: {problem}")
 
 
+class AgentPaused(AutoresearchError):
+    """The night paused on the same agent failure repeated (not logged in, no network...): its fix."""
+
+
 class GitError(AutoresearchError):
     """A git command failed in a way the loop cannot recover from by itself."""

@@ -1,21 +1,7 @@
-"""The executor seam: `Executor.run(spec) -> RunResult`. Local processes by default."""
+"""Old import path, kept working: this module is autoresearch.execution.executor under its old name."""
 
-from __future__ import annotations
+import sys
 
-import threading
-from typing import Callable, Protocol
+from autoresearch.execution import executor as _moved
 
-from autoresearch.records import RunResult, RunSpec
-from autoresearch.runner import run_process
-
-
-class Executor(Protocol):
-    def run(self, spec: RunSpec, *, on_start: Callable[[int], None] | None = None,
-            stop_event: threading.Event | None = None) -> RunResult: ...
-
-
-class LocalExecutor:
-    """Runs the training command on this machine, in its own process group."""
-
-    def run(self, spec: RunSpec, *, on_start=None, stop_event=None) -> RunResult:
-        return run_process(spec, on_start=on_start, stop_event=stop_event)
+sys.modules[__name__] = _moved  # the same module object: attributes, monkeypatching, isinstance

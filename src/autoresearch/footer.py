@@ -8,7 +8,6 @@ bytes; invalid UTF-8 is replaced, never fatal.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 SEPARATOR = "---"
@@ -64,6 +63,3 @@ def parse_footer_report(text: str | bytes) -> FooterReport:
         metrics[key] = _value(raw.strip())
     return FooterReport(metrics, tuple(duplicates))
 
-
-def is_finite_number(value) -> bool:
-    return isinstance(value, float) and math.isfinite(value)

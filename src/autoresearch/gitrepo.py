@@ -13,6 +13,26 @@ from autoresearch.atomic import write_bytes
 from autoresearch.errors import GitError
 
 _FALLBACK_IDENTITY = ("-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost")
+# Settings that make git run code of the repository's choosing are off for every git the loop runs:
+# hooks (an agent's .git/hooks/post-commit would run with our whole environment), fsmonitor.
+_HARDENED = ("-c", f"core.hooksPath={os.devnull}", "-c", "core.fsmonitor=false")
+# Of the GIT_* variables, only the identity reaches our git: GIT_DIR, GIT_CONFIG_*, GIT_SSH_COMMAND,
+# GIT_EXEC_PATH and the like could point it at another repository or make it run a program.
+_GIT_IDENTITY = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE", "GIT_COMMITTER_NAME",
+                 "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE")
+# Files under the git directory an agent could use to change what the loop's git does or sees;
+# compared after every agent call and put back (guarded_state / restore_guarded).
+GUARDED = ("info/exclude", "hooks")
+
+
+def git_env() -> dict[str, str]:
+    """The environment of the loop's git: the allow-listed names (no API keys), the identity."""
+    from autoresearch.environment import safe_env
+
+    env = {k: v for k, v in safe_env().items() if not k.startswith("GIT_")}
+    env.update({k: os.environ[k] for k in _GIT_IDENTITY if k in os.environ})
+    env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    return env
 
 
 class Git:
@@ -22,11 +42,12 @@ class Git:
         self.cwd = Path(cwd)
         self._identity: tuple[str, ...] | None = None
         self._prefix: str | None = None
+        self._root: str | None = None
 
     def __call__(self, *args: str, check: bool = True, input: str | None = None) -> str:
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+        env = git_env()
         proc = subprocess.run(
-            ["git", *args], cwd=self.cwd, capture_output=True, text=True, env=env,
+            ["git", *_HARDENED, *args], cwd=self.cwd, capture_output=True, text=True, env=env,
             input=input, stdin=None if input is not None else subprocess.DEVNULL,
         )
         if check and proc.returncode != 0:
@@ -53,7 +74,9 @@ class Git:
         return self("rev-parse", ref).strip()
 
     def root(self) -> str:
-        return self("rev-parse", "--show-toplevel").strip()
+        if self._root is None:
+            self._root = self("rev-parse", "--show-toplevel").strip()
+        return self._root
 
     def prefix(self) -> str:
         """The task directory relative to the repository root ('' or 'sub/dir/')."""
@@ -147,6 +170,67 @@ class Git:
                 lock.unlink(missing_ok=True)
                 fixed.append(lock.name)
         return fixed
+
+    def guarded_state(self) -> dict[str, bytes | None]:
+        """The contents of GUARDED (relative to the common git directory; None: absent)."""
+        self.snapshot()  # finds the directories
+        common = self._dirs[1]
+        state: dict[str, bytes | None] = {}
+        for name in GUARDED:
+            path = common / name
+            if path.is_dir() and not path.is_symlink():
+                for f in sorted(path.rglob("*")):
+                    if not f.is_dir() or f.is_symlink():
+                        state[str(f.relative_to(common))] = f.read_bytes() if f.is_file() and not f.is_symlink() else b"<link>"
+                state[name + "/"] = b"<dir>"
+            else:
+                state[name] = path.read_bytes() if path.is_file() and not path.is_symlink() else (b"<link>" if path.is_symlink() else None)
+        return state
+
+    def restore_guarded(self, before: dict[str, bytes | None]) -> list[str]:
+        """Put GUARDED back as `before` had it; returns what had changed ('hooks/post-commit', ...)."""
+        common = self._dirs[1]
+        after = self.guarded_state()
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        for name in changed:
+            path = common / name.rstrip("/")
+            old = before.get(name)
+            if name.endswith("/"):
+                if old is not None:
+                    path.mkdir(parents=True, exist_ok=True)
+                continue
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            if old is not None and old != b"<link>":
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_bytes(path, old, durable=False)
+        return [c for c in changed if not c.endswith("/")] or changed
+
+    def outside_changes(self) -> set[str]:
+        """Paths changed or created anywhere in the repository outside the task directory (root-relative)."""
+        prefix = self.prefix()
+        out = self("status", "--porcelain=v1", "-z", "--untracked-files=all", ":/")
+        paths, skip = set(), False
+        for entry in (e for e in out.split("\0") if e):
+            if skip:
+                skip = False
+                continue
+            if entry[0] in "RC":
+                skip = True
+            path = entry[3:]
+            if prefix and not path.startswith(prefix):
+                paths.add(path)
+        return paths
+
+    def revert_outside(self, paths: set[str]) -> None:
+        """Undo changes outside the task directory: tracked files back as committed, new ones removed."""
+        root = Path(self.root())
+        tracked = set(self("ls-files", "-z", "--full-name", ":/").split("\0"))
+        for rel in sorted(paths):
+            if rel in tracked:
+                self("checkout", "-q", "HEAD", "--", f":/{rel}")
+            else:
+                (root / rel).unlink(missing_ok=True)
 
     def show(self, commit: str, path: str) -> str:
         return self("show", f"{commit}:./{path}")

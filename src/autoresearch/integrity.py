@@ -13,47 +13,49 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
-import sys
 import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from autoresearch import noise
 from autoresearch.atomic import write_json
 from autoresearch.constants import find_constants
 from autoresearch.decision import rounded
-from autoresearch.environment import run_env
+from autoresearch.environment import python_dir, run_env
 from autoresearch.footer import parse_footer
 from autoresearch.gitrepo import Git
 from autoresearch.records import Experiment, RunSpec, Status
-from autoresearch.runner import run_process
+from autoresearch.execution.runner import run_process
 from autoresearch.secrets import redact_file, secret_values
+from autoresearch.verdict import CONFIRM_TEXT, NOISE_TEXT, Reason, Verdict
 
-NOISE_REASON = "noise: baseline repeat"
-CONFIRM_REASON = "confirmation run of iteration"
+NOISE_REASON = NOISE_TEXT  # the reason strings' fixed parts, for earlier import paths
+CONFIRM_REASON = CONFIRM_TEXT
 SEED_NAMES = ("SEED", "RANDOM_SEED", "RNG_SEED")
 
 
 # -- trusted evaluation ------------------------------------------------------------------
-def trusted_eval(command: str, task_dir: Path, env: dict, timeout: float, log_path: Path) -> tuple[dict, str | None]:
-    """(metrics from the eval's footer, a crash reason or None)."""
-    result = run_process(RunSpec(command=command, cwd=str(task_dir), env=env, timeout=timeout, log_path=str(log_path)))
+def trusted_eval(command: str, task_dir: Path, env: dict, timeout: float, log_path: Path,
+                 sandbox=None) -> tuple[dict, Verdict | None]:
+    """(metrics from the eval's footer, the crash when the eval failed, else None); `sandbox`: the runs' view."""
+    result = run_process(RunSpec(command=command, cwd=str(task_dir), env=env, timeout=timeout, log_path=str(log_path),
+                                 sandbox=sandbox))
     redact_file(log_path, secret_values(env))
     if result.timed_out:
-        return {}, f"eval: timed out after {timeout:g} s"
+        return {}, Verdict.crash(Reason.EVAL, f"timed out after {timeout:g} s")
     if result.exit_code != 0:
-        return {}, f"eval: `{command}` exited with {result.exit_code}, see {log_path.name}"
+        return {}, Verdict.crash(Reason.EVAL, f"`{command}` exited with {result.exit_code}, see {log_path.name}")
     return parse_footer(log_path.read_text(encoding="utf-8", errors="replace")), None
 
 
 def merge_trusted(run_metrics: dict, eval_metrics: dict, primary: str) -> tuple[dict, str]:
-    """The run's metrics overridden by the eval's; a flag when the run's own primary disagrees."""
+    """The run's metrics overridden by the eval's; a flag (Verdict.flag) when the run's own primary disagrees."""
     merged = {**run_metrics, **eval_metrics}
     claimed, trusted = rounded(run_metrics.get(primary)), rounded(eval_metrics.get(primary))
     flag = ""
     if claimed is not None and trusted is not None and claimed != trusted:
         merged[f"reported_{primary}"] = run_metrics[primary]
-        flag = f"flagged: the run printed {primary}={claimed:.6f}, the trusted eval says {trusted:.6f}"
+        flag = f"the run printed {primary}={claimed:.6f}, the trusted eval says {trusted:.6f}"
     return merged, flag
 
 
@@ -63,18 +65,17 @@ def noise_values(history: Sequence[Experiment], primary: str) -> list[float]:
     base = next((e for e in history if e.status is Status.KEEP), None)
     if base is None:
         return []
-    runs = [base] + [e for e in history if e.reason.startswith(NOISE_REASON)]
+    runs = [base] + [e for e in history if e.verdict.noise_repeat]
     return [v for v in (rounded(e.metrics.get(primary)) for e in runs) if v is not None]
 
 
 def noise_floor(history: Sequence[Experiment], primary: str, min_delta: float) -> float:
-    values = noise_values(history, primary)
-    spread = statistics.stdev(values) if len(values) >= 2 else 0.0
-    return max(min_delta, 2 * spread)
+    """The decision's floor: from the baseline and its repeats (noise.py defines both)."""
+    return noise.floor(noise.spread([noise_values(history, primary)]), min_delta)
 
 
 def repeats_done(history: Sequence[Experiment]) -> int:
-    return sum(1 for e in history if e.reason.startswith(NOISE_REASON))
+    return sum(1 for e in history if e.verdict.noise_repeat)
 
 
 def seed_only_change(git: Git, parent: str, task_dir: Path, editable: Sequence[str]) -> bool:
@@ -122,7 +123,7 @@ def final_eval(task, store, *, top: int = 3, say=print) -> list[dict]:
             log = store.run_dir(exp.iteration) / "final_eval.log"
             # The code under test is the agent's: the same allow-listed environment as its runs.
             env = {**run_env(task), "AUTORESEARCH_TIME_BUDGET": f"{task.time_budget:g}", "PYTHONUNBUFFERED": "1",
-                   "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+                   "PATH": f"{python_dir(task)}{os.pathsep}{os.environ.get('PATH', '')}"}
             result = run_process(RunSpec(command=command, cwd=str(tree / prefix), env=env,
                                          timeout=task.timeout, log_path=str(log)))
             redact_file(log, secret_values(env))

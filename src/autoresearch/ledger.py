@@ -2,15 +2,25 @@
 
 It is the single source of truth for a tag; results.tsv and every summary are derived
 from it. Appending a record is the moment an experiment becomes real.
+
+Tamper-evident: each line carries `prev`, the SHA-256 of the line before it (of "" for the
+first). A line that does not chain (edited, inserted, removed or reordered by hand) is refused
+when the ledger is read, naming the line. Ledgers written before the chain existed still load:
+the chain starts at the first line that carries `prev`, and every line after it must chain.
+The hash of the last line is kept beside the ledger (`ledger.jsonl.head`), so an edit of the
+last record is refused too. This detects edits; it cannot stop someone who rewrites the whole chain, which is why nothing
+an experiment runs can reach the store (the sandbox hides it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
-from autoresearch.atomic import append_line
+from autoresearch.atomic import append_line, write_text
 from autoresearch.errors import AutoresearchError
 from autoresearch.records import Experiment, Status
 
@@ -19,6 +29,8 @@ class Ledger:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._records: list[Experiment] | None = None
+        self._last_line = ""  # the file's last line, which the next record's `prev` hashes
+        self._lock = threading.Lock()  # workers' threads append to one ledger; the head follows in order
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -46,10 +58,41 @@ class Ledger:
             # A bad line fails the parse or changes the count: then line by line, which names it.
             values = json.loads("[" + ",".join(filled) + "]")
             if len(values) == len(filled) and all(type(d) is dict for d in values):
-                return [Experiment.from_json(d) for d in values]
+                records = [Experiment.from_json(d) for d in values]
+                self._check_chain(lines)
+                return records
         except (ValueError, KeyError, TypeError):
             pass
-        return self._load_lines(lines)
+        records = self._load_lines(lines)
+        self._check_chain(lines)
+        return records
+
+    def _check_chain(self, lines: list[str]) -> None:
+        previous, chained = "", False
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            prev = json.loads(line).get("prev")
+            if prev is not None or chained:
+                chained = True
+                if prev != line_hash(previous):
+                    why = "carries no hash" if prev is None else "does not chain to the line before it"
+                    raise AutoresearchError(
+                        f"{self.path}: line {number} {why}: the ledger was changed outside autoresearch "
+                        f"(edited, inserted or removed lines); restore it from a backup, or remove line {number} "
+                        "and the lines after it to keep what came before")
+            previous = line
+        self._last_line = previous
+        head = self._head_path()
+        if chained and head.exists() and head.read_text().strip() != line_hash(previous):
+            number = max(i for i, line in enumerate(lines, 1) if line.strip())
+            raise AutoresearchError(
+                f"{self.path}: line {number} does not match the hash recorded in {head.name}: the last record was "
+                "changed outside autoresearch; restore the ledger from a backup, or remove that line and "
+                f"{head.name} to keep what came before")
+
+    def _head_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".head")
 
     def _load_lines(self, lines: list[str]) -> list[Experiment]:
         records = []
@@ -70,8 +113,12 @@ class Ledger:
 
     def append(self, record: Experiment) -> None:
         records = self.records  # read the file first, or the new line would be loaded twice
-        append_line(self.path, json.dumps(record.to_json(), sort_keys=True))
-        records.append(record)
+        with self._lock:
+            line = json.dumps({**record.to_json(), "prev": line_hash(self._last_line)}, sort_keys=True)
+            append_line(self.path, line)
+            self._last_line = line
+            write_text(self._head_path(), line_hash(line) + "\n", durable=False)
+            records.append(record)
 
     def reload(self) -> list[Experiment]:
         self._records = None
@@ -94,3 +141,8 @@ class Ledger:
             if record.iteration == iteration:
                 return record
         return None
+
+
+def line_hash(line: str) -> str:
+    """The `prev` of the record after `line`: SHA-256 of its text, without the newline."""
+    return hashlib.sha256(line.encode("utf-8")).hexdigest()

@@ -30,7 +30,15 @@ def _gain(exp: Experiment, parent_value: float | None, primary: str, sign: int) 
     return None if v is None or parent_value is None else sign * (v - parent_value)
 
 
-def rules_memo(history: Sequence[Experiment], primary: str, direction: str, plateau_after: int = 5) -> str:
+DEFAULT_PLATEAU = 5  # `[agent] plateau`: iterations without a keep that make a plateau
+
+
+def plateau_reached(since_keep: int, after: int) -> bool:
+    """The one plateau rule (prompt, memo, analysis): `after` iterations without a keep; 0 is off."""
+    return after > 0 and since_keep >= after
+
+
+def rules_memo(history: Sequence[Experiment], primary: str, direction: str, plateau_after: int = DEFAULT_PLATEAU) -> str:
     """A memo from the history alone: per-axis outcomes, then advice."""
     sign = 1 if direction == "maximize" else -1
     stats: dict[str, dict] = defaultdict(lambda: {"tried": 0, "kept": 0, "crashed": 0, "gains": []})
@@ -67,7 +75,7 @@ def rules_memo(history: Sequence[Experiment], primary: str, direction: str, plat
     if crashy:
         lines.append(f"- changes that crash repeatedly: {', '.join(crashy)}")
     lines.append("## Try next")
-    if since >= plateau_after:
+    if plateau_reached(since, plateau_after):
         lines.append(f"- plateau: {since} iterations without a keep; change an axis not tried recently, or make a structural change")
     lines += [f"- refine {a} around the current best: it gained before" for a, _ in works[:3]]
     lines.append("- combine near misses: discards within a small margin of the best on different axes")

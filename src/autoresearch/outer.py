@@ -6,17 +6,18 @@ import json
 import time
 from typing import Callable, Sequence
 
-from autoresearch.agents.base import Memo
+from autoresearch.agents.base import Memo, as_agent
+from autoresearch.cost import memo_calls_path, memo_spend, spend  # noqa: F401  (earlier import paths)
 from autoresearch.atomic import append_line, write_text
 from autoresearch.context import RECENT, view_history
-from autoresearch.memo import plateau_length, rules_memo, should_refresh
+from autoresearch.memo import DEFAULT_PLATEAU, plateau_length, plateau_reached, rules_memo, should_refresh
 from autoresearch.prompt import Extras, render
+from autoresearch import verdict
 from autoresearch.records import Experiment, Status
 
-# Crashes that point at the change itself; timeouts, guards and agent failures do not.
-REPAIRABLE = ("exit_code", "nan", "no_metric", "syntax")
-ENVIRONMENT_HINTS = ("ModuleNotFoundError", "command not found", "No such file or directory: 'python",
-                     "CUDA driver", "libcuda", "cannot open shared object file")
+# What makes a crash repairable is Verdict.repairable; the names stay for earlier import paths.
+REPAIRABLE = verdict.REPAIRABLE
+ENVIRONMENT_HINTS = verdict.SETUP_HINTS
 
 
 def memo_path(store):
@@ -26,13 +27,11 @@ def memo_path(store):
 def repair_target(history: Sequence[Experiment], agent, max_attempts: int) -> Experiment | None:
     """The crashed experiment the next iteration should repair, if any (seed 004: fix the dumb
     crash and re-run; abandon a broken idea after a few attempts)."""
-    if not history or max_attempts <= 0 or not getattr(agent, "repairs", True):
+    if not history or max_attempts <= 0 or not as_agent(agent).repairs:
         return None
     last = history[-1]
-    if last.status is not Status.CRASH or last.commit == last.parent or not last.reason.startswith(REPAIRABLE):
-        return None
-    if any(hint in last.reason for hint in ENVIRONMENT_HINTS):
-        return None  # the setup failed, not the idea: "fix your code" would send the agent astray
+    if last.commit == last.parent or not last.verdict.repairable:
+        return None  # nothing was committed, or the crash is not the change's (a timeout, the setup)
     root = last.repair_of if last.repair_of is not None else last.iteration
     attempts = sum(1 for e in history if e.repair_of == root)
     return last if attempts < max_attempts else None
@@ -48,12 +47,12 @@ def prompt_extras(task, store, history: Sequence[Experiment], repair: Experiment
         root = repair.repair_of if repair.repair_of is not None else repair.iteration
         repair_data = {
             "iteration": repair.iteration, "description": repair.description, "reason": repair.reason,
-            "log_tail": log_tail(store.root / "runs" / f"{repair.iteration:04d}", 40),
+            "log_tail": log_tail(store.run_path(repair.iteration), 40),
             "attempt": 1 + sum(1 for e in history if e.repair_of == root),
             "max_attempts": task.agent.max_fix_attempts,
         }
     return Extras(memo=memo, hints=_hints(task, store), repair=repair_data,
-                  plateau=plateau if task.agent.plateau and plateau >= task.agent.plateau else 0)
+                  plateau=plateau if plateau_reached(plateau, task.agent.plateau) else 0)
 
 
 def _hints(task, store) -> str:
@@ -73,33 +72,35 @@ def refresh_memo_if_due(task, store, agent, say: Callable[[str], None]) -> bool:
     if not should_refresh(history, task.agent.memo_every, task.agent.plateau):
         return False
     primary, direction = task.metrics.primary, task.metrics.direction
-    rules = rules_memo(history, primary, direction, task.agent.plateau or 5)
+    rules = rules_memo(history, primary, direction, task.agent.plateau or DEFAULT_PLATEAU)
     memo = rules
-    writer = getattr(agent, "write_memo", None)
-    if writer is not None:
-        best = next(e for e in reversed(history) if e.status is Status.KEEP)
-        view = view_history(history, best, primary, direction, store.root / "runs", recent=RECENT)
-        old = memo_path(store).read_text() if memo_path(store).is_file() else ""
-        program = (task.dir / "program.md").read_text() if (task.dir / "program.md").is_file() else ""
-        request = render("memo.md.j2", editable=task.editable, direction=direction, primary=primary,
-                         program=program[:6000], memo=old, rules=rules, recent=view.recent)
-        error = ""
-        try:
-            written = writer(request)
-            written = written if isinstance(written, Memo) else Memo(str(written or ""))
-        except Exception as exc:  # fall back to the rules: the loop goes on
-            error = str(exc)
-            written = Memo("", getattr(exc, "cost_usd", 0.0), getattr(exc, "tokens", 0))
-            say(f"warning: the agent could not write the strategy memo ({exc}); using the rules-based one")
+    agent = as_agent(agent)
+    request = _memo_request(task, store, history, rules)
+    error = ""
+    try:
+        written = agent.write_memo(request)  # None: this agent leaves the memo to the rules
+    except Exception as exc:  # fall back to the rules: the loop goes on
+        error = str(exc)
+        written = Memo("", getattr(exc, "cost_usd", 0.0), getattr(exc, "tokens", 0))  # MemoFailed carries them
+        say(f"warning: the agent could not write the strategy memo ({exc}); using the rules-based one")
+    if written is not None:
+        written = written if isinstance(written, Memo) else Memo(str(written or ""))
         if written.text.strip():
             memo = written.text.strip() + "\n"
-        record_memo_call(store, history[-1].iteration, getattr(agent, "name", "agent"), written, error)
+        record_memo_call(store, history[-1].iteration, agent.name, written, error)
     write_text(memo_path(store), memo)
     return True
 
 
-def memo_calls_path(store):
-    return store.root / "memo_calls.jsonl"
+def _memo_request(task, store, history: Sequence[Experiment], rules: str) -> str:
+    """The prompt an LLM agent writes the memo from."""
+    primary, direction = task.metrics.primary, task.metrics.direction
+    best = next(e for e in reversed(history) if e.status is Status.KEEP)
+    view = view_history(history, best, primary, direction, store.root / "runs", recent=RECENT)
+    old = memo_path(store).read_text() if memo_path(store).is_file() else ""
+    program = (task.dir / "program.md").read_text() if (task.dir / "program.md").is_file() else ""
+    return render("memo.md.j2", editable=task.editable, direction=direction, primary=primary,
+                  program=program[:6000], memo=old, rules=rules, recent=view.recent)
 
 
 def record_memo_call(store, after: int, agent: str, memo: Memo, error: str = "") -> None:
@@ -111,19 +112,9 @@ def record_memo_call(store, after: int, agent: str, memo: Memo, error: str = "")
     append_line(memo_calls_path(store), json.dumps(entry, sort_keys=True))
 
 
-def memo_spend(store) -> tuple[float, int]:
-    """(dollars, tokens) the strategy memo calls of a run have cost so far."""
-    path = memo_calls_path(store)
-    if not path.is_file():
-        return 0.0, 0
-    cost, tokens = 0.0, 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-            cost, tokens = cost + float(entry.get("cost_usd") or 0.0), tokens + int(entry.get("tokens") or 0)
-        except (ValueError, TypeError, AttributeError):
-            continue  # a line torn by a kill mid-append: that call's cost is lost, not the run
-    return round(cost, 6), tokens
+def total_spend(store) -> float:
+    """Dollars spent so far, memo included: what --max-cost-usd compares."""
+    return spend(store).cost_usd
 
 
 def evolve_program(task, store) -> str:

@@ -15,6 +15,7 @@ from typing import Sequence
 import jinja2
 
 from autoresearch.context import RECENT, fmt, view_history
+from autoresearch.program_md import mark_handled
 from autoresearch.records import Experiment
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -33,7 +34,7 @@ _PYTHON_NAME = re.compile(r"python(\d+(\.\d+)?)?")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
 
 
-def run_interpreter(command: str, task_dir: Path) -> str:
+def run_interpreter(command: str, task_dir: Path, python_dir: str | None = None) -> str:
     """The Python that `command` runs under, as the loop runs it, to tell the agent (seed 001,
     run 4: an agent that debugs the wrong virtual environment).
 
@@ -41,7 +42,7 @@ def run_interpreter(command: str, task_dir: Path) -> str:
     `python train.py` is that interpreter; a command that names its own (`.venv/bin/python
     train.py`) gets that one; for anything else (`bash run.sh`), what `python` means on that PATH.
     """
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
+    path = f"{python_dir or Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', os.defpath)}"
     try:
         words = shlex.split(command)
     except ValueError:
@@ -49,11 +50,18 @@ def run_interpreter(command: str, task_dir: Path) -> str:
     while words and (words[0] == "env" or _ASSIGNMENT.fullmatch(words[0])):
         words.pop(0)  # `CUDA_VISIBLE_DEVICES=0 python train.py`, `env X=1 python ...`
     first = words[0] if words else ""
+    if os.path.basename(first) == "uv" and words[1:2] == ["run"]:
+        return f"{os.path.join(task_dir, '.venv', 'bin', 'python')} through `uv run` (the uv project's own environment)"
     if "/" in first:
         return os.path.normpath(os.path.join(task_dir, first))
     if _PYTHON_NAME.fullmatch(first):
         return shutil.which(first, path=path) or first
     return shutil.which("python", path=path) or sys.executable
+
+
+def _python_dir(task) -> str | None:
+    chosen = getattr(task, "interpreter", None)
+    return chosen.bin_dir if chosen is not None else None
 
 
 def render(template: str, **data) -> str:
@@ -80,9 +88,9 @@ def render_prompt(task, tag: str, iteration: int, history: Sequence[Experiment],
     primary = task.metrics.primary
     view = view_history(history, best, primary, task.metrics.direction, runs_dir or task.dir, recent=recent)
     data = dict(
-        program=program.rstrip(), iteration=iteration, branch=f"autoresearch/{tag}",
+        program=mark_handled(program.rstrip()), iteration=iteration, branch=f"autoresearch/{tag}",
         editable=task.editable, readonly=task.readonly, run_command=task.run, task_dir=str(task.dir),
-        interpreter=interpreter or run_interpreter(task.run, task.dir), time_budget=f"{task.time_budget:g}", timeout=f"{task.timeout:g}",
+        interpreter=interpreter or run_interpreter(task.run, task.dir, _python_dir(task)), time_budget=f"{task.time_budget:g}", timeout=f"{task.timeout:g}",
         direction=task.metrics.direction, primary=primary, best_value=fmt(best.metrics.get(primary)),
         best_commit=best.commit[:7], best_iteration=best.iteration,
         recent=view.recent, older=view.older, older_omitted=0, stats=view.stats,

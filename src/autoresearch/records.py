@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class Status(str, enum.Enum):
-    KEEP = "keep"
-    DISCARD = "discard"
-    CRASH = "crash"
+from autoresearch.verdict import Reason, Status, Verdict
 
 
-class CrashReason(str, enum.Enum):
-    """Why a run is a crash; the first word of the ledger's `reason` field."""
-
-    TIMEOUT = "timeout"
-    EXIT_CODE = "exit_code"
-    NO_METRIC = "no_metric"
-    NAN = "nan"
-    GUARD = "guard"
-    AGENT = "agent"  # the agent failed or made no change: nothing was trained
-    NODE_LOST = "node_lost"  # the machine running it died (Ray), twice: never the idea's fault
+# The outcome types live in verdict.py; `CrashReason` is the name earlier versions used.
+CrashReason = Reason
 
 
 @dataclass(frozen=True)
@@ -42,6 +29,8 @@ class RunSpec:
     repo_dir: str = ""
     task_subdir: str = ""
     memory_limit_mb: float | None = None  # kill the run's tree above this resident memory
+    # execution.sandbox.View: run inside bubblewrap with that view of the machine; None: unsandboxed.
+    sandbox: Any = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +49,7 @@ class RunResult:
     startup_saved_seconds: float | None = None  # warm: the preload imports it skipped (timed once, in the server)
     node: str = ""  # where it ran, for executors that run elsewhere (Ray: "host:nodeid8"); "" here
     node_lost: bool = False  # every attempt's node died mid-run: nothing is known about the code
+    sandboxed: bool = False  # it ran inside the bubblewrap sandbox (execution/sandbox.py)
 
 
 @dataclass(frozen=True)
@@ -113,6 +103,12 @@ class Experiment:
     gpu_peak_mb: float | None = None  # peak GPU memory in use (NVML), when no footer says it
     # Early-stopped (early_stop.py): the fraction of the budget it trained; its metrics are partial.
     stopped_at: float | None = None
+    sandboxed: bool = False  # its run ran inside the bubblewrap sandbox ([sandbox] mode)
+
+    @property
+    def verdict(self) -> Verdict:
+        """What `status` and `reason` mean (parsed once per distinct string)."""
+        return Verdict.of_record(self)
 
     def to_json(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}

@@ -15,11 +15,23 @@ MASK = "[redacted]"
 _OURS = "AUTORESEARCH_"  # our own variables (the run token): bookkeeping, not secrets
 
 
+# user:password@ in a URL (HTTPS_PROXY=http://user:password@proxy:3128): the userinfo is a secret
+# whatever the variable is called.
+_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/@\s:]+(?::[^/@\s]*)?)@")
+
+
 def secret_values(env: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> list[str]:
-    """Values of variables whose names look secret (API keys, tokens), longest first."""
+    """Values of variables whose names look secret (API keys, tokens), and the userinfo of URLs
+    in any variable (a proxy's user:password), longest first."""
     env = os.environ if env is None else env
     values = {v for k, v in env.items()
               if _SECRET_NAME.search(k) and not k.startswith(_OURS) and len(v) >= _MIN_LENGTH}
+    for v in env.values():
+        for userinfo in _USERINFO.findall(v):
+            values.add(userinfo)
+            user, _, password = userinfo.partition(":")
+            if len(password) >= _MIN_LENGTH:
+                values.add(password)  # printed alone
     values.update(v for v in extra if v and len(v) >= _MIN_LENGTH)
     return sorted(values, key=len, reverse=True)
 

@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from autoresearch.atomic import write_json
@@ -20,7 +22,85 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.ledger import Ledger
 
 STORE_DIR = ".autoresearch"
+
+
+@dataclass(frozen=True)
+class Process:
+    """A process group an iteration started (its agent or its run), for a resume to kill."""
+
+    role: str  # "agent" | "run"
+    pid: int  # 0 until known: the token still finds it
+    create_time: float = 0.0
+    token: str | None = None  # AUTORESEARCH_RUN_TOKEN of every process of a run
+
+
+@dataclass(frozen=True)
+class Pending:
+    """pending.json: the iteration in flight, written as it goes, so a resume can undo or finish it.
+
+    Only the keys set so far are in the file (as earlier versions wrote them)."""
+
+    iteration: int
+    parent: str = ""
+    untracked: tuple[str, ...] = ()  # the user's untracked files when it began: never deleted
+    started: float = 0.0
+    commit: str = ""  # once the change is committed
+    processes: tuple[Process, ...] = ()
+    confirming: int | None = None  # the iteration number of its confirmation run, once under way
+    confirmation: dict | None = None  # the confirmation's ledger record, when it is to be recorded second
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Pending | None":
+        """None for a file that is not one (hand-edited, from elsewhere)."""
+        if not isinstance(data, dict) or not isinstance(data.get("iteration"), int):
+            return None
+        known = {k: v for k, v in data.items() if k in _PENDING_KEYS}
+        known["untracked"] = tuple(known.get("untracked") or ())
+        known["processes"] = tuple(Process(**{k: v for k, v in p.items() if k in _PROCESS_KEYS})
+                                   for p in known.get("processes") or () if isinstance(p, dict) and "role" in p
+                                   and "pid" in p)
+        return cls(**known)
+
+    def to_json(self) -> dict:
+        out: dict = {"iteration": self.iteration}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name != "iteration" and value != f.default:
+                out[f.name] = value
+        out.pop("processes", None)
+        if self.processes:
+            out["processes"] = [dataclasses.asdict(p) for p in self.processes]
+        if "untracked" in out:
+            out["untracked"] = list(self.untracked)
+        return out
+
+
+_PENDING_KEYS = frozenset(f.name for f in dataclasses.fields(Pending))
+_PROCESS_KEYS = frozenset(f.name for f in dataclasses.fields(Process))
+# What a run writes into the task directory besides its store: derived from the ledger, never the
+# user's, so .git/info/exclude lists them (with the store and what a killed atomic write leaves).
+DERIVED_FILES = ("results.tsv", "analysis_summary.json", "analysis_summary.md", "progress.png", "curves.png",
+                 "report.html", "config/auto/")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+CURVE_NAME = "metrics.jsonl"  # a learning curve the task may write, one JSON object per line
+MTIME_SLACK = 1.0  # seconds: file systems with coarse timestamps
+
+
+def capture_curve(task_dir: Path, run_dir: Path, started_at: float) -> bool:
+    """Copy the task's metrics.jsonl into the run directory when this run wrote it.
+
+    A metrics.jsonl older than the run's start was left by an earlier run (a crash
+    before the first epoch leaves the previous one in place): it is not this run's curve.
+    """
+    source, target = Path(task_dir) / CURVE_NAME, Path(run_dir) / CURVE_NAME
+    if target.exists() or not source.is_file():
+        return False
+    if source.stat().st_mtime + MTIME_SLACK < started_at:
+        return False
+    shutil.copy2(source, target)
+    return True
 
 
 def check_tag(tag: str) -> str:
@@ -73,33 +153,54 @@ class RunStore:
     def worktree(self, index: int) -> Path:
         return self.root / "worktrees" / f"w{index}"
 
+    @staticmethod
+    def derived_files() -> tuple[str, ...]:
+        """Paths relative to the task directory that the loop writes and git must ignore."""
+        return (DERIVED_FILES[0], f"{STORE_DIR}/", *DERIVED_FILES[1:],
+                ".*.tmp.*", ".*.link.*")  # what a writer killed mid-write leaves (atomic.py)
+
+    def run_path(self, iteration: int) -> Path:
+        """The run folder of `iteration` (runs/0007), whether or not it exists; creates nothing."""
+        return self.root / "runs" / f"{iteration:04d}"
+
     def create(self) -> None:
         (self.root / "runs").mkdir(parents=True, exist_ok=True)
         self.ledger.path.touch()  # an empty ledger marks the tag as begun: a killed baseline resumes
 
     def run_dir(self, iteration: int) -> Path:
-        path = self.root / "runs" / f"{iteration:04d}"
+        """The run folder of `iteration`, created: for writing. Readers use `run_path`."""
+        path = self.run_path(iteration)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     # -- the iteration in flight ---------------------------------------------------------
-    def pending(self) -> dict | None:
+    def pending(self) -> "Pending | None":
         try:
-            return json.loads(self.pending_path.read_text())
+            data = json.loads(self.pending_path.read_text())
         except FileNotFoundError:
             return None
         except ValueError:
             return None  # written atomically, so this is only a hand-edited file: ignore it
+        return Pending.from_json(data)
 
     def set_pending(self, **fields) -> None:
+        """Add `fields` (Pending's names) to the iteration in flight; unknown names are an error."""
+        unknown = set(fields) - _PENDING_KEYS
+        if unknown:
+            raise TypeError(f"pending.json has no field(s) {', '.join(sorted(unknown))}")
+        if "processes" in fields:
+            fields["processes"] = [dataclasses.asdict(p) if isinstance(p, Process) else p for p in fields["processes"]]
+        if "untracked" in fields:
+            fields["untracked"] = list(fields["untracked"])
+        current = self.pending()
         # Not fsync'd: it guards against a killed process, which leaves the page cache intact.
-        write_json(self.pending_path, {**(self.pending() or {}), **fields}, durable=False)
+        write_json(self.pending_path, {**(current.to_json() if current else {}), **fields}, durable=False)
 
     def clear_pending(self) -> None:
         self.pending_path.unlink(missing_ok=True)
 
     def set_aside(self, iteration: int) -> None:
         """Keep what an interrupted iteration left, out of the way of its redo."""
-        path = self.root / "runs" / f"{iteration:04d}"
+        path = self.run_path(iteration)
         if path.exists():
             shutil.move(str(path), str(path.with_name(f"{path.name}.interrupted-{int(time.time())}")))

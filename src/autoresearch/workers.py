@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from autoresearch.agents.base import Agent
 from autoresearch.config import Task
 from autoresearch.errors import AutoresearchError
-from autoresearch.executor import Executor
+from autoresearch.execution import Executor
 from autoresearch.loop import Limits, Loop, Shared, Worker, default_executor
 from autoresearch.records import Experiment
 from autoresearch.store import RunStore

@@ -28,6 +28,7 @@ from test_contract import context as contract_context
 from fakes.harness import KEY_OF, SECRETS, fake_cli, files_holding  # noqa: F401 (fixture)
 
 BACKENDS = ("claude", "codex", "gemini", "aider")
+OUR_RETRIES = ("claude",)  # the others retry by themselves: ours stay off (one retry policy)
 MODELS = {"claude": "sonnet", "codex": "gpt-5-codex", "gemini": "gemini-2.5-pro", "aider": "gpt-4o"}
 # What one successful call of each fake costs: claude reports it, the others go through the price table.
 COST = {"claude": 0.0123, "codex": (4000 * 1.25 + 20000 * 0.125 + 900 * 10) / 1e6,
@@ -41,10 +42,8 @@ def config(kind: str, timeout: float = 20, extra: str = "") -> str:
         kind = "{kind}"
         timeout = {timeout}
         model = "{MODELS[kind]}"
-        retries = 2
-        backoff = 0.01
-        env = ["FAKE_STATE_DIR", "FAKE_SCENARIO", "FAKE_VALUE"]
-    ''') + textwrap.dedent(extra)
+        env = ["FAKE_STATE_DIR", "FAKE_SCENARIO", "FAKE_VALUE", "FAKE_LOGGED_IN"]
+    ''') + ("retries = 2\nbackoff = 0.01\n" if kind in OUR_RETRIES else "") + textwrap.dedent(extra)
 
 
 def run(make_task, kind, iterations=1, extra="", **kw):
@@ -117,7 +116,7 @@ def test_not_logged_in_is_a_crash_and_not_retried(make_task, fake_cli, kind):
     assert record.agent_data["failures"][0].startswith("auth: ")
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
+@pytest.mark.parametrize("kind", OUR_RETRIES)
 def test_rate_limit_then_success_retries(make_task, fake_cli, kind):
     fake_cli.scenario("rate_limit,success")
     _, _, record = run(make_task, kind)
@@ -128,13 +127,28 @@ def test_rate_limit_then_success_retries(make_task, fake_cli, kind):
     assert record.cost_usd == pytest.approx(COST[kind])
 
 
-@pytest.mark.parametrize("kind", BACKENDS)
+@pytest.mark.parametrize("kind", OUR_RETRIES)
 def test_rate_limit_retries_are_bounded(make_task, fake_cli, kind):
     fake_cli.scenario("overloaded")
     _, _, record = run(make_task, kind)
     assert record.status is Status.CRASH
     assert "gave up after 3 attempts" in record.reason
     assert len(fake_cli.calls()) == 3  # retries = 2
+
+
+@pytest.mark.parametrize("kind", sorted(set(BACKENDS) - set(OUR_RETRIES)))
+def test_a_cli_that_retries_by_itself_is_not_retried_by_us(make_task, fake_cli, kind):
+    fake_cli.scenario("rate_limit,success")
+    _, _, record = run(make_task, kind)
+    assert record.status is Status.CRASH and len(fake_cli.calls()) == 1  # its own retries were the policy
+    assert record.agent_data["failures"][0].startswith("transient: ")
+    with pytest.raises(AutoresearchError, match=rf"agent.retries: {kind} retries transient errors by itself"):
+        create_agent(kind, load_task(make_task(config=config(kind, extra="retries = 2\n"))))
+
+
+def test_claude_runs_with_its_own_retries_off(make_task, fake_cli):
+    agent = create_agent("claude", load_task(make_task(config=config("claude"))))
+    assert agent.env()["CLAUDE_CODE_MAX_RETRIES"] == "0" and agent.retries == 2
 
 
 @pytest.mark.parametrize("kind", ["claude", "gemini"])  # codex and aider have no turn limit to hit

@@ -89,9 +89,13 @@ def setup(request, make_task, fake_cli, tmp_path):
         kind = "{backend.kind}"
         command = "{sys.executable} {editor}"
         timeout = 30
-        backoff = 0.01
         env = ["FAKE_STATE_DIR", "FAKE_SCENARIO"]
         model = "fake-model"
+
+        [agent.claude]
+        backoff = 0.01
+
+        [agent.openai]
         base_url = "{server.url}"
         max_retries = 0
     '''))

@@ -303,3 +303,119 @@ def test_a_run_whose_node_died_is_no_wall(task):
     agent = TunerAgent()
     history = agent._observations(context(task_dir, [base, lost, crashed], base), agent._constants(task_dir, ["train.py"]))
     assert [h.params["LR"] for h in history] == [1e-3, 1e-2]  # the lost run may be run again; the crash is a wall
+
+
+# -- issue 14: knobs of a karpathy-layout train.py ----------------------------------------
+
+KARPATHY_TRAIN = '''"""A karpathy-layout training script, unannotated."""
+from prepare import MAX_SEQ_LEN, TIME_BUDGET, evaluate_bpb
+
+TOTAL_BATCH_SIZE = 2**13 # tokens per step
+ADAM_BETAS = (0.8, 0.95)
+WINDOW_PATTERN = "SSSL"
+WARMDOWN_RATIO = 0.5
+DEPTH = 8
+CPU_DEPTH = 4
+EVAL_BATCH_SIZE = 32
+N_CHUNK = 16
+
+
+def main():
+    assert all(c in "SL" for c in WINDOW_PATTERN)
+    depth = min(DEPTH, CPU_DEPTH)
+    assert N_CHUNK & (N_CHUNK - 1) == 0
+    train(depth, TOTAL_BATCH_SIZE, ADAM_BETAS, WARMDOWN_RATIO, N_CHUNK)
+    print(evaluate_bpb(EVAL_BATCH_SIZE))
+'''
+
+
+def karpathy_loop(task_dir, base_commit, iterations, objective):
+    """Like `simulate`, with crash reasons: `objective` returns a value or a crash reason."""
+    agent = TunerAgent(seed=0)
+    train = task_dir / "train.py"
+    best = Experiment(0, base_commit, "", Status.KEEP, "baseline", metrics={"val_bpb": 1.0})
+    best_source, history, proposals = train.read_text(), [best], []
+    for i in range(1, iterations + 1):
+        ctx = Context(task_dir=task_dir, iteration=i, editable=("train.py",), readonly=("prepare.py",),
+                      history=tuple(history), best=best, primary="val_bpb", direction="minimize")
+        proposal = agent.propose(ctx)
+        assert proposal.ok, proposal.error
+        outcome = objective(proposal.data["params"])
+        if isinstance(outcome, str):
+            exp = Experiment(i, f"commit{i}", best.commit, Status.CRASH, proposal.description, reason=outcome,
+                             agent="tuner", agent_data=proposal.data)
+        else:
+            status = Status.KEEP if outcome < best.metrics["val_bpb"] else Status.DISCARD
+            exp = Experiment(i, f"commit{i}", best.commit, status, proposal.description, metrics={"val_bpb": outcome},
+                             agent="tuner", agent_data=proposal.data)
+        history.append(exp)
+        proposals.append((proposal, train.read_text()))
+        if exp.status == Status.KEEP:
+            best, best_source = exp, train.read_text()
+        else:
+            train.write_text(best_source)
+    return history, proposals
+
+
+@pytest.fixture
+def karpathy_task(tmp_path):
+    (tmp_path / "train.py").write_text(KARPATHY_TRAIN)
+    (tmp_path / "prepare.py").write_text("TIME_BUDGET = 1\n")
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "baseline")
+    return tmp_path, git(tmp_path, "rev-parse", "HEAD")
+
+
+def test_tuner_moves_only_knobs_that_fit_the_code(karpathy_task):
+    def objective(p):
+        return 1.0 - 0.01 * math.log2(p["TOTAL_BATCH_SIZE"]) + abs(p["WARMDOWN_RATIO"] - 0.3)
+
+    history, proposals = karpathy_loop(*karpathy_task, 14, objective)
+    changed = {a for p, _ in proposals for a in p.data["changed"]}
+    assert not changed & {"DEPTH", "EVAL_BATCH_SIZE"}  # capped by CPU_DEPTH; read only by evaluation
+    assert {"TOTAL_BATCH_SIZE", "ADAM_BETAS[0]", "ADAM_BETAS[1]", "WINDOW_PATTERN", "WARMDOWN_RATIO"} <= changed
+    for proposal, source in proposals:
+        params = proposal.data["params"]
+        tbs = params["TOTAL_BATCH_SIZE"]
+        assert tbs & (tbs - 1) == 0 and f"TOTAL_BATCH_SIZE = 2**{int(math.log2(tbs))} # tokens per step" in source
+        assert 0.0 <= params["WARMDOWN_RATIO"] <= 1.0 and all(0.5 <= params[f"ADAM_BETAS[{i}]"] < 1 for i in (0, 1))
+        assert set(params["WINDOW_PATTERN"]) <= {"S", "L"}
+        assert isinstance(params["N_CHUNK"], int)
+
+
+def test_an_assertion_crash_bars_the_value_and_teaches_powers_of_two(karpathy_task):
+    def objective(p):
+        n = p["N_CHUNK"]
+        if n & (n - 1):
+            return "exit_code: 1, AssertionError at train.py:17"
+        return 1.0 - 0.001 * math.log2(n) - 0.01 * math.log2(p["TOTAL_BATCH_SIZE"])
+
+    history, proposals = karpathy_loop(*karpathy_task, 30, objective)
+    moves = [(e, e.agent_data["params"]["N_CHUNK"]) for e in history[1:] if "N_CHUNK" in e.agent_data["changed"]]
+    first_refusal = next(i for i, (e, _) in enumerate(moves) if e.status is Status.CRASH)
+    refused = moves[first_refusal][1]
+    later = [v for _, v in moves[first_refusal + 1:]]
+    assert later and all(v & (v - 1) == 0 for v in later) and refused not in later
+    next_move = moves[first_refusal + 1][0]
+    assert "moves on powers of two only" in proposals[next_move.iteration - 1][0].explanation
+
+
+def test_learning_powers_of_two_from_an_assertion():
+    spaces = {"N_CHUNK": Space("int_log", 4, 64), "LR": Space("log", 1e-4, 1e-1)}
+    best = {"N_CHUNK": 16, "LR": 1e-3}
+    crash = Observation({"N_CHUNK": 24, "LR": 1e-3}, None, "crash", parent_params=best, invalid=True)
+    learned, notes = __import__("autoresearch.agents.tuner", fromlist=["x"]).learn_from_invalid(spaces, best, [crash])
+    assert learned["N_CHUNK"] == Space("pow2", 4, 64) and learned["LR"] == spaces["LR"]
+    assert "24 stopped at an assertion" in notes["N_CHUNK"]
+    policy = TunerPolicy(learned, "minimize")
+    values = set()
+    history = [Observation(best, 1.0, "keep"), crash]
+    for i in range(12):
+        s = policy.suggest(best, history, i + 2)
+        values.add(s.params["N_CHUNK"])
+        history.append(Observation(s.params, 1.0 + i, "discard", parent_params=best, parent_value=1.0))
+    assert 24 not in values and all(v & (v - 1) == 0 for v in values)
+    # Without the assertion (a plain crash), 24 is a wall, not a lesson about the grid.
+    plain = Observation({"N_CHUNK": 24, "LR": 1e-3}, None, "crash", parent_params=best)
+    assert __import__("autoresearch.agents.tuner", fromlist=["x"]).learn_from_invalid(spaces, best, [plain])[0] == spaces

@@ -132,6 +132,6 @@ def test_cli_summarize_and_suggest(make_task):
     assert backfill(load_task(task_dir), store) == 0  # and only once
     result = runner.invoke(app, ["suggest", str(task_dir), "--tag", "t", "--max", "2"])
     assert result.exit_code == 0, result.output
-    written = sorted((task_dir / "config" / "auto").glob("auto_*.toml"))
-    assert [p.name for p in written] == ["auto_001_continue_x_up.toml"]  # X is the only knob, and it gained
-    assert tomllib.loads(written[0].read_text()) == {"X": 4.0}
+    written = sorted((task_dir / "config" / "auto").glob("auto_*"))
+    assert [p.name for p in written] == ["auto_001_continue_x_up.patch"]  # X is the only knob, and it gained
+    assert "-X = 2.0" in written[0].read_text() and "+X = 4.0" in written[0].read_text()

@@ -38,8 +38,13 @@ def test_report_tells_the_story_without_the_tsv(html):
     assert "<p>0 iterations since the last keep (#7).</p>" in html and "<td>last 8</td><td>+0.23</td>" in html
     assert "ARCH = cnn gained +0.13 (kept 1 of 1): the best has it" in html
     assert "<td>WIDTH</td><td>3</td><td>1</td><td>0</td><td>-0.001667</td><td>+0.02</td>" in html  # gains signed
-    # Each run's training curve in a line, not only behind a click.
-    assert "Training curve: <strong>still improving</strong>. val_acc was still improving" in html
+    # Each run's training curve in a line, not only behind a click; its suggestion once, in the patterns.
+    assert "Training curve: <strong>still improving</strong> (see" in html
+    assert "the larger of the noise floor and a quarter of the median keep gain" in html  # the tolerance, explained
+    cards = html[html.index('<h2 id="experiments">'):html.index('<h2 id="cost">')]
+    assert "val_acc was still improving" not in cards  # not repeated on every card
+    patterns = html[html.index('id="patterns-table"'):html.index('<h2 id="all">')]
+    assert patterns.count("val_acc was still improving") == 1 and '<a href="#exp-7">#7</a>' in patterns
 
 
 def test_frontier_lists_every_keep_with_its_gain(night):

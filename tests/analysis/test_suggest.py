@@ -72,7 +72,7 @@ def test_overfitting_best_gives_regularization_configs(make_task):
     assert all(s.reason.startswith("run #0: val loss rose from epoch 8") for s in proposed)
 
 
-def test_suggest_writes_toml_configs_and_an_index(make_task):
+def test_suggest_writes_a_patch_per_suggestion_for_a_constants_task_and_an_index(make_task):
     task, store = overfit_night(make_task)
     folder = task.dir / AUTO_DIR
     folder.mkdir(parents=True)
@@ -80,16 +80,49 @@ def test_suggest_writes_toml_configs_and_an_index(make_task):
     (folder / "mine.toml").write_text("LR = 1\n")  # not ours: left alone
     written = suggest(task, store, max_configs=2)
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["auto_001_more_dropout.toml", "auto_002_more_weight_decay.toml", "index.json", "mine.toml"]
+    assert names == ["auto_001_more_dropout.patch", "auto_002_more_weight_decay.patch", "index.json", "mine.toml"]
     path, suggestion = written[0]
     text = path.read_text()
-    assert text.startswith("# autoresearch suggest: more_dropout\n# why: run #0: val loss rose")
-    values = tomllib.loads(text)
+    assert text.startswith("autoresearch suggest: more_dropout\nwhy: run #0: val loss rose")
+    # The patch applies to the best's train.py and moves exactly the one constant.
+    check = subprocess.run(["git", "apply", "--check", str(path)], cwd=task.dir, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    subprocess.run(["git", "apply", str(path)], cwd=task.dir, check=True)
+    from autoresearch.constants import find_constants
+    values = {c.name: c.value for c in find_constants((task.dir / "train.py").read_text())}
     assert values == {"LR": 0.01, "DROPOUT": 0.2, "WEIGHT_DECAY": 0.0, "EPOCHS": 20, "SCHEDULE": "none",
                       "USE_AUG": False, "SEED": 0}
     index = json.loads((folder / "index.json").read_text())
     assert index["configs"][1]["changed"] == {"WEIGHT_DECAY": {"from": 0.0, "to": 0.0001}}
+    assert index["configs"][0]["kind"] == "patch" and index["configs"][0]["file"] == "auto_001_more_dropout.patch"
     assert index["based_on"].startswith("iteration 0 (commit ")
+
+
+def test_a_yaml_task_gets_yaml_configs_its_script_can_load(make_task):
+    import yaml
+
+    config = ('[task]\nrun = "python train.py --config config.yaml"\neditable = ["config.yaml"]\ntime_budget = 5\n'
+              '\n[metrics]\nprimary = "score"\ndirection = "maximize"\n')
+    cfg = "# my config\noptimizer:\n  lr: 0.01  # search: log(1e-4, 1e-1)\nmodel: m2  # search: [\"m0\", \"m2\", \"m3\"]\n"
+    task = load_task(make_task(config=config, extra={"config.yaml": cfg}))
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=task.dir, capture_output=True, text=True).stdout.strip()
+    store = RunStore(task.dir, "t")
+    store.create()
+    store.ledger.append(Experiment(0, head, head, Status.KEEP, "baseline", metrics={"score": 0.5}))
+    written = suggest(task, store, max_configs=3)
+    assert written and all(p.suffix == ".yaml" for p, _ in written)
+    path, s = written[0]
+    text = path.read_text()
+    assert text.startswith(f"# autoresearch suggest: {s.slug}\n# why: ")
+    assert "# my config" in text and "# search: log(1e-4, 1e-1)" in text  # the user's file, comments kept
+    loaded = yaml.safe_load(text)
+    for key, (_, new) in s.changed.items():
+        node = loaded
+        for part in key.split("."):
+            node = node[part]
+        assert node == new
+    index = json.loads((task.dir / AUTO_DIR / "index.json").read_text())
+    assert [c["kind"] for c in index["configs"]] == ["config"] * len(written)
 
 
 def test_without_meta_the_summary_drives_the_suggestions(make_task):

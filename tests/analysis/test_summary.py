@@ -114,7 +114,8 @@ def test_losing_regions_are_per_direction_for_constants(night):
 def test_plateau_and_improvement_windows(night):
     _, _, s = night
     p = s["plateau"]
-    assert (p["iterations_since_keep"], p["last_keep_iteration"], p["on_plateau"]) == (5, 6, False)
+    # 5 without a keep is the plateau of `[agent] plateau` (default 5): the same rule as the prompt's and the memo's
+    assert (p["iterations_since_keep"], p["last_keep_iteration"], p["on_plateau"]) == (5, 6, True)
     assert [(w["iterations"], w["gain"], w["rate"], w["keeps"]) for w in p["windows"]] == [
         (5, 0.0, 0.0, 0), (10, 0.12, 0.012, 2), (12, 0.12, 0.01, 3)]
 
@@ -134,6 +135,13 @@ def test_a_switch_that_gained_is_no_direction_to_step_further(plain_task):
     texts = [h["text"] for h in summarize(task, store)["hints"] if h["kind"] == "around_best"]
     assert texts == ["ARCH = cnn gained +0.1 (kept 1 of 1): the best has it; tune the axes around it next",
                      "LR down gained +0.1 (kept 1 of 1): try one more single step that way from the best"]
+
+
+@pytest.mark.parametrize("plateau, expected", [(0, False), (3, True), (11, False)])
+def test_the_plateau_flag_follows_the_agent_plateau_setting(plain_task, plateau, expected):
+    rows = [(K, 0.5, 0.0, "baseline")] + [(D, 0.4, 0.0, f"idea {i}") for i in range(10)]
+    task, store = build(plain_task, rows, config=CONFIG + f"\n[agent]\nplateau = {plateau}\n")
+    assert summarize(task, store)["plateau"]["on_plateau"] is expected
 
 
 def test_plateau_flag_after_ten_fruitless_iterations(plain_task):

@@ -1,8 +1,12 @@
 """Agents: one module per backend, all behind `Agent.propose(context) -> Proposal`.
 
-Each backend module has a class with `from_task(task, seed) -> Agent`; an optional
-`check()` verifies at start-up that the backend can work (binary present, flags accepted)
-and raises `AutoresearchError` with a fix when not.
+Each backend module has a class with `from_task(task, seed) -> Agent`, a subclass of
+`base.Agent`, whose hooks have no-op defaults: `check()` verifies at start-up that the backend
+can work (binary present, flags accepted) and raises `AutoresearchError` with a fix when not;
+`write_memo(request)` writes the strategy memo (None: the rules do); `repairs`, `name`,
+`close()`. `base.as_agent` gives an object with only `propose` those hooks.
+
+May import the core (records, config, errors, environment, constants, ...), never the loop.
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ a `litellm.<Kind>Error: ...` line on stdout (aider has already retried transient
 Checked against aider-chat 0.86 in test_real_clis.py.
 
 [agent] keys: those of every CLI agent (see cli_agent.py); `model` is aider's `--model`
-(e.g. "sonnet", "openai/my-model" with OPENAI_API_BASE for a local server).
+(e.g. "sonnet", "openai/my-model" with OPENAI_API_BASE for a local server). A model is
+required: without one aider offers OpenRouter's browser login and waits five minutes for it.
+litellm, under aider, would fetch its model price map from the internet on every start;
+LITELLM_LOCAL_MODEL_COST_MAP=True makes it use the copy it ships.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ from pathlib import Path
 
 from autoresearch.agents.base import Context
 from autoresearch.agents.cli_agent import Call, CliAgent, Failure, Outcome, classify, one_line
+from autoresearch.agents.failures import message as last_message
 
 FIXED_FLAGS = ("--yes-always", "--no-auto-commits", "--no-dirty-commits", "--no-gitignore", "--no-stream",
                "--no-pretty", "--no-fancy-input", "--no-analytics", "--no-check-update", "--no-show-model-warnings",
                "--no-show-release-notes", "--no-suggest-shell-commands", "--no-detect-urls",
                "--no-restore-chat-history", "--map-tokens", "0")
 _LLM_ERROR = re.compile(r"litellm\.\w+(?:Error|Timeout)[^\n]*(?:\n(?!\n)[^\n]*)*")  # the error and its wrapped lines
+_WATCHED_STDOUT = re.compile(r"litellm\.\w+(Error|Timeout)|open this URL in your browser|finish in the browser")
 _NO_MATCH = re.compile(r"SEARCH/REPLACE blocks? failed to match|SearchReplaceNoExactMatch")
 # An edit block in aider's reply, with the file name line and the fence around it: not prose, so
 # not the description when the reply has no <explanation> block.
@@ -46,8 +51,28 @@ class AiderAgent(CliAgent):
     # aider reaches any provider through litellm: the key of whichever its model needs.
     api_keys = ("AIDER_*", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENROUTER_API_KEY",
                 "DEEPSEEK_API_KEY", "GROQ_API_KEY", "MISTRAL_API_KEY", "XAI_API_KEY", "AZURE_API_KEY", "COHERE_API_KEY")
+    cli_retries = True  # aider retries litellm's transient errors itself, up to a minute
+    auth_fix = "set the API key of the model's provider (e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY)"
     required_flags = ("--message-file", "--yes-always", "--no-auto-commits", "--no-dirty-commits", "--read",
                       "--model", "--analytics-log", "--no-gitignore", "--map-tokens", "--chat-history-file", "--dry-run")
+
+    def env(self) -> dict[str, str]:
+        # litellm's price map from the package, not fetched from the internet on every call
+        return {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **super().env()}
+
+    def ready(self, path: str) -> str | None:
+        env = self.env()
+        if not (self.model or env.get("AIDER_MODEL") or "--model" in self.extra_args):
+            return ("no model is named: set `model` under [agent] (e.g. \"sonnet\", or \"openai/NAME\" with "
+                    "OPENAI_API_BASE for a local server); without one aider starts a browser login and waits")
+        model = self.model or env.get("AIDER_MODEL", "")
+        base = env.get("OPENAI_API_BASE") if model.startswith("openai/") else (
+            env.get("OLLAMA_API_BASE") if model.startswith(("ollama/", "ollama_chat/")) else None)
+        return self.endpoint_problem(base) if base else None
+
+    def watched(self, stream: str, line: str) -> str | None:
+        # stdout holds the model's reply too: only litellm's errors and the login prompt count there
+        return line if stream == "stderr" or _WATCHED_STDOUT.search(line) else None
 
     def argv(self, context: Context, binary: str, scratch: Path, prompt_file: Path):
         message = self.prompt_with_rules(context, prompt_file, scratch)
@@ -83,7 +108,7 @@ class AiderAgent(CliAgent):
                        data=data)
         output = call.stdout + "\n" + call.stderr
         if call.exit_code != 0:
-            message = one_line(call.stderr[-500:] or call.stdout[-500:]) or f"exit {call.exit_code}"
+            message = last_message(call.stderr) or last_message(call.stdout) or f"exit {call.exit_code}"
             return Outcome(**outcome, failure=classify(message), error=f"exit {call.exit_code}: {message}")
         if not sends:
             errors = _LLM_ERROR.findall(output) + exceptions
@@ -91,7 +116,7 @@ class AiderAgent(CliAgent):
                 message = one_line(errors[-1])
                 return Outcome(**outcome, failure=classify(message), error=message)
             return Outcome(**outcome, failure=Failure.OUTPUT,
-                           error=f"no model call recorded in the analytics log: {one_line(output[-300:])}")
+                           error=f"no model call recorded in the analytics log: {last_message(output) or 'no output'}")
         if _NO_MATCH.search(output) and "Applied edit to" not in output:
             return Outcome(**outcome, failure=Failure.ERROR, error="its edit blocks did not match the files")
         return Outcome(**outcome)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.records import Experiment, Proposal
@@ -35,12 +35,72 @@ class Context:
     extra: dict = field(default_factory=dict)
 
 
-class Agent(Protocol):
-    """Edits the editable files in `context.task_dir` and says what it did."""
+class Agent:
+    """Edits the editable files in `context.task_dir` and says what it did.
 
-    name: str
+    `propose` is the one method a backend must write; the hooks below are what the loop may
+    ask of any agent, and their defaults say "nothing to do":
 
-    def propose(self, context: Context) -> Proposal: ...
+        name        shown in the ledger's `agent` column
+        repairs     False: never asked to repair its own crashed change (the tuner only avoids it)
+        check()     fail in a second, before the baseline trains (a missing binary, a bad key)
+        write_memo  the strategy memo written by the agent (an LLM); None: the rules write it
+        close()     let go of what it holds (a server, a session) when the run ends
+    """
+
+    name: str = "agent"
+    repairs: bool = True
+
+    def propose(self, context: Context) -> Proposal:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Raise AutoresearchError with a fix when the agent cannot work here."""
+
+    def write_memo(self, request: str) -> "Memo | str | None":
+        """The strategy memo for `request` (the rendered memo prompt), or None: not this agent's job."""
+        return None
+
+    def close(self) -> None:
+        """Called once when the run ends."""
+
+
+class _Declared(Agent):
+    """An agent written against the bare protocol (any object with `propose`): its optional
+    methods, where it has them, behind the declared hooks. The one place that looks them up."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    @property
+    def name(self) -> str:  # read each time: a test or a caller may rename it after the loop starts
+        return getattr(self.inner, "name", Agent.name)
+
+    @property
+    def repairs(self) -> bool:
+        return getattr(self.inner, "repairs", True)
+
+    def propose(self, context: Context) -> Proposal:
+        return self.inner.propose(context)
+
+    def check(self) -> None:
+        hook = getattr(self.inner, "check", None)
+        if hook is not None:
+            hook()
+
+    def write_memo(self, request: str):
+        hook = getattr(self.inner, "write_memo", None)
+        return hook(request) if hook is not None else None
+
+    def close(self) -> None:
+        hook = getattr(self.inner, "close", None)
+        if hook is not None:
+            hook()
+
+
+def as_agent(agent) -> Agent:
+    """`agent` itself when it is an Agent, else it behind the Agent hooks."""
+    return agent if isinstance(agent, Agent) else _Declared(agent)
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,15 @@ The result object (checked against Claude Code 2.1 in tests/agents/test_real_cli
 
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 
 from autoresearch.agents.base import Context
 from autoresearch.agents.cli_agent import Call, CliAgent, Failure, Outcome, classify, instructions, last_json_object, one_line
+from autoresearch.agents.failures import message as last_message
+
+DEFAULT_API = "https://api.anthropic.com"
 
 FILE_TOOLS = ("Read", "Edit", "Write", "Glob", "Grep")
 READ_TOOLS = ("Read", "Glob", "Grep")
@@ -39,6 +44,8 @@ class ClaudeAgent(CliAgent):
     # Anthropic API or Claude subscription; Bedrock and Vertex credentials for those providers.
     api_keys = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN", "AWS_ACCESS_KEY_ID",
                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_BEARER_TOKEN_BEDROCK", "GOOGLE_APPLICATION_CREDENTIALS")
+    keys = frozenset({"max_turns", "permission_mode", "allow_bash"})
+    auth_fix = "log in with `claude /login`, or set ANTHROPIC_API_KEY"
     required_flags = ("--print", "--output-format", "--model", "--permission-mode", "--allowedTools",
                       "--disallowedTools", "--append-system-prompt")  # --max-turns works but is not listed in --help
 
@@ -47,6 +54,30 @@ class ClaudeAgent(CliAgent):
         self.max_turns = self.option("max_turns", (int,), 0, "a whole number of turns")
         self.permission_mode = self.option("permission_mode", (str,), "acceptEdits", "a permission mode")
         self.allow_bash = self.option("allow_bash", (bool,), False, "true or false")
+
+    def env(self) -> dict[str, str]:
+        # One retry policy: ours (retries/backoff), so Claude Code's own (about 10 retries, minutes offline) is off.
+        return {**super().env(), "CLAUDE_CODE_MAX_RETRIES": "0"}
+
+    def bundled(self) -> list[str]:
+        """`pip install claude-agent-sdk` puts the binary in the package, not on PATH."""
+        spec = importlib.util.find_spec("claude_agent_sdk")
+        if spec is None or not spec.origin:
+            return []
+        return [str(Path(spec.origin).parent / "_bundled" / "claude")]
+
+    def ready(self, path: str) -> str | None:
+        env = self.env()
+        if any(env.get(k) for k in ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX")):
+            return None  # the cloud provider's credentials: its SDK checks them
+        done = self.run_quietly(path, "auth", "status", "--json")
+        try:
+            status = json.loads(done.stdout) if done is not None else None
+        except ValueError:
+            status = None  # a version without `auth status`: the first call will tell
+        if isinstance(status, dict) and status.get("loggedIn") is False:
+            return f"Claude Code is not logged in ({path} auth status); {self.auth_fix}"
+        return self.endpoint_problem(env.get("ANTHROPIC_BASE_URL") or DEFAULT_API)
 
     def argv(self, context: Context, binary: str, scratch: Path, prompt_file: Path):
         tools = FILE_TOOLS + (("Bash",) if self.allow_bash else ())
@@ -66,7 +97,7 @@ class ClaudeAgent(CliAgent):
     def parse(self, call: Call) -> Outcome:
         result = last_json_object(call.stdout)
         if result is None or result.get("type") != "result":
-            message = one_line(call.stderr or call.stdout) or "no output"
+            message = last_message(call.stderr) or last_message(call.stdout) or "no output"
             failure = classify(message)
             return Outcome(failure=Failure.OUTPUT if failure is Failure.ERROR else failure,
                            error=f"no result object on stdout (exit {call.exit_code}; truncated?): {message}")
@@ -87,6 +118,4 @@ class ClaudeAgent(CliAgent):
         message = one_line(text or "; ".join(map(str, result.get("errors") or [])) or subtype or "error")
         status = result.get("api_error_status")
         failure = classify(message, status if isinstance(status, int) else None)
-        if failure is Failure.AUTH:
-            message += " (log in with `claude /login`, or set ANTHROPIC_API_KEY)"
         return Outcome(**outcome, failure=failure, error=message)

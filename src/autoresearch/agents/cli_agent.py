@@ -20,8 +20,22 @@ Keys of [agent] every CLI backend reads, besides `kind`, `timeout` and `env`:
     binary     = "claude"       # program name on PATH, or a path (default: the backend's name)
     model      = "..."          # passed to the CLI's model flag (default: the CLI's own choice)
     extra_args = ["--x", "y"]   # appended to the command line as given (a list or a shell string)
-    retries    = 3              # calls after a transient error (rate limit, overload, 5xx, network)
+    retries    = 3              # calls after a transient error (rate limit, overload, 5xx): claude only
     backoff    = 10.0           # seconds before the first retry, doubled each time, at most 300
+    env        = ["NAME", ...]  # more variables the CLI may see (as [agent] env)
+    preflight  = true           # check login, key and API host before the baseline
+
+The same keys in an `[agent.<backend>]` table apply to that backend whatever the kind (and win
+over the top-level ones, which belong to `kind`); a key a backend does not know is refused.
+
+One retry policy per backend, never two stacked: claude's own retries are switched off
+(CLAUDE_CODE_MAX_RETRIES=0) and ours apply; codex, gemini and aider retry by themselves and
+cannot be told not to, so ours are off for them (`retries` is refused there).
+
+Known causes that no retry or wait can fix (not logged in, no network, a browser login, an
+unknown model, a failed file write: failures.py) end the call as soon as the program prints
+them, with the program's own line and the fix in the ledger; `check()` looks for the likely
+ones before the baseline.
 """
 
 from __future__ import annotations
@@ -41,18 +55,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from autoresearch.agents.base import Context, Memo, MemoFailed
+from autoresearch.agents.base import Agent, Context, Memo, MemoFailed
 from autoresearch.agents.command import split_explanation
+from autoresearch.agents.failures import COMMON_CAUSES, known_cause, message as last_message, shorten
+from autoresearch.agents.preflight import unreachable
 from autoresearch.environment import agent_env
 from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.guard import content_hash
 from autoresearch.prompt import run_interpreter
 from autoresearch.records import Proposal, RunSpec
-from autoresearch.runner import run_process
+from autoresearch.execution.runner import run_process
 from autoresearch.secrets import redact, secret_values
 
 MAX_BACKOFF = 300.0
-BACKEND_TABLES = ("claude", "codex", "gemini", "aider")  # [agent.<name>] sections
+BACKEND_TABLES = ("claude", "codex", "gemini", "aider", "openai")  # [agent.<name>] sections
+COMMON_KEYS = frozenset({"binary", "model", "extra_args", "retries", "backoff", "env", "timeout", "preflight"})
+WATCH_INTERVAL = 0.2  # how often a running CLI's output is read for a known cause
 CHECK_TIMEOUT = 30.0  # `--help` of a Node CLI can take a few seconds on a cold start
 LOG_ARG_CHARS = 200  # longer arguments (the system prompt) are shortened in agent.log
 
@@ -65,6 +83,14 @@ class Failure(str, enum.Enum):
     STOPPED = "stopped"  # Ctrl-C
     OUTPUT = "output"  # no readable result: truncated or garbled output
     ERROR = "error"  # anything else the CLI reported
+    OFFLINE = "offline"  # no network, DNS, refused connection: waiting would not help
+    LOGIN = "login"  # the CLI wants an interactive (browser) login
+    MODEL = "model"  # the model name is unknown to the API
+    WRITE = "write"  # the CLI could not write the files
+
+
+# Failures retrying cannot fix: the call ends at once, and a few in a row pause the night.
+FATAL = frozenset({Failure.AUTH, Failure.OFFLINE, Failure.LOGIN, Failure.MODEL, Failure.WRITE})
 
 
 @dataclass(frozen=True)
@@ -128,8 +154,8 @@ def last_json_object(text: str) -> dict | None:
 
 
 def one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    """One line of at most `limit` characters, cut at a word boundary."""
+    return shorten(text, limit)
 
 
 def instructions(context: Context, run_command: str) -> str:
@@ -158,10 +184,25 @@ def backend_options(task, name: str) -> tuple[dict, set[str]]:
     extra = dict(task.agent.model_extra or {})
     own = extra.get(name) if isinstance(extra.get(name), dict) else {}
     top = {k: v for k, v in extra.items() if k not in BACKEND_TABLES} if task.agent.kind == name else {}
+    if task.agent.kind == name and "env" in task.agent.model_fields_set:
+        top["env"] = list(task.agent.env)
+    if task.agent.kind == name and "timeout" in task.agent.model_fields_set:
+        top["timeout"] = task.agent.timeout
     return {**top, **own}, set(own)
 
 
-class CliAgent(abc.ABC):
+def check_keys(task, name: str, options: dict, own: set[str], known) -> None:
+    """A key this backend does not read is an error, not a silently ignored setting."""
+    for key in sorted(options):
+        if key in known or isinstance(options[key], dict) and key in ("price", "extra_body"):
+            continue
+        if key in own or key in (task.agent.model_extra or {}):
+            where = f"agent.{name}.{key}" if key in own else f"agent.{key}"
+            raise ConfigError(task.path, where, f"the {name} backend has no setting {key!r}; "
+                              f"it reads {', '.join(sorted(known))}")
+
+
+class CliAgent(Agent, abc.ABC):
     """Base of the CLI backends; subclasses set the class attributes and write argv, parse, memo_argv."""
 
     name = ""
@@ -170,17 +211,27 @@ class CliAgent(abc.ABC):
     api_keys: tuple[str, ...] = ()  # the secret-looking variables this CLI needs; "PREFIX*" for a family
     help_args: tuple[str, ...] = ("--help",)
     required_flags: tuple[str, ...] = ()  # flags we pass that `help_args` output must list
+    keys: frozenset[str] = frozenset()  # this backend's own [agent] keys, besides COMMON_KEYS
+    cli_retries = False  # True: the CLI retries by itself and cannot be stopped, so ours stay off
+    auth_fix = ""  # how to log in, for an auth failure's reason
+    causes = ()  # this backend's known causes (failures.Cause), tried before the common ones
 
     def __init__(self, task):
         self.task = task
         self.options, self._own = backend_options(task, self.name)
+        check_keys(task, self.name, self.options, self._own, COMMON_KEYS | self.keys)
         self.binary = self.option("binary", (str,), self.program, "a program name or path")
         self.model = self.option("model", (str,), "", "a model name")
         extra = self.option("extra_args", (list, str), [], "a list of arguments or a string")
         self.extra_args = shlex.split(extra) if isinstance(extra, str) else [str(a) for a in extra]
-        self.retries = self.option("retries", (int,), 3, "a whole number of retries")
+        self.retries = self.option("retries", (int,), 3 if not self.cli_retries else 0, "a whole number of retries")
+        if self.cli_retries and self.retries:
+            raise ConfigError(task.path, self._where("retries"), f"{self.name} retries transient errors by itself "
+                              "and cannot be told not to; ours would stack on its own: remove `retries`")
         self.backoff = float(self.option("backoff", (int, float), 10.0, "seconds"))
-        self.timeout = task.agent.timeout
+        self.env_names = tuple(self.option("env", (list,), [], "a list of variable names"))
+        self.preflight = self.option("preflight", (bool,), True, "true or false")
+        self.timeout = float(self.option("timeout", (int, float), task.agent.timeout, "seconds"))
         self.run_command = task.run
         self._checked: str | None = None
         self._stop_event: threading.Event | None = None
@@ -190,12 +241,15 @@ class CliAgent(abc.ABC):
         value = self.options.get(key, default)
         if value is default:
             return default
-        where = f"agent.{self.name}.{key}" if key in self._own else f"agent.{key}"
+        where = self._where(key)
         if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
             raise ConfigError(self.task.path, where, f"must be {expected}, got {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise ConfigError(self.task.path, where, f"must be {expected} (not negative), got {value!r}")
         return value
+
+    def _where(self, key: str) -> str:
+        return f"agent.{self.name}.{key}" if key in self._own else f"agent.{key}"
 
     @classmethod
     def from_task(cls, task, seed: int = 0):
@@ -218,17 +272,26 @@ class CliAgent(abc.ABC):
         return combined
 
     def env(self) -> dict[str, str]:
-        """Ours less the secrets this CLI has no use for (see environment.agent_env)."""
-        return agent_env(self.name, self.task, keys=self.api_keys)
+        """Ours less the secrets this CLI has no use for (see environment.agent_env), plus the
+        names `env` lists in its own table; the CLI's own retries are off where ours apply."""
+        env = agent_env(self.name, self.task, keys=(*self.api_keys, *self.env_names))
+        return env
+
+    def bundled(self) -> list[str]:
+        """Where else the binary may be (claude: inside the claude-agent-sdk wheel)."""
+        return []
 
     # -- start-up check -------------------------------------------------------------------
     def resolve(self) -> str:
         """The binary's path, or an error saying how to install or configure it."""
         found = shutil.which(self.binary, path=self.env()["PATH"])
+        if found is None and self.binary == self.program:
+            found = next((p for p in self.bundled() if os.access(p, os.X_OK)), None)
         if found is None:
+            table = "[agent]" if self.task.agent.kind == self.name else f"[agent.{self.name}]"
             raise AutoresearchError(
                 f"agent {self.name!r}: `{self.binary}` not found on PATH. Install it with {self.install}, "
-                f"or set `binary = \"/path/to/{self.program}\"` under [agent] in {self.task.path}")
+                f"or set `binary = \"/path/to/{self.program}\"` under {table} in {self.task.path}")
         return found
 
     def check(self) -> None:
@@ -248,7 +311,27 @@ class CliAgent(abc.ABC):
             raise AutoresearchError(
                 f"agent {self.name!r}: `{path}` does not accept {', '.join(missing)} (not in its "
                 f"`{' '.join(self.help_args)}`); this version is not supported, upgrade it with {self.install}")
+        if self.preflight:
+            problem = self.ready(path)
+            if problem:
+                raise AutoresearchError(f"agent {self.name!r} cannot work: {problem} (or set `preflight = false` "
+                                        f"under [agent] to skip this check)")
         self._checked = path
+
+    def ready(self, path: str) -> str | None:
+        """Before the baseline: why this CLI cannot work (not logged in, no key, API unreachable), or None."""
+        return None
+
+    def endpoint_problem(self, url: str) -> str | None:
+        return unreachable(url)
+
+    def run_quietly(self, path: str, *args: str) -> subprocess.CompletedProcess | None:
+        """`path args` with the agent's environment, or None when it cannot run in CHECK_TIMEOUT."""
+        try:
+            return subprocess.run([path, *args], capture_output=True, text=True, errors="replace",
+                                  stdin=subprocess.DEVNULL, env=self.env(), timeout=CHECK_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
 
     # -- one iteration --------------------------------------------------------------------
     def propose(self, context: Context) -> Proposal:
@@ -312,14 +395,32 @@ class CliAgent(abc.ABC):
         env = self.env()
         command = (f"exec {shlex.join(argv)} <{shlex.quote(str(stdin or os.devnull))} "
                    f"2>{shlex.quote(str(stderr_path))}")
-        result = run_process(RunSpec(command=command, cwd=str(cwd), env=env, timeout=self.timeout,
-                                     log_path=str(stdout_path)), stop_event=stop_event, on_start=on_start)
+        watcher = _Watcher(self, {"stdout": stdout_path, "stderr": stderr_path}, stop_event)
+        watcher.start()
+        try:
+            result = run_process(RunSpec(command=command, cwd=str(cwd), env=env, timeout=self.timeout,
+                                         log_path=str(stdout_path)), stop_event=watcher.kill, on_start=on_start)
+        finally:
+            watcher.finish()
         call = Call(_read(stdout_path), _read(stderr_path), result.exit_code, scratch)
         try:
             outcome = self.parse(call)
         except Exception as exc:  # a CLI that changed its output must not end the night
             outcome = Outcome(failure=Failure.OUTPUT, error=f"unreadable output ({type(exc).__name__}: {exc})")
-        if result.timed_out:  # keep what was spent, but a hang is a hang
+        killed = watcher.found is not None and (result.exit_code is None or outcome.failure is not None)
+        if killed:  # ended at once (or failed): nothing after that line would have helped
+            cause, line = watcher.found
+            outcome = Outcome(outcome.text, Failure(cause.failure), f"{line} ({cause.fix})",
+                              outcome.cost_usd, outcome.tokens, outcome.data)
+        elif outcome.failure is not None and outcome.failure not in FATAL | {Failure.MAX_TURNS}:
+            cause = self.cause_of(outcome.error)
+            if cause is not None:
+                outcome = replace(outcome, failure=Failure(cause.failure), error=f"{outcome.error} ({cause.fix})")
+        if outcome.failure is Failure.AUTH and self.auth_fix and self.auth_fix not in outcome.error:
+            outcome = replace(outcome, error=f"{outcome.error} ({self.auth_fix})")
+        if killed:
+            pass
+        elif result.timed_out:  # keep what was spent, but a hang is a hang
             outcome = Outcome(outcome.text, Failure.TIMEOUT, f"no answer within the [agent] timeout of "
                               f"{self.timeout:g} s (hung?); killed", outcome.cost_usd, outcome.tokens, outcome.data)
         elif result.exit_code is None:
@@ -330,12 +431,26 @@ class CliAgent(abc.ABC):
         return replace(outcome, text=redact(outcome.text, secrets), error=redact(outcome.error, secrets),
                        data=json.loads(redact(json.dumps(outcome.data), secrets)))
 
+    def cause_of(self, text: str):
+        """The known cause (failures.Cause) `text` shows, this backend's own first."""
+        return known_cause(text, (*self.causes, *COMMON_CAUSES))
+
+    def watched(self, stream: str, line: str) -> str | None:
+        """The text of an output line worth classifying while the CLI runs, or None.
+
+        By default stderr lines only: stdout holds the model's own words, which may mention
+        anything. A backend whose errors come on stdout (codex's JSON events) overrides it.
+        """
+        return line if stream == "stderr" else None
+
     def _proposal(self, outcomes: list[Outcome], changed: bool) -> Proposal:
         last = outcomes[-1]
         cost = round(sum(o.cost_usd for o in outcomes), 6)
         tokens = sum(o.tokens for o in outcomes)
         description, explanation = split_explanation(last.text)
         data = {**last.data, "attempts": len(outcomes)}
+        if last.failure is not None:
+            data["failure"] = last.failure.value
         failures = [f"{o.failure.value}: {o.error}" for o in outcomes if o.failure]
         if failures:
             data["failures"] = failures
@@ -344,13 +459,61 @@ class CliAgent(abc.ABC):
         error = f"{self.name}: {last.error}"
         if last.failure is Failure.TRANSIENT and len(outcomes) > 1:
             error += f" (gave up after {len(outcomes)} attempts)"
-        if changed and last.failure not in (Failure.TIMEOUT, Failure.STOPPED, Failure.AUTH):
+        if changed and last.failure not in (Failure.TIMEOUT, Failure.STOPPED) and last.failure not in FATAL:
             # The edit is there: the metric judges it; the ledger keeps what went wrong.
             data["warning"] = error
             return Proposal(description or f"{self.name} edit ({last.failure.value})", explanation,
                             cost_usd=cost, tokens=tokens, data=data)
         return Proposal(description or "agent failed", explanation, ok=False, error=error,
                         cost_usd=cost, tokens=tokens, data=data)
+
+
+class _Watcher:
+    """Reads a running CLI's output as it comes; on a known cause, sets `kill` to end the call.
+
+    `kill` is also set when the loop's own stop event is (Ctrl-C), so run_process has one event.
+    """
+
+    def __init__(self, agent: "CliAgent", paths: dict[str, Path], stop_event: threading.Event | None):
+        self.agent, self.paths, self.stop_event = agent, paths, stop_event
+        self.kill, self.done = threading.Event(), threading.Event()
+        self.found = None  # (Cause, the program's line)
+        self.thread = threading.Thread(target=self._run, name=f"watch-{agent.name}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def finish(self) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        offsets = {name: 0 for name in self.paths}
+        partial = {name: "" for name in self.paths}
+        while True:
+            finished = self.done.is_set()  # one last read after the process ended
+            if self.stop_event is not None and self.stop_event.is_set():
+                self.kill.set()
+            for name, path in self.paths.items():
+                try:
+                    with open(path, "rb") as fh:
+                        fh.seek(offsets[name])
+                        chunk = fh.read()
+                except OSError:
+                    continue
+                offsets[name] += len(chunk)
+                lines = (partial[name] + chunk.decode("utf-8", "replace")).split("\n")
+                partial[name] = lines.pop()
+                for line in lines:
+                    text = self.agent.watched(name, line)
+                    cause = self.agent.cause_of(text) if text and text.strip() else None
+                    if cause is not None and Failure(cause.failure) in FATAL:
+                        self.found = (cause, last_message(text) or shorten(text))
+                        self.kill.set()
+                        return
+            if finished or self.done.wait(WATCH_INTERVAL):
+                if finished:
+                    return
 
 
 def _wait(stop_event: threading.Event | None, seconds: float) -> bool:

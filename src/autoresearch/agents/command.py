@@ -14,12 +14,12 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from autoresearch.agents.base import Context
+from autoresearch.agents.base import Agent, Context
 from autoresearch.environment import agent_env
 from autoresearch.errors import ConfigError
 from autoresearch.guard import content_hash
 from autoresearch.records import Proposal, RunSpec
-from autoresearch.runner import run_process
+from autoresearch.execution.runner import run_process
 from autoresearch.secrets import redact, redact_file, secret_values
 
 
@@ -36,7 +36,7 @@ def split_explanation(text: str) -> tuple[str, str]:
     return first.lstrip("#*- ").strip()[:200], text
 
 
-class CommandAgent:
+class CommandAgent(Agent):
     name = "command"
 
     def __init__(self, command: str, timeout: float = 3600.0, task=None):

@@ -22,12 +22,18 @@ the price table (prices.py).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from autoresearch.agents.base import Context
 from autoresearch.agents.cli_agent import (Call, CliAgent, Failure, Outcome, classify,
                                            last_json_object, one_line)
+from autoresearch.agents.failures import message as last_message
 from autoresearch.agents.prices import cost, lookup, price_table
+
+DEFAULT_API = "https://generativelanguage.googleapis.com"
+AUTH_ENV = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_GCA",
+            "GOOGLE_APPLICATION_CREDENTIALS")
 
 EXIT_CODES = {41: Failure.AUTH, 42: Failure.ERROR, 44: Failure.ERROR, 52: Failure.ERROR, 53: Failure.MAX_TURNS,
               54: Failure.ERROR, 55: Failure.ERROR, 130: Failure.STOPPED}
@@ -40,6 +46,9 @@ class GeminiAgent(CliAgent):
     install = "`npm install -g @google/gemini-cli`"
     api_keys = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS")
     required_flags = ("--prompt", "--output-format", "--approval-mode", "--model")
+    keys = frozenset({"approval_mode"})
+    cli_retries = True  # "Attempt n failed. Retrying with backoff...": no setting turns it off
+    auth_fix = "set GEMINI_API_KEY, or run `gemini` once to log in"
 
     def __init__(self, task):
         super().__init__(task)
@@ -48,6 +57,25 @@ class GeminiAgent(CliAgent):
 
     def env(self) -> dict[str, str]:
         return {**super().env(), "GEMINI_CLI_TRUST_WORKSPACE": "true"}
+
+    def ready(self, path: str) -> str | None:
+        env = self.env()
+        home = Path(env.get("HOME") or Path.home())
+        if not any(env.get(k) for k in AUTH_ENV):
+            try:
+                settings = json.loads((home / ".gemini" / "settings.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                settings = {}
+            auth = ((settings.get("security") or {}).get("auth") or {}) if isinstance(settings, dict) else {}
+            selected = auth.get("selectedType") or (settings.get("selectedAuthType") if isinstance(settings, dict) else None)
+            if not selected:
+                return (f"gemini has no login: no {', '.join(AUTH_ENV[:2])} and no auth method in "
+                        f"{home / '.gemini' / 'settings.json'}; {self.auth_fix}")
+            if selected == "oauth-personal" and not (home / ".gemini" / "oauth_creds.json").is_file():
+                return f"gemini is set to log in with Google but {home / '.gemini' / 'oauth_creds.json'} is missing; {self.auth_fix}"
+        if env.get("GOOGLE_GENAI_USE_VERTEXAI"):
+            return None
+        return self.endpoint_problem(env.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_API)
 
     def argv(self, context: Context, binary: str, scratch: Path, prompt_file: Path):
         stdin = self.prompt_with_rules(context, prompt_file, scratch)
@@ -64,7 +92,7 @@ class GeminiAgent(CliAgent):
     def parse(self, call: Call) -> Outcome:
         result = last_json_object(call.stdout) or last_json_object(call.stderr)
         if result is None:
-            message = one_line(call.stderr[-500:] or call.stdout[-500:]) or "no output"
+            message = last_message(call.stderr) or last_message(call.stdout) or "no output"
             failure = EXIT_CODES.get(call.exit_code) or classify(message)
             return Outcome(failure=Failure.OUTPUT if failure is Failure.ERROR else failure,
                            error=f"no JSON result (exit {call.exit_code}; truncated?): {message}")
@@ -84,9 +112,7 @@ class GeminiAgent(CliAgent):
         if not error and call.exit_code == 0:
             return Outcome(**outcome)
         error = error if isinstance(error, dict) else {"message": str(error or "")}
-        message = one_line(error.get("message") or call.stderr[-500:] or f"exit {call.exit_code}")
+        message = one_line(error.get("message") or last_message(call.stderr) or f"exit {call.exit_code}")
         code = error.get("code") if isinstance(error.get("code"), int) else call.exit_code
         failure = EXIT_CODES.get(code) or classify(message, code if isinstance(code, int) and code >= 400 else None)
-        if failure is Failure.AUTH:
-            message += " (set GEMINI_API_KEY, or run `gemini` once to log in)"
         return Outcome(**outcome, failure=failure, error=message)

@@ -25,8 +25,25 @@ Settings, in the task's `[agent]` section:
     max_retries = 5                      # on 429, 5xx, timeouts and connection errors, with backoff
     retry_base_delay = 1.0               # first backoff in seconds, doubled each retry, with jitter
 
+    edit_format = "blocks"               # "blocks": SEARCH/REPLACE, free-form edits (the default);
+                                         # "knobs": a structured knob change (below); "auto": knobs
+                                         # when the task has any, else blocks
+
     [agent.extra_body]                   # more request fields, passed as they are: a server's own
     top_p = 0.9                          # options (vLLM `guided_grammar`, llama.cpp `grammar`, a seed...)
+
+The same keys in an `[agent.openai]` table apply whatever the kind (`--agent openai` on a task
+set up for another backend); a key this backend does not read is refused.
+
+Structured edits (`edit_format = "knobs"`), for small local models: the request carries
+`response_format` with a JSON schema of the task's knobs (the tuner's: knobs.py) and their
+allowed values, which llama.cpp's server, vLLM and Ollama enforce by constrained decoding, so
+every answer is one real, legal knob change; it is applied as the tuner applies its own.
+A server that refuses `{"type": "json_schema"}` is asked with `{"type": "json_object",
+"schema": ...}` (llama-cpp-python's form), and one that refuses both gets SEARCH/REPLACE.
+
+A request that timed out is not sent again: the server may still be working on it, and a
+single-slot local server would queue the duplicate behind it (raise `request_timeout`).
 
 Two server quirks worth knowing: OpenAI's reasoning models refuse `max_tokens` and
 `temperature` (leave them unset; put `max_completion_tokens` in extra_body), and Ollama cuts
@@ -42,11 +59,13 @@ import os
 import re
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-from autoresearch.agents.base import Context, Memo, MemoFailed
+from autoresearch.agents.base import Agent, Context, Memo, MemoFailed
 from autoresearch.agents.command import split_explanation
+from autoresearch.agents import knobs as knob_edits
 from autoresearch.agents.edit_blocks import EditError, apply_blocks, parse_blocks
 from autoresearch.agents.openai_client import ChatClient, ChatError, ChatReply, ChatStopped
 from autoresearch.errors import AutoresearchError, ConfigError
@@ -101,15 +120,35 @@ MEMO_SYSTEM = ("You keep the strategy memo of an autonomous ML research loop: wh
 
 CONTINUE = "Your answer was cut off by the length limit. Continue exactly where it stopped, without repeating anything."
 
+KNOBS_SYSTEM = """\
+You are the coding agent of an autonomous ML research loop. The user message holds the task,
+the history of experiments, the current files and the knobs you may change. Choose the change
+of one or two knobs you think most likely to improve the metric, and answer with a JSON object
+only: {"changes": [{"knob": NAME, "value": VALUE}], "why": "one sentence"}. VALUE must be one
+of the allowed new values listed for that knob. Avoid changes the history shows did not help.
+"""
+KNOBS_FIX = """\
+Your answer was NOT applied; the files are unchanged. {reason}
 
-class OpenAIAgent:
+Answer again with the JSON object only: {{"changes": [{{"knob": NAME, "value": VALUE}}], "why": "..."}},
+with VALUE one of the allowed new values of that knob."""
+KNOBS_MAX_TOKENS = 512  # a knob answer is short; without a limit a small model may fill its context
+OPTIONS = frozenset({"model", "base_url", "api_key_env", "max_fix_rounds", "temperature", "max_tokens",
+                     "max_continuations", "price_in", "price_out", "request_timeout", "timeout", "max_retries",
+                     "retry_base_delay", "extra_body", "edit_format"})
+EDIT_FORMATS = ("blocks", "knobs", "auto")
+# response_format forms, tried in turn until the server takes one (then kept for the night)
+FORMATS = ("json_schema", "json_object", None)
+
+
+class OpenAIAgent(Agent):
     name = "openai"
 
     def __init__(self, model: str, *, base_url: str = DEFAULT_BASE_URL, api_key_env: str = "OPENAI_API_KEY",
                  max_fix_rounds: int = 3, temperature: float | None = None, max_tokens: int | None = None,
                  max_continuations: int = 2, price_in: float = 0.0, price_out: float = 0.0,
                  request_timeout: float = 600.0, timeout: float = 3600.0, max_retries: int = 5,
-                 retry_base_delay: float = 1.0, extra_body: dict | None = None):
+                 retry_base_delay: float = 1.0, extra_body: dict | None = None, edit_format: str = "blocks"):
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.api_key_env = api_key_env
@@ -123,13 +162,18 @@ class OpenAIAgent:
         self.max_retries = max_retries
         self.retry_base_delay = retry_base_delay
         self.extra_body = dict(extra_body or {})
+        self.edit_format = edit_format
+        self._format = 0  # index into FORMATS: the response_format form this server takes
 
     @classmethod
     def from_task(cls, task, seed: int = 0) -> "OpenAIAgent":
-        extra = dict(task.agent.model_extra or {})
+        from autoresearch.agents.cli_agent import backend_options, check_keys
+
+        extra, own = backend_options(task, "openai")
         if "api_key" in extra:
             raise ConfigError(task.path, "agent.api_key", "never put the key in the task config (it is committed "
                               "with the task); export it and name the variable with api_key_env = \"OPENAI_API_KEY\"")
+        check_keys(task, "openai", extra, own, OPTIONS)
         model = str(extra.get("model", "")).strip()
         if not model:
             raise ConfigError(task.path, "agent.model",
@@ -149,6 +193,9 @@ class OpenAIAgent:
                 raise ConfigError(task.path, f"agent.{key}", f"must be at least {minimum}, got {value!r}")
             return value
 
+        edit_format = extra.get("edit_format", "blocks")
+        if edit_format not in EDIT_FORMATS:
+            raise ConfigError(task.path, "agent.edit_format", f"must be one of {', '.join(EDIT_FORMATS)}, got {edit_format!r}")
         extra_body = extra.get("extra_body", {})
         if not isinstance(extra_body, dict):
             raise ConfigError(task.path, "agent.extra_body", f"must be a table of request fields, got {extra_body!r}")
@@ -157,7 +204,8 @@ class OpenAIAgent:
             max_fix_rounds=number("max_fix_rounds", int, 3), temperature=number("temperature", float, None),
             max_tokens=number("max_tokens", int, None, 1), max_continuations=number("max_continuations", int, 2),
             price_in=number("price_in", float, 0.0), price_out=number("price_out", float, 0.0),
-            request_timeout=number("request_timeout", float, 600.0, 0.001), timeout=task.agent.timeout,
+            request_timeout=number("request_timeout", float, 600.0, 0.001),
+            timeout=number("timeout", float, task.agent.timeout, 0.001), edit_format=edit_format,
             max_retries=number("max_retries", int, 5), retry_base_delay=number("retry_base_delay", float, 1.0),
         )
 
@@ -171,7 +219,7 @@ class OpenAIAgent:
             raise AutoresearchError(f"${self.api_key_env} is not set: export your API key in it "
                                     "(or name another variable with agent.api_key_env)")
         try:
-            self._client().probe()
+            self._client().probe(model=self.model)
         except ChatError as exc:
             raise AutoresearchError(redact(str(exc), self._secrets())) from None
 
@@ -185,6 +233,15 @@ class OpenAIAgent:
         messages = [{"role": "system", "content": _system(context)},
                     {"role": "user", "content": _user(context)}]
         log.write("request", f"model {self.model} at {self.base_url}; the prompt is prompt.md plus the files")
+        if self.edit_format != "blocks":
+            found = knob_edits.knobs(context.task_dir, context.editable)
+            if found and self._format < len(FORMATS) - 1:
+                proposal = self._propose_knobs(context, found, client, usage, deadline, log, secrets)
+                if proposal is not None:
+                    return proposal
+                messages[1] = {"role": "user", "content": _user(context)}  # the server takes no schema
+            elif not found:
+                log.write("edit format", "no knobs found in the editable files: SEARCH/REPLACE blocks")
         default_path = context.editable[0] if len(context.editable) == 1 else None
         reasons: list[str] = []
         for round_ in range(self.max_fix_rounds + 1):
@@ -192,6 +249,10 @@ class OpenAIAgent:
                 text = _THINK.sub("", self._ask(client, messages, usage, deadline, context.stop_event, log))
             except ChatStopped:
                 return self._result(usage, round_, error="stopped", secrets=secrets)
+            except _CutOff as exc:  # the complete blocks of a cut-off answer still count
+                text = _THINK.sub("", exc.text)
+                if not parse_blocks_quietly(text, default_path):
+                    return self._result(usage, round_, error=str(exc), secrets=secrets)
             except ChatError as exc:
                 return self._result(usage, round_, error=str(exc), secrets=secrets)
             messages.append({"role": "assistant", "content": text})
@@ -209,7 +270,7 @@ class OpenAIAgent:
             return self._result(usage, round_, description=description or f"edit {', '.join(changed)}",
                                 explanation=explanation, secrets=secrets, changed=changed)
         first = text.strip().splitlines()[0][:200] if text.strip() else "(empty)"
-        summary = "; ".join(r.split("\n")[0] for r in reasons)  # the closest-lines excerpts stay in agent.log
+        summary = "; ".join(_one_reason(r) for r in reasons)  # the closest-lines excerpts stay in agent.log
         if reasons == [NO_BLOCKS]:
             error = f"the model answered without any SEARCH/REPLACE block {self.max_fix_rounds + 1} times; it said: {first}"
         else:
@@ -247,10 +308,61 @@ class OpenAIAgent:
             parts.append(reply.content)
             if reply.finish_reason != "length":
                 return "".join(parts)
-            usage.continuations += 1
+            if len(parts) > self.max_continuations:
+                break
+            usage.continuations += 1  # counted when asked for, not when the last answer was cut too
             conversation += [{"role": "assistant", "content": reply.content}, {"role": "user", "content": CONTINUE}]
-        raise ChatError(f"the answer was cut off by the length limit {self.max_continuations + 1} times "
-                        f"(max_tokens = {self.max_tokens or 'the server default'}); raise agent.max_tokens")
+        raise _CutOff(f"the answer was cut off by the length limit {self.max_continuations + 1} times "
+                      f"(max_tokens = {self.max_tokens or 'the server default'}); raise agent.max_tokens", "".join(parts))
+
+    def _propose_knobs(self, context: Context, found: dict, client: ChatClient, usage: "_Usage", deadline: float,
+                       log: "_Transcript", secrets) -> Proposal | None:
+        """One structured knob change; None when the server takes no schema (then: SEARCH/REPLACE)."""
+        schema = knob_edits.schema(found)
+        messages = [{"role": "system", "content": KNOBS_SYSTEM},
+                    {"role": "user", "content": _user(context) + "\n\n## Knobs you may change\n\n"
+                     + knob_edits.describe(found) + "\n\nAnswer with the JSON object only."}]
+        reason = ""
+        for round_ in range(self.max_fix_rounds + 1):
+            while True:
+                form = FORMATS[self._format]
+                body = self._body(messages)
+                body["max_tokens"] = self.max_tokens or KNOBS_MAX_TOKENS
+                if form == "json_schema":
+                    body["response_format"] = {"type": "json_schema", "json_schema": {
+                        "name": "knob_change", "strict": True, "schema": schema}}
+                else:
+                    body["response_format"] = {"type": "json_object", "schema": schema}
+                try:
+                    reply = client.chat(body, deadline=deadline, stop_event=context.stop_event)
+                    break
+                except ChatStopped:
+                    return self._result(usage, round_, error="stopped", secrets=secrets)
+                except ChatError as exc:
+                    if not exc.format_refused:
+                        return self._result(usage, round_, error=str(exc), secrets=secrets)
+                    log.write("response_format refused", f"{form}: {exc}")
+                    self._format += 1
+                    if FORMATS[self._format] is None:
+                        return None
+            usage.add(reply)
+            log.write(f"answer ({reply.finish_reason or 'no finish_reason'}, {reply.prompt_tokens}+"
+                      f"{reply.completion_tokens} tokens, response_format {form})", reply.content)
+            messages.append({"role": "assistant", "content": reply.content})
+            try:
+                description, why, changed, values = knob_edits.apply(context.task_dir, found,
+                                                                     knob_edits.parse(_THINK.sub("", reply.content)))
+            except knob_edits.AnswerError as exc:
+                reason = str(exc)
+                log.write("not applied", reason)
+                messages.append({"role": "user", "content": KNOBS_FIX.format(reason=reason)})
+                continue
+            proposal = self._result(usage, round_, description=description, explanation=why, secrets=secrets,
+                                    changed=changed)
+            return replace(proposal, data={**proposal.data, "edit_format": "knobs", "response_format": form,
+                                           "params": {k: v for k, v in values.items()}})
+        return self._result(usage, self.max_fix_rounds, error=f"no usable knob change after "
+                            f"{self.max_fix_rounds + 1} answers: {reason}"[:1000], secrets=secrets)
 
     def _body(self, messages: list[dict]) -> dict:
         # The fields this agent relies on win over extra_body: a stream would not parse.
@@ -286,6 +398,27 @@ class OpenAIAgent:
         return ChatClient(self.base_url, self._key(), key_hint=f"${self.api_key_env}",
                           request_timeout=self.request_timeout, max_retries=self.max_retries,
                           retry_base_delay=self.retry_base_delay, on_event=on_event)
+
+
+class _CutOff(ChatError):
+    """Every answer was cut at the length limit; `text` is what came, joined."""
+
+    def __init__(self, message: str, text: str):
+        super().__init__(message)
+        self.text = text
+
+
+def parse_blocks_quietly(text: str, default_path: str | None) -> list:
+    try:
+        return parse_blocks(text, default_path=default_path)
+    except EditError:
+        return []
+
+
+def _one_reason(reason: str) -> str:
+    """A reason's first line, without the lead-in of the excerpt that followed it in agent.log."""
+    first = reason.partition("\n")[0]
+    return re.sub(r"[;,]? *(the closest lines are [\d-]+, )?which read exactly:$", "", first).rstrip(" ;,:")
 
 
 class _Usage:

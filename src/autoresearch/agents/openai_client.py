@@ -13,6 +13,7 @@ import email.utils
 import http.client
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -30,10 +31,13 @@ _POLL = 0.05  # how often a waiting request looks at the stop event and the cloc
 class ChatError(AutoresearchError):
     """A request that failed for good: `fatal` ones would fail again if retried."""
 
-    def __init__(self, message: str, *, fatal: bool = True, status: int | None = None):
+    def __init__(self, message: str, *, fatal: bool = True, status: int | None = None,
+                 format_refused: bool = False, timed_out: bool = False):
         super().__init__(message)
         self.fatal = fatal
         self.status = status
+        self.format_refused = format_refused  # the server does not take this request's response_format
+        self.timed_out = timed_out  # sent, and no complete answer in time: the server may still be on it
 
 
 class ChatStopped(ChatError):
@@ -89,6 +93,14 @@ class ChatClient:
                 retry_after = _retry_after(response.headers)
             except ChatError as exc:  # no answer at all: a timeout, a refused connection, a stop
                 error, retry_after = exc, None
+            if error.timed_out and timeout < self.request_timeout:
+                raise ChatError(f"{error}: the agent's time limit ran out (agent.timeout)", status=error.status,
+                                timed_out=True)
+            if error.timed_out and body:
+                # Not sent again: the server may still be computing the first one, and a single-slot
+                # server (llama.cpp, Ollama) would queue the duplicate behind it.
+                raise ChatError(f"{error}; not retried, since the server may still be working on it: raise "
+                                "agent.request_timeout for a slow server", status=error.status, timed_out=True)
             if error.fatal:
                 raise error
             if attempt == self.max_retries:
@@ -103,7 +115,7 @@ class ChatClient:
                 raise ChatStopped("stopped while waiting to retry")
         raise AssertionError("unreachable")
 
-    def probe(self, timeout: float = 10.0) -> None:
+    def probe(self, timeout: float = 10.0, model: str = "") -> None:
         """GET /models once: fail now on no server, a bad key or a wrong URL, not after the baseline."""
         try:
             response = self._exchange("GET", f"{self.base_url}/models", None, timeout, None)
@@ -113,7 +125,7 @@ class ChatClient:
             raise ChatError(f"no OpenAI-compatible server answers at {self.base_url}: {exc}. Start it "
                             "(e.g. `vllm serve MODEL`, `ollama serve`) or fix agent.base_url / OPENAI_BASE_URL") from None
         if response.status in (401, 403, 404):
-            raise self._classify(response, "")
+            raise self._classify(response, model)
 
     # -- one request -------------------------------------------------------------------
     def _exchange(self, method: str, url: str, payload: bytes | None, timeout: float,
@@ -138,12 +150,14 @@ class ChatClient:
             left = end - time.monotonic()
             if left <= 0:
                 _abort(sockets)
-                raise ChatError(f"no complete answer from {url} within {timeout:.0f} s (timed out)", fatal=False)
+                raise ChatError(f"no complete answer from {url} within {timeout:.0f} s (timed out)", fatal=False,
+                                timed_out=True)
             worker.join(min(_POLL, left))
         if "error" in outcome:
             exc = outcome["error"]
             if isinstance(exc, (TimeoutError, socket.timeout)) or "timed out" in str(exc):
-                raise ChatError(f"no complete answer from {url} within {timeout:.0f} s (timed out)", fatal=False)
+                raise ChatError(f"no complete answer from {url} within {timeout:.0f} s (timed out)", fatal=False,
+                                timed_out=True)
             if isinstance(exc, (OSError, http.client.HTTPException, urllib.error.URLError)):
                 reason = getattr(exc, "reason", None) or exc
                 raise ChatError(f"cannot reach {url}: {reason}", fatal=False)
@@ -169,6 +183,9 @@ class ChatClient:
     def _classify(self, response: _Response, model: str) -> ChatError:
         status, message = response.status, _server_message(response.body)
         said = f": {message}" if message else ""
+        if status in (400, 422, 500) and re.search(r"response_format|json_schema", message):
+            return ChatError(f"HTTP {status} from {self.base_url}: it does not take this response_format{said}",
+                             status=status, format_refused=True)
         if status == 401:
             return ChatError(f"{self.base_url} rejected the API key (401 Unauthorized){said}; "
                              f"check {self.key_hint}", status=status)

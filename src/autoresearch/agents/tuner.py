@@ -15,7 +15,10 @@ search around the current best instead, the way a person tunes:
    Once an axis has enough points, Optuna's TPE restricted to that axis (the others fixed
    at the best) proposes the value instead, from the whole history.
 4. A crash is a wall: no value at or beyond a crashed one (seen from the best) is
-   proposed on that axis again. No configuration already run is ever proposed again.
+   proposed on that axis again. A run that stopped at an assertion says that value is
+   invalid, not too far: only that value is barred, and an integer axis whose invalid value
+   was not a power of two while the best is one moves on powers of two from then on.
+   No configuration already run is ever proposed again.
 
 `TunerPolicy` is that policy without git or files (the bench reuses it); `TunerAgent`
 wires it to the loop: it reads the constants, rebuilds the history from the ledger (and
@@ -36,17 +39,19 @@ from typing import Any, Mapping, Sequence
 
 import optuna
 
-from autoresearch.agents.base import Context
+from autoresearch.agents.base import Agent, Context
 from autoresearch.constants import Constant, Space, find_constants, render, rewrite, round_value, searchable
+from autoresearch import knob_sources
 from autoresearch.errors import AutoresearchError, ConfigError
-from autoresearch.records import CrashReason, Proposal, Status
+from autoresearch.records import Proposal, Status
+from autoresearch.verdict import UNTRAINED, Reason
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 RECENCY_DECAY = 0.6  # weight of an axis's move per later move on the same axis
 RETRY_AFTER_KEEPS = 2  # a choice that lost is tried again only once the best has moved this often
 # Crashes that say nothing about the configuration: nothing trained, or its node died (Ray).
-UNTRAINED_CRASHES = {CrashReason.AGENT.value, CrashReason.GUARD.value, CrashReason.NODE_LOST.value}
+UNTRAINED_CRASHES = UNTRAINED  # crashes where nothing was trained (Verdict.untrained); earlier import path
 NO_SPACE_HINT = "annotate e.g. `LR = 3e-3  # search: log(1e-4, 1e-1)`"
 
 
@@ -59,6 +64,8 @@ class Observation:
     status: str  # "keep" | "discard" | "crash"
     parent_params: Mapping[str, Any] | None = None  # the best it was derived from, when known
     parent_value: float | None = None
+    imported: bool = False  # a foreign run (`autoresearch import`): evidence for TPE, no move of an axis
+    invalid: bool = False  # the run stopped at an assertion: the values it changed are invalid, not too far
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class _AxisRecord:
     values_tried: list = field(default_factory=list)
     last_tried_at: dict = field(default_factory=dict)  # value -> history index of its last run
     crash_values: list = field(default_factory=list)
+    invalid_values: list = field(default_factory=list)  # values an assertion refused
 
     @property
     def moves(self) -> int:
@@ -100,6 +108,7 @@ class TunerPolicy:
         two_axis_prob: float = 0.2,
         tpe_min_points: int = 4,
         tpe_prob: float = 0.5,
+        excluded: Mapping[str, Sequence[Any]] | None = None,
     ):
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"direction must be 'maximize' or 'minimize', not {direction!r}")
@@ -111,6 +120,8 @@ class TunerPolicy:
         self.two_axis_prob = two_axis_prob
         self.tpe_min_points = tpe_min_points
         self.tpe_prob = tpe_prob
+        # Values the analysis eliminated (analysis/eliminate.py): never proposed while flagged.
+        self.excluded = {a: {_hashable(v) for v in vs} for a, vs in (excluded or {}).items()}
 
     # -- public -------------------------------------------------------------------------
 
@@ -127,6 +138,16 @@ class TunerPolicy:
         tried = {self._key(o.params) for o in history} | {self._key(best)}
         tried |= {self._key({**best, **{a: p[a] for a in self.axes if a in p}}) for p in pending}
         records = self._axis_records(history)
+
+        adopted = self._adopt_imported(best, history, pending)
+        if adopted is not None:
+            return adopted
+        for axis in self.axes:  # the best sits on an eliminated value: move off it first
+            if self._is_excluded(axis, best[axis]):
+                move = self._move(axis, best, records[axis], history, tried, rng, iteration, fresh_axis=True)
+                if move is not None:
+                    why = f"{axis} = {_shown(best[axis])} is eliminated by the analysis, so it moves first"
+                    return self._suggestion(best, [(*move, why)])
 
         untried = [a for a in self.axes if records[a].moves == 0]
         for axis in untried:
@@ -153,6 +174,31 @@ class TunerPolicy:
             return self._suggestion(best, moves)
         return self._random_fresh(best, tried, rng)
 
+    def _adopt_imported(self, best, history, pending) -> Suggestion | None:
+        """An imported run that beat the current best: its configuration, run here, comes first.
+
+        An imported run cannot be kept (there is no commit of it), so its configuration has to
+        be run in this branch before the branch can advance to it."""
+        own_keeps = [o for o in history if o.status == Status.KEEP.value and not o.imported and o.value is not None]
+        if not own_keeps:
+            return None
+        best_value = own_keeps[-1].value
+        native = {self._key(o.params) for o in history if not o.imported} | {self._key(best)}
+        native |= {self._key({**best, **{a: p[a] for a in self.axes if a in p}}) for p in pending}
+        better = sorted((o for o in history if o.imported and o.value is not None and self.is_better(o.value, best_value)),
+                        key=lambda o: o.value, reverse=self.direction == "maximize")
+        for obs in better:
+            candidate = {**best, **{a: self._snap(a, obs.params[a]) if self.spaces[a].kind != "choice" else obs.params[a]
+                                    for a in self.axes if a in obs.params}}
+            if self._key(candidate) in native or any(self._is_excluded(a, candidate[a]) for a in self.axes):
+                continue
+            moves = [(a, candidate[a], f"the imported run with {obs.value:.4g} used it",
+                      f"an imported run beat the best ({obs.value:.4g} against {best_value:.4g})")
+                     for a in self.axes if candidate[a] != best[a]]
+            if moves:
+                return self._suggestion(best, moves)
+        return None
+
     def _record_text(self, axis: str, record: _AxisRecord) -> str:
         kept = sum(1 for k, _ in record.outcomes if k)
         gain = sum(g for _, g in record.outcomes)
@@ -170,10 +216,13 @@ class TunerPolicy:
 
     def _axis_records(self, history: Sequence[Observation]) -> dict[str, _AxisRecord]:
         records = {a: _AxisRecord() for a in self.axes}
-        base = history[0].params if history else None
+        own = [o for o in history if not o.imported]
+        base = own[0].params if own else None
         for index, obs in enumerate(history):
+            if obs.imported:
+                continue  # no parent in this branch: it moved no axis from a best
             parent = obs.parent_params if obs.parent_params is not None else base
-            if parent is None or obs is history[0] and obs.parent_params is None:
+            if parent is None or obs is own[0] and obs.parent_params is None:
                 continue  # the baseline moved nothing
             changed = [a for a in self.axes if a in obs.params and obs.params[a] != parent.get(a)]
             gain = None
@@ -195,7 +244,10 @@ class TunerPolicy:
                         rec.last_kept_direction = 1 if delta > 0 else -1
                         rec.last_kept_step = abs(delta)
                 if obs.status == Status.CRASH.value and len(changed) == 1:
-                    rec.crash_values.append((parent.get(axis), obs.params[axis]))
+                    if obs.invalid:
+                        rec.invalid_values.append(obs.params[axis])
+                    else:
+                        rec.crash_values.append((parent.get(axis), obs.params[axis]))
         return records
 
     def _rank_axes(self, records: dict[str, _AxisRecord], history: Sequence[Observation],
@@ -235,7 +287,9 @@ class TunerPolicy:
         current = best[axis]
 
         def fresh(value) -> bool:
-            return value != current and self._key({**best, axis: value}) not in tried
+            return (value != current and self._key({**best, axis: value}) not in tried
+                    and not self._is_excluded(axis, value)
+                    and _hashable(value) not in {_hashable(v) for v in record.invalid_values})
 
         if space.kind == "choice":
             seen = set(_hashable(v) for o in history for v in [o.params.get(axis)])
@@ -356,11 +410,14 @@ class TunerPolicy:
         """Every local move is spent: a uniformly random configuration nobody ran."""
         for _ in range(1000):
             params = {a: self._random_value(a, rng) for a in self.axes}
-            if self._key(params) not in tried:
+            if self._key(params) not in tried and not any(self._is_excluded(a, params[a]) for a in self.axes):
                 changed = [a for a in self.axes if params[a] != best[a]]
                 moves = [(a, params[a], "drawn at random", "every local move was already run") for a in changed]
                 return self._suggestion(best, moves)
         raise AutoresearchError("the tuner has run every configuration it can reach; widen the search spaces")
+
+    def _is_excluded(self, axis: str, value) -> bool:
+        return _hashable(value) in self.excluded.get(axis, ())
 
     def _random_value(self, axis: str, rng: random.Random):
         space = self.spaces[axis]
@@ -401,7 +458,7 @@ class TunerPolicy:
         if space.kind == "choice":
             return value
         if space.is_int:
-            return int(round(value))
+            return space.snap(value)  # ints rounded; a pow2 axis to the nearest power of two
         return round_value(float(value))
 
     def _key(self, params: Mapping[str, Any]) -> tuple:
@@ -442,7 +499,7 @@ def _hashable(value):
     return kind, value
 
 
-class TunerAgent:
+class TunerAgent(Agent):
     """The loop's offline agent: `TunerPolicy` applied to the constants of the editable files."""
 
     name = "tuner"
@@ -475,7 +532,7 @@ class TunerAgent:
         return cls(seed=seed)
 
     def propose(self, context: Context) -> Proposal:
-        files = [f for f in context.editable if f.endswith(".py")]
+        files = [f for f in context.editable if knob_sources.has_knobs(f)]
         try:
             located = self._constants(context.task_dir, files)
         except ConfigError as e:
@@ -487,7 +544,12 @@ class TunerAgent:
         spaces = {key: const.space for key, (_, const) in located.items()}
         best = {key: const.value for key, (_, const) in located.items()}
         history = self._observations(context, located)
-        policy = TunerPolicy(spaces, context.direction, seed=self.seed + context.seed, **self.options)
+        eliminated = self._eliminated(context, spaces, best)
+        excluded: dict[str, list] = {}
+        for e in eliminated:
+            excluded.setdefault(e.knob, []).append(e.value)
+        spaces, learned = learn_from_invalid(spaces, best, history)
+        policy = TunerPolicy(spaces, context.direction, seed=self.seed + context.seed, excluded=excluded, **self.options)
         repo, pending = self._others_proposals(context.task_dir)
         try:
             suggestion = policy.suggest(best, history, context.iteration, pending=pending)
@@ -502,29 +564,31 @@ class TunerAgent:
             by_file.setdefault(path, {})[const.name] = suggestion.params[key]
         for path, values in by_file.items():
             file = context.task_dir / path
-            file.write_text(rewrite(file.read_text(), values, path))
+            file.write_text(knob_sources.rewrite(file.read_text(), values, path))
 
         changes = [f"{key} {_shown(best[key])} -> {_shown(suggestion.params[key])}" for key in suggestion.changed]
+        explanation = self._explain(context, suggestion, history, best)
+        learned = [note for axis, note in learned.items() if axis in suggestion.changed]
         return Proposal(
             description=", ".join(changes),
-            explanation=self._explain(context, suggestion, history, best),
-            data={"params": suggestion.params, "changed": list(suggestion.changed)},
+            explanation=" ".join([explanation, *learned]) + "".join(
+                f" {e.knob} = {_shown(e.value)} is not proposed: {'; '.join(e.evidence)}." for e in eliminated),
+            data={"params": suggestion.params, "changed": list(suggestion.changed),
+                  **({"eliminated": [e.to_json() for e in eliminated]} if eliminated else {})},
         )
 
     # -- reading constants ----------------------------------------------------------------
 
     def _constants(self, task_dir: Path, files: Sequence[str]) -> dict[str, tuple[str, Constant]]:
         """Searchable constants keyed NAME, or `file.py:NAME` where a name is in several files."""
-        per_file = [(path, searchable(find_constants((task_dir / path).read_text(), path)))
-                    for path in files if (task_dir / path).exists()]
-        return _keyed(per_file)
+        return _keyed(knob_sources.per_file(task_dir, files))
 
     def _observations(self, context: Context, located) -> list[Observation]:
         params_by_commit: dict[str, dict[str, Any]] = {}
         value_by_commit: dict[str, float] = {}
         rows = []
         for exp in context.history:
-            if exp.status == Status.CRASH and _reason_word(exp.reason) in UNTRAINED_CRASHES:
+            if exp.verdict.crashed and exp.verdict.untrained:
                 continue  # no wall, no failure for TPE: the configuration may be run again
             params = exp.agent_data.get("params") if isinstance(exp.agent_data, dict) else None
             if not isinstance(params, dict):
@@ -541,9 +605,19 @@ class TunerAgent:
                     value_by_commit[exp.commit] = value
             rows.append((exp, params, value, status))
         return [
-            Observation(params, value, status, params_by_commit.get(exp.parent), value_by_commit.get(exp.parent))
+            Observation(params, value, status, params_by_commit.get(exp.parent), value_by_commit.get(exp.parent),
+                        imported=exp.status is Status.IMPORTED,
+                        invalid=status == Status.CRASH.value and _stopped_at_assertion(exp))
             for exp, params, value, status in rows
         ]
+
+    def _eliminated(self, context: Context, spaces: Mapping[str, Space], best: Mapping[str, Any]):
+        """Choices the evidence says to stop trying (analysis/eliminate.py), over the whole history."""
+        from autoresearch.analysis.eliminate import eliminate
+
+        knobs = [k for k, space in spaces.items() if space.kind == "choice"]
+        return eliminate(context.history, context.primary, context.direction, best_params=best, knobs=knobs,
+                         meta_of=_meta_reader(context))
 
     def _params_at_commit(self, task_dir: Path, commit: str, located) -> dict[str, Any] | None:
         """The constants as they were at `commit`, for runs that did not record params."""
@@ -557,7 +631,7 @@ class TunerAgent:
                 if source is None:
                     continue
                 try:
-                    constants = find_constants(source, path)
+                    constants = knob_sources.find(source, path)
                 except ConfigError:
                     continue  # an old revision with a broken annotation: skip that file
                 for const in constants:
@@ -578,6 +652,58 @@ class TunerAgent:
         return " ".join(sentences)
 
 
+def _meta_reader(context: Context):
+    """runs/NNNN/meta.json of the tag's store, found from the prompt file's run directory."""
+    runs = context.prompt_file.parent.parent if context.prompt_file is not None else None
+
+    def read(record):
+        if runs is None or record.iteration < 0:
+            return None
+        try:
+            import json
+
+            return json.loads((runs / f"{record.iteration:04d}" / "meta.json").read_text())
+        except (OSError, ValueError):
+            return None
+    return read
+
+
+def learn_from_invalid(spaces: Mapping[str, Space], best: Mapping[str, Any],
+                       history: Sequence[Observation]) -> tuple[dict[str, Space], dict[str, str]]:
+    """Integer axes that an assertion showed want powers of two, moved onto them.
+
+    A single-axis move to a value that is not a power of two, from a best that is one, which
+    stopped at an assertion (`assert B % tokens == 0`), says the code wants powers of two.
+    Returns the spaces and, per axis changed, a sentence for the explanation."""
+    out, notes = dict(spaces), {}
+    for obs in history:
+        if not obs.invalid or obs.parent_params is None:
+            continue
+        changed = [a for a in spaces if a in obs.params and obs.params[a] != obs.parent_params.get(a)]
+        if len(changed) != 1:
+            continue
+        axis = changed[0]
+        space, value, current = out[axis], obs.params[axis], best.get(axis)
+        if space.kind not in ("int", "int_log") or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                                           for v in (value, current)):
+            continue
+        if value & (value - 1) == 0 or current & (current - 1):
+            continue
+        low = 2 ** math.ceil(math.log2(max(space.low, 1)))
+        high = 2 ** math.floor(math.log2(space.high))
+        if low < high:
+            out[axis] = Space("pow2", low, high)
+            notes[axis] = (f"{axis} moves on powers of two only from now on: {value} stopped at an assertion, "
+                           f"{current} did not.")
+    return out, notes
+
+
+def _stopped_at_assertion(exp) -> bool:
+    """The run ended in an AssertionError of the code itself: it refused the value."""
+    verdict = exp.verdict
+    return verdict.crashed and verdict.reason is Reason.EXIT_CODE and "AssertionError" in verdict.detail
+
+
 def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tuple[str, Constant]]:
     counts: dict[str, int] = {}
     for _, constants in per_file:
@@ -588,11 +714,6 @@ def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tupl
         for path, constants in per_file
         for c in constants
     }
-
-
-def _reason_word(reason: str) -> str:
-    words = reason.replace(":", " ").split()
-    return words[0] if words else ""
 
 
 def _shown(value) -> str:

@@ -188,7 +188,11 @@ def changes_from_diff(diff: str, sources: dict[str, str | None] | None = None) -
     for f in parse_diff(diff):
         path = f.new_path or f.old_path or ""
         if not path.endswith(".py"):
-            code[f"file {path}"] = None
+            keys = _config_key_moves(sources.get(f"old:{f.old_path}"), sources.get(f"new:{f.new_path}"), path)
+            if keys is None:
+                code[f"file {path}"] = None
+            for move in keys or ():
+                constants[move["name"]] = move
             continue
         old_spans = _spans(sources.get(f"old:{f.old_path}"))
         new_spans = _spans(sources.get(f"new:{f.new_path}"))
@@ -210,6 +214,24 @@ def changes_from_diff(diff: str, sources: dict[str, str | None] | None = None) -
                 continue  # only its comment or spacing changed
             constants[name] = {"name": name, "old": old, "new": new, "move": move_of(old, new)}
     return {"constants": list(constants.values()), "code": list(code)}
+
+
+def _config_key_moves(old: str | None, new: str | None, path: str) -> list[dict] | None:
+    """The keys of a YAML/JSON/TOML config file that changed, as constant moves (`optimizer.lr up`).
+
+    None when the file is no config file or either side cannot be read: then it is a changed file."""
+    from autoresearch import configfile
+
+    if configfile.format_of(path) is None or old is None or new is None:
+        return None
+    try:
+        before = configfile.flatten(configfile.load(old, path))
+        after = configfile.flatten(configfile.load(new, path))
+    except Exception:  # a broken revision of the user's file: a changed file, not a crash of the analysis
+        return None
+    return [{"name": k, "old": before.get(k), "new": after.get(k), "move": move_of(before.get(k), after.get(k))}
+            for k in dict.fromkeys([*before, *after])
+            if before.get(k) != after.get(k) or type(before.get(k)) is not type(after.get(k))]
 
 
 def _spans(source: str | None):
@@ -267,9 +289,7 @@ def labels_of(entry: dict) -> list[str]:
 def untrained(record: Experiment) -> bool:
     """Nothing learnt about the change: an agent or guard failure, a run whose node died (Ray),
     or a duplicate that was not run again."""
-    if record.status is Status.CRASH:
-        return record.reason.startswith(("agent", "guard", "node_lost"))
-    return record.reason.startswith("duplicate of iteration")
+    return record.verdict.untrained
 
 
 _loaded: dict[Path, tuple[int, int, dict[int, dict]]] = {}  # path -> (inode, bytes read, entries)
@@ -334,7 +354,7 @@ def ensure_axes(task, store, records: Sequence[Experiment]) -> dict[int, dict]:
         for record, entry in zip(missing, fresh):
             cached[entry["iteration"]] = entry
             append_line(index_path, json.dumps(entry, sort_keys=True))
-            run_dir = store.root / "runs" / f"{record.iteration:04d}"
+            run_dir = store.run_path(record.iteration)
             if run_dir.is_dir():
                 write_json(run_dir / "axes.json", entry, durable=False)
     return {r.iteration: cached[r.iteration] for r in records}
@@ -344,15 +364,15 @@ def extract(task, store, records: Sequence[Experiment]) -> list[dict]:
     """Entries for `records`, reading every file version they need in one git call."""
     diffs = {}
     wanted: dict[str, None] = {}
-    python_editable = [p for p in getattr(task, "editable", ()) if p.endswith(".py")]
+    python_editable = [p for p in getattr(task, "editable", ()) if _has_knobs(p)]  # and config files
     for r in records:
-        patch = store.root / "runs" / f"{r.iteration:04d}" / "diff.patch"
+        patch = store.run_path(r.iteration) / "diff.patch"
         diff = patch.read_text(encoding="utf-8", errors="replace") if patch.is_file() else ""
         diffs[r.iteration] = diff
         for f in parse_diff(diff) if r.commit != r.parent else ():
-            if f.old_path and f.old_path.endswith(".py"):
+            if f.old_path and _has_knobs(f.old_path):
                 wanted[f"{r.parent}:{f.old_path}"] = None
-            if f.new_path and f.new_path.endswith(".py"):
+            if f.new_path and _has_knobs(f.new_path):
                 wanted[f"{r.commit}:{f.new_path}"] = None
         if r.status is Status.KEEP:
             for path in python_editable:  # the best's constants, for "never tried" hints
@@ -381,11 +401,23 @@ def extract(task, store, records: Sequence[Experiment]) -> list[dict]:
             for path in python_editable:
                 source = blobs.get(f"{r.commit}:./{path}")
                 if source is not None:
-                    snapshot.update(_constant_values(source))
+                    snapshot.update(_constant_values(source) if path.endswith(".py") else _config_values(source, path))
             if snapshot:
                 entry["snapshot"] = snapshot
         entries.append(entry)
     return entries
+
+
+def _has_knobs(path: str) -> bool:
+    from autoresearch.knob_sources import has_knobs
+
+    return has_knobs(path)
+
+
+def _config_values(source: str, path: str) -> dict[str, Any]:
+    from autoresearch.knob_sources import values
+
+    return values(source, path)
 
 
 def _constant_values(source: str) -> dict[str, Any]:

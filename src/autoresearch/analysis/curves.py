@@ -85,7 +85,7 @@ def x_key(curve: Curve) -> str | None:
 
 def series_names(curve: Curve) -> list[str]:
     """Plottable fields: everything but the progress counter and wall-clock bookkeeping."""
-    skip = {x_key(curve), "seconds", "time", "wall_seconds", "lr", "learning_rate"}
+    skip = {x_key(curve), "seconds", "train_seconds", "elapsed", "time", "wall_seconds", "lr", "learning_rate"}
     names: dict[str, None] = {}
     for point in curve:
         for name in point:

@@ -47,6 +47,9 @@ def hints(summary: dict, snapshot: dict[str, Any]) -> list[dict]:
     for row in summary["losing_regions"][:3]:
         tries = f"{row['tried_since_keep']} tries since its last keep" if row["ever_kept"] else f"{row['tried']} tries, none kept"
         out.append({"kind": "avoid", "text": f"{row['axis']}: {tries}; leave it unless you have a new independent idea"})
+    for e in summary.get("eliminated", []):  # analysis/eliminate.py: seed 000's "discard m0 and m1"
+        out.append({"kind": "eliminated", "text": f"stop trying {e['knob']} = {e['value']} ({e['runs']} runs): "
+                    + "; ".join(e["evidence"])})
     plateau = summary["plateau"]
     if plateau["on_plateau"]:
         out.append({"kind": "plateau", "text": f"no keep in {plateau['iterations_since_keep']} iterations: try one "

@@ -97,7 +97,7 @@ def _exported_iterations(client, experiment_id: str, tag: str) -> set[int]:
 def _export_one(client, experiment_id: str, task, store, record: Experiment) -> None:
     from mlflow.entities import Metric, Param
 
-    run_dir = store.root / "runs" / f"{record.iteration:04d}"
+    run_dir = store.run_path(record.iteration)
     start = int((record.started_at or time.time()) * 1000)
     end = int((record.finished_at or record.started_at or time.time()) * 1000)
     tags = {

@@ -10,40 +10,21 @@ thousand experiments: nothing next to a training run.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 from autoresearch.analysis.axes import untrained
 from autoresearch.analysis.meta import META_NAME, analyze_run
 from autoresearch.analysis.summary import write_summary
 from autoresearch.decision import rounded
 from autoresearch.records import Experiment, Status
+from autoresearch.store import CURVE_NAME, MTIME_SLACK, capture_curve  # noqa: F401  (the store owns run folders)
 
-CURVE_NAME = "metrics.jsonl"
-MTIME_SLACK = 1.0  # seconds: file systems with coarse timestamps
 BACKFILL = 200  # the summary reads the meta of the best and the latest run; the report may read more
-
-
-def capture_curve(task_dir: Path, run_dir: Path, started_at: float) -> bool:
-    """Copy the task's metrics.jsonl into the run directory when this run wrote it.
-
-    A metrics.jsonl older than the run's start was left by an earlier run (a crash
-    before the first epoch leaves the previous one in place): it is not this run's curve.
-    """
-    source, target = Path(task_dir) / CURVE_NAME, Path(run_dir) / CURVE_NAME
-    if target.exists() or not source.is_file():
-        return False
-    if source.stat().st_mtime + MTIME_SLACK < started_at:
-        return False
-    shutil.copy2(source, target)
-    return True
 
 
 def analyze_record(task, store, record: Experiment, records=None) -> dict | None:
     """Meta-analysis of one recorded experiment, compared with the other runs of its tag."""
     if untrained(record):
         return None
-    run_dir = store.root / "runs" / f"{record.iteration:04d}"
+    run_dir = store.run_path(record.iteration)
     if not run_dir.is_dir():
         return None
     capture_curve(task.dir, run_dir, record.started_at)
@@ -63,7 +44,7 @@ def backfill(task, store, limit: int = BACKFILL) -> int:
     todo = list(records[-limit:]) + ([best] if best is not None and best not in records[-limit:] else [])
     done = 0
     for record in todo:
-        if not (store.root / "runs" / f"{record.iteration:04d}" / META_NAME).exists():
+        if not (store.run_path(record.iteration) / META_NAME).exists():
             done += analyze_record(task, store, record, records) is not None
     return done
 

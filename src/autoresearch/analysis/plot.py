@@ -76,6 +76,23 @@ def zoom(points: Sequence[tuple[int, float, bool]], maximize: bool) -> YRange:
     return YRange(low, high, clipped)
 
 
+LOG_SPAN = 10.0  # positive values spanning this factor or more are plotted on a log scale
+
+
+def wants_log(values: Sequence[float]) -> bool:
+    return bool(values) and min(values) > 0 and max(values) / min(values) >= LOG_SPAN
+
+
+def physical(window: YRange, values: Sequence[float]) -> YRange:
+    """No axis past a bound every value respects: below 0 for losses and errors, above 1 for rates."""
+    low, high = window.low, window.high
+    if values and min(values) >= 0:
+        low = max(low, 0.0) if low <= 0 else low
+    if values and min(values) >= 0 and max(values) <= 1:
+        high = min(high, 1.0)
+    return YRange(low, high, window.clipped)
+
+
 def label_keeps(kept: Sequence[tuple[int, float]], maximize: bool, min_gap: float) -> list[tuple[int, float]]:
     """The keeps worth a label: baseline and best always, then the biggest gains that are at
     least `min_gap` experiments from every label already placed (dense keeps would overprint)."""
@@ -119,6 +136,12 @@ def plot_progress(task, store, path: str | Path, records: Sequence[Experiment] |
         return _save(fig, path)
 
     window = zoom(points, maximize)
+    values = [v for _, v, _ in points]
+    log = wants_log(values)
+    if log:  # a bad baseline next to late gains: only a log scale shows both
+        window = YRange(min(values) / 1.4, max(values) * 1.4, ())
+        ax.set_yscale("log")
+    window = physical(window, values)
     clipped = {i for i, _ in window.clipped}
     shown = [(i, v) for i, v, k in points if not k and i not in clipped]
     ax.scatter([i for i, _ in shown], [v for _, v in shown], s=14, color=GREY, alpha=0.7,
@@ -155,8 +178,17 @@ def plot_progress(task, store, path: str | Path, records: Sequence[Experiment] |
     ax.set_xlim(first - max(2.0, 0.14 * width), last + max(1.0, 0.03 * width))  # room for the first labels
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.0f}" if first <= x <= last else ""))
+    # Ticks only where experiments are: none in the room left for the first labels.
+    ax.set_xticks([t for t in MaxNLocator(integer=True).tick_values(first, last) if first <= t <= last])
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.0f}"))
+    if log:
+        from matplotlib.ticker import LogLocator
+
+        ax.set_ylabel(ax.get_ylabel() + ", log scale")
+        plain = FuncFormatter(lambda y, _: f"{y:.3g}")  # 0.2, not 2 x 10^-1
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(plain)
     ax.legend(loc="lower right" if maximize else "upper right", fontsize=8, framealpha=0.9)
     return _save(fig, path)
 
@@ -167,7 +199,7 @@ def plot_curves(store, iterations: Sequence[int], path: str | Path, records=None
     by_iteration = {r.iteration: r for r in (store.ledger.records if records is None else records)}
     curves = {}
     for i in iterations:
-        curve = load_curve(store.root / "runs" / f"{i:04d}")
+        curve = load_curve(store.run_path(i))
         if curve:
             curves[i] = curve
     if not curves:
@@ -182,8 +214,8 @@ def plot_curves(store, iterations: Sequence[int], path: str | Path, records=None
         ax.grid(True, color="#e5e5e5", linewidth=0.6)
         for n, (i, curve) in enumerate(curves.items()):
             color = plt.cm.tab10(n % 10)
-            key = x_key(curve)
-            ax.set_xlabel(key or "point")
+            key = time_key(curve) or x_key(curve)
+            ax.set_xlabel(f"{key} (s)" if key == time_key(curve) else key or "point")
             for name in members:
                 xs = [p.get(key, k) if key else k for k, p in enumerate(curve) if name in p]
                 ys = [p[name] for p in curve if name in p]
@@ -194,6 +226,63 @@ def plot_curves(store, iterations: Sequence[int], path: str | Path, records=None
                     ax.plot(xs, ys, style, color=color, linewidth=1.4, label=label)
         ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+MAX_KNOB_PANELS = 6
+
+
+def plot_knobs(task, store, path: str | Path, records=None) -> Path | None:
+    """The primary against each numeric knob that took two values or more: one panel each."""
+    from autoresearch.analysis.knobs import knob_values
+
+    plt = _pyplot()
+    primary, maximize = task.metrics.primary, task.metrics.direction == "maximize"
+    records = [r for r in (store.ledger.records if records is None else records)
+               if r.status is not Status.CRASH and primary_value(r, primary) is not None]
+    values = knob_values(task, records)
+    knobs: dict[str, set] = {}
+    for r in records:
+        for name, v in values.get(r.iteration, {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                knobs.setdefault(name, set()).add(v)
+    varied = [n for n, vs in knobs.items() if len(vs) >= 2][:MAX_KNOB_PANELS]
+    if not varied:
+        return None
+    cols = min(3, len(varied))
+    rows = (len(varied) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), dpi=100, squeeze=False)
+    for ax in axes.flat[len(varied):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.flat, varied):
+        pts = [(values[r.iteration][name], primary_value(r, primary), r.status is Status.KEEP) for r in records
+               if isinstance(values.get(r.iteration, {}).get(name), (int, float))]
+        xs = [x for x, _, _ in pts]
+        ys = [y for _, y, _ in pts]
+        ax.scatter([x for x, _, k in pts if not k], [y for _, y, k in pts if not k], s=14, color=GREY, label="discard")
+        ax.scatter([x for x, _, k in pts if k], [y for _, y, k in pts if k], s=30, color=GREEN, edgecolor=DARK_GREEN,
+                   label="keep")
+        if wants_log(xs):
+            ax.set_xscale("log")
+        if wants_log(ys):
+            ax.set_yscale("log")
+        else:
+            pad = 0.08 * ((max(ys) - min(ys)) or abs(max(ys)) or 1.0)
+            window = physical(YRange(min(ys) - pad, max(ys) + pad, ()), ys)
+            ax.set_ylim(window.low, window.high)
+        ax.set_title(name, fontsize=10)
+        ax.set_ylabel(f"{primary} ({'higher' if maximize else 'lower'} is better)", fontsize=8)
+        ax.grid(True, color="#e5e5e5", linewidth=0.6)
+    axes.flat[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+TIME_KEYS = ("seconds", "train_seconds", "elapsed", "time", "wall_seconds")
+
+
+def time_key(curve) -> str | None:
+    """The run's own clock, when every point has one: the budget is seconds, so a fast
+    85-epoch run and a slow 14-epoch run only compare on a time axis."""
+    return next((k for k in TIME_KEYS if curve and all(k in p for p in curve)), None)
 
 
 def _panels(names: list[str]) -> list[tuple[str, list[str]]]:

@@ -11,6 +11,7 @@ import base64
 import importlib
 import json
 import math
+import re
 import statistics
 import tempfile
 import time
@@ -20,10 +21,12 @@ from typing import Any
 
 import jinja2
 
-from autoresearch.analysis.plot import plot_curves, plot_progress, primary_value
+from autoresearch.analysis.morning import answer, oriented, patterns
+from autoresearch.analysis.plot import plot_curves, plot_knobs, plot_progress, primary_value
 from autoresearch.analysis.references import load_references
 from autoresearch.atomic import write_text
-from autoresearch.gpu import time_split, training_share
+from autoresearch.cost import Spend, spend
+from autoresearch.gpu import TRAIN_KEYS, time_split, training_share
 from autoresearch.records import Experiment, Status
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -40,8 +43,14 @@ def _env() -> jinja2.Environment:
     return env
 
 
+_DECIMAL = re.compile(r"^-?\d+\.\d+$")
+
+
 def fmt(value: Any) -> str:
-    """Numbers as a person reads them: 6 significant digits, no float noise."""
+    """Numbers as a person reads them, one way everywhere: 6 significant digits, no float
+    noise, no trailing zeros (0.97, never 0.970000), an exponent only below 1e-4 (6.5e-05)."""
+    if isinstance(value, str) and _DECIMAL.match(value):
+        value = float(value)  # a number that arrived as text (a table cell) reads the same
     if isinstance(value, bool) or value is None:
         return "" if value is None else str(value)
     if isinstance(value, int):
@@ -49,6 +58,8 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
+        if value == int(value) and abs(value) < 1e15:
+            return fmt(int(value))
         return f"{value:.6g}"
     return str(value)
 
@@ -70,37 +81,38 @@ def render_report(task, store) -> str:
         chosen = _curve_runs(records)
         curves_png = plot_curves(store, chosen, Path(tmp) / "curves.png", records) if chosen else None
         curves = _data_uri(curves_png) if curves_png else None
+        knobs_png = plot_knobs(task, store, Path(tmp) / "knobs.png", records)
+        knobs_plot = _data_uri(knobs_png) if knobs_png else None
     references = load_references(task.dir, task.path)
     best = next((r for r in reversed(records) if r.status is Status.KEEP), None)
-    from autoresearch.outer import memo_spend  # outer imports the analysis
-
-    memo = memo_spend(store)  # the strategy memo's own LLM calls: not in any experiment's row
+    spent = spend(store, records)  # with the strategy memo's own LLM calls: not in any experiment's row
     context = {
         "title": f"{task.dir.name} / {store.tag}",
         "generated": time.strftime("%Y-%m-%d %H:%M"),
         "task": {"dir": str(task.dir), "run": task.run, "editable": ", ".join(task.editable),
                  "time_budget": task.time_budget},
         "branch": store.branch, "primary": primary, "direction": task.metrics.direction,
-        "summary": {**_summary(records, primary, maximize), **_with_memo(records, memo)},
-        "progress_png": progress, "curves_png": curves, "curve_runs": chosen,
-        "frontier": frontier(records, primary),
+        "summary": {**_summary(records, primary, maximize), "cost_usd": spent.cost_usd, "tokens": spent.tokens},
+        "answer": answer(task, store, records), "patterns": patterns(store, records),
+        "progress_png": progress, "curves_png": curves, "curve_runs": chosen, "knobs_png": knobs_plot,
+        "frontier": frontier(records, primary, maximize),
         "experiments": [_experiment(r, store, primary, maximize, best_before)
                         for r, best_before in _with_best_before(records, primary)],
         "references": _references_view(references, best.metrics if best else {}),
         "analysis": _analysis_view(task, store),
-        "cost": _cost(records, memo),
+        "cost": _cost(records, spent),
     }
     return _env().get_template("report.html.j2").render(**context)
 
 
-def frontier(records: list[Experiment], primary: str) -> list[dict]:
-    """Every keep in order, with its gain over the keep before it."""
+def frontier(records: list[Experiment], primary: str, maximize: bool = True) -> list[dict]:
+    """Every keep in order, with its gain over the keep before it (+ is better)."""
     rows, previous = [], None
     for r in records:
         if r.status is not Status.KEEP:
             continue
         value = primary_value(r, primary)
-        gain = value - previous if value is not None and previous is not None else None
+        gain = oriented(value, previous, maximize)
         rows.append({"iteration": r.iteration, "commit": r.commit[:7], "value": value, "gain": gain,
                      "description": r.description})
         previous = value if value is not None else previous
@@ -113,12 +125,11 @@ def _summary(records: list[Experiment], primary: str, maximize: bool) -> dict:
     base, best = (keeps[0], keeps[-1]) if keeps else (None, None)
     base_v = primary_value(base, primary) if base else None
     best_v = primary_value(best, primary) if best else None
-    gain = best_v - base_v if base_v is not None and best_v is not None else None
+    gain = oriented(best_v, base_v, maximize)
     starts = [r.started_at for r in records if r.started_at]
     ends = [r.finished_at for r in records if r.finished_at]
-    frontier_rows = frontier(records, primary)
-    biggest = max((f for f in frontier_rows[1:] if f["gain"] is not None),
-                  key=lambda f: f["gain"] if maximize else -f["gain"], default=None)
+    frontier_rows = frontier(records, primary, maximize)
+    biggest = max((f for f in frontier_rows[1:] if f["gain"] is not None), key=lambda f: f["gain"], default=None)
     return {
         "count": len(records), "keeps": count[Status.KEEP], "discards": count[Status.DISCARD],
         "crashes": count[Status.CRASH], "base": base, "best": best, "base_value": base_v,
@@ -127,7 +138,6 @@ def _summary(records: list[Experiment], primary: str, maximize: bool) -> dict:
         "improvements": max(0, len(keeps) - 1), "biggest": biggest,
         "hours": (max(ends) - min(starts)) / 3600 if starts and ends else None,
         "train_hours": sum(r.wall_seconds for r in records) / 3600,
-        "cost_usd": sum(r.cost_usd for r in records), "tokens": sum(r.tokens for r in records),
         # Where the runs' wall time went: the share training, and what warm starts saved of the rest.
         "training_share": training_share(records), "warm_runs": sum(1 for r in records if r.warm),
         "warm_saved": sum(r.startup_saved_seconds or 0.0 for r in records if r.warm),
@@ -145,14 +155,16 @@ def _with_best_before(records: list[Experiment], primary: str):
 
 
 def _experiment(r: Experiment, store, primary: str, maximize: bool, best_before: float | None) -> dict:
-    run_dir = store.root / "runs" / f"{r.iteration:04d}"
+    run_dir = store.run_path(r.iteration)
     value = primary_value(r, primary) if r.status is not Status.CRASH else None
-    delta = value - best_before if value is not None and best_before is not None else None
+    delta = oriented(value, best_before, maximize)
     return {
         "iteration": r.iteration, "status": r.status.value, "commit": r.commit[:7], "parent": r.parent[:7],
         "description": r.description, "explanation": r.explanation, "reason": r.reason,
         "value": value, "delta": delta,
-        "better": delta is not None and (delta > 0 if maximize else delta < 0),
+        "better": delta is not None and delta > 0,
+        "train_seconds": next((r.metrics[k] for k in TRAIN_KEYS if isinstance(r.metrics.get(k), (int, float))), None),
+        "startup_known": r.startup_seconds is not None,
         "metrics": {k: v for k, v in r.metrics.items() if not isinstance(v, (dict, list))},
         "memory_gb": r.memory_gb, "wall_seconds": r.wall_seconds, "cost_usd": r.cost_usd, "tokens": r.tokens,
         "agent": r.agent, "worker": r.worker, "node": r.node, "changed_files": ", ".join(r.changed_files),
@@ -245,11 +257,16 @@ def _analysis_view(task, store) -> dict | None:
     if not isinstance(summary, dict):
         return None
     sections = []
-    for key in ("axes", "near_misses", "losing_regions", "plateau", "noise_floor", "warnings", "hints"):
+    for key in ("axes", "near_misses", "losing_regions", "eliminated", "plateau", "noise_floor", "warnings", "hints"):
         value = summary.get(key)
         table = _plateau_table(value) if key == "plateau" and _is_plateau(value) else _as_table(value)
         if table:
-            sections.append({"title": key.replace("_", " "), "note": "", **table})
+            note = "Choices to stop trying, with their evidence (imported runs included); new runs that do well lift the flag." \
+                if key == "eliminated" else ""
+            if key == "near_misses" and isinstance(summary.get("near_miss_tolerance"), (int, float)):
+                note = (f"Discards within {fmt(summary['near_miss_tolerance'])} of the best they were compared with: "
+                        "the larger of the noise floor and a quarter of the median keep gain. Gaps are + when better.")
+            sections.append({"title": key.replace("_", " "), **table, "note": note or table.get("note", "")})
     return {"sections": sections} if sections else None
 
 
@@ -299,12 +316,8 @@ def _cell(value: Any) -> str:
     return fmt(value)
 
 
-def _with_memo(records: list[Experiment], memo: tuple[float, int]) -> dict:
-    return {"cost_usd": sum(r.cost_usd for r in records) + memo[0], "tokens": sum(r.tokens for r in records) + memo[1]}
-
-
-def _cost(records: list[Experiment], memo: tuple[float, int] = (0.0, 0)) -> dict:
-    total, tokens = _with_memo(records, memo).values()
+def _cost(records: list[Experiment], spent: Spend) -> dict:
+    total, tokens, memo = spent.cost_usd, spent.tokens, (spent.memo_usd, spent.memo_tokens)
     agents: dict[str, dict] = {}
     for r in records:
         a = agents.setdefault(r.agent or "-", {"runs": 0, "cost_usd": 0.0, "tokens": 0})

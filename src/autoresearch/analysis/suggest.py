@@ -12,8 +12,16 @@ combines two near misses) for a stated reason, in this order of evidence:
 
 Constants are recognised by name (LR, DROPOUT, WEIGHT_DECAY, AUGMENT*, SCHEDULE*, EPOCHS,
 BATCH_SIZE, WIDTH/HIDDEN, DEPTH/LAYERS) and moved inside their `# search:` space. Each
-suggestion is written as config/auto/auto_001_<name>.toml: the full set of constants, so a
-script can load it as its config, with the reason in comments; index.json lists them.
+suggestion is written in the task's own format, with its reason in comments:
+
+- knobs in a YAML/JSON/TOML config file (configfile.py): config/auto/auto_001_<name>.yaml (or
+  .json, .toml), the best's config file with the moved keys rewritten, so the training script
+  loads it as it loads its own (`python train.py --config config/auto/auto_001_<name>.yaml`);
+  JSON has no comments, so there the reason is only in index.json;
+- UPPERCASE constants of Python files: config/auto/auto_001_<name>.patch, a `git apply`-able
+  patch of the editable files with the constants moved.
+
+index.json lists them. Values the analysis eliminated (eliminate.py) are never suggested.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from autoresearch.records import Status
 
 AUTO_DIR = Path("config") / "auto"
 MAX_CONFIGS = 4
-_OLD = re.compile(r"^auto_\d{3}_[\w-]+\.toml$")
+_OLD = re.compile(r"^auto_\d{3}_[\w-]+\.(toml|ya?ml|json|patch)$")
 ROLES = {
     "lr": re.compile(r"(^|_)(LR|LEARNING_RATE)(_|$)"),
     "dropout": re.compile(r"DROP"),
@@ -102,9 +110,15 @@ def step(const: Constant, direction: str, role: str | None = None) -> Any:
     return new if new != value else None
 
 
-def best_constants(task, store, best) -> dict[str, Constant]:
-    """The best commit's UPPERCASE constants (with their spaces), by name."""
-    files = [p for p in task.editable if p.endswith(".py")]
+def best_constants(task, store, best, sources: dict | None = None) -> dict[str, Constant]:
+    """The best commit's knobs (UPPERCASE constants, config-file keys) with their spaces, by name.
+
+    `sources`, when given, receives path -> the best's text of each file read, and each knob's
+    file under the key `("file", name)`."""
+    from autoresearch import configfile, knob_sources
+
+    files = [p for p in task.editable if knob_sources.has_knobs(p)]
+    search = configfile.search_table(task.dir)
     blobs = read_blobs(task.dir, [f"{best.commit}:./{p}" for p in files]) if best else {}
     out: dict[str, Constant] = {}
     for path in files:
@@ -113,18 +127,27 @@ def best_constants(task, store, best) -> dict[str, Constant]:
             source = (task.dir / path).read_text(encoding="utf-8")  # no git: the work tree
         if source is not None:
             try:
-                out.update({c.name: c for c in find_constants(source, path)})
+                found = knob_sources.find(source, path, search)
             except Exception:
                 continue  # an unparsable file has no constants to suggest
+            out.update({c.name: c for c in found})
+            if sources is not None:
+                sources[path] = source
+                sources.update({("file", c.name): path for c in found})
     return out
 
 
 def _role(name: str, role: str) -> bool:
-    return bool(ROLES[role].search(name))
+    return bool(ROLES[role].search(_as_constant(name)))
 
 
 def role_of(name: str) -> str | None:
-    return next((role for role, pattern in ROLES.items() if pattern.search(name)), None)
+    return next((role for role, pattern in ROLES.items() if pattern.search(_as_constant(name))), None)
+
+
+def _as_constant(name: str) -> str:
+    """`optimizer.lr` reads as OPTIMIZER_LR for the role patterns."""
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
 def propose(task, store, summary: dict | None = None, max_configs: int = MAX_CONFIGS) -> list[ConfigSuggestion]:
@@ -140,6 +163,7 @@ def propose(task, store, summary: dict | None = None, max_configs: int = MAX_CON
     out: list[ConfigSuggestion] = []
     seen = [base, *tried]
     losing = {row["axis"] for row in summary["losing_regions"]}
+    eliminated = {(e["knob"], json.dumps(e["value"])) for e in summary.get("eliminated", [])}
 
     def add(slug: str, reason: str, moves: dict[str, Any]) -> None:
         moves = {k: v for k, v in moves.items() if v is not None and k in base}
@@ -147,6 +171,8 @@ def propose(task, store, summary: dict | None = None, max_configs: int = MAX_CON
             return
         if any(k in losing or f"{k} {move_of(base[k], v)}" in losing for k, v in moves.items()):
             return  # the summary says this region keeps losing
+        if any((k, json.dumps(v)) in eliminated for k, v in moves.items()):
+            return  # the analysis says to stop trying that value
         values = {**base, **moves}
         if any(all(values.get(k) == v for k, v in s.items() if k in values) and set(s) >= set(moves) for s in seen):
             return  # already run (or already suggested)
@@ -180,7 +206,7 @@ def propose(task, store, summary: dict | None = None, max_configs: int = MAX_CON
 def _meta_kinds(store, meta: dict | None) -> list[tuple[str, str]]:
     if not meta:
         return []
-    path = store.root / "runs" / f"{meta['iteration']:04d}" / "meta.json"
+    path = store.run_path(meta['iteration']) / "meta.json"
     try:
         full = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -190,7 +216,7 @@ def _meta_kinds(store, meta: dict | None) -> list[tuple[str, str]]:
 
 def _turned_at(store, meta: dict) -> float | None:
     try:
-        full = json.loads((store.root / "runs" / f"{meta['iteration']:04d}" / "meta.json").read_text())
+        full = json.loads((store.run_path(meta['iteration']) / "meta.json").read_text())
     except (OSError, ValueError):
         return None
     return full.get("overfit", {}).get("turned_at") if full.get("x") == "epoch" else None
@@ -241,8 +267,13 @@ def toml_value(value: Any) -> str:
     return json.dumps(str(value))  # a TOML basic string uses JSON's escapes
 
 
-def write_configs(task_dir: Path, suggestions: list[ConfigSuggestion], based_on: str = "") -> list[Path]:
-    """Write config/auto/auto_NNN_<slug>.toml files (replacing earlier ones) and index.json."""
+def write_configs(task_dir: Path, suggestions: list[ConfigSuggestion], based_on: str = "",
+                  sources: dict | None = None) -> list[Path]:
+    """Write config/auto/auto_NNN_<slug>.<ext> files (replacing earlier ones) and index.json.
+
+    `sources` (from best_constants) says where each knob lives and what the best's files hold;
+    without it every suggestion is a TOML file of all values (the format for scripts that
+    load a flat config of constants)."""
     folder = Path(task_dir) / AUTO_DIR
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.iterdir():
@@ -250,18 +281,45 @@ def write_configs(task_dir: Path, suggestions: list[ConfigSuggestion], based_on:
             old.unlink()
     paths, index = [], []
     for number, s in enumerate(suggestions, 1):
-        path = folder / f"auto_{number:03d}_{s.slug}.toml"
         changes = ", ".join(f"{k} {toml_value(a)} -> {toml_value(b)}" for k, (a, b) in s.changed.items())
-        lines = [f"# autoresearch suggest: {s.slug}", f"# why: {s.reason}", f"# changed: {changes}"]
+        header = [f"autoresearch suggest: {s.slug}", f"why: {s.reason}", f"changed: {changes}"]
         if based_on:
-            lines.append(f"# based on: {based_on}")
-        lines += [f"{name} = {toml_value(value)}" for name, value in s.values.items()]
-        write_text(path, "\n".join(lines) + "\n", durable=False)
+            header.append(f"based on: {based_on}")
+        name, text, kind = _render(f"auto_{number:03d}_{s.slug}", s, header, sources)
+        path = folder / name
+        write_text(path, text, durable=False)
         paths.append(path)
-        index.append({"file": path.name, "name": s.slug, "reason": s.reason,
+        index.append({"file": path.name, "name": s.slug, "reason": s.reason, "kind": kind,
                       "changed": {k: {"from": a, "to": b} for k, (a, b) in s.changed.items()}})
     write_text(folder / "index.json", json.dumps({"based_on": based_on, "configs": index}, indent=1) + "\n", durable=False)
     return paths
+
+
+def _render(stem: str, s: ConfigSuggestion, header: list[str], sources: dict | None) -> tuple[str, str, str]:
+    """(file name, text, kind) of one suggestion in the task's own format."""
+    import difflib
+
+    from autoresearch import configfile, knob_sources
+
+    files = {sources.get(("file", k)) for k in s.changed} if sources else {None}
+    if None in files:
+        lines = [f"# {h}" for h in header] + [f"{name} = {toml_value(value)}" for name, value in s.values.items()]
+        return f"{stem}.toml", "\n".join(lines) + "\n", "values"
+    if len(files) == 1:
+        path = next(iter(files))
+        fmt = configfile.format_of(path)
+        if fmt is not None:
+            text = configfile.rewrite(sources[path], {k: b for k, (_, b) in s.changed.items()}, path)
+            comment = "" if fmt == "json" else "".join(f"# {h}\n" for h in header)
+            return f"{stem}{Path(path).suffix}", comment + text, "config"
+    out = ["".join(f"{h}\n" for h in header)]  # text before the first `---` is ignored by git apply and patch
+    for path in sorted(files):
+        moves = {k: b for k, (_, b) in s.changed.items() if sources.get(("file", k)) == path}
+        old = sources[path]
+        new = knob_sources.rewrite(old, moves, path)
+        out.append("".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                                f"a/{path}", f"b/{path}")))
+    return f"{stem}.patch", "\n".join(out), "patch"
 
 
 def suggest(task, store, max_configs: int = MAX_CONFIGS) -> list[tuple[Path, ConfigSuggestion]]:
@@ -269,4 +327,6 @@ def suggest(task, store, max_configs: int = MAX_CONFIGS) -> list[tuple[Path, Con
     suggestions = propose(task, store, max_configs=max_configs)
     best = next((r for r in reversed(store.ledger.records) if r.status is Status.KEEP), None)
     based_on = f"iteration {best.iteration} (commit {best.commit[:7]})" if best else ""
-    return list(zip(write_configs(task.dir, suggestions, based_on), suggestions))
+    sources: dict = {}
+    best_constants(task, store, best, sources)
+    return list(zip(write_configs(task.dir, suggestions, based_on, sources), suggestions))

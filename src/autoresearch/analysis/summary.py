@@ -29,15 +29,18 @@ from pathlib import Path
 from typing import Sequence
 
 from autoresearch.analysis.axes import axes_of, ensure_axes, labels_of, moves_of, untrained
+from autoresearch.analysis.eliminate import summary_sections
 from autoresearch.analysis.hints import SEED, hints
 from autoresearch.atomic import mirror, write_text
 from autoresearch.decision import rounded
+from autoresearch.memo import DEFAULT_PLATEAU, plateau_reached
+from autoresearch.noise import spread as noise_spread
 from autoresearch.records import Experiment, Status
 
 SCHEMA_VERSION = 1
 SUMMARY_JSON = "analysis_summary.json"
 SUMMARY_MD = "analysis_summary.md"
-PLATEAU_AFTER = 10  # iterations without a keep
+PLATEAU_AFTER = DEFAULT_PLATEAU  # earlier import path: the threshold is `[agent] plateau` (memo.py)
 WINDOWS = (5, 10, 20)
 LOSING_AFTER = 3  # tries since the axis last gained a keep
 NEAR_MISS_SHARE = 0.25  # of the typical keep gain
@@ -115,7 +118,10 @@ def summarize(task, store, records: Sequence[Experiment] | None = None) -> dict:
 
 
 def _summarize(task, store, records: Sequence[Experiment] | None) -> dict:
-    records = list(store.ledger.records if records is None else records)
+    every = list(store.ledger.records if records is None else records)
+    # Imported runs (`autoresearch import`) have no commit or parent: they stay out of the frontier
+    # and the axes of change, and come in through the imported / eliminated sections below.
+    records = [r for r in every if r.status is not Status.IMPORTED]
     metrics = task.metrics
     primary, direction = metrics.primary, metrics.direction
     ties = [(t.name, t.direction or direction) for t in metrics.tie_break]
@@ -142,7 +148,7 @@ def _summarize(task, store, records: Sequence[Experiment] | None) -> dict:
     for index, r in enumerate(records):
         status = r.status
         counts[status] += 1
-        if (status is crash or r.reason[:10] == "duplicate ") and untrained(r):
+        if untrained(r):
             counts["untrained"] += 1
             running_best.append(best_value)
             continue
@@ -188,7 +194,7 @@ def _summarize(task, store, records: Sequence[Experiment] | None) -> dict:
     plateau = {
         "iterations_since_keep": since,
         "last_keep_iteration": best.iteration if best else None,
-        "on_plateau": since >= PLATEAU_AFTER,
+        "on_plateau": plateau_reached(since, task.agent.plateau),
         "windows": windows(running_best, records, sign),
     }
     snapshot = entries[best.iteration].get("snapshot", {}) if best else {}
@@ -217,6 +223,11 @@ def _summarize(task, store, records: Sequence[Experiment] | None) -> dict:
         "meta": {"best": _meta(store, best), "latest": _meta(store, _last_trained(records))},
         "axes_index": str(store.root / "axes.jsonl"),
     }
+    best_params = best.agent_data.get("params") if best is not None and isinstance(best.agent_data, dict) else None
+    summary.update(summary_sections(every, primary, direction, store.root / "runs", best_params,
+                                    noise["std"] if noise else None))
+    if summary["imported"]:
+        summary["counts"]["imported"] = summary["imported"]["count"]
     summary["hints"] = hints(summary, snapshot)
     return summary
 
@@ -236,13 +247,11 @@ def _group(groups: dict, r: Experiment, value: float, entry: dict, value_by_comm
 
 
 def noise_floor(groups: dict[str, list[float]]) -> dict | None:
-    """Pooled standard deviation of the primary over repeated configurations, if any."""
-    repeated = [g for g in groups.values() if len(g) >= 2]
-    if not repeated:
+    """Pooled standard deviation of the primary over repeated configurations, if any (noise.spread)."""
+    measured = noise_spread(groups.values())
+    if measured is None:
         return None
-    squares = sum(sum((x - sum(g) / len(g)) ** 2 for x in g) for g in repeated)
-    dof = sum(len(g) - 1 for g in repeated)
-    return {"std": _r(math.sqrt(squares / dof)), "groups": len(repeated), "runs": sum(len(g) for g in repeated)}
+    return {"std": _r(measured.std), "groups": measured.groups, "runs": measured.runs}
 
 
 def near_misses(candidates, entries, primary: str, ties, tolerance: float) -> list[dict]:
@@ -264,7 +273,7 @@ def near_misses(candidates, entries, primary: str, ties, tolerance: float) -> li
         for name, direction in ties:
             gain = _tie_gain(r.metrics, parent_metrics, name, direction)
             if gain:
-                why.append(f"{name} {gain * (1 if direction == 'maximize' else -1):+.6g} vs the best")
+                why.append(f"{name} {gain:+.6g} vs the best")  # oriented (+ is better), as every gain here
         found.append({**_brief(r, primary, entries[r.iteration]), "gap": _r(gap), "why": why})
     return found
 
@@ -353,7 +362,7 @@ def _meta(store, record: Experiment | None) -> dict | None:
     """The per-run meta-analysis in brief (flags and suggestions), when the run has one."""
     if record is None:
         return None
-    path = store.root / "runs" / f"{record.iteration:04d}" / "meta.json"
+    path = store.run_path(record.iteration) / "meta.json"
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -83,6 +83,13 @@ def main() -> int:
     event("message_send_starting")
     if play == "hang":
         fakecli.hang()
+    if play == "browser_login":  # aider 0.86 with no model and no key (stdout, then it waits 5 minutes)
+        print("No LLM model was specified and no API keys were provided.\n"
+              "OpenRouter provides free and paid access to many LLMs.\n\n"
+              "Please open this URL in your browser to connect Aider with OpenRouter:\n\n"
+              "https://openrouter.ai/auth?callback_url=http://localhost:8484/callback/aider&code_challenge=x\n\n"
+              "Waiting up to 5 minutes for you to finish in the browser...\nUse Control-C to interrupt.", flush=True)
+        fakecli.hang()
     errors = {
         "not_logged_in": ("litellm.AuthenticationError: AuthenticationError: OpenAIException - Incorrect API key "
                           "provided: sk-fake***", "The API provider is not able to authenticate you. Check your API key."),

@@ -58,6 +58,11 @@ def can_edit(args) -> bool:
 
 
 def main() -> int:
+    if sys.argv[1:3] == ["auth", "status"]:  # what Claude Code 2.1 prints (--json is its default)
+        logged_in = bool(os.environ.get("ANTHROPIC_API_KEY")) and os.environ.get("FAKE_LOGGED_IN") != "0"
+        print(json.dumps({"loggedIn": logged_in, "authMethod": "api_key" if logged_in else "none",
+                          "apiProvider": "firstParty"}, indent=2))
+        return 0 if logged_in else 1
     parser = Parser(add_help=False)
     parser.add_argument("prompt", nargs="?")
     parser.add_argument("-p", "--print", action="store_true")
@@ -96,6 +101,9 @@ def main() -> int:
     elif play == "invalid_key":
         out = result(is_error=True, text="Invalid API key · Fix external API key", cost=0, usage={},
                      api_error_status=401, api_error_type="authentication_error", terminal_reason="api_error")
+    elif play == "offline":  # Claude Code 2.1 with CLAUDE_CODE_MAX_RETRIES=0 and no network
+        out = result(is_error=True, cost=0, usage={}, api_error_status=None, terminal_reason="api_error",
+                     text="API Error: Can't reach the API server — check your internet or DNS (EAI_AGAIN)")
     elif play == "rate_limit":
         out = result(is_error=True, cost=0, usage={}, api_error_status=429, api_error_type="rate_limit_error",
                      text="API Error: Request rejected (429) · Number of requests has exceeded your rate limit")

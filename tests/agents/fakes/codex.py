@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import uuid
 
 import fakecli
@@ -79,6 +80,20 @@ def main() -> int:
         fakecli.hang()
     emit(type="turn.started")
     url = "https://api.openai.com/v1/responses"
+    if play == "offline":  # codex 0.171 with no network: it reconnects forever
+        dns = "stream disconnected before completion: failed to lookup address information: Try again"
+        for i in range(2, 6):
+            emit(type="error", message=f"Reconnecting... {i}/5 ({dns})")
+            time.sleep(0.2)
+        while True:
+            emit(type="error", message="Reconnecting... waiting for network (Connection failed: error sending request)")
+            time.sleep(1)
+    if play == "write_failed":  # it cannot write (CODEX_HOME under /tmp, a read-only tree)
+        emit(type="item.completed", item={"id": "item_1", "type": "file_change", "status": "failed",
+                                          "changes": [{"path": os.path.join(workdir, "train.py"), "kind": "update"}]})
+        emit(type="item.completed", item={"id": "item_2", "type": "agent_message", "text": "I could not apply the patch."})
+        emit(type="turn.completed", usage={"input_tokens": 100, "cached_input_tokens": 0, "output_tokens": 10})
+        return 0
     if play in ("not_logged_in", "invalid_key"):
         return failed_turn(f"unexpected status 401 Unauthorized: Incorrect API key provided: sk-fake***, url: {url}")
     if play == "rate_limit":

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import uuid
 
 import fakecli
@@ -82,6 +83,12 @@ def main() -> int:
     session = str(uuid.uuid4())
     if play == "hang":
         fakecli.hang()
+    if play == "offline":  # gemini 0.61 with no network: it retries with backoff for many minutes
+        for attempt in range(1, 100):
+            print(f"Attempt {attempt} failed. Retrying with backoff... Error: exception TypeError: fetch failed "
+                  "sending request\n    at file:///usr/lib/node_modules/@google/gemini-cli/bundle/chunk.js:267671:13",
+                  file=sys.stderr, flush=True)
+            time.sleep(1)
     if play == "not_logged_in":
         home = os.environ.get("HOME", "~")
         return fail(session, "Error", f"Please set an Auth method in your {home}/.gemini/settings.json or specify one of "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -46,6 +47,12 @@ class FakeCli:
         monkeypatch.setenv("FAKE_SCENARIO", "success")
         for name, value in SECRETS.items():
             monkeypatch.setenv(name, value)
+        # The start-up check connects to each CLI's API host: here a socket on 127.0.0.1 that
+        # accepts (and nothing more), named where each CLI reads its base URL.
+        self.api = socket.create_server(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{self.api.getsockname()[1]}"
+        for name in ("ANTHROPIC_BASE_URL", "OPENAI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"):
+            monkeypatch.setenv(name, url)
 
     def scenario(self, plays: str) -> None:
         self._monkeypatch.setenv("FAKE_SCENARIO", plays)
@@ -57,7 +64,9 @@ class FakeCli:
 
 @pytest.fixture
 def fake_cli(tmp_path, monkeypatch) -> FakeCli:
-    return FakeCli(tmp_path, monkeypatch)
+    fake = FakeCli(tmp_path, monkeypatch)
+    yield fake
+    fake.api.close()
 
 
 def files_holding(root: Path, needles) -> list[str]:

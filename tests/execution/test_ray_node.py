@@ -6,14 +6,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
-from autoresearch import ray_node
-from autoresearch.ray_node import NodeJob, Reaper, changed_files, extract, link_outputs, new_paths, node_env, run_on_node, snapshot
+from autoresearch.execution import ray_node
+from autoresearch.execution.ray_node import NodeJob, Reaper, changed_files, extract, link_outputs, new_paths, node_env, run_on_node, snapshot
 from autoresearch.records import RunSpec
-from autoresearch.runner import RUN_TOKEN_ENV
+from autoresearch.execution.supervise import RUN_TOKEN_ENV
 
 
 def archive(tmp_path, files: dict[str, str]) -> tuple[bytes, str, str]:
@@ -196,3 +197,31 @@ def test_a_released_reaper_imports_nothing():
 def test_executor_for_reuses_one_warm_server_per_preload(preload):
     a, b = ray_node.executor_for(preload), ray_node.executor_for(preload)
     assert (a is b) == bool(preload)
+
+
+def test_a_sandboxed_spec_is_sandboxed_on_the_node_over_its_scratch_tree(tmp_path):
+    from autoresearch.execution import sandbox
+
+    if sandbox.probe():
+        pytest.skip(f"no sandbox here: {sandbox.probe()}")
+    train = '''\
+import os
+try:
+    open("prepare.py", "a").write("tampered")
+    print("readonly written")
+except OSError:
+    print("readonly refused")
+open("out.txt", "w").write("made")
+print("pid", os.getpid())
+'''
+    tree, commit, repo = archive(tmp_path, {"task/train.py": train, "task/prepare.py": PREPARE})
+    view = sandbox.run_view(Path(repo) / "task", Path(repo), Path(repo) / "task" / ".autoresearch" / "t",
+                            readonly=("prepare.py",))
+    spec = RunSpec("python train.py", repo, dict(os.environ), 30, str(tmp_path / "log"), commit=commit,
+                   repo_dir=repo, task_subdir="task", sandbox=view)
+    out = run_on_node(tree, spec, NodeJob(cache_dir=str(tmp_path / "cache")), "here")
+    text = out.log.decode()
+    assert out.result.exit_code == 0, text
+    assert "readonly refused" in text
+    assert int(text.split("pid ")[1].split()[0]) < 10  # its own PID namespace: bwrap, sh, then the script
+    assert dict(out.outputs) == {"task/out.txt": b"made"}

@@ -27,7 +27,7 @@ ray = pytest.importorskip("ray")
 from autoresearch.config import load_task  # noqa: E402
 from autoresearch.errors import AutoresearchError  # noqa: E402
 from autoresearch.loop import Limits, Loop  # noqa: E402
-from autoresearch.ray_executor import RayExecutor  # noqa: E402
+from autoresearch.execution.ray_executor import RayExecutor  # noqa: E402
 from autoresearch.records import Proposal, RunSpec  # noqa: E402
 from autoresearch.workers import parse_slots, run_workers  # noqa: E402
 
@@ -203,7 +203,7 @@ def test_resources_no_node_offers_fail_at_once_with_the_fix(cluster, tmp_path):
 def test_executors_share_one_connection_and_the_last_one_out_closes_it(monkeypatch):
     import types
 
-    from autoresearch import ray_executor
+    from autoresearch.execution import ray_executor
 
     calls = []
     fake = types.SimpleNamespace(is_initialized=lambda: bool(calls) and calls[-1] == "init",

@@ -1,4 +1,8 @@
-"""warm.py and forkserver.py against real processes: a forked run must behave like a fresh one."""
+"""warm.py and forkserver.py against real processes: a forked run must behave like a fresh one.
+
+What every executor does (exit codes, timeout, stop, escapees, the log cap, the run token) is in
+test_executor_contract.py, which runs over WarmExecutor too; here is what is warm's own.
+"""
 
 from __future__ import annotations
 
@@ -10,39 +14,23 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from autoresearch.executor import LocalExecutor
+from autoresearch.execution.executor import LocalExecutor
+from autoresearch.execution.supervise import processes_with_token
+from autoresearch.execution.warm import WarmExecutor, parse_command
 from autoresearch.records import RunSpec
-from autoresearch.runner import _processes_with_token, kill_tree_if_alive
-from autoresearch.warm import WarmExecutor, parse_command
+
+from process_helpers import SPAWN, dead, log_of, run_env, wait_dead
 
 PY = shlex.quote(sys.executable)
-BIN = os.path.dirname(sys.executable)
-
-# Starts a sleeping Python that ignores SIGTERM; `spawn(name, **popen_kwargs)` returns its pid.
-SPAWN = """
-import os, signal, subprocess, sys, time
-SLEEPER = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)"
-def write_pid(name, pid):
-    with open(name + ".tmp", "w") as f:
-        f.write(str(pid))
-    os.replace(name + ".tmp", name)  # the test never reads a half-written pid
-def spawn(name, **kw):
-    child = subprocess.Popen([sys.executable, "-c", SLEEPER], **kw)
-    write_pid(name, child.pid)
-    return child.pid
-"""
 
 
 def env(**extra) -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    e["PATH"] = f"{BIN}{os.pathsep}{e.get('PATH', '')}"  # `python` is this interpreter, as in loop.py
-    return {**e, **extra}
+    return run_env(**extra)
 
 
 def make_spec(tmp_path: Path, body: str, *, args: str = "", timeout: float = 20.0, name: str = "train.py",
@@ -52,34 +40,6 @@ def make_spec(tmp_path: Path, body: str, *, args: str = "", timeout: float = 20.
     return RunSpec(command=command or f"python {name} {args}".strip(), cwd=str(tmp_path),
                    env=run_env or env(), timeout=timeout, log_path=str(tmp_path / "logs" / log),
                    max_log_bytes=max_log_bytes)
-
-
-def log_of(result) -> str:
-    return Path(result.log_path).read_text(errors="replace")
-
-
-def dead(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def wait_dead(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not dead(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def read_pid(tmp_path: Path, name: str, timeout: float = 10.0) -> int:
-    deadline = time.monotonic() + timeout
-    while not (tmp_path / name).exists():
-        assert time.monotonic() < deadline, f"{name} never written"
-        time.sleep(0.02)
-    return int((tmp_path / name).read_text())
 
 
 @pytest.fixture
@@ -127,23 +87,6 @@ def test_another_interpreter_runs_fresh(tmp_path):
 
 
 # -- a warm run behaves like a fresh one ------------------------------------------------------
-@pytest.mark.parametrize("body, code, text", [
-    ("print('fine')", 0, "fine"),
-    ("sys.exit(3)", 3, ""),
-    ("sys.exit(-1)", 255, ""),
-    ("raise SystemExit('bad config')", 1, "bad config"),
-    ("def f():\n    raise ValueError('boom')\nf()", 1, "ValueError: boom"),
-    ("raise KeyboardInterrupt", -signal.SIGINT, "KeyboardInterrupt"),
-    ("def broken(:\n    pass", 1, "SyntaxError"),
-])
-def test_exit_codes_and_errors(tmp_path, warm, body, code, text):
-    result = warm.run(make_spec(tmp_path, body))
-    assert result.warm and result.exit_code == code and not result.timed_out
-    log = log_of(result)
-    assert text in log
-    assert "forkserver" not in log  # a traceback shows the script's frames only, as a fresh run's
-
-
 def test_uncaught_exception_traceback_reads_like_a_fresh_one(tmp_path, warm):
     spec = make_spec(tmp_path, "def f():\n    raise ValueError('boom')\nf()")
     fresh = LocalExecutor().run(spec)
@@ -176,47 +119,6 @@ def test_argv_cwd_env_and_main_are_exactly_a_fresh_runs(tmp_path, warm):
         assert hot[key] == seen["fresh"][key], key
 
 
-def test_output_in_the_log_with_non_utf8_bytes_and_the_cap(tmp_path, warm):
-    body = """
-    sys.stdout.buffer.write(b"\\xff\\xfe not utf-8\\n")
-    sys.stdout.flush()
-    print("to stderr", file=sys.stderr)
-    line = b"x" * 1023 + b"\\n"
-    for _ in range(300):
-        sys.stdout.buffer.write(line)
-    sys.stdout.buffer.write(b"---\\nval_loss: 1.23\\n")
-    """
-    result = warm.run(make_spec(tmp_path, body, max_log_bytes=100_000))
-    assert result.exit_code == 0 and result.warm
-    data = Path(result.log_path).read_bytes()
-    assert data.startswith(b"\xff\xfe not utf-8\n") and b"to stderr\n" in data
-    assert data.endswith(b"---\nval_loss: 1.23\n")
-    assert result.output_tail.endswith("val_loss: 1.23\n")
-
-
-def test_unbuffered_flag_reaches_the_log_before_a_kill(tmp_path, warm):
-    spec = make_spec(tmp_path, 'print("early")\ntime.sleep(1000)\n', timeout=1.5,
-                     command="python -u train.py")
-    result = warm.run(spec)
-    assert result.warm and result.timed_out
-    assert "early" in log_of(result)
-
-
-def test_atexit_handlers_and_non_daemon_threads_finish_as_in_a_fresh_process(tmp_path, warm):
-    body = """
-    import atexit, threading
-    atexit.register(lambda: print("atexit ran", flush=True))
-    def work():
-        time.sleep(0.3)
-        print("thread done", flush=True)
-    threading.Thread(target=work).start()
-    print("main done", flush=True)
-    """
-    result = warm.run(make_spec(tmp_path, body))
-    assert result.exit_code == 0
-    assert log_of(result).splitlines() == ["main done", "thread done", "atexit ran"]
-
-
 def test_startup_is_recorded(tmp_path, warm):
     result = warm.run(make_spec(tmp_path, "pass"))
     assert result.warm and result.startup_seconds is not None
@@ -226,74 +128,16 @@ def test_startup_is_recorded(tmp_path, warm):
 
 
 # -- the guarantees of process control ----------------------------------------------------------
-def test_timeout_kills_the_group_the_spawned_and_the_forked_escapee(tmp_path, warm):
-    body = """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    spawn("child.pid")
-    pid = os.fork()
-    if pid == 0:  # leaves the group without exec: only the run token in /proc finds it
-        os.setsid()
-        write_pid("forked.pid", os.getpid())
-        time.sleep(1000)
-        os._exit(0)
-    write_pid("main.pid", os.getpid())
-    print("ready", flush=True)
-    time.sleep(1000)
-    """
-    warm._grace = 0.5
-    result = warm.run(make_spec(tmp_path, body, timeout=2.0))
-    assert result.warm and result.timed_out and result.exit_code is None
-    assert result.wall_seconds < 2.0 + 0.5 + 3.0
-    for name in ("main.pid", "child.pid", "forked.pid"):
-        assert wait_dead(read_pid(tmp_path, name), 2.0), name
-
-
-def test_a_forked_escapee_is_found_by_the_run_token_alone(tmp_path, warm, monkeypatch):
-    # The scans are blinded and the escapee leaves the group: only the token can find it, and a
-    # forked child has it in /proc/PID/environ only because forkserver._mark_token put it there.
-    from autoresearch import runner
-
-    monkeypatch.setattr(runner._TreeWatch, "sample", lambda self: None)
-    body = """
-    if os.fork() == 0:
-        os.setsid()
-        write_pid("forked.pid", os.getpid())
-        time.sleep(1000)
-        os._exit(0)
-    while not os.path.exists("forked.pid"):
-        time.sleep(0.01)
-    """
-    result = warm.run(make_spec(tmp_path, body))
-    assert result.exit_code == 0
-    assert wait_dead(read_pid(tmp_path, "forked.pid"), 2.0)
-
-
-def test_the_run_token_finds_the_child_so_a_resume_can_kill_it(tmp_path, warm):
+def test_the_server_never_carries_a_run_token(tmp_path, warm):
+    # The contract suite checks that the token finds a warm child; the server it forks from must
+    # not look like part of any run, or a resume killing by token would kill it too.
     token = "r" * 32
-    spec = make_spec(tmp_path, 'write_pid("main.pid", os.getpid())\ntime.sleep(1000)\n',
-                     run_env=env(AUTORESEARCH_RUN_TOKEN=token))
-    started: list[int] = []
-    box = {}
-    thread = threading.Thread(target=lambda: box.setdefault("r", warm.run(spec, on_start=started.append)))
-    thread.start()
-    pid = read_pid(tmp_path, "main.pid")
-    assert started == [pid]
-    assert pid in [p.pid for p in _processes_with_token(token)]
-    assert not any(p in [q.pid for q in _processes_with_token(token)] for p in warm.server_pids)
-    assert kill_tree_if_alive(pid, psutil.Process(pid).create_time(), token=token, grace=0.5)
-    thread.join(10)
-    assert box["r"].exit_code == -signal.SIGTERM
-
-
-def test_stop_event_ends_the_run(tmp_path, warm):
-    stop = threading.Event()
-    spec = make_spec(tmp_path, 'write_pid("main.pid", os.getpid())\ntime.sleep(1000)\n')
-    threading.Timer(1.0, stop.set).start()
-    t0 = time.monotonic()
-    result = warm.run(spec, stop_event=stop)
-    assert result.warm and result.exit_code is None and not result.timed_out
-    assert time.monotonic() - t0 < 1.0 + 3.0
-    assert wait_dead(read_pid(tmp_path, "main.pid"))
+    result = warm.run(make_spec(tmp_path, "print(os.environ['AUTORESEARCH_RUN_TOKEN'])",
+                                run_env=env(AUTORESEARCH_RUN_TOKEN=token)))
+    assert result.warm and log_of(result).strip() == token
+    (server,) = warm.server_pids
+    assert psutil.Process(server).environ().get("AUTORESEARCH_RUN_TOKEN") != token
+    assert processes_with_token(token) == []
 
 
 def test_concurrent_runs_share_one_server(tmp_path, warm):
@@ -436,7 +280,7 @@ def test_the_server_dies_with_the_orchestrator(tmp_path):
     script = f"""
 import os, sys
 from autoresearch.records import RunSpec
-from autoresearch.warm import WarmExecutor
+from autoresearch.warm import WarmExecutor  # the old import path, from a fresh process
 ex = WarmExecutor(["json"])
 spec = RunSpec(command={f'{sys.executable} train.py'!r}, cwd={str(tmp_path)!r}, env=dict(os.environ),
                timeout=20, log_path={str(tmp_path / 'run.log')!r})
@@ -464,22 +308,6 @@ def test_a_server_dying_mid_run_loses_that_run_only(tmp_path, warm):
     again = warm.run(spec)
     assert again.warm and again.exit_code == 0 and warm.server_pids != [server]
     assert warm.messages == []  # one failure is not enough to give up
-
-
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_multiprocessing_workers_run_from_a_warm_child(tmp_path, warm, method):
-    # DataLoader workers: `spawn` re-imports the script through __main__.__file__, `fork` copies it.
-    body = f"""
-    import multiprocessing as mp
-    def square(x):
-        return x * x
-    if __name__ == "__main__":
-        with mp.get_context({method!r}).Pool(2) as pool:
-            print(sum(pool.map(square, range(10))))
-    """
-    result = warm.run(make_spec(tmp_path, body, timeout=60))
-    assert result.warm and result.exit_code == 0, log_of(result)
-    assert log_of(result).strip() == "285"
 
 
 # -- with the loop and the config -------------------------------------------------------------

@@ -1,0 +1,145 @@
+"""The stages before a run: propose, screen, commit and guard.
+
+Each takes the Attempt and either fills it in or ends it with a Verdict (`attempt.verdict`): an
+agent that failed or changed nothing, a duplicate of code already tried, a change outside the
+editable files. An ended attempt is recorded without training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from autoresearch import guard, outer
+from autoresearch.agents.base import Context
+from autoresearch.atomic import write_text
+from autoresearch.decision import total_code_lines
+from autoresearch.errors import AutoresearchError
+from autoresearch.loop.attempt import Attempt, Kind
+from autoresearch.prompt import render_prompt
+from autoresearch.records import Proposal
+from autoresearch.verdict import Reason, Status, Verdict
+
+if TYPE_CHECKING:
+    from autoresearch.loop.core import Loop
+
+
+def baseline_proposal(attempt: Attempt, noise_runs: int) -> Proposal:
+    if attempt.kind is Kind.BASELINE:
+        return Proposal("baseline", "The unmodified code, run once to set the bar.")
+    return Proposal(f"baseline repeat {attempt.repeat} of {noise_runs - 1} (noise estimate)",
+                    "The unmodified code under another seed, to measure the run-to-run spread.")
+
+
+def propose(loop: "Loop", attempt: Attempt) -> None:
+    """The agent edits the work tree (a crashed change first, when it is to repair it)."""
+    task, git = loop.task, loop.git
+    attempt.lines_before = total_code_lines(task.dir, task.editable)
+    attempt.repair = outer.repair_target(attempt.history, loop.agent, task.agent.max_fix_attempts)
+    if attempt.repair is not None:
+        # The agent repairs the crashed change itself, so the work tree holds that code.
+        git("checkout", "-q", attempt.repair.commit, "--", *task.editable)
+    before_agent = git.snapshot()
+    git_state, outside_before = git.guarded_state(), git.outside_changes()
+    attempt.proposal = _ask(loop, attempt)
+    loop.emit("stage", attempt.n, "screen", description=attempt.proposal.description)
+    healed = git.heal(before_agent, loop.branch)  # a rewritten HEAD or config, a lock it left
+    if healed:
+        loop.say(f"note: iteration {attempt.n}: the agent broke git's {', '.join(healed)}; put back")
+    _put_back_tampering(git, attempt, git_state, outside_before)
+    loop.checkpoint()
+    if git.put_back(loop.branch, attempt.parent):  # the agent moved HEAD, the branch or the index
+        loop.say(f"note: iteration {attempt.n}: the agent changed git state; the branch is back at {attempt.parent[:7]}")
+    untracked = set(attempt.untracked)
+    entries = [(code, p) for code, p in git.status() if p not in untracked]
+    attempt.changed = [p for _, p in entries]
+    attempt.created = [p for code, p in entries if code == "??"]
+
+
+def _put_back_tampering(git, attempt: Attempt, git_state: dict, outside_before: set[str]) -> None:
+    """Hooks and info/exclude (a hook our commit would run, a file hidden from status), files
+    outside the task folder (a shared helper the run imports): put back; commit_and_guard then
+    makes the attempt a guard crash that names them."""
+    attempt.tampered = [f"git's {p}" for p in git.restore_guarded(git_state)]
+    outside_new = git.outside_changes() - outside_before
+    if outside_new:
+        git.revert_outside(outside_new)
+        attempt.tampered.append(f"file(s) outside the task directory {', '.join(sorted(outside_new))}")
+
+
+def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
+    task, store, n = loop.task, loop.store, attempt.n
+    extras = outer.prompt_extras(task, store, attempt.history, attempt.repair)
+    prompt = render_prompt(task, store.tag, n, attempt.history, attempt.best, runs_dir=store.root / "runs",
+                           extras=extras, budget=task.agent.prompt_budget, recent=task.agent.recent)
+    prompt_file = attempt.run_dir / "prompt.md"
+    write_text(prompt_file, prompt, durable=False)
+    context = Context(
+        task_dir=task.dir, iteration=n, editable=task.editable, readonly=task.readonly,
+        history=attempt.history, best=attempt.best, primary=loop.rules.primary, direction=loop.rules.direction,
+        prompt=prompt, prompt_file=prompt_file, seed=0, stop_event=loop.stop_event,
+        on_process_start=lambda pid: loop.track(pid, "agent"),
+    )
+    try:
+        proposal = loop.agent.propose(context)
+    except AutoresearchError as exc:
+        return Proposal("agent failed", "", ok=False, error=str(exc))
+    except Exception as exc:  # a bug in an agent must not end the night
+        return Proposal("agent failed", "", ok=False, error=f"{type(exc).__name__}: {exc}")
+    repair = attempt.repair
+    if repair is None:
+        return proposal
+    root = repair.repair_of if repair.repair_of is not None else repair.iteration  # the change being repaired
+    return replace(proposal, data={**proposal.data, "repair_of": root})
+
+
+def screen(loop: "Loop", attempt: Attempt) -> None:
+    """End the attempt before a commit when there is nothing new to train."""
+    proposal, changed, task = attempt.proposal, attempt.changed, loop.task
+    if not proposal.ok:
+        attempt.verdict = Verdict.crash(Reason.AGENT, proposal.error)
+    elif not changed:
+        attempt.verdict = Verdict.crash(Reason.AGENT, "no change to the editable files")
+    elif guard.outside_scope(changed, task.editable) or guard.escaping(task.dir, changed):
+        return  # committed so the attempt can be inspected, then rejected by the guard
+    else:
+        _screen_duplicate(loop, attempt)
+    if attempt.verdict is not None:
+        attempt.commit = attempt.parent  # nothing of it is committed
+        if attempt.verdict.duplicate or not proposal.ok:
+            loop.restore_tree(attempt.untracked)
+
+
+def _screen_duplicate(loop: "Loop", attempt: Attempt) -> None:
+    digest = guard.content_hash(loop.task.dir, loop.task.editable)
+    with loop.shared.lock:
+        for old in loop.store.ledger.records:
+            if old.content_hash == digest and old.status is not Status.CRASH:
+                # Same code, same result: show the earlier metrics rather than train it again.
+                attempt.verdict = Verdict(Status.DISCARD, Reason.DUPLICATE, of=old.iteration)
+                attempt.metrics = old.metrics
+                return
+        for other, running in loop.shared.in_flight.items():
+            if running == digest:
+                attempt.verdict = Verdict(Status.DISCARD, Reason.DUPLICATE, "running on another worker", of=other)
+                return
+        loop.shared.in_flight[attempt.n] = digest  # other workers must not run the same code now
+
+
+def commit_and_guard(loop: "Loop", attempt: Attempt) -> None:
+    """Commit the change (kept reachable under refs/autoresearch/), then reject what the guard forbids."""
+    task, git, store, n = loop.task, loop.git, loop.store, attempt.n
+    outside = guard.outside_scope(attempt.changed, task.editable)
+    escaped = guard.escaping(task.dir, attempt.changed)  # a symlink out of the task, say
+    loop.emit("stage", n, "commit")
+    attempt.commit = git.commit(attempt.changed, attempt.proposal.description or "experiment")
+    git.keep_reachable(store.ref(n), attempt.commit)
+    store.set_pending(commit=attempt.commit)
+    write_text(attempt.run_dir / "diff.patch", git.diff(attempt.parent, attempt.commit), durable=False)
+    touched = guard.changed_readonly(attempt.readonly_before, guard.file_hashes(task.dir, task.readonly))
+    bad = sorted(set(outside) | set(touched))
+    if bad or escaped or attempt.tampered:
+        what = [f"changed non-editable file(s) {', '.join(bad)}"] if bad else []
+        what += [f"made {', '.join(escaped)} lead outside the task directory"] if escaped else []
+        what += [f"changed {', '.join(attempt.tampered)}"] if attempt.tampered else []
+        attempt.verdict = Verdict.crash(Reason.GUARD, f"{'; '.join(what)}; reverted")

@@ -1,0 +1,263 @@
+"""The bubblewrap sandbox around a run: what it sees, what it may change, and that nothing survives it.
+
+Pids a sandboxed process reports are its namespace's, so survivors are found on the host by a
+marker in their command line instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from autoresearch.execution import sandbox
+from autoresearch.execution.runner import run_process
+from autoresearch.execution.sandbox import View, run_view
+from autoresearch.execution.supervise import kill_tree_if_alive
+from autoresearch.records import RunSpec
+
+pytestmark = pytest.mark.skipif(bool(sandbox.probe()), reason=f"no sandbox here: {sandbox.probe()}")
+
+
+def survivors(mark: str) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(mark in part for part in p.info["cmdline"] or ()) and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+def wait_no_survivors(mark: str, seconds: float = 3.0) -> list[psutil.Process]:
+    deadline = time.monotonic() + seconds
+    while (left := survivors(mark)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A repository with a task folder, a run store holding a ledger, a fake home with credentials."""
+    root = tmp_path / "repo"
+    task = root / "task"
+    (task / ".autoresearch" / "t" / "runs" / "0001").mkdir(parents=True)
+    (task / ".autoresearch" / "t" / "ledger.jsonl").write_text('{"status": "keep"}\n')
+    (root / ".git" / "hooks").mkdir(parents=True)
+    (root / ".git" / "config").write_text("[core]\n")
+    (root / "shared.py").write_text("HELPER = 1\n")
+    (task / "train.py").write_text("X = 1\n")
+    (task / "prepare.py").write_text("DATA = 'fixed'\n")
+    (task / "autoresearch.toml").write_text("[task]\n")
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY\n")
+    (home / ".netrc").write_text("machine x login u password p\n")
+    return task
+
+
+def view_for(task: Path, **kw) -> View:
+    v = run_view(task, task.parent, task / ".autoresearch" / "t", readonly=("prepare.py",), **kw)
+    return View(root=v.root, hidden=v.hidden, writable=v.writable, readonly=v.readonly, network=v.network,
+                home=str(task.parent.parent / "home"))
+
+
+def run_in(task: Path, body: str, view: View | None = None, **kw):
+    (task / "attack.py").write_text(textwrap.dedent(body))
+    spec = RunSpec(command=f"{sys.executable} -u attack.py", cwd=str(task), env=dict(os.environ),
+                   timeout=kw.pop("timeout", 20.0), log_path=str(task.parent.parent / "log.txt"),
+                   sandbox=view or view_for(task), **kw)
+    return run_process(spec, grace=0.5)
+
+
+def log(result) -> str:
+    return Path(result.log_path).read_text()
+
+
+def test_what_a_run_may_change_and_what_it_may_not(repo):
+    body = """
+    import os
+    def attempt(name, fn):
+        try:
+            fn()
+            print(name, "done")
+        except OSError as exc:
+            print(name, "refused", exc.errno)
+    attempt("editable", lambda: open("train.py", "a").write("Y = 2\\n"))
+    attempt("new-file", lambda: open("data.bin", "w").write("cache"))
+    attempt("readonly", lambda: open("prepare.py", "a").write("tampered"))
+    attempt("config", lambda: open("autoresearch.toml", "a").write("tampered"))
+    attempt("git", lambda: open("../.git/config", "a").write("[core]\\nhooksPath = /tmp\\n"))
+    attempt("hook", lambda: open("../.git/hooks/post-commit", "w").write("#!/bin/sh\\n"))
+    attempt("outside", lambda: open("../shared.py", "a").write("tampered"))
+    attempt("unlink-readonly", lambda: os.unlink("prepare.py"))
+    print("store", sorted(os.listdir(".autoresearch")))
+    attempt("store-write", lambda: open(".autoresearch/t/ledger.jsonl", "a").write("{}"))
+    """
+    result = run_in(repo, body)
+    assert result.exit_code == 0, log(result)
+    lines = log(result).splitlines()
+    assert "editable done" in lines and "new-file done" in lines
+    for name in ("readonly", "config", "git", "hook", "outside", "unlink-readonly", "store-write"):
+        assert any(line.startswith(f"{name} refused") for line in lines), (name, lines)
+    assert "store []" in lines  # the run store is not visible at all
+    assert (repo / "train.py").read_text() == "X = 1\nY = 2\n"
+    assert (repo / "prepare.py").read_text() == "DATA = 'fixed'\n"
+    assert (repo / ".autoresearch" / "t" / "ledger.jsonl").read_text() == '{"status": "keep"}\n'
+    assert not (repo.parent / ".git" / "hooks" / "post-commit").exists()
+    assert (repo.parent / "shared.py").read_text() == "HELPER = 1\n"
+
+
+def test_credentials_in_the_home_directory_are_not_visible(repo):
+    home = repo.parent.parent / "home"
+    body = f"""
+    import os
+    for path in ({str(home / '.netrc')!r}, {str(home / '.ssh' / 'id_ed25519')!r}):
+        try:
+            print(path, repr(open(path).read()))
+        except OSError as exc:
+            print(path, "refused", exc.errno)
+    print(os.listdir({str(home / '.ssh')!r}))
+    """
+    result = run_in(repo, body)
+    out = log(result)
+    assert "PRIVATE KEY" not in out and "password" not in out
+    assert "[]" in out.splitlines()
+
+
+def _listener():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    threading.Thread(target=lambda: server.accept(), daemon=True).start()
+    return server
+
+
+def test_no_network_by_default_and_network_when_allowed(repo):
+    server = _listener()
+    port = server.getsockname()[1]
+    body = f"""
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
+        print("connected")
+    except OSError as exc:
+        print("refused", exc.errno)
+    """
+    try:
+        assert log(run_in(repo, body)).startswith("refused")
+        assert log(run_in(repo, body, view=view_for(repo, network=True))).strip() == "connected"
+    finally:
+        server.close()
+
+
+def test_a_double_forked_daemon_that_clears_its_environment_dies_with_the_run(repo):
+    mark = f"sandbox-mark-{uuid.uuid4().hex}"
+    body = f"""
+    import os, subprocess, sys, time
+    # env -i: no run token; two forks and setsid: out of the group and the tree the scan sees.
+    subprocess.Popen(["/usr/bin/env", "-i", sys.executable, "-c",
+                      "import os, time\\nif os.fork(): os._exit(0)\\nos.setsid()\\nif os.fork(): os._exit(0)\\ntime.sleep(1000)",
+                      {mark!r}], start_new_session=True).wait()
+    time.sleep(0.3)
+    print("parent exits")
+    """
+    result = run_in(repo, body)
+    assert result.exit_code == 0 and "parent exits" in log(result)
+    assert wait_no_survivors(mark) == []
+
+
+def test_the_memory_of_an_escaped_daemon_counts_against_the_limit(repo):
+    mark = f"sandbox-mark-{uuid.uuid4().hex}"
+    body = f"""
+    import os, subprocess, sys, time
+    hog = "import os, time\\nif os.fork(): os._exit(0)\\nos.setsid()\\nb = b'x' * (300 * 2**20)\\ntime.sleep(1000)"
+    subprocess.Popen(["/usr/bin/env", "-i", sys.executable, "-c", hog, {mark!r}]).wait()
+    time.sleep(1000)
+    """
+    result = run_in(repo, body, memory_limit_mb=150, timeout=30)
+    assert not result.timed_out and "the limit is 150 MB" in result.output_tail
+    assert wait_no_survivors(mark) == []
+
+
+def test_a_resume_killing_the_leader_ends_the_whole_sandbox(repo):
+    mark = f"sandbox-mark-{uuid.uuid4().hex}"
+    body = f"""
+    import subprocess, sys, time
+    subprocess.Popen(["/usr/bin/env", "-i", sys.executable, "-c", "import time; time.sleep(1000)", {mark!r}],
+                     start_new_session=True)
+    time.sleep(1000)
+    """
+    (repo / "attack.py").write_text(textwrap.dedent(body))
+    spec = RunSpec(command=f"{sys.executable} attack.py", cwd=str(repo), env=dict(os.environ), timeout=60,
+                   log_path=str(repo.parent.parent / "log.txt"), sandbox=view_for(repo))
+    started: list[int] = []
+    thread = threading.Thread(target=lambda: run_process(spec, on_start=started.append))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not survivors(mark):
+        assert time.monotonic() < deadline, "the sleeper never started"
+        time.sleep(0.05)
+    # What a resume does with pending.json's entry: the leader's pid and create time, no token.
+    assert kill_tree_if_alive(started[0], psutil.Process(started[0]).create_time(), grace=0.5)
+    assert wait_no_survivors(mark) == []
+    thread.join(10)
+
+
+def test_required_refuses_where_bwrap_cannot_work_and_auto_warns_once(monkeypatch):
+    monkeypatch.setattr(sandbox, "probe", lambda network=False: "no user namespaces (test)")
+    with pytest.raises(sandbox.SandboxUnavailable, match="no user namespaces"):
+        sandbox.resolve("required", print)
+    said: list[str] = []
+    from autoresearch.config import SandboxSection
+
+    monkeypatch.setattr(sandbox, "_WARNED", set())
+    for _ in range(2):  # two workers' loops
+        assert sandbox.Policy(SandboxSection(mode="auto")).start(said.append) is False
+    assert len(said) == 1 and "NOT sandboxed" in said[0] and "no user namespaces" in said[0]
+    assert sandbox.resolve("off", pytest.fail) is False
+
+
+def test_the_readme_sandbox_settings_are_what_the_config_reads(make_task):
+    import re
+    import tomllib
+
+    from autoresearch.config import load_task
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    own = readme[readme.index("### The sandbox"):]
+    block = re.search(r"```toml\n(\[sandbox\].*?)```", own, re.S).group(1)
+    from conftest import TINY_CONFIG
+
+    task = load_task(make_task(config=TINY_CONFIG + "\n" + block))
+    section = task.config.sandbox
+    assert (section.mode, section.network, section.writable) == ("auto", True, ("/scratch/ckpt",))
+    assert tomllib.loads(block)["sandbox"]["mode"] == "auto"
+
+
+def test_a_bad_mode_is_a_config_error_naming_the_key(make_task):
+    from autoresearch.config import load_task
+    from autoresearch.errors import ConfigError
+    from conftest import TINY_CONFIG
+
+    with pytest.raises(ConfigError, match="sandbox.mode"):
+        load_task(make_task(config=TINY_CONFIG + '\n[sandbox]\nmode = "sometimes"\n'))
+
+
+def test_agent_keys_the_backends_read_are_never_taken_for_the_sandbox_mode(make_task):
+    from autoresearch.agents.cli_agent import COMMON_KEYS
+    from autoresearch.config import AgentSection, load_task
+    from conftest import TINY_CONFIG
+
+    assert COMMON_KEYS - set(AgentSection.model_fields) <= AgentSection.EXTRAS
+    task = load_task(make_task(config=TINY_CONFIG + '\n[agent]\nkind = "claude"\nmodel = "opus"\n'))
+    assert task.config.agent.model_extra["model"] == "opus"

@@ -1,0 +1,57 @@
+"""What many test modules share: a scripted agent, the loop driven by it, the CLI as a user runs it.
+
+Test modules import these from here, never from one another.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from autoresearch.agents.base import Agent
+from autoresearch.config import load_task
+from autoresearch.loop import Limits, Loop
+from autoresearch.records import Proposal
+
+
+class ScriptedAgent(Agent):
+    """Applies one scripted edit per iteration: a function of the task directory."""
+
+    name = "scripted"
+
+    def __init__(self, *edits):
+        self.edits = list(edits)
+        self.contexts = []
+
+    def propose(self, context):
+        self.contexts.append(context)
+        edit = self.edits.pop(0)
+        result = edit(context.task_dir)
+        if isinstance(result, Proposal):
+            return result
+        return Proposal(description=result or "edit", explanation=f"{result}. Because.")
+
+
+def set_x(value):
+    """An edit: the first line of train.py becomes `X = value`."""
+    def edit(d: Path):
+        p = d / "train.py"
+        p.write_text(p.read_text().replace(p.read_text().splitlines()[0], f"X = {value}  # search: float(0.0, 10.0)"))
+        return f"X -> {value}"
+    return edit
+
+
+def tsv(task):
+    return [line.split("\t") for line in (task / "results.tsv").read_text().splitlines()]
+
+
+def run(task, agent, n, tag="t1", **kw):
+    """A loop over `task` with `agent`, run for `n` iterations: (loop, its records)."""
+    loop = Loop(load_task(task), tag, agent, say=lambda s: None, **kw)
+    return loop, loop.run(Limits(iterations=n))
+
+
+def cli(*args, cwd=None):
+    """`python -m autoresearch ...` in a fresh process, as a user types it."""
+    return subprocess.run([sys.executable, "-m", "autoresearch", *args], capture_output=True, text=True, cwd=cwd)
