@@ -109,6 +109,7 @@ class TunerPolicy:
         tpe_min_points: int = 4,
         tpe_prob: float = 0.5,
         excluded: Mapping[str, Sequence[Any]] | None = None,
+        adopt_imported: bool = True,
     ):
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"direction must be 'maximize' or 'minimize', not {direction!r}")
@@ -121,6 +122,7 @@ class TunerPolicy:
         self.tpe_min_points = tpe_min_points
         self.tpe_prob = tpe_prob
         # Values the analysis eliminated (analysis/eliminate.py): never proposed while flagged.
+        self.adopt_imported = adopt_imported  # run an imported configuration that beat the best first
         self.excluded = {a: {_hashable(v) for v in vs} for a, vs in (excluded or {}).items()}
 
     # -- public -------------------------------------------------------------------------
@@ -139,7 +141,7 @@ class TunerPolicy:
         tried |= {self._key({**best, **{a: p[a] for a in self.axes if a in p}}) for p in pending}
         records = self._axis_records(history)
 
-        adopted = self._adopt_imported(best, history, pending)
+        adopted = self._adopt_imported(best, history, pending) if self.adopt_imported else None
         if adopted is not None:
             return adopted
         for axis in self.axes:  # the best sits on an eliminated value: move off it first
@@ -538,9 +540,10 @@ class TunerAgent(Agent):
         except ConfigError as e:
             return Proposal("tuner failed", "", ok=False, error=str(e))
         if not located:
-            where = ", ".join(files) or "the editable files (none is a .py file)"
+            where = ", ".join(files) or "the editable files (none is a .py, .yaml, .yml, .json or .toml file)"
             return Proposal("tuner found nothing to tune", "", ok=False,
-                            error=f"no UPPERCASE constants with a search space found in {where}; {NO_SPACE_HINT}")
+                            error=f"no UPPERCASE constants or config keys with a search space found in {where}; "
+                                  f"{NO_SPACE_HINT}, or `lr: 3.0e-3  # search: log(1e-4, 1e-1)` in a YAML file")
         spaces = {key: const.space for key, (_, const) in located.items()}
         best = {key: const.value for key, (_, const) in located.items()}
         history = self._observations(context, located)
