@@ -66,6 +66,7 @@ class Observation:
     parent_value: float | None = None
     imported: bool = False  # a foreign run (`autoresearch import`): evidence for TPE, no move of an axis
     invalid: bool = False  # the run stopped at an assertion: the values it changed are invalid, not too far
+    pruned: bool = False  # stopped early, hopelessly behind (early_stop.py): `value` is the partial metric
 
 
 @dataclass(frozen=True)
@@ -383,6 +384,9 @@ class TunerPolicy:
             if obs.value is None or not math.isfinite(obs.value):
                 trial = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params=params,
                                                   distributions=dists)
+            elif obs.pruned:  # as Optuna's own pruned trials: ranked by the value it had when stopped
+                trial = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params=params,
+                                                  distributions=dists, intermediate_values={0: obs.value})
             else:
                 trial = optuna.trial.create_trial(value=obs.value, params=params, distributions=dists)
             study.add_trial(trial)
@@ -610,7 +614,8 @@ class TunerAgent(Agent):
         return [
             Observation(params, value, status, params_by_commit.get(exp.parent), value_by_commit.get(exp.parent),
                         imported=exp.status is Status.IMPORTED,
-                        invalid=status == Status.CRASH.value and _stopped_at_assertion(exp))
+                        invalid=status == Status.CRASH.value and _stopped_at_assertion(exp),
+                        pruned=exp.verdict.stopped_early)
             for exp, params, value, status in rows
         ]
 
