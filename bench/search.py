@@ -204,7 +204,7 @@ def history_main(args) -> None:
     import random
 
     start = time.time()
-    curves = {"tuner": [], "tuner+import": []}
+    curves = {"tuner": [], "tuner+import": [], "import-no-adopt": []}
     with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as scratch:
         example = Example(args.example, args.budget, Path(scratch))
         print(f"{len(example.spaces)} axes; {args.history} earlier runs imported; {args.iterations} runs after the "
@@ -220,7 +220,10 @@ def history_main(args) -> None:
             plain = TunerSearch(example.spaces, example.baseline, baseline_value, seed)
             informed = TunerSearch(example.spaces, example.baseline, baseline_value, seed)
             informed.history = earlier + informed.history
-            searches = {"tuner": plain, "tuner+import": informed}
+            no_adopt = TunerSearch(example.spaces, example.baseline, baseline_value, seed)
+            no_adopt.policy.adopt_imported = False
+            no_adopt.history = earlier + no_adopt.history
+            searches = {"tuner": plain, "tuner+import": informed, "import-no-adopt": no_adopt}
             best = {name: [baseline_value if baseline_value is not None else -math.inf] for name in searches}
             for _ in range(args.iterations):
                 for name, search in searches.items():
@@ -234,6 +237,7 @@ def history_main(args) -> None:
             print(f"seed {seed}: baseline {baseline_value}, best earlier run {shown}; best after {args.iterations}: "
                   + "  ".join(f"{n} {c[-1]:.3f}" for n, c in best.items()) + f"  ({time.time() - start:.0f} s)", flush=True)
             print("  tuner+import moves: " + "  ".join(informed.moves), flush=True)
+            print("  import-no-adopt moves: " + "  ".join(no_adopt.moves), flush=True)
     print(f"\nbest {METRIC} after k runs of the night (k = 0 is the baseline), mean over {args.seeds} seeds:")
     ks = range(args.iterations + 1)
     print(f"{'k':>12} " + " ".join(f"{k:>6}" for k in ks))

@@ -135,7 +135,7 @@ def test_status_prompt_summary_and_report_show_the_imported_runs(seed_task):
     store = RunStore(task.dir, "night")
     totals = status_of(task.dir, "night").totals()
     assert totals["imported"] == 20 and totals["keeps"] == 0 and totals["best"] is None
-    out = subprocess.run(["autoresearch", "status", str(task.dir), "--tag", "night"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "autoresearch", "status", str(task.dir), "--tag", "night"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "20 imported" in out.stdout
     summary = summarize(task, store)
@@ -151,3 +151,20 @@ def test_status_prompt_summary_and_report_show_the_imported_runs(seed_task):
     base = Experiment(0, "abc1234", "abc1234", Status.KEEP, "baseline", reason="baseline", metrics={"test_acc": 0.75})
     prompt = render_prompt(task, "night", 1, [*records, base], base, runs_dir=store.root / "runs")
     assert "imported" in prompt and "m4_adam_bs32_r2" in prompt
+
+
+def test_values_outside_a_choice_space_and_a_run_in_flight_are_refused(seed_task, tmp_path):
+    task, runs, folders = seed_task
+    (folders[0] / "config.yaml").write_text("MODEL: m9\nLR: 0.003\nBATCH_SIZE: many\n")
+    report = import_runs(task, "night", [runs])
+    record = next(r for r in report.recorded if r.agent_data["imported"]["folder"] == str(folders[0]))
+    assert record.agent_data["params"] == {"lr": 0.003}  # m9 is no choice of model; "many" is no number
+    assert "not one of the choices of model" in report.mismatched["MODEL"]
+    assert "does not fit batch_size, a int (now 32)" in report.mismatched["BATCH_SIZE"]
+    store = RunStore(task.dir, "other")
+    store.root.mkdir(parents=True)
+    store.pending_path.write_text('{"iteration": 3}')
+    from autoresearch.errors import AutoresearchError
+    with pytest.raises(AutoresearchError, match="in flight"):
+        import_runs(task, "other", [runs])
+    assert not store.ledger.path.exists()

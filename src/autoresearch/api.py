@@ -57,10 +57,11 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
         loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event,
                     observers=[refresh_analysis, budget_watch(task, say)])
         records = loop.run(limits)
-        paused = crash_policy.should_pause_for_agent(records, task.config.task.pause_after_env_errors)
-        if paused:  # the agent cannot work: the reports are written, and the exit says so
-            _final_reports(task, tag, say)
-            raise AgentPaused(paused)
+    paused = crash_policy.should_pause_for_agent(sorted(records, key=lambda r: r.iteration),
+                                                 task.config.task.pause_after_env_errors)
+    if paused:  # the agent cannot work (every worker paused on it): the reports are written, the exit says so
+        _final_reports(task, tag, say)
+        raise AgentPaused(paused)
     _final_reports(task, tag, say)
     if task.config.task.final_eval and records and not (stop_event and stop_event.is_set()):
         integrity.final_eval(task, RunStore(task.dir, tag), say=say)  # the held-out check on the best commits

@@ -185,6 +185,16 @@ class ExecutorSection(_Section):
         return options
 
 
+class EarlyStopSection(_Section):
+    # Stop a run whose learning curve is hopelessly behind the earlier runs' at the same elapsed
+    # training time (early_stop.py). Needs a curve: metrics.jsonl or `epoch ... <primary> ...` lines.
+    enabled: bool = True
+    percentile: float = Field(default=50.0, gt=0, le=100)  # stopped when worse than this % of earlier runs
+    warmup: float = Field(default=0.25, ge=0, lt=1)  # fraction of the budget every run trains first
+    min_curves: int = Field(default=3, ge=1)  # earlier curves at that time needed to judge a run
+    interval: float = Field(default=1.0, gt=0)  # seconds between two looks at the curve
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -210,6 +220,7 @@ class TaskConfig(_Section):
     metrics: MetricsSection
     agent: AgentSection = AgentSection()
     executor: ExecutorSection = ExecutorSection()
+    early_stop: EarlyStopSection = EarlyStopSection()
     sandbox: SandboxSection = SandboxSection()
 
 

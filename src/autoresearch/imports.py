@@ -86,11 +86,11 @@ def _norm(name: str) -> str:
 
 
 def task_knobs(task) -> dict[str, Any]:
-    """knob key (as the tuner names it) -> its current value, from the editable files."""
+    """knob key (as the tuner names it) -> its Constant (value and space), from the editable files."""
     from autoresearch.agents.tuner import _keyed
 
     located = _keyed(knob_sources.per_file(Path(task.dir), [f for f in task.editable if knob_sources.has_knobs(f)]))
-    return {key: const.value for key, (_, const) in located.items()}
+    return {key: const for key, (_, const) in located.items()}
 
 
 def map_keys(foreign: Mapping[str, Any], knobs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str], list[str], dict[str, str]]:
@@ -108,9 +108,16 @@ def map_keys(foreign: Mapping[str, Any], knobs: Mapping[str, Any]) -> tuple[dict
         if knob is None:
             unmapped.append(key)
             continue
-        fitted = _fit(value, knobs[knob])
+        const = knobs[knob]
+        like = const.value if hasattr(const, "value") else const
+        fitted = _fit(value, like)
         if fitted is None:
-            mismatched[key] = f"{value!r} is not a {type(knobs[knob]).__name__} like {knob} = {knobs[knob]!r}"
+            mismatched[key] = f"{value!r} does not fit {knob}, a {type(like).__name__} (now {like!r})"
+            continue
+        space = getattr(const, "space", None)
+        if space is not None and space.kind == "choice" and fitted not in space.choices:
+            # The tuner would otherwise take it for one more choice and propose it.
+            mismatched[key] = f"{fitted!r} is not one of the choices of {knob} ({space.describe()})"
             continue
         params[knob], mapping[key] = fitted, knob
     return params, mapping, unmapped, mismatched
@@ -159,6 +166,9 @@ def import_runs(task, tag: str, dirs: Sequence[str | Path], *, write_back: bool 
     if not runs and not empty:
         raise AutoresearchError(f"no experiment folder under {', '.join(map(str, dirs))} "
                                 "(looked for result.json, result_*.json, metrics.jsonl, log.txt)")
+    if store.pending_path.exists():
+        raise AutoresearchError(f"{store.pending_path} exists: a run of tag {tag!r} is in flight or was interrupted; "
+                                "import when it has stopped (or after `autoresearch run` has resumed and stopped)")
     knobs = task_knobs(task)
     ledger = store.ledger
     before = list(ledger.records)

@@ -200,3 +200,16 @@ def test_a_missing_binary_names_the_table_that_applies(make_task, fake_cli):
 def test_aider_runs_without_fetching_litellms_price_map(make_task, fake_cli):
     agent = create_agent("aider", load_task(make_task(config=config("aider"))))
     assert agent.env()["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+
+
+def test_an_agent_that_answers_without_editing_is_not_a_setup_pause():
+    from autoresearch import crash_policy
+    from autoresearch.records import Experiment
+    same = [Experiment(iteration=i, commit="c", parent="c", status=Status.CRASH, description="agent failed",
+                       reason="agent: no change to the editable files") for i in (1, 2, 3)]
+    assert crash_policy.should_pause_for_agent(same, 3) is None  # the ideas failed, not the setup
+    auth = [Experiment(iteration=i, commit="c", parent="c", status=Status.CRASH, description="agent failed",
+                       reason=f"agent: claude: Not logged in (session {i})", agent_data={"failure": "auth"})
+            for i in (1, 2, 3)]
+    assert "paused after 3 identical agent failures" in crash_policy.should_pause_for_agent(auth, 3)
+    assert crash_policy.should_pause_for_agent(auth, 0) is None and crash_policy.should_pause_for_agent(auth[:2], 3) is None

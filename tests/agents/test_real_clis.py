@@ -10,19 +10,31 @@ a test whose program is missing is skipped and says how to install it:
     pip install aider-chat                     # a separate virtualenv is fine
 
 Programs outside PATH are found through AUTORESEARCH_REAL_CLI_PATH (a PATH-style list).
+`.ci/install-agents` installs the pinned versions under ~/.cache/autoresearch-ci and prints
+the variables to export; CI runs it and sets AUTORESEARCH_REQUIRE_REAL=1, which turns a
+missing program into a failure instead of a skip:
+
+    eval "$(.ci/install-agents)" && .venv/bin/python -m pytest -q tests/agents/test_real_clis.py
+
+The offline cases run the program in a network namespace of its own (`unshare -n`, as root),
+where every lookup fails at once as it does on a machine without network.
 """
 
 import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import textwrap
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from autoresearch.agents import create_agent
 from autoresearch.config import load_task
+from autoresearch.errors import AutoresearchError
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
@@ -44,21 +56,43 @@ def real(name: str) -> str:
         bundled = Path(importlib.util.find_spec("claude_agent_sdk").origin).parent / "_bundled" / "claude"
         found = str(bundled) if bundled.is_file() else None
     if found is None:
-        pytest.skip(f"the real {name} is not installed (`{INSTALL[name]}`, or AUTORESEARCH_REAL_CLI_PATH)")
+        message = f"the real {name} is not installed (`{INSTALL[name]}`, or AUTORESEARCH_REAL_CLI_PATH)"
+        if os.environ.get("AUTORESEARCH_REQUIRE_REAL") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
     return found
+
+
+def offline(tmp_path, binary: str) -> str:
+    """A wrapper running `binary` without network: its own empty network namespace."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-n", "true"], capture_output=True).returncode != 0:
+        message = "needs root and unshare for a network namespace"
+        if os.environ.get("AUTORESEARCH_REQUIRE_REAL") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    wrapper = tmp_path / f"offline-{Path(binary).name}"
+    wrapper.write_text(f"#!/bin/sh\nexec unshare -n {binary} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return str(wrapper)
 
 
 @pytest.fixture(autouse=True)
 def clean_home(tmp_path, monkeypatch):
     """No credentials of this machine's user: a fresh HOME and no API keys."""
     home = tmp_path / "home"
-    (home / ".codex").mkdir(parents=True)
+    home.mkdir(parents=True)
+    # codex cannot write (its file_change fails) when CODEX_HOME is under /tmp: keep it out of there.
+    codex_home = Path(os.path.expanduser("~/.cache/autoresearch-test-codex")) / uuid.uuid4().hex
+    codex_home.mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("CODEX_HOME", str(home / ".codex"))
+    monkeypatch.setenv("CODEX_HOME", str(codex_home))
     for name in list(os.environ):
         if name.endswith(("_API_KEY", "_AUTH_TOKEN", "_BASE_URL", "_API_BASE")) or name.startswith(("CLAUDE_", "GEMINI_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+    yield
+    shutil.rmtree(codex_home, ignore_errors=True)
 
 
 def run(make_task, kind: str, binary: str, extra: str = "", iterations: int = 1):
@@ -78,9 +112,7 @@ def run(make_task, kind: str, binary: str, extra: str = "", iterations: int = 1)
         kind = "{kind}"
         binary = "{binary}"
         timeout = 180
-        retries = 1
-        backoff = 0.1
-    ''') + textwrap.dedent(extra))
+    ''') + ("retries = 1\nbackoff = 0.1\n" if kind == "claude" else "") + textwrap.dedent(extra))
     task = load_task(task_dir)
     agent = create_agent(kind, task)
     agent.check()  # the real --help lists every flag we pass
@@ -90,11 +122,23 @@ def run(make_task, kind: str, binary: str, extra: str = "", iterations: int = 1)
 
 # -- claude ---------------------------------------------------------------------------------
 
-def test_claude_not_logged_in(make_task):
-    _, record = run(make_task, "claude", real("claude"))
-    assert record.status is Status.CRASH
-    assert record.reason.startswith("agent: claude: Not logged in")
-    assert record.agent_data["attempts"] == 1 and record.agent_data["failures"][0].startswith("auth: ")
+def test_claude_not_logged_in_is_refused_before_the_baseline(make_task):
+    started = time.monotonic()
+    with pytest.raises(AutoresearchError, match=r"Claude Code is not logged in .*claude /login"):
+        run(make_task, "claude", real("claude"))
+    assert time.monotonic() - started < 60
+
+
+def test_claude_offline_is_refused_then_ends_a_call_at_once(make_task, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    with pytest.raises(AutoresearchError, match=r"cannot connect to 127.0.0.1:9"):
+        run(make_task, "claude", real("claude"))  # logged in (the key), but the API is not there
+    monkeypatch.delenv("ANTHROPIC_BASE_URL")
+    started = time.monotonic()
+    _, record = run(make_task, "claude", offline(tmp_path, real("claude")), extra="preflight = false\n")
+    assert record.status is Status.CRASH and record.agent_data["failure"] == "offline", record.reason
+    assert "Can't reach the API server" in record.reason and time.monotonic() - started < 120
 
 
 def test_claude_invalid_key(make_task, monkeypatch):
@@ -187,11 +231,37 @@ def test_codex_full_edit_round_trip(make_task, monkeypatch):
 
 # -- gemini ---------------------------------------------------------------------------------
 
-def test_gemini_not_logged_in(make_task):
-    _, record = run(make_task, "gemini", real("gemini"))
-    assert record.status is Status.CRASH
+def test_gemini_not_logged_in_is_refused_before_the_baseline(make_task):
+    with pytest.raises(AutoresearchError, match=r"gemini has no login"):
+        run(make_task, "gemini", real("gemini"))
+
+
+def test_gemini_not_logged_in_at_night_is_classified(make_task):
+    _, record = run(make_task, "gemini", real("gemini"), extra="preflight = false\n")
+    assert record.status is Status.CRASH and record.agent_data["failure"] == "auth"
     assert "Please set an Auth method" in record.reason
-    assert record.agent_data["failures"][0].startswith("auth: ")
+
+
+def test_gemini_offline_ends_the_call_at_once(make_task, tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza-test-0123456789")
+    started = time.monotonic()
+    _, record = run(make_task, "gemini", offline(tmp_path, real("gemini")), extra="preflight = false\n")
+    assert record.status is Status.CRASH and record.agent_data["failure"] == "offline", record.reason
+    assert time.monotonic() - started < 90  # gemini alone retries for about 20 minutes
+
+
+def test_codex_offline_ends_the_call_at_once(make_task, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789")
+    started = time.monotonic()
+    _, record = run(make_task, "codex", offline(tmp_path, real("codex")), extra="preflight = false\n")
+    assert record.status is Status.CRASH and record.agent_data["failure"] == "offline", record.reason
+    assert "failed to lookup address" in record.reason
+    assert time.monotonic() - started < 90  # codex alone reconnects forever
+
+
+def test_codex_without_login_is_refused(make_task):
+    with pytest.raises(AutoresearchError, match=r"codex is not logged in .*Not logged in"):
+        run(make_task, "codex", real("codex"))
 
 
 def test_gemini_full_edit_round_trip(make_task, monkeypatch, tmp_path):
@@ -222,6 +292,15 @@ def test_gemini_full_edit_round_trip(make_task, monkeypatch, tmp_path):
 
 AIDER_REPLY = (f"train.py\n```python\n<<<<<<< SEARCH\n{LINE}\n=======\n{LINE.replace('1.0', '2.0', 1)}\n"
                f">>>>>>> REPLACE\n```\n\n{EXPLANATION}")
+
+
+def test_aider_without_a_model_is_refused_and_its_browser_login_ends_at_once(make_task):
+    with pytest.raises(AutoresearchError, match=r"no model is named"):
+        run(make_task, "aider", real("aider"))
+    started = time.monotonic()
+    _, record = run(make_task, "aider", real("aider"), extra="preflight = false\n")
+    assert record.status is Status.CRASH and record.agent_data["failure"] == "login", record.reason
+    assert "browser" in record.reason and time.monotonic() - started < 90  # aider alone waits 5 minutes
 
 
 def test_aider_invalid_key(make_task, monkeypatch):

@@ -320,7 +320,7 @@ class OpenAIAgent(Agent):
         """One structured knob change; None when the server takes no schema (then: SEARCH/REPLACE)."""
         schema = knob_edits.schema(found)
         messages = [{"role": "system", "content": KNOBS_SYSTEM},
-                    {"role": "user", "content": _user(context) + "\n\n## Knobs you may change\n\n"
+                    {"role": "user", "content": context.prompt.rstrip() + "\n\n## Knobs you may change\n\n"
                      + knob_edits.describe(found) + "\n\nAnswer with the JSON object only."}]
         reason = ""
         for round_ in range(self.max_fix_rounds + 1):

@@ -66,6 +66,7 @@ class Observation:
     parent_value: float | None = None
     imported: bool = False  # a foreign run (`autoresearch import`): evidence for TPE, no move of an axis
     invalid: bool = False  # the run stopped at an assertion: the values it changed are invalid, not too far
+    pruned: bool = False  # stopped early, hopelessly behind (early_stop.py): `value` is the partial metric
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class TunerPolicy:
         tpe_min_points: int = 4,
         tpe_prob: float = 0.5,
         excluded: Mapping[str, Sequence[Any]] | None = None,
+        adopt_imported: bool = True,
     ):
         if direction not in ("maximize", "minimize"):
             raise ValueError(f"direction must be 'maximize' or 'minimize', not {direction!r}")
@@ -121,6 +123,7 @@ class TunerPolicy:
         self.tpe_min_points = tpe_min_points
         self.tpe_prob = tpe_prob
         # Values the analysis eliminated (analysis/eliminate.py): never proposed while flagged.
+        self.adopt_imported = adopt_imported  # run an imported configuration that beat the best first
         self.excluded = {a: {_hashable(v) for v in vs} for a, vs in (excluded or {}).items()}
 
     # -- public -------------------------------------------------------------------------
@@ -139,7 +142,7 @@ class TunerPolicy:
         tried |= {self._key({**best, **{a: p[a] for a in self.axes if a in p}}) for p in pending}
         records = self._axis_records(history)
 
-        adopted = self._adopt_imported(best, history, pending)
+        adopted = self._adopt_imported(best, history, pending) if self.adopt_imported else None
         if adopted is not None:
             return adopted
         for axis in self.axes:  # the best sits on an eliminated value: move off it first
@@ -381,6 +384,9 @@ class TunerPolicy:
             if obs.value is None or not math.isfinite(obs.value):
                 trial = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params=params,
                                                   distributions=dists)
+            elif obs.pruned:  # as Optuna's own pruned trials: ranked by the value it had when stopped
+                trial = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params=params,
+                                                  distributions=dists, intermediate_values={0: obs.value})
             else:
                 trial = optuna.trial.create_trial(value=obs.value, params=params, distributions=dists)
             study.add_trial(trial)
@@ -614,7 +620,8 @@ class TunerAgent(Agent):
         return [
             Observation(params, value, status, params_by_commit.get(exp.parent), value_by_commit.get(exp.parent),
                         imported=exp.status is Status.IMPORTED,
-                        invalid=status == Status.CRASH.value and _stopped_at_assertion(exp))
+                        invalid=status == Status.CRASH.value and _stopped_at_assertion(exp),
+                        pruned=exp.verdict.stopped_early)
             for exp, params, value, status in rows
         ]
 
@@ -712,10 +719,11 @@ def _stopped_at_assertion(exp) -> bool:
 
 
 def _nothing_to_tune(files: Sequence[str]) -> str:
-    where = ", ".join(files) or "the editable files (none is a .py file)"
+    where = ", ".join(files) or "the editable files (none is a .py, .yaml, .yml, .json or .toml file)"
     return (f"the tuner found nothing to tune in {where}: it moves module-level UPPERCASE constants "
-            "(numbers, strings, tuples; e.g. `LR = 3e-3`), with or without a search space "
-            f"({NO_SPACE_HINT}); add one, or pick another --agent")
+            "(numbers, strings, tuples; e.g. `LR = 3e-3`) and config keys, with or without a search space "
+            f"({NO_SPACE_HINT}, or `lr: 3.0e-3  # search: log(1e-4, 1e-1)` in a YAML file); add one, "
+            "or pick another --agent")
 
 
 def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tuple[str, Constant]]:

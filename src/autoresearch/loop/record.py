@@ -44,6 +44,7 @@ def build_record(loop: "Loop", attempt: Attempt) -> Experiment:
         node=result.node if ran else "",
         gpu_util=attempt.gpu.utilisation if ran else None,
         gpu_peak_mb=attempt.gpu.peak_mb if ran else None,
+        stopped_at=round(attempt.stop.at, 4) if attempt.stop is not None and verdict.stopped_early else None,
     )
 
 
