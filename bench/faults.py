@@ -1,6 +1,6 @@
 """Fault injection: SIGKILL the orchestrator at random moments, resume, and check nothing was lost.
 
-    python bench/faults.py [--faults 200] [--seed 0] [--iterations 2] [--keep] [--verbose]
+    python bench/faults.py [--faults 200] [--seed 0] [--iterations 2] [--sandbox] [--keep] [--verbose]
 
 Builds a quick task in a temporary git repository: train.py trains for 50-200 ms and prints a
 footer; the agent is a small Python script (a `command` agent) that edits the constant X, now
@@ -104,7 +104,7 @@ def sh(cwd: Path, *args: str) -> str:
     return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-def build_task(root: Path, seed: int, integrity: bool = False) -> Path:
+def build_task(root: Path, seed: int, integrity: bool = False, sandbox: bool = False) -> Path:
     """A git repository with the quick task; the agent script lives beside it, outside the task.
 
     `integrity` also repeats the baseline (noise_runs = 2) and confirms every candidate keep
@@ -116,6 +116,8 @@ def build_task(root: Path, seed: int, integrity: bool = False) -> Path:
     (task / "program.md").write_text("# Fault injection task\nMaximise score.\n")
     config = CONFIG.replace('direction = "maximize"\n', 'direction = "maximize"\nnoise_runs = 2\nconfirm = true\n') \
         if integrity else CONFIG
+    if sandbox:  # every run inside bubblewrap (execution/sandbox.py); refuse to start without it
+        config += '\n[sandbox]\nmode = "required"\n'
     (task / "autoresearch.toml").write_text(config)
     (root / "agent.py").write_text(AGENT.replace("{seed}", str(seed)))
     sh(task, "git", "init", "-q", "-b", "main")
@@ -426,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="share of faults that also kill every agent and training process")
     ap.add_argument("--integrity", action="store_true",
                     help="also repeat the baseline and confirm every keep under another seed (noise_runs, confirm)")
+    ap.add_argument("--sandbox", action="store_true", help='runs inside the sandbox ([sandbox] mode = "required")')
     ap.add_argument("--keep", action="store_true", help="keep the temporary task directory")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -434,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="autoresearch-faults-"))
     started = time.monotonic()
     try:
-        h = Harness(build_task(root, args.seed, args.integrity), args.iterations, args.verbose)
+        h = Harness(build_task(root, args.seed, args.integrity, args.sandbox), args.iterations, args.verbose)
         startup, span = calibrate(h)
         if args.verbose:
             print(f"start-up {startup:.2f} s, an uninterrupted run of {args.iterations} iterations {span:.2f} s", flush=True)

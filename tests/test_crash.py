@@ -120,7 +120,15 @@ def test_timeout_and_signals(tmp_path):
     # the same SIGKILL at 95% of the memory limit is the out-of-memory killer's
     near = classify(-9, False, "", peak_rss_mb=950, memory_limit_mb=1000, primary="score", metrics={})
     assert near.kind is CrashKind.OOM and "950 MB" in near.detail
-    assert classify(137, False, "epoch 3\nKilled\n", primary="score", metrics={}).kind is CrashKind.OOM
+    # the kernel saying so is evidence too; the shell's bare "Killed" (printed for any SIGKILL) is not
+    kernel = "epoch 3\n[ 812.3] Out of memory: Killed process 4242 (python)\n"
+    assert classify(137, False, kernel, primary="score", metrics={}).kind is CrashKind.OOM
+
+
+def test_a_sigkill_at_8_mb_is_not_called_out_of_memory():
+    found = classify(137, False, "epoch 3\nKilled\n", peak_rss_mb=8, memory_limit_mb=16000, primary="score", metrics={})
+    assert found.kind is CrashKind.EXIT_CODE and "out-of-memory killer" not in found.detail
+    assert "peak was 8 MB of 16000 MB" in found.detail and "no sign of running out of memory" in found.detail
 
 
 def test_metric_checks_after_a_clean_exit(tmp_path):

@@ -88,3 +88,16 @@ def test_a_torn_last_line_is_still_only_dropped(tmp_path):
     assert [r.iteration for r in ledger.records] == [0, 1]
     ledger.append(rec(2))
     assert [r.iteration for r in Ledger(path).records] == [0, 1, 2]
+
+
+def test_a_kill_between_the_append_and_the_head_update_is_not_tampering(tmp_path):
+    path = written(tmp_path, 3)
+    head = path.with_name("ledger.jsonl.head")
+    lines = path.read_text().splitlines()
+    head.write_text(line_hash(lines[1]) + "\n")  # the head as it was before the last append
+    ledger = Ledger(path)
+    assert [r.iteration for r in ledger.records] == [0, 1, 2]
+    ledger.append(rec(3))
+    assert [r.iteration for r in Ledger(path).records] == [0, 1, 2, 3]
+    head.write_text(line_hash(lines[0]) + "\n")  # two behind: not a kill's doing
+    refused(path, 4)

@@ -68,6 +68,8 @@ LEGACY = [
              "score gain 0.004000 does not pay for 2048 MB of peak_vram_mb above the soft limit 1024 MB (needs 0.020000)")),
     (D, "a seed change alone is never a keep (noise floor 0.004000)", Verdict(D, Reason.SEED_ONLY, "0.004000")),
     (D, "not confirmed by iteration 8 under another seed", Verdict(D, Reason.NOT_CONFIRMED, of=8)),
+    (D, "stopped at 38% of the budget: val_acc 0.71 while earlier runs had 0.9 at that time",
+     Verdict(D, Reason.STOPPED_EARLY, "stopped at 38% of the budget: val_acc 0.71 while earlier runs had 0.9 at that time")),
     (Status.IMPORTED, "imported from /data/runs/m0_adam", Verdict(Status.IMPORTED, Reason.IMPORTED, "/data/runs/m0_adam")),
 ]
 

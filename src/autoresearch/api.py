@@ -37,6 +37,10 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     `executor="ray"` (and `ray_address`) overrides the config's [executor]: runs become Ray tasks."""
     from autoresearch.analysis.observer import refresh as refresh_analysis  # not needed to fail fast
 
+    from autoresearch.agents import KINDS
+
+    if agent is not None and agent not in KINDS:  # the flag's fault, not autoresearch.toml's
+        raise AutoresearchError(f"--agent {agent!r}: unknown agent; use one of {', '.join(KINDS)}")
     task = start_task(task_dir, tag, say).with_executor(executor, ray_address)
     kind = agent or task.agent.kind
     limits = Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,
@@ -151,8 +155,8 @@ def _final_reports(task: Task, tag: str, say: Callable[[str], None]) -> None:
     try:
         from autoresearch.analysis.plot import plot_progress
         from autoresearch.analysis.report import write_report
-        plot_progress(task, store, task.dir / "progress.png")
-        say(f"report: {write_report(task, store, task.dir / 'report.html')}   plot: {task.dir / 'progress.png'}")
+        plot = plot_progress(task, store, store.shown("progress.png"))  # the store's copy where git tracks one
+        say(f"report: {write_report(task, store, store.shown('report.html'))}   plot: {plot}")
     except Exception as exc:
         say(f"warning: the report could not be written ({type(exc).__name__}: {exc}); `autoresearch report` retries")
 

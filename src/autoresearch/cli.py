@@ -53,18 +53,30 @@ def say(text: str) -> None:
 
 
 def _stop_on_signals() -> threading.Event:
-    """First Ctrl-C asks the loop to stop cleanly; a second one interrupts at once."""
+    """First Ctrl-C asks the loop to stop cleanly; a second one interrupts at once.
+
+    The loop itself says what it rolled back; `_exit_if_stopped` then exits 128 + the signal."""
     stop = threading.Event()
 
     def handler(signum, frame):
         if stop.is_set():
             raise KeyboardInterrupt
+        _SIGNALLED.append(signum)
         stop.set()
-        err_console.print("[yellow]stopping: rolling back the iteration in flight (Ctrl-C again to abort)[/]")
+        err_console.print("[yellow]stopping (Ctrl-C again to abort at once)[/]")
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return stop
+
+
+_SIGNALLED: list[int] = []
+
+
+def _exit_if_stopped(stop: threading.Event) -> None:
+    """A run stopped by Ctrl-C (or SIGTERM) exits 130 (143), as an interrupted command does."""
+    if stop.is_set():
+        sys.exit(128 + (_SIGNALLED[0] if _SIGNALLED else signal.SIGINT))
 
 
 @app.command()
@@ -94,6 +106,7 @@ def run(
                            executor=executor, ray_address=ray_address, say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
     _print_next_steps(task_dir, tag)
+    _exit_if_stopped(stop)
 
 
 @app.command()
@@ -157,6 +170,7 @@ def demo(
         records = run_loop(task_dir, tag, iterations=iterations, agent="tuner", say=say, stop_event=stop)
     _print_summary(task_dir, tag, ran=len(records))
     _print_next_steps(task_dir, tag)
+    _exit_if_stopped(stop)
 
 
 @app.command()

@@ -10,6 +10,8 @@ are errors with a "did you mean" suggestion, since a silently ignored setting is
 
 from __future__ import annotations
 
+import math
+
 import difflib
 import re
 import tomllib
@@ -66,6 +68,29 @@ class TaskSection(_Section):
     def _env_names(cls, v):
         return _check_env_names(v)
 
+    @field_validator("run", "eval", "final_eval", "setup")
+    @classmethod
+    def _not_blank(cls, v):
+        if v is not None and not v.strip():
+            raise ValueError("is blank; give the shell command, e.g. \"python train.py\"")
+        return v
+
+    @field_validator("time_budget", "timeout", "memory_limit_mb", mode="before")
+    @classmethod
+    def _a_real_number(cls, v):
+        if isinstance(v, bool):  # TOML true is not 1 second
+            raise ValueError("must be a number, not true/false")
+        if isinstance(v, (int, float)) and not math.isfinite(v):
+            raise ValueError("must be a finite number (inf would mean no limit at all)")
+        return v
+
+    @model_validator(mode="after")
+    def _timeout_covers_the_budget(self):
+        if self.timeout is not None and self.timeout < self.time_budget:
+            raise ValueError(f"timeout ({self.timeout:g} s) is below time_budget ({self.time_budget:g} s): every run "
+                             "would be killed before its budget; raise it or leave it out (2 x time_budget + 60)")
+        return self
+
     @property
     def hard_timeout(self) -> float:
         return self.timeout if self.timeout is not None else 2 * self.time_budget + 60
@@ -101,6 +126,13 @@ class MetricsSection(_Section):
         if (self.memory_soft_limit_mb is None) != (self.memory_gain_per_gb is None):
             raise ValueError("memory_soft_limit_mb and memory_gain_per_gb go together: set both (the MB that "
                              "are free, and the primary gain each GB beyond them must buy) or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _primary_is_no_tie_break(self):
+        if any(t.name == self.primary for t in self.tie_break):
+            raise ValueError(f"tie_break lists the primary {self.primary!r}; a tie-break decides only when the "
+                             "primary is equal, so name other metrics there")
         return self
 
     @field_validator("tie_break", mode="before")
@@ -164,6 +196,16 @@ class ExecutorSection(_Section):
         return options
 
 
+class EarlyStopSection(_Section):
+    # Stop a run whose learning curve is hopelessly behind the earlier runs' at the same elapsed
+    # training time (early_stop.py). Needs a curve: metrics.jsonl or `epoch ... <primary> ...` lines.
+    enabled: bool = True
+    percentile: float = Field(default=50.0, gt=0, le=100)  # stopped when worse than this % of earlier runs
+    warmup: float = Field(default=0.25, ge=0, lt=1)  # fraction of the budget every run trains first
+    min_curves: int = Field(default=3, ge=1)  # earlier curves at that time needed to judge a run
+    interval: float = Field(default=1.0, gt=0)  # seconds between two looks at the curve
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -189,6 +231,7 @@ class TaskConfig(_Section):
     metrics: MetricsSection
     agent: AgentSection = AgentSection()
     executor: ExecutorSection = ExecutorSection()
+    early_stop: EarlyStopSection = EarlyStopSection()
     sandbox: SandboxSection = SandboxSection()
 
 
@@ -452,6 +495,8 @@ def _check_files(path: Path, directory: Path, config: TaskConfig) -> None:
             p = (directory / name).resolve()
             if not p.is_relative_to(directory):
                 raise ConfigError(path, key, f"{name!r} is outside the task directory")
+            if ".git" in Path(name).parts or ".git" in p.relative_to(directory).parts:
+                raise ConfigError(path, key, f"{name!r} is inside .git; list the task's own files, never git's")
             if not p.is_file():
                 raise ConfigError(path, key, f"{name!r} does not exist in {directory}; correct the name or create the file")
     both = set(config.task.editable) & set(config.task.readonly)

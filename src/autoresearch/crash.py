@@ -304,13 +304,7 @@ def _from_text(exit_code: int | None, lines: list[str], editable: tuple[str, ...
     if exit_code is not None and exit_code not in (0,):
         sig = -exit_code if exit_code < 0 else (exit_code - _SIGNAL_EXIT if exit_code > _SIGNAL_EXIT else 0)
         if sig == signal.SIGKILL:
-            near = bool(memory_limit_mb) and peak_rss_mb >= 0.8 * memory_limit_mb
-            killed_line = any(line.strip().endswith("Killed") or "Out of memory: Killed process" in line for line in lines[-5:])
-            if near or killed_line:
-                size = f" at a peak of {peak_rss_mb:.0f} MB" if peak_rss_mb else ""
-                return Crash(CrashKind.OOM, f"killed by SIGKILL{size} (the kernel's out-of-memory killer)")
-            return Crash(CrashKind.EXIT_CODE,
-                         f"{exit_code}, killed by SIGKILL (often the kernel's out-of-memory killer; see dmesg)")
+            return _sigkill(exit_code, lines, peak_rss_mb, memory_limit_mb)
         if sig > 0 and (exit_code < 0 or sig < 32):
             try:
                 name = signal.Signals(sig).name
@@ -320,6 +314,21 @@ def _from_text(exit_code: int | None, lines: list[str], editable: tuple[str, ...
         if _NAN.search("\n".join(lines[-20:])):
             return Crash(CrashKind.NAN, _one_line(_line_with(lines[-20:], _NAN)))
     return None
+
+
+def _sigkill(exit_code: int, lines: list[str], peak_rss_mb: float, memory_limit_mb: float | None) -> Crash:
+    """Out of memory only with evidence: the memory near its limit, or the kernel saying so.
+
+    The shell's bare "Killed" is no evidence: it prints that for any SIGKILL, whoever sent it."""
+    near = bool(memory_limit_mb) and peak_rss_mb >= 0.8 * memory_limit_mb
+    kernel = any("Out of memory: Killed process" in line or "oom-kill" in line for line in lines[-5:])
+    size = f" at a peak of {peak_rss_mb:.0f} MB" if peak_rss_mb else ""
+    if near or kernel:
+        return Crash(CrashKind.OOM, f"killed by SIGKILL{size} (the kernel's out-of-memory killer)")
+    peak = f"its peak was {peak_rss_mb:.0f} MB" if peak_rss_mb else "its memory is unknown"
+    limit = f" of {memory_limit_mb:.0f} MB" if memory_limit_mb else ""
+    return Crash(CrashKind.EXIT_CODE, f"{exit_code}, killed by SIGKILL from outside ({peak}{limit}, no sign of "
+                                      "running out of memory; dmesg may say who sent it)")
 
 
 def _line_with(lines: list[str], pattern: re.Pattern) -> str:

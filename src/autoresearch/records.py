@@ -101,6 +101,8 @@ class Experiment:
     node: str = ""  # the machine it ran on, when not this one (Ray)
     gpu_util: float | None = None  # mean GPU utilisation sampled during the run (NVML), percent
     gpu_peak_mb: float | None = None  # peak GPU memory in use (NVML), when no footer says it
+    # Early-stopped (early_stop.py): the fraction of the budget it trained; its metrics are partial.
+    stopped_at: float | None = None
     sandboxed: bool = False  # its run ran inside the bubblewrap sandbox ([sandbox] mode)
 
     @property

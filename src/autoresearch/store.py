@@ -118,6 +118,7 @@ class RunStore:
         self.worker = worker
         self.root = self.task_dir / STORE_DIR / tag
         self.ledger = ledger or Ledger(self.root / "ledger.jsonl")
+        self._tracked: dict[str, bool] = {}  # derived file name -> tracked by git in the task directory
 
     @property
     def branch(self) -> str:
@@ -128,7 +129,22 @@ class RunStore:
 
     @property
     def results_tsv(self) -> Path:
-        return self.task_dir / "results.tsv"
+        return self.shown("results.tsv")
+
+    def shown(self, name: str) -> Path:
+        """Where a derived file (results.tsv, progress.png, report.html) goes: the task directory,
+        unless git tracks a file of that name there (a README image, say): then the run store,
+        so the loop never writes over the user's file nor dirties their tree."""
+        return self.root / name if self.is_tracked(name) else self.task_dir / name
+
+    def is_tracked(self, name: str) -> bool:
+        if name not in self._tracked:
+            import subprocess
+
+            done = subprocess.run(["git", "ls-files", "--error-unmatch", "--", name], cwd=self.task_dir,
+                                  capture_output=True, text=True) if self.task_dir.is_dir() else None
+            self._tracked[name] = done is not None and done.returncode == 0
+        return self._tracked[name]
 
     def results_table(self, columns, worker_column: bool = False):
         """The task directory's results.tsv, kept in step with this tag's ledger.

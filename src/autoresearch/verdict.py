@@ -64,6 +64,7 @@ class Reason(str, enum.Enum):
     MEMORY_COST = "memory_cost"
     SEED_ONLY = "seed_only"  # "a seed change alone is never a keep (noise floor ...)"
     NOT_CONFIRMED = "not_confirmed"  # "not confirmed by iteration 8 under another seed"
+    STOPPED_EARLY = "stopped_early"  # "stopped at 38% of the budget: val_acc 0.71 while earlier runs had 0.9 ..."
     IMPORTED = "imported"  # "imported from runs/m0_adam": recorded by `autoresearch import`
     OTHER = "other"  # a string this version does not know (a newer one wrote it): kept verbatim
 
@@ -97,6 +98,7 @@ _NOISE = re.compile(re.escape(NOISE_TEXT) + r" (\d+)$")
 _NOT_CONFIRMED = re.compile(r"not confirmed by iteration (\d+) under another seed$")
 _SEED_ONLY = re.compile(r"a seed change alone is never a keep \(noise floor (?P<floor>[^)]*)\)$")
 _DECISIONS = (  # (pattern over the whole sentence, reason); the sentence itself is the detail
+    (re.compile(r"stopped at \d+% of the budget: .+ while earlier runs had .+ at that time"), Reason.STOPPED_EARLY),
     (re.compile(r".+ gain \S+ is within the noise floor \S+"), Reason.WITHIN_NOISE),
     (re.compile(r".+ gain \S+ does not pay for \S+ MB of .+ above the soft limit .+ MB \(needs \S+\)"),
      Reason.MEMORY_COST),
@@ -219,6 +221,11 @@ class Verdict:
     def imported(self) -> bool:
         """A foreign run recorded by `autoresearch import`: evidence, but no commit to return to."""
         return self.status is Status.IMPORTED
+
+    @property
+    def stopped_early(self) -> bool:
+        """Stopped before its budget ended, hopelessly behind (early_stop.py): its metric is partial."""
+        return self.reason is Reason.STOPPED_EARLY
 
     @property
     def duplicate(self) -> bool:

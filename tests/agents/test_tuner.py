@@ -419,3 +419,23 @@ def test_learning_powers_of_two_from_an_assertion():
     # Without the assertion (a plain crash), 24 is a wall, not a lesson about the grid.
     plain = Observation({"N_CHUNK": 24, "LR": 1e-3}, None, "crash", parent_params=best)
     assert __import__("autoresearch.agents.tuner", fromlist=["x"]).learn_from_invalid(spaces, best, [plain])[0] == spaces
+
+
+def test_an_early_stopped_run_is_a_pruned_trial_for_tpe_and_a_lost_move_for_its_axis():
+    import optuna
+
+    from autoresearch.agents.tuner import Observation, TunerPolicy
+    from autoresearch.constants import Space
+
+    policy = TunerPolicy({"X": Space("float", 0.0, 10.0)}, "maximize", tpe_min_points=1, tpe_prob=1.0)
+    history = [Observation({"X": 5.0}, 0.5, "keep"),
+               Observation({"X": 6.0}, 0.1, "discard", {"X": 5.0}, 0.5, pruned=True)]
+    seen = []
+    real = optuna.study.Study.add_trial
+    optuna.study.Study.add_trial = lambda self, t: (seen.append(t), real(self, t))[1]
+    try:
+        policy._tpe_value("X", {"X": 5.0}, history, 3)
+    finally:
+        optuna.study.Study.add_trial = real
+    assert [t.state for t in seen] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+    assert seen[1].intermediate_values == {0: 0.1}

@@ -261,3 +261,17 @@ def test_agent_keys_the_backends_read_are_never_taken_for_the_sandbox_mode(make_
     assert COMMON_KEYS - set(AgentSection.model_fields) <= AgentSection.EXTRAS
     task = load_task(make_task(config=TINY_CONFIG + '\n[agent]\nkind = "claude"\nmodel = "opus"\n'))
     assert task.config.agent.model_extra["model"] == "opus"
+
+
+def test_a_sandboxed_run_given_to_the_warm_executor_runs_fresh_inside_the_sandbox(repo):
+    from autoresearch.execution.warm import WarmExecutor
+
+    (repo / "attack.py").write_text("import os\nprint('pid', os.getpid())\n")
+    spec = RunSpec(command="python attack.py", cwd=str(repo),
+                   env={**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"},
+                   timeout=20, log_path=str(repo.parent.parent / "log.txt"), sandbox=view_for(repo))
+    with WarmExecutor(["json"], say=pytest.fail) as ex:
+        result = ex.run(spec)
+        assert ex.server_pids == []  # no server started for it
+    assert result.exit_code == 0 and result.sandboxed and not result.warm
+    assert int(log(result).split()[1]) < 10  # its own PID namespace

@@ -11,6 +11,8 @@ noted in the ledger; one that exits non-zero without an edit is a crash.
 
 from __future__ import annotations
 
+import re
+
 import shlex
 from pathlib import Path
 
@@ -23,6 +25,10 @@ from autoresearch.execution.runner import run_process
 from autoresearch.secrets import redact, redact_file, secret_values
 
 
+# A heading or list marker, or bold, around the first line: markup, not the description ("-nan" stays).
+_MARKDOWN = re.compile(r"^(?:#{1,6}\s+|[-*+]\s+|\*\*)+|\*\*$")
+
+
 def split_explanation(text: str) -> tuple[str, str]:
     """(description, explanation) from an agent's final text.
 
@@ -33,7 +39,7 @@ def split_explanation(text: str) -> tuple[str, str]:
         text = text[start + len("<explanation>"):end]
     text = text.strip()
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return first.lstrip("#*- ").strip()[:200], text
+    return _MARKDOWN.sub("", first).strip()[:200], text
 
 
 class CommandAgent(Agent):

@@ -66,6 +66,7 @@ class Observation:
     parent_value: float | None = None
     imported: bool = False  # a foreign run (`autoresearch import`): evidence for TPE, no move of an axis
     invalid: bool = False  # the run stopped at an assertion: the values it changed are invalid, not too far
+    pruned: bool = False  # stopped early, hopelessly behind (early_stop.py): `value` is the partial metric
 
 
 @dataclass(frozen=True)
@@ -383,6 +384,9 @@ class TunerPolicy:
             if obs.value is None or not math.isfinite(obs.value):
                 trial = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params=params,
                                                   distributions=dists)
+            elif obs.pruned:  # as Optuna's own pruned trials: ranked by the value it had when stopped
+                trial = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, params=params,
+                                                  distributions=dists, intermediate_values={0: obs.value})
             else:
                 trial = optuna.trial.create_trial(value=obs.value, params=params, distributions=dists)
             study.add_trial(trial)
@@ -508,11 +512,12 @@ class TunerAgent(Agent):
     repairs = False  # it only moves constants: a crashed change cannot be repaired, only avoided
     OPTIONS = ("first_step", "two_axis_prob", "tpe_min_points", "tpe_prob")
 
-    def __init__(self, seed: int = 0, **options):
+    def __init__(self, seed: int = 0, *, task=None, **options):
         unknown = sorted(set(options) - set(self.OPTIONS))
         if unknown:
             raise ConfigError("tuner", unknown[0], f"unknown tuner option; known: {', '.join(self.OPTIONS)}")
         self.seed = seed
+        self.task = task  # known from the registry: `check` reads its editable files before the baseline
         self.options = options
         self._params_by_commit: dict[str, dict[str, Any] | None] = {}
 
@@ -531,7 +536,15 @@ class TunerAgent(Agent):
     @classmethod
     def from_task(cls, task, seed: int = 0) -> "TunerAgent":
         """The registry's constructor: the tuner needs nothing from the task but the seed."""
-        return cls(seed=seed)
+        return cls(seed=seed, task=task)
+
+    def check(self) -> None:
+        """A task with nothing to tune fails now, not after the baseline has trained."""
+        if self.task is None:
+            return
+        files = [f for f in self.task.editable if knob_sources.has_knobs(f)]
+        if not self._constants(self.task.dir, files):  # a broken annotation raises its own ConfigError
+            raise AutoresearchError(_nothing_to_tune(files))
 
     def propose(self, context: Context) -> Proposal:
         files = [f for f in context.editable if knob_sources.has_knobs(f)]
@@ -540,10 +553,7 @@ class TunerAgent(Agent):
         except ConfigError as e:
             return Proposal("tuner failed", "", ok=False, error=str(e))
         if not located:
-            where = ", ".join(files) or "the editable files (none is a .py, .yaml, .yml, .json or .toml file)"
-            return Proposal("tuner found nothing to tune", "", ok=False,
-                            error=f"no UPPERCASE constants or config keys with a search space found in {where}; "
-                                  f"{NO_SPACE_HINT}, or `lr: 3.0e-3  # search: log(1e-4, 1e-1)` in a YAML file")
+            return Proposal("tuner found nothing to tune", "", ok=False, error=_nothing_to_tune(files))
         spaces = {key: const.space for key, (_, const) in located.items()}
         best = {key: const.value for key, (_, const) in located.items()}
         history = self._observations(context, located)
@@ -610,7 +620,8 @@ class TunerAgent(Agent):
         return [
             Observation(params, value, status, params_by_commit.get(exp.parent), value_by_commit.get(exp.parent),
                         imported=exp.status is Status.IMPORTED,
-                        invalid=status == Status.CRASH.value and _stopped_at_assertion(exp))
+                        invalid=status == Status.CRASH.value and _stopped_at_assertion(exp),
+                        pruned=exp.verdict.stopped_early)
             for exp, params, value, status in rows
         ]
 
@@ -705,6 +716,14 @@ def _stopped_at_assertion(exp) -> bool:
     """The run ended in an AssertionError of the code itself: it refused the value."""
     verdict = exp.verdict
     return verdict.crashed and verdict.reason is Reason.EXIT_CODE and "AssertionError" in verdict.detail
+
+
+def _nothing_to_tune(files: Sequence[str]) -> str:
+    where = ", ".join(files) or "the editable files (none is a .py, .yaml, .yml, .json or .toml file)"
+    return (f"the tuner found nothing to tune in {where}: it moves module-level UPPERCASE constants "
+            "(numbers, strings, tuples; e.g. `LR = 3e-3`) and config keys, with or without a search space "
+            f"({NO_SPACE_HINT}, or `lr: 3.0e-3  # search: log(1e-4, 1e-1)` in a YAML file); add one, "
+            "or pick another --agent")
 
 
 def _keyed(per_file: Sequence[tuple[str, Sequence[Constant]]]) -> dict[str, tuple[str, Constant]]:

@@ -76,7 +76,7 @@ def _register_report_commands(app) -> None:
 
         chosen = _iterations(curves) if curves else None
         s = status_of(task_dir, tag)
-        path = plot_progress(s.task, s.store, out or s.task.dir / "progress.png", s.records)
+        path = plot_progress(s.task, s.store, out or s.store.shown("progress.png"), s.records)
         typer.echo(f"wrote {path}")
         if chosen is not None:
             iterations = chosen
@@ -100,7 +100,7 @@ def _register_report_commands(app) -> None:
         from autoresearch.api import status_of
 
         s = status_of(task_dir, tag)
-        path = write_report(s.task, s.store, out or s.task.dir / "report.html")
+        path = write_report(s.task, s.store, out or s.store.shown("report.html"))
         typer.echo(f"wrote {path}  (open {path.resolve().as_uri()})")
 
     @app.command()

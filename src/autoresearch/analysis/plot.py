@@ -113,6 +113,15 @@ def shorten(text: str, limit: int = LABEL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+HUGE = 1e100  # beyond this, spans and paddings of the values can overflow to inf
+
+
+def value_scale(values: Sequence[float]) -> float:
+    """1.0, or the power of ten to divide values by when they are near the float limit (1.7e308)."""
+    largest = max((abs(v) for v in values), default=0.0)
+    return 10.0 ** math.floor(math.log10(largest)) if largest > HUGE else 1.0
+
+
 def plot_progress(task, store, path: str | Path, records: Sequence[Experiment] | None = None) -> Path:
     """Write the progress plot of a run to `path` (PNG) and return the path."""
     plt = _pyplot()
@@ -122,13 +131,16 @@ def plot_progress(task, store, path: str | Path, records: Sequence[Experiment] |
     points = [(r.iteration, v, r.status is Status.KEEP) for r in records
               if r.status is not Status.CRASH and (v := primary_value(r, primary)) is not None]
     crashes = sum(1 for r in records if r.status is Status.CRASH)
+    scale = value_scale([v for _, v, _ in points])
+    points = [(i, v / scale, k) for i, v, k in points]  # huge finite values: the axis arithmetic stays finite
 
     fig, ax = plt.subplots(figsize=(12, 6), dpi=110)
     kept = [(i, v) for i, v, k in points if k]
     title = f"{primary} ({direction}): {len(records)} experiments, {len(kept)} kept"
     ax.set_title(title + (f", {crashes} crashed (not shown)" if crashes else ""), fontsize=12)
     ax.set_xlabel("experiment #")
-    ax.set_ylabel(f"{primary} ({'higher' if maximize else 'lower'} is better)")
+    ax.set_ylabel(f"{primary} ({'higher' if maximize else 'lower'} is better)"
+                  + (f", in units of {scale:.0e}" if scale != 1.0 else ""))
     ax.grid(True, color="#e5e5e5", linewidth=0.6)
     if not points:
         ax.text(0.5, 0.5, "no finished experiment with a numeric " + primary, ha="center", va="center",
@@ -154,7 +166,7 @@ def plot_progress(task, store, path: str | Path, records: Sequence[Experiment] |
                    marker="v" if maximize else "^", zorder=2,
                    label=f"discard off the scale ({len(window.clipped)})")
         for i, v in window.clipped:
-            ax.annotate(f"{v:.4g}", (i, edge), xytext=(5, 0), textcoords="offset points", fontsize=7,
+            ax.annotate(f"{v * scale:.4g}", (i, edge), xytext=(5, 0), textcoords="offset points", fontsize=7,
                         color=GREY, va="center")
     ax.scatter([i for i, _ in kept], [v for _, v in kept], s=46, color=GREEN, edgecolor=DARK_GREEN,
                label="keep", zorder=4)

@@ -12,6 +12,9 @@ What lives here (each module's docstring says more):
 - `ray_executor` (the driver side, imports Ray lazily) + `ray_node` (the node side, never
   imports Ray): `RayExecutor`, runs as Ray tasks.
 - `supervise`: the one supervision module every way of starting a run goes through.
+- `sandbox`: bubblewrap around a run (`View`, `run_view`, `Policy` for `[sandbox] mode`); a
+  RunSpec with `sandbox=View(...)` is run inside it by runner.py (warm starts fall back to
+  fresh processes for it; Ray nodes move the view onto their scratch tree).
 
 The supervision API (supervise.py), for whoever starts processes for a run:
 

@@ -385,6 +385,7 @@ class LogReader(threading.Thread):
             return
         try:
             self._log.write(data)
+            self._log.flush()  # the log is read while the run goes on (early stopping, live view)
         except OSError:
             self._log_ok = False
 

@@ -62,6 +62,7 @@ class Attempt:
     run_tampered: list[str] = field(default_factory=list)  # git files its run (or eval) changed (put back)
     gpu: GpuFacts = GpuFacts()
     verdict: Verdict | None = None
+    stop: object | None = None  # early_stop.Stop: the rule ended its run early (its metrics are partial)
     confirmation: "Attempt | None" = None
     record: Experiment | None = None
 

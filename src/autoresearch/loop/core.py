@@ -225,4 +225,5 @@ class Loop:
 
     def mirror_tsv(self) -> None:
         # The task directory's results.tsv shows the tag run last; the store keeps each tag's own.
-        mirror(self.store.results_tsv, self.store.root / "results.tsv")
+        if self.store.results_tsv != self.store.root / "results.tsv":  # a tracked results.tsv: the table is the store's
+            mirror(self.store.results_tsv, self.store.root / "results.tsv")

@@ -51,6 +51,8 @@ def _run_failed(loop: "Loop", attempt: Attempt, run: Attempt) -> Verdict | None:
     tampered = attempt.run_tampered or run.run_tampered
     if tampered:
         return Verdict.crash(Reason.GUARD, f"the run changed {', '.join(tampered)}; put back")
+    if run.stop is not None:  # behind the earlier runs at the same time, with no way to catch up
+        return Verdict(Status.DISCARD, Reason.STOPPED_EARLY, run.stop.reason)
     result = run.result
     if result.node_lost:  # the machine died, twice: says nothing about the idea
         return Verdict.crash(Reason.NODE_LOST, "the node running it died (retried once)")

@@ -7,6 +7,7 @@ GPU facts. (Early stopping hooks in here: the run's spec and its on_start are bu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -18,7 +19,7 @@ from autoresearch import budget, environment, integrity
 from autoresearch.atomic import write_json
 from autoresearch.footer import parse_footer_report
 from autoresearch.gpu import GpuSampler
-from autoresearch.loop.attempt import Attempt, GpuFacts
+from autoresearch.loop.attempt import Attempt, GpuFacts, Kind
 from autoresearch.records import RunResult, RunSpec
 from autoresearch.execution.supervise import RUN_TOKEN_ENV
 from autoresearch.secrets import redact, redact_file, secret_values
@@ -34,7 +35,8 @@ def measure(loop: "Loop", attempt: Attempt) -> None:
     """Train the attempt's commit, then read what it reports (and what the trusted eval says)."""
     env = run_env(loop, attempt.n, attempt.seed)
     git_state = loop.git.guarded_state()  # hooks, info/exclude: the run (or eval) must not change them
-    result = _run(loop, attempt, env)
+    watcher = _watcher(loop, attempt)
+    result = _run(loop, attempt, env, watcher)
     secrets = secret_values(env)  # keys the task's [task] env hands its runs: kept out of the log we keep
     if secrets and redact_file(result.log_path, secrets):
         result = replace(result, output_tail=redact(result.output_tail, secrets))
@@ -42,6 +44,8 @@ def measure(loop: "Loop", attempt: Attempt) -> None:
     loop.checkpoint()
     attempt.result = result
     attempt.metrics = _metrics(loop, result)
+    if watcher is not None:
+        _early_stop_outcome(loop, attempt, watcher)
     if loop.task.config.task.eval and attempt.trained:
         _trusted_eval(loop, attempt, env)
     attempt.run_tampered = [f"git's {p}" for p in loop.git.restore_guarded(git_state)]
@@ -94,15 +98,39 @@ def run_timeout(loop: "Loop") -> float:
     return budget.run_timeout(loop.task, loop.store.ledger.records).seconds
 
 
-def _run(loop: "Loop", attempt: Attempt, env: dict) -> RunResult:
+def _watcher(loop: "Loop", attempt: Attempt):
+    """The run's curve watcher (early_stop.py), or None when `[early_stop]` is off. Every run's
+    curve is recorded; only an agent's change may be stopped, never a baseline, repeat or confirmation."""
+    from autoresearch import early_stop
+
+    with loop.shared.lock:
+        history = list(loop.store.ledger.records)
+    return early_stop.watcher_for(loop.task, loop.store, history, attempt.run_dir,
+                                  may_stop=attempt.kind is Kind.AGENT,
+                                  cache=loop.__dict__.setdefault("_early_stop_traces", {}))
+
+
+def _early_stop_outcome(loop: "Loop", attempt: Attempt, watcher) -> None:
+    from autoresearch import early_stop
+
+    stop, result = watcher.decision, attempt.result
+    early_stop.save_trace(attempt.run_dir, watcher.trace, loop.rules.primary, loop.task.time_budget, stop)
+    # The rule ended it only when the run did not end itself, time out, or meet a Ctrl-C.
+    if stop is not None and result.exit_code is None and not result.timed_out and not loop.stop_event.is_set():
+        attempt.stop = stop
+        attempt.metrics = {**attempt.metrics, loop.rules.primary: stop.value}  # partial: the curve so far
+
+
+def _run(loop: "Loop", attempt: Attempt, env: dict, watcher=None) -> RunResult:
     spec = run_spec(loop, attempt, env)
     token = env[RUN_TOKEN_ENV]
     loop.track(0, "run", token)  # the token first: a kill before the pid is known still finds it
     loop.emit("stage", attempt.n, "measure", log_path=spec.log_path, run_started_at=time.time(),
               curve_dir=loop.task.dir)
-    with GpuSampler(env.get("CUDA_VISIBLE_DEVICES")) as sampler:
+    watching = watcher.watching(loop.stop_event) if watcher is not None else contextlib.nullcontext(loop.stop_event)
+    with GpuSampler(env.get("CUDA_VISIBLE_DEVICES")) as sampler, watching as run_stop:
         result = loop.executor.run(spec, on_start=lambda pid: loop.track(pid, "run", token),
-                                   stop_event=loop.stop_event)
+                                   stop_event=run_stop)
     attempt.gpu = GpuFacts(sampler.utilisation, round(sampler.peak_mb, 1) if sampler.peak_mb else None)
     return result
 

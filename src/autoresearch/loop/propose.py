@@ -18,6 +18,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.loop.attempt import Attempt, Kind
 from autoresearch.prompt import render_prompt
 from autoresearch.records import Proposal
+from autoresearch.text import safe_line, safe_text
 from autoresearch.verdict import Reason, Status, Verdict
 
 if TYPE_CHECKING:
@@ -83,9 +84,12 @@ def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
     try:
         proposal = loop.agent.propose(context)
     except AutoresearchError as exc:
-        return Proposal("agent failed", "", ok=False, error=str(exc))
+        return Proposal("agent failed", "", ok=False, error=safe_text(str(exc)))
     except Exception as exc:  # a bug in an agent must not end the night
-        return Proposal("agent failed", "", ok=False, error=f"{type(exc).__name__}: {exc}")
+        return Proposal("agent failed", "", ok=False, error=safe_text(f"{type(exc).__name__}: {exc}"))
+    # What the agent wrote goes into git, results.tsv and the terminal: no NUL, no escape sequences.
+    proposal = replace(proposal, description=safe_line(proposal.description),
+                       explanation=safe_text(proposal.explanation), error=safe_text(proposal.error))
     repair = attempt.repair
     if repair is None:
         return proposal

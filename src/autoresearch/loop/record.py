@@ -44,15 +44,18 @@ def build_record(loop: "Loop", attempt: Attempt) -> Experiment:
         node=result.node if ran else "",
         gpu_util=attempt.gpu.utilisation if ran else None,
         gpu_peak_mb=attempt.gpu.peak_mb if ran else None,
+        stopped_at=round(attempt.stop.at, 4) if attempt.stop is not None and verdict.stopped_early else None,
     )
 
 
 def memory_gb(loop: "Loop", attempt: Attempt) -> float:
-    """The footer's memory (`[metrics] memory_key`, MB), else the run's measured peak; in GB."""
+    """The footer's memory (`[metrics] memory_key`, MB), else the run's measured peak; in GB.
+
+    A footer 0 (a CUDA counter read on a CPU run) says nothing was measured there: the peak counts."""
     if attempt.result is None:
         return 0.0
     mb = attempt.metrics.get(loop.task.metrics.memory_key)
-    if not isinstance(mb, float) or not math.isfinite(mb):
+    if not isinstance(mb, float) or not math.isfinite(mb) or mb <= 0:
         mb = attempt.result.peak_rss_mb  # no footer value: the measured peak of the process tree
     return round(mb / 1024, 1)
 

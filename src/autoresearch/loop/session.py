@@ -127,8 +127,11 @@ def _resume(loop: "Loop") -> None:
     git, store = loop.git, loop.store
     if not git.branch_exists(store.branch):
         raise AutoresearchError(f"{store.ledger.path} exists but branch {store.branch} is gone; restore the branch or pick another --tag")
-    if git.current_branch() != store.branch:
+    if store.pending() is None or git.current_branch() != store.branch:
+        # Between iterations nothing uncommitted is the loop's: a resume would reset it away.
+        # (With an iteration in flight on the run branch, its edits are the agent's, rolled back.)
         require_clean(loop)
+    if git.current_branch() != store.branch:
         git.checkout(store.branch)
     recover(loop)
 

@@ -1,0 +1,161 @@
+import json
+import threading
+import time
+
+import pytest
+
+from autoresearch.early_stop import (
+    TRACE_NAME,
+    CurveWatcher,
+    Rules,
+    Stop,
+    best_until,
+    judge,
+    load_trace,
+    optimistic_final,
+    save_trace,
+    trace_from_points,
+)
+
+# Shapes measured on the bundled example (5 s budget): val_acc against fraction of the budget.
+GOOD = [(0.03, 0.19), (0.14, 0.40), (0.24, 0.47), (0.36, 0.50), (0.46, 0.51), (0.58, 0.53), (0.7, 0.53),
+        (0.8, 0.54), (0.9, 0.54), (1.0, 0.543)]
+SLOW = [(0.03, 0.11), (0.15, 0.22), (0.28, 0.20), (0.38, 0.20), (0.5, 0.21)]
+
+
+def shifted(trace, delta):
+    return [(t, v + delta) for t, v in trace]
+
+
+EARLIER = [GOOD, shifted(GOOD, 0.01), shifted(GOOD, -0.01)]
+
+
+def test_a_run_far_behind_the_median_at_equal_time_is_stopped_with_a_reason():
+    stop = judge(SLOW, EARLIER, best_value=0.553, rules=Rules(), primary="val_acc", direction="maximize")
+    assert isinstance(stop, Stop)
+    assert stop.at == 0.5 and stop.value == 0.22 and stop.bar == pytest.approx(0.51)
+    assert stop.reason == "stopped at 50% of the budget: val_acc 0.22 while earlier runs had 0.51 at that time"
+
+
+def test_nothing_is_stopped_in_the_warm_up_or_without_enough_curves_or_when_disabled():
+    early = SLOW[:2]  # 15% of the budget
+    assert judge(early, EARLIER, 0.553, Rules(), "val_acc", "maximize") is None
+    assert judge(SLOW, EARLIER[:2], 0.553, Rules(), "val_acc", "maximize") is None  # 2 < min_curves
+    assert judge(SLOW, EARLIER[:2], 0.553, Rules(min_curves=2), "val_acc", "maximize") is not None
+    assert judge(SLOW, EARLIER, 0.553, Rules(enabled=False), "val_acc", "maximize") is None
+    assert judge(SLOW, EARLIER, 0.553, Rules(warmup=0.6), "val_acc", "maximize") is None
+    assert judge([], EARLIER, 0.553, Rules(), "val_acc", "maximize") is None  # no curve: never stopped
+
+
+def test_only_curves_that_reached_the_same_time_are_compared():
+    short = [GOOD[:3]] * 5  # they ended at 24% of the budget: nothing known at 50%
+    assert judge(SLOW, short, 0.553, Rules(), "val_acc", "maximize") is None
+
+
+def test_a_run_ahead_of_the_median_or_level_with_it_continues():
+    assert judge(GOOD[:5], EARLIER, 0.553, Rules(), "val_acc", "maximize") is None
+    flat_behind = [(0.1, 0.49), (0.25, 0.50), (0.46, 0.505)]  # a little behind the median, and flat
+    assert judge(flat_behind, EARLIER, 0.553, Rules(), "val_acc", "maximize") is not None
+    # percentile 90: stopped only when worse than 90% of earlier runs; ahead of the lowest, it survives
+    assert judge(flat_behind, EARLIER, 0.553, Rules(percentile=90), "val_acc", "maximize") is None
+
+
+def test_a_run_whose_extrapolated_curve_could_still_beat_the_best_is_never_stopped():
+    # Behind the median, but climbing fast: at its own rate it ends above the best.
+    climbing = [(0.1, 0.1), (0.25, 0.3), (0.5, 0.49)]
+    assert optimistic_final(climbing, EARLIER, "maximize") > 0.553
+    assert judge(climbing, EARLIER, 0.553, Rules(), "val_acc", "maximize") is None
+    # An earlier run that gained a lot late makes the same point by analogy.
+    late_bloomer = [(0.25, 0.1), (0.5, 0.2), (1.0, 0.9)]
+    assert judge(SLOW, [*EARLIER, late_bloomer], 0.553, Rules(), "val_acc", "maximize") is None
+
+
+def test_minimize_is_the_mirror_image():
+    loss = lambda tr: [(t, 2 - v) for t, v in tr]  # noqa: E731
+    stop = judge(loss(SLOW), [loss(t) for t in EARLIER], 2 - 0.553, Rules(), "val_loss", "minimize")
+    assert stop is not None and stop.value == pytest.approx(1.78) and stop.bar == pytest.approx(1.49)
+    assert judge(loss(GOOD[:5]), [loss(t) for t in EARLIER], 2 - 0.553, Rules(), "val_loss", "minimize") is None
+
+
+def test_traces_use_the_curves_own_clock_else_when_the_watcher_saw_each_point():
+    points = [{"epoch": 1, "val_acc": 0.5, "seconds": 1.0}, {"epoch": 2, "val_acc": 0.6, "seconds": 2.5}]
+    assert trace_from_points(points, "val_acc", 5) == [(0.2, 0.5), (0.5, 0.6)]
+    bare = [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": float("nan")}, {"epoch": 3, "val_acc": 0.7}]
+    assert trace_from_points(bare, "val_acc", 10, seen_at=[2.0, 4.0, 6.0]) == [(0.2, 0.5), (0.6, 0.7)]
+    assert trace_from_points(bare, "val_acc", 10) == []  # no clock at all: nothing to compare at equal time
+    assert best_until([(0.1, 0.5), (0.2, 0.4)], 0.15, "maximize") == 0.5
+    assert best_until([(0.1, 0.5)], 0.05, "maximize") is None
+
+
+def test_a_saved_trace_round_trips_and_a_torn_one_falls_back_to_the_curve(tmp_path):
+    save_trace(tmp_path, SLOW, "val_acc", 5.0, None)
+    assert load_trace(tmp_path, "val_acc", 5.0) == SLOW
+    assert load_trace(tmp_path, "val_acc", 10.0) == []  # another budget: another clock
+    (tmp_path / TRACE_NAME).write_text("{torn")
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"val_acc": 0.4, "seconds": 2.5}) + "\n")
+    assert load_trace(tmp_path, "val_acc", 5.0) == [(0.5, 0.4)]
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_watcher_reads_log_lines_as_they_arrive_and_ignores_a_torn_last_line(tmp_path):
+    log = tmp_path / "log.txt"
+    clock = FakeClock()
+    w = CurveWatcher(Rules(), "val_acc", "maximize", 10, EARLIER, 0.553,
+                     [tmp_path / "metrics.jsonl", log], clock=clock)
+    log.write_text("epoch 1 | loss 2.3 | val_acc 0.11\n")
+    clock.now = 1.5
+    assert w.look() is None and w.trace == [(0.15, 0.11)]
+    log.write_text("epoch 1 | loss 2.3 | val_acc 0.11\nepoch 2 | loss 2.2 | val_acc 0.2\nepoch 3 | val_a")
+    clock.now = 5.0
+    stop = w.look()
+    assert w.trace == [(0.15, 0.11), (0.5, 0.2)]  # the torn line is read on the next look
+    assert stop is not None and stop.at == 0.5
+
+
+def test_a_curve_file_older_than_the_run_is_not_its_curve(tmp_path):
+    import os
+    stale = tmp_path / "metrics.jsonl"
+    stale.write_text(json.dumps({"val_acc": 0.1, "seconds": 5.0}) + "\n")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    w = CurveWatcher(Rules(), "val_acc", "maximize", 10, EARLIER, 0.553, [stale])
+    assert w.look() is None and w.trace == []
+
+
+def test_watching_sets_the_run_stop_when_judged_and_passes_an_outer_stop_through(tmp_path):
+    curve = tmp_path / "metrics.jsonl"
+    curve.write_text("".join(json.dumps({"val_acc": v, "seconds": t * 10}) + "\n" for t, v in SLOW))
+    w = CurveWatcher(Rules(interval=0.05), "val_acc", "maximize", 10, EARLIER, 0.553, [curve])
+    with w.watching(threading.Event()) as run_stop:
+        assert run_stop.wait(5)
+    assert w.decision is not None and w.decision.at == 0.5
+
+    outer = threading.Event()
+    quiet = CurveWatcher(Rules(interval=0.05), "val_acc", "maximize", 10, EARLIER, 0.553, [tmp_path / "none"])
+    with quiet.watching(outer) as run_stop:
+        assert not run_stop.wait(0.3)
+        outer.set()
+        assert run_stop.wait(2)
+    assert quiet.decision is None
+
+
+def test_disabled_watching_hands_back_the_outer_event_untouched(tmp_path):
+    outer = threading.Event()
+    w = CurveWatcher(Rules(enabled=False), "val_acc", "maximize", 10, EARLIER, 0.553, [tmp_path / "x"])
+    with w.watching(outer) as run_stop:
+        assert run_stop is outer
+
+
+def test_the_reason_is_a_verdict_that_round_trips():
+    from autoresearch.verdict import Reason, Status, Verdict
+
+    text = judge(SLOW, EARLIER, 0.553, Rules(), "val_acc", "maximize").reason
+    v = Verdict.parse(Status.DISCARD, text)
+    assert v.reason is Reason.STOPPED_EARLY and v.stopped_early and v.render() == text
+    assert not Verdict.parse(Status.DISCARD, "val_acc worse").stopped_early
