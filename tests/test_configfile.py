@@ -169,7 +169,7 @@ def test_the_config_driven_example_exposes_its_yaml_keys_to_the_tuner(tmp_path):
 def test_the_config_driven_example_runs_offline(tmp_path):
     from autoresearch.api import copy_example, run_loop
 
-    task_dir = copy_example("mnist1d_yaml", tmp_path / "demo", time_budget=1)
+    task_dir = copy_example("mnist1d_yaml", tmp_path / "demo", time_budget=3)
     records = run_loop(task_dir, "demo", iterations=1, agent="tuner", say=lambda _: None)
     assert [r.status.value for r in records][0] == "keep" and len(records) == 2
     assert all(r.status.value != "crash" for r in records), [r.reason for r in records]

@@ -80,6 +80,8 @@ class View:
         if self.private_tmp:
             args += ["--tmpfs", "/tmp"]
         args += ["--ro-bind", self.root, self.root]  # again, in case /tmp's tmpfs covered it
+        for prefix in _interpreters_under_tmp():  # a venv under /tmp (a CI clone) stays usable
+            args += ["--ro-bind", prefix, prefix]
         # Later mounts go on top of earlier ones: open up, hide, open up what lies inside a
         # hidden folder (a worker's worktree in the store), then close again.
         hidden = [*self.hidden, *(os.path.join(self.home, c) for c in CREDENTIALS)]
@@ -92,6 +94,12 @@ class View:
                 args += ["--ro-bind", "/dev/null", path]
         args += _binds("--bind", inside) + _binds("--ro-bind", self.readonly)
         return [*args, "--chdir", cwd, "--", *command]
+
+
+def _interpreters_under_tmp() -> list[str]:
+    """Our interpreter's folders that the private /tmp would hide: runs need the same Python."""
+    found = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, os.path.dirname(sys.executable))}
+    return sorted(p for p in found if _under(p, "/tmp") and os.path.isdir(p))
 
 
 def _under(path: str, folder: str) -> bool:
