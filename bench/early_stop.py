@@ -41,6 +41,8 @@ ARMS = ("early_stop", "full")
 def night(scratch: Path, arm: str, seed: int, minutes: float, budget: float, data: Path | None,
           early_stop: str = "") -> dict:
     """One night of one arm; returns its figures."""
+    if (scratch / f"{arm}-{seed}").exists():  # copy_example would keep it, and the night would resume it
+        raise SystemExit(f"{scratch / f'{arm}-{seed}'} exists: --keep another folder")
     task_dir = copy_example("mnist1d", scratch / f"{arm}-{seed}", time_budget=budget)
     if data is not None:  # the generated data, outside git (the example ignores data/)
         shutil.copytree(data, task_dir / "data")
@@ -108,6 +110,7 @@ def main(argv=None) -> None:
     parser.add_argument("--early-stop", default="", help='[early_stop] lines for the early_stop arm, e.g. "warmup = 0.2\\n"')
     parser.add_argument("--out", type=Path, help="append each night's figures to this JSON-lines file")
     parser.add_argument("--summarize", type=Path, help="only print the figures of the nights in this file")
+    parser.add_argument("--keep", type=Path, help="keep each night's task (runs, ledger, curves) under this folder")
     args = parser.parse_args(argv)
     if args.summarize:
         summarize([json.loads(line) for line in args.summarize.read_text().splitlines() if line.strip()])
@@ -121,6 +124,9 @@ def main(argv=None) -> None:
     print(f"nights of {args.minutes:g} min, budget {args.budget:g} s, seeds {args.seeds}, arms {arms}", flush=True)
     with tempfile.TemporaryDirectory(prefix="autoresearch-es-bench-") as scratch:
         scratch = Path(scratch)
+        if args.keep:
+            scratch = args.keep
+            scratch.mkdir(parents=True, exist_ok=True)
         data = _prepared_data(scratch)
         for seed in args.seeds:
             order = arms if seed % 2 == 0 else arms[::-1]  # alternate: load drift hits both arms alike
@@ -136,7 +142,10 @@ def main(argv=None) -> None:
 
 def _prepared_data(scratch: Path) -> Path:
     """The example's data, generated once before any night (its cost is no night's)."""
-    task = copy_example("mnist1d", scratch / "prepare")
+    task = scratch / "prepare"
+    if (task / "data").is_dir():
+        return task / "data"
+    task = copy_example("mnist1d", task)
     subprocess.run([sys.executable, "prepare.py"], cwd=task, check=True, capture_output=True)
     return task / "data"
 
