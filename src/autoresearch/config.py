@@ -166,6 +166,9 @@ class AgentSection(_Section):
     memo_every: int = Field(default=5, ge=0)  # refresh the strategy memo every K iterations (0: never)
     plateau: int = Field(default=5, ge=0)  # iterations without a keep that make a plateau (0: off)
     max_fix_attempts: int = Field(default=2, ge=0)  # repairs of a crashed change before it is abandoned
+    # Proposals in a row whose code repeats an earlier experiment: each goes back to the agent
+    # with what it repeats; this many end the iteration as an `agent` crash (nothing is run).
+    max_repeats: int = Field(default=3, ge=1)
 
     @model_validator(mode="after")
     def _command_needs_command(self):

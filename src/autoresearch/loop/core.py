@@ -27,7 +27,7 @@ from autoresearch.loop import session
 from autoresearch.loop.attempt import Attempt, Kind
 from autoresearch.loop.judge import confirm, settle
 from autoresearch.loop.measure import measure
-from autoresearch.loop.propose import baseline_proposal, commit_and_guard, propose, screen
+from autoresearch.loop.propose import baseline_proposal, commit_and_guard, propose_new
 from autoresearch.loop.record import announce, finish, record
 from autoresearch.loop.session import Limits, Shared, Stopped, Worker, default_executor
 from autoresearch.records import Experiment
@@ -148,8 +148,7 @@ class Loop:
         """One experiment: propose, screen, commit and guard, measure, confirm, judge, record, announce."""
         attempt = self.begin(kind, repeat)
         if kind.proposes:
-            propose(self, attempt)
-            screen(self, attempt)
+            propose_new(self, attempt)  # a repeat of earlier code goes back to the agent
             if attempt.verdict is None:
                 commit_and_guard(self, attempt)
         else:
@@ -218,8 +217,8 @@ class Loop:
     def repo_root(self) -> str:
         return self.git.root()
 
-    def restore_tree(self, untracked_before, created: list[str] | None = None) -> None:
-        session.restore_tree(self, untracked_before, created)
+    def restore_tree(self, untracked_before, created: list[str] | None = None, to: str | None = None) -> None:
+        session.restore_tree(self, untracked_before, created, to)
 
     def write_explanation(self, record: Experiment) -> None:
         write_text(self.store.run_dir(record.iteration) / "explanation.md",

@@ -199,14 +199,14 @@ def _settle_pending(loop: "Loop", pending: Pending) -> None:
         loop.say(f"resume: recorded confirmation run {confirmation.iteration}")
 
 
-def restore_tree(loop: "Loop", untracked_before, created: list[str] | None = None) -> None:
-    """Back to the best commit; files the agent created are deleted, the user's are kept.
+def restore_tree(loop: "Loop", untracked_before, created: list[str] | None = None, to: str | None = None) -> None:
+    """Back to the best commit (or `to`); files the agent created are deleted, the user's are kept.
 
     `created` (the new files, when known) spares a `git status` call.
     """
     git = loop.git
     best = loop.store.ledger.best()
-    target = best.commit if best else git.where()[1]
+    target = to or (best.commit if best else git.where()[1])
     git.put_back(loop.branch, target)
     git.reset_hard(target)
     before = set(untracked_before)
