@@ -194,6 +194,14 @@ class Ledger:
         return None
 
 
+def best_of(records, ledger: "Ledger | None" = None) -> Experiment | None:
+    """The best of `records`: the ledger's `best()` when they are that ledger's own (an adopted
+    config may have re-judged it), else their last keep."""
+    if ledger is not None and len(records) == len(ledger.records) and (not records or records[-1] is ledger.records[-1]):
+        return ledger.best()
+    return next((r for r in reversed(records) if r.status is Status.KEEP), None)
+
+
 def _event(data: dict, after: int) -> dict:
     event = {k: v for k, v in data.items() if k != "prev"}
     if not isinstance(event["event"], str):

@@ -94,8 +94,13 @@ def test_adopting_rejudges_the_best_moves_the_branch_and_status_follows(make_tas
 
     from autoresearch.api import status_of
 
-    totals = status_of(task, "t1").totals()
+    s = status_of(task, "t1")
+    totals = s.totals()
     assert totals["direction"] == "minimize" and totals["best"]["iteration"] == 3
+    from autoresearch.analysis.morning import answer
+
+    report = answer(s.task, s.store, s.records)  # the report's headline
+    assert report["best"].iteration == 3 and report["gain"] == pytest.approx(0.5)  # 1.0 -> 0.5, minimized
     # The run branch's autoresearch.toml still says maximize: the adopted rules stand, unasked.
     assert git(task, "rev-parse", "--abbrev-ref", "HEAD").strip() == "autoresearch/t1"
     assert 'direction = "maximize"' in (task / "autoresearch.toml").read_text()
@@ -209,3 +214,14 @@ def test_the_cli_refuses_then_adopts_and_status_shows_the_adopted_rules(make_tas
     assert status["direction"] == "minimize"
     best, base = status["best"], status["baseline"]
     assert best["value"] <= base["value"]  # under minimize the best is no higher than the baseline
+
+
+def test_a_damaged_config_json_is_refused_naming_the_file_and_the_fix(make_task):
+    task = make_task()
+    run(task, ScriptedAgent(), 0)
+    stored = task / ".autoresearch/t1/config.json"
+    stored.write_text("{")
+    ledger = (task / ".autoresearch/t1/ledger.jsonl").read_bytes()
+    with pytest.raises(AutoresearchError, match=r"config\.json: not valid JSON .* delete it to store the current"):
+        resume(task, ScriptedAgent(set_x(2.0)), 1)
+    assert (task / ".autoresearch/t1/ledger.jsonl").read_bytes() == ledger
