@@ -11,9 +11,10 @@ def git(cwd, *args):
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-def tiny_config(time_budget: float = 5, timeout: float = 20, primary: str = "score", metrics: str = "") -> str:
-    """The tiny task's config: another budget, timeout or primary where a test needs one; `metrics`
-    adds lines to [metrics], which comes last, so a test may add sections after it."""
+def tiny_config(time_budget: float = 5, timeout: float = 20, primary: str = "score", metrics: str = "",
+                task: str = "") -> str:
+    """The tiny task's config: another budget, timeout or primary where a test needs one; `task` and
+    `metrics` add lines to those sections ([metrics] comes last, so a test may add sections after it)."""
     return f"""\
 [task]
 run = "python train.py"
@@ -21,7 +22,7 @@ editable = ["train.py"]
 readonly = ["prepare.py"]
 time_budget = {time_budget:g}
 timeout = {timeout:g}
-
+{task}
 [metrics]
 primary = "{primary}"
 direction = "maximize"
