@@ -41,6 +41,7 @@ ones before the baseline.
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
 import json
 import os
@@ -398,15 +399,17 @@ class CliAgent(Agent, abc.ABC):
         env = self.env()
         # In the sandbox: the call's private folder (the prompt, stdout, stderr) writable, the
         # editable files too unless `edits` is False (the memo), the CLI's own state folders.
-        view = self._sandbox.view(self.name, env, scratch=(str(scratch.parent),), edits=edits) if self._sandbox else None
+        sandboxed = self._sandbox.call(self.name, env, scratch=(str(scratch.parent),), edits=edits,
+                                       programs=argv[:1]) if self._sandbox else contextlib.nullcontext()
         command = (f"exec {shlex.join(argv)} <{shlex.quote(str(stdin or os.devnull))} "
                    f"2>{shlex.quote(str(stderr_path))}")
         watcher = _Watcher(self, {"stdout": stdout_path, "stderr": stderr_path}, stop_event)
         watcher.start()
         try:
-            result = run_process(RunSpec(command=command, cwd=str(cwd), env=env, timeout=self.timeout,
-                                         log_path=str(stdout_path), sandbox=view),
-                                 stop_event=watcher.kill, on_start=on_start)
+            with sandboxed as view:  # sandboxed: its edits of the editable files come back on leaving
+                result = run_process(RunSpec(command=command, cwd=str(cwd), env=env, timeout=self.timeout,
+                                             log_path=str(stdout_path), sandbox=view),
+                                     stop_event=watcher.kill, on_start=on_start)
         finally:
             watcher.finish()
         call = Call(_read(stdout_path), _read(stderr_path), result.exit_code, scratch)

@@ -12,6 +12,7 @@ noted in the ledger; one that exits non-zero without an edit is a crash.
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 
 import shlex
 import shutil
@@ -75,10 +76,11 @@ class CommandAgent(Agent):
             # then beside the prompt; the shell reads the prompt as stdin, so stdout is the explanation.
             stderr_tmp = Path(scratch) / "stderr"
             script = f"exec 0<{shlex.quote(str(context.prompt_file))} 2>>{shlex.quote(str(stderr_tmp))}\n{self.command}"
-            view = context.sandbox.view(self.name, env, scratch=(scratch,)) if context.sandbox is not None else None
-            result = run_process(RunSpec(command=script, cwd=str(context.task_dir), env=env,
-                                         timeout=self.timeout, log_path=str(stdout_log), sandbox=view),
-                                 stop_event=context.stop_event, on_start=context.on_process_start)
+            sandboxed = context.sandbox.call(self.name, env, scratch=(scratch,)) if context.sandbox else nullcontext()
+            with sandboxed as view:  # sandboxed: its edits of the editable files come back on leaving
+                result = run_process(RunSpec(command=script, cwd=str(context.task_dir), env=env,
+                                             timeout=self.timeout, log_path=str(stdout_log), sandbox=view),
+                                     stop_event=context.stop_event, on_start=context.on_process_start)
             if stderr_tmp.exists():
                 with open(stderr_log, "ab") as out, open(stderr_tmp, "rb") as err:
                     shutil.copyfileobj(err, out)
