@@ -435,3 +435,22 @@ def test_contract_works_without_a_prompt_file(direct):
     agent, ctx = direct([GOOD], prompt_file=False)
     assert agent.propose(ctx).ok
     assert not list(ctx.task_dir.rglob("agent.log"))  # no run directory: no transcript in the work tree
+
+
+def test_a_repeat_goes_back_to_the_model_in_the_next_request(run):
+    """Issue 12: the same code as iteration 1 is not run again; the model hears what it repeats."""
+    lower = answer(replace="X = 0.5  # search: float(0.0, 10.0)\n", explanation="Lower X to 0.5\nMaybe less is more.")
+    usage = {"prompt_tokens": 100, "completion_tokens": 10}
+    r = run([Reply(lower, usage=usage), Reply(lower, usage=usage),
+             Reply(answer(replace="X = 3.0  # search: float(0.0, 10.0)\n", explanation="Raise X to 3.0\nMore is more."),
+                   usage={"prompt_tokens": 200, "completion_tokens": 20})], iterations=2)
+    assert [(e.iteration, e.status, e.description) for e in r.records] == [
+        (0, Status.KEEP, "baseline"), (1, Status.DISCARD, "Lower X to 0.5"), (2, Status.KEEP, "Raise X to 3.0")]
+    assert len(r.chats) == 3
+    assert "Not run: your proposal repeated" not in r.chats[1].last_user
+    asked_again = r.chats[2].last_user
+    assert "## Not run: your proposal repeated an earlier experiment" in asked_again
+    assert f'"Lower X to 0.5" gives the same code as iteration 1 (commit {r.records[1].commit[:7]}, score = 0.5)' in asked_again
+    # both answers of iteration 2 are paid for by its row
+    assert r.records[1].tokens == 110 and r.last.tokens == 110 + 220
+    assert r.last.cost_usd == pytest.approx((300 * 2 + 30 * 8) / 1e6)

@@ -23,9 +23,9 @@ def test_each_backend_edits_and_is_kept_inside_the_sandbox(make_task, fake_cli, 
     calls = []
     real_argv = sandbox.View.argv
 
-    def spy(view, command, cwd):
+    def spy(view, command, cwd, *args, **kwargs):
         calls.append(command)
-        return real_argv(view, command, cwd)
+        return real_argv(view, command, cwd, *args, **kwargs)
 
     monkeypatch.setattr(sandbox.View, "argv", spy)
     extra = textwrap.dedent(f'''

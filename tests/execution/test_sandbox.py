@@ -263,15 +263,22 @@ def test_agent_keys_the_backends_read_are_never_taken_for_the_sandbox_mode(make_
     assert task.config.agent.model_extra["model"] == "opus"
 
 
-def test_a_sandboxed_run_given_to_the_warm_executor_runs_fresh_inside_the_sandbox(repo):
-    from autoresearch.execution.warm import WarmExecutor
-
-    (repo / "attack.py").write_text("import os\nprint('pid', os.getpid())\n")
-    spec = RunSpec(command="python attack.py", cwd=str(repo),
-                   env={**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"},
-                   timeout=20, log_path=str(repo.parent.parent / "log.txt"), sandbox=view_for(repo))
-    with WarmExecutor(["json"], say=pytest.fail) as ex:
-        result = ex.run(spec)
-        assert ex.server_pids == []  # no server started for it
-    assert result.exit_code == 0 and result.sandboxed and not result.warm
-    assert int(log(result).split()[1]) < 10  # its own PID namespace
+def test_a_run_cannot_undo_its_mounts_even_when_the_orchestrator_is_root(repo):
+    # Run as root, bwrap keeps every capability unless told otherwise (View.argv drops them).
+    body = """
+    import subprocess
+    for cmd in (["mount", "-o", "remount,rw,bind", "/"], ["umount", "-l", ".autoresearch"],
+                ["mount", "-t", "tmpfs", "none", "../.git"]):
+        print(cmd[-1], subprocess.run(cmd, capture_output=True).returncode)
+    print("caps", open("/proc/self/status").read().split("CapEff:")[1].split()[0])
+    print("store", sorted(__import__("os").listdir(".autoresearch")))
+    try:
+        open("../shared.py", "a").write("tampered")
+        print("outside written")
+    except OSError as exc:
+        print("outside refused", exc.errno)
+    """
+    out = log(run_in(repo, body))
+    assert "caps 0000000000000000" in out and "store []" in out and "outside refused" in out, out
+    assert all(line.split()[-1] != "0" for line in out.splitlines()[:3]), out
+    assert (repo.parent / "shared.py").read_text() == "HELPER = 1\n"

@@ -12,6 +12,31 @@ from autoresearch.records import Experiment, Proposal
 
 
 @dataclass(frozen=True)
+class Repeat:
+    """A proposal of this iteration that was not run: its code is that of an earlier experiment.
+
+    The loop hands it back to the agent (`Context.repeats`, and a section of the prompt) and
+    asks again; after `[agent] max_repeats` of them in a row the iteration ends as an `agent` crash.
+    """
+
+    iteration: int  # the experiment whose code it repeats
+    commit: str  # that experiment's commit ("" while it still runs on another worker)
+    score: float | None  # that experiment's primary metric (None: still running, or none recorded)
+    description: str  # what the agent said of the proposal that was not run
+    data: dict = field(default_factory=dict)  # that proposal's agent data (the tuner's params)
+    running: bool = False  # the earlier experiment is running on another worker right now
+
+    def text(self, primary: str) -> str:
+        """One line for a person or a prompt."""
+        if self.running:
+            where = f"iteration {self.iteration}, which another worker is running right now"
+        else:
+            score = "no score" if self.score is None else f"{primary} = {self.score:.6g}"
+            where = f"iteration {self.iteration} (commit {self.commit[:7]}, {score})"
+        return f'"{self.description}" gives the same code as {where}'
+
+
+@dataclass(frozen=True)
 class Context:
     """Everything an agent may look at when proposing the next experiment.
 
@@ -36,6 +61,9 @@ class Context:
     # view its `view(kind, env, scratch)` gives; None: not sandboxed ([sandbox] mode off, or unavailable).
     sandbox: Any = None
     extra: dict = field(default_factory=dict)
+    # Proposals of this iteration that repeated earlier code and were not run, oldest first:
+    # propose something else. The prompt says the same in its "Not run" section.
+    repeats: tuple[Repeat, ...] = ()
 
 
 class Agent:
