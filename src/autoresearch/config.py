@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoresearch.errors import AutoresearchError, ConfigError
+from autoresearch.memo import DEFAULT_PLATEAU  # the one plateau rule's default
 
 CONFIG_NAME = "autoresearch.toml"
 STORE_DIR = ".autoresearch"  # the run store (store.py), where an inferred config is kept per tag
@@ -164,7 +165,7 @@ class AgentSection(_Section):
     recent: int = Field(default=10, ge=1)  # experiments shown in full in the prompt
     prompt_budget: int = Field(default=24_000, ge=2_000)  # characters the prompt may take
     memo_every: int = Field(default=5, ge=0)  # refresh the strategy memo every K iterations (0: never)
-    plateau: int = Field(default=5, ge=0)  # iterations without a keep that make a plateau (0: off)
+    plateau: int = Field(default=DEFAULT_PLATEAU, ge=0)  # iterations without a keep that make a plateau (0: off)
     max_fix_attempts: int = Field(default=2, ge=0)  # repairs of a crashed change before it is abandoned
     # Proposals in a row whose code repeats an earlier experiment: each goes back to the agent
     # with what it repeats; this many end the iteration as an `agent` crash (nothing is run).

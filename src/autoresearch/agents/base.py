@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +67,7 @@ class Context:
     repeats: tuple[Repeat, ...] = ()
 
 
-class Agent:
+class Agent(abc.ABC):
     """Edits the editable files in `context.task_dir` and says what it did.
 
     `propose` is the one method a backend must write; the hooks below are what the loop may
@@ -82,8 +83,9 @@ class Agent:
     name: str = "agent"
     repairs: bool = True
 
+    @abc.abstractmethod
     def propose(self, context: Context) -> Proposal:
-        raise NotImplementedError
+        """Edit the files of `context.task_dir` (editable ones only) and say what and why."""
 
     def check(self) -> None:
         """Raise AutoresearchError with a fix when the agent cannot work here."""
