@@ -13,7 +13,7 @@ from typing import Callable
 
 import psutil
 
-from autoresearch import guard, integrity
+from autoresearch import guard, integrity, tag_config
 from autoresearch.agents.base import Agent, as_agent
 from autoresearch.atomic import mirror, write_text
 from autoresearch.config import Task
@@ -40,15 +40,17 @@ class Loop:
                  say: Callable[[str], None] = print, stop_event: threading.Event | None = None,
                  observers: list[Callable[["Loop", Experiment], None]] | None = None,
                  shared: Shared | None = None, worker: Worker | None = None, events: list | None = None):
+        self.store = RunStore(task.dir, tag, worker=worker.index if worker else None,
+                              ledger=shared.ledger if shared else None)
+        self.main_git = Git(task.dir)
+        if worker is None:  # resumed from its branch, a tag runs under the rules it adopted (tag_config.py)
+            task = tag_config.resolved(task, self.store, self.main_git)
         self.agent = as_agent(agent)
         self.owns_executor = executor is None
         self.executor = as_executor(executor) if executor is not None else default_executor(task, say)
         self.sandbox = sandbox.Policy(task.config.sandbox)  # decided in prepare(): bwrap works here or not
         self.say = say
         self.stop_event = stop_event or threading.Event()
-        self.store = RunStore(task.dir, tag, worker=worker.index if worker else None,
-                              ledger=shared.ledger if shared else None)
-        self.main_git = Git(task.dir)
         self.worker = worker
         # A worker edits, commits and trains in its own worktree; the store stays in the main one.
         self.task = task.moved_to(worker.task_dir) if worker else task
