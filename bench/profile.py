@@ -154,11 +154,14 @@ class SplitRuns:
         done.set()
         thread.join()
         server = self.server_seconds - server_before
-        m = TRAIN_SECONDS.search(Path(spec.log_path).read_text(errors="replace"))
+        log = Path(spec.log_path).read_bytes()
+        m = TRAIN_SECONDS.search(log.decode(errors="replace"))
+        marks = EPOCH_LINE.findall(log)
         self.clock.totals["run"] -= wall
         self.clock.add("warm server start", server)
-        if m and first:
-            training = float(m.group(1))
+        if first and (m or marks):
+            # An early-stopped run prints no footer: it trained until its last epoch line.
+            training = float(m.group(1)) if m else float(marks[-1])
             startup = max(first[0] - t0 - server, 0.0)
             self.clock.add("run start-up", startup)
             self.clock.add("training", training)
@@ -192,6 +195,7 @@ def child(task_dir: Path, tag: str, iterations: int, spawned: float) -> None:
     clock = Clock()
     clock.add("python start + CLI imports", started - spawned)
     made: list[SplitRuns] = []
+    beside: list[float] = []
 
     real_for_task = session.executor_for_task
 
@@ -207,8 +211,10 @@ def child(task_dir: Path, tag: str, iterations: int, spawned: float) -> None:
         try:
             real_server(self, *args, **kwargs)
         finally:
-            if made:
+            if made and threading.get_ident() == clock.main:  # a run waited for it
                 made[-1].server_seconds += time.perf_counter() - t
+            else:  # beside the first run: no wall time of its own
+                beside.append(time.perf_counter() - t)
 
     warm._Server.__init__ = timed_server
     clock.wrap(Git, "__call__", "git")
@@ -232,7 +238,7 @@ def child(task_dir: Path, tag: str, iterations: int, spawned: float) -> None:
     wall = time.perf_counter() - t0 + (started - spawned)
     share = re.search(r"wall time spent training: ([0-9.]+)%", out.getvalue())
     print(json.dumps({"wall": wall, "totals": dict(clock.totals), "runs": 1 + iterations,
-                      "unsplit": sum(m.unsplit for m in made),
+                      "unsplit": sum(m.unsplit for m in made), "beside": sum(beside),
                       "summary_training_share": float(share.group(1)) / 100 if share else None,
                       "warm": any(isinstance(getattr(m, "inner", None), warm.WarmExecutor) for m in made)}))
 
@@ -258,6 +264,8 @@ def profile(root: Path, args, data: Path) -> None:
     print(f"wall time spent training, of the whole night: {totals.get('training', 0.0) / wall:.1%}")
     if got["summary_training_share"] is not None:
         print(f"wall time spent training, as the summary prints it (the runs' wall): {got['summary_training_share']:.1%}")
+    if got["beside"]:
+        print(f"(the warm server's start, {got['beside']:.2f} s, ran beside the first run: no wall time of its own)")
     if got["unsplit"]:
         print(f"({got['unsplit']} runs printed no epoch lines: their time is 'run (unsplit)')")
 
