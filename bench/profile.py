@@ -24,6 +24,7 @@ short budget: the baseline and `--iterations` tuner iterations, through the real
 
     python bench/profile.py [--budget 5] [--iterations 4] [--repeats 3] [--no-profile] [--no-compare]
         [--config-extra 'warm = false']   # a line added under [task] of the example's config
+        [--append '[sandbox]\nmode = "required"'] [--no-early-stop]   # text added at the config's end
 """
 
 from __future__ import annotations
@@ -54,13 +55,13 @@ TRAIN_SECONDS = re.compile(r"^train_seconds:\s*([0-9.]+)", re.M)
 
 
 # -- the example, set up outside any timing ------------------------------------------------------
-def make_copy(root: Path, name: str, budget: float, extra: str, data: Path | None) -> Path:
+def make_copy(root: Path, name: str, budget: float, extra: str, data: Path | None, append: str = "") -> Path:
     from autoresearch.api import copy_example
 
     task = copy_example("mnist1d", root / name, time_budget=budget)
-    if extra:
+    if extra or append:
         config = task / "autoresearch.toml"
-        text = config.read_text().replace("[task]\n", f"[task]\n{extra}\n", 1)
+        text = config.read_text().replace("[task]\n", f"[task]\n{extra}\n", 1) + f"\n{append}\n"
         config.write_text(text)
         git = ["git", "-c", "user.name=b", "-c", "user.email=b@b"]
         subprocess.run(git + ["commit", "-qam", "bench config"], cwd=task, check=True)
@@ -195,7 +196,6 @@ def child(task_dir: Path, tag: str, iterations: int, spawned: float) -> None:
     clock = Clock()
     clock.add("python start + CLI imports", started - spawned)
     made: list[SplitRuns] = []
-    beside: list[float] = []
 
     real_for_task = session.executor_for_task
 
@@ -211,10 +211,8 @@ def child(task_dir: Path, tag: str, iterations: int, spawned: float) -> None:
         try:
             real_server(self, *args, **kwargs)
         finally:
-            if made and threading.get_ident() == clock.main:  # a run waited for it
+            if made:
                 made[-1].server_seconds += time.perf_counter() - t
-            else:  # beside the first run: no wall time of its own
-                beside.append(time.perf_counter() - t)
 
     warm._Server.__init__ = timed_server
     clock.wrap(Git, "__call__", "git")
@@ -238,13 +236,13 @@ def child(task_dir: Path, tag: str, iterations: int, spawned: float) -> None:
     wall = time.perf_counter() - t0 + (started - spawned)
     share = re.search(r"wall time spent training: ([0-9.]+)%", out.getvalue())
     print(json.dumps({"wall": wall, "totals": dict(clock.totals), "runs": 1 + iterations,
-                      "unsplit": sum(m.unsplit for m in made), "beside": sum(beside),
+                      "unsplit": sum(m.unsplit for m in made)
                       "summary_training_share": float(share.group(1)) / 100 if share else None,
                       "warm": any(isinstance(getattr(m, "inner", None), warm.WarmExecutor) for m in made)}))
 
 
 def profile(root: Path, args, data: Path) -> None:
-    task = make_copy(root, "profile", args.budget, args.config_extra, data)
+    task = make_copy(root, "profile", args.budget, args.config_extra, data, args.append)
     proc = subprocess.run([sys.executable, __file__, "--child", str(task), "--tag", "profile",
                            "--iterations", str(args.iterations), "--spawned", repr(time.time())],
                           capture_output=True, text=True)
@@ -257,22 +255,20 @@ def profile(root: Path, args, data: Path) -> None:
     print(f"{'':28} {'seconds':>8} {'per run':>8} {'share':>7}")
     for name in ORDER + sorted(set(totals) - set(ORDER)):
         s = totals.get(name, 0.0)
-        if s or name in ORDER:
+        if name in ORDER or abs(s) >= 0.005:
             print(f"{name:28} {s:8.2f} {s / runs:8.2f} {s / wall:7.1%}")
     own = wall - sum(totals.get(k, 0.0) for k in ("training", "run start-up", "evaluation + exit", "run (unsplit)"))
     print(f"the loop's own time (everything but the runs): {own:.2f} s, {own / runs:.2f} s per run")
     print(f"wall time spent training, of the whole night: {totals.get('training', 0.0) / wall:.1%}")
     if got["summary_training_share"] is not None:
         print(f"wall time spent training, as the summary prints it (the runs' wall): {got['summary_training_share']:.1%}")
-    if got["beside"]:
-        print(f"(the warm server's start, {got['beside']:.2f} s, ran beside the first run: no wall time of its own)")
     if got["unsplit"]:
         print(f"({got['unsplit']} runs printed no epoch lines: their time is 'run (unsplit)')")
 
 
 # -- 2. the comparison ---------------------------------------------------------------------------
 def loop_arm(root: Path, args, data: Path, n: int) -> float:
-    task = make_copy(root, f"loop{n}", args.budget, args.config_extra, data)
+    task = make_copy(root, f"loop{n}", args.budget, args.config_extra, data, args.append)
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "autoresearch", "run", str(task), "--tag", "night",
                            "--iterations", str(args.iterations)], capture_output=True, text=True)
@@ -314,10 +310,16 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-compare", action="store_true")
     parser.add_argument("--config-extra", default="", help="a line added under [task], e.g. 'warm = false'")
+    parser.add_argument("--append", default="", help="text added at the end of the config, e.g. a [sandbox] table")
+    parser.add_argument("--no-early-stop", action="store_true",
+                        help="[early_stop] enabled = false: every run trains its whole budget, as in the bare loop")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--tag", default="profile", help=argparse.SUPPRESS)
     parser.add_argument("--spawned", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.append = args.append.replace("\\n", "\n")
+    if args.no_early_stop:
+        args.append += "\n[early_stop]\nenabled = false\n"
     if args.child:
         child(args.child, args.tag, args.iterations, args.spawned)
         return

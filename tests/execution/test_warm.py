@@ -310,64 +310,6 @@ def test_a_server_dying_mid_run_loses_that_run_only(tmp_path, warm):
     assert warm.messages == []  # one failure is not enough to give up
 
 
-# -- the server started beside the first run (the loop's default) ----------------------------------
-def slow_import_env(tmp_path: Path, seconds: float) -> dict[str, str]:
-    """An environment whose `slowmod` preload takes `seconds` to import and notes when it did."""
-    mods = tmp_path / "mods"
-    mods.mkdir(exist_ok=True)
-    (mods / "slowmod.py").write_text(f"import time\ntime.sleep({seconds})\nIMPORTED = time.time()\n")
-    return env(PYTHONPATH=str(mods))
-
-
-def test_beside_the_first_run_starts_fresh_and_the_next_ones_fork(tmp_path):
-    said: list[str] = []
-    run_env = slow_import_env(tmp_path, 1.0)
-    body = "import sys\nprint('slowmod' in sys.modules)\n"
-    with WarmExecutor(["slowmod"], say=said.append, start_beside=True) as ex:
-        first = ex.run(make_spec(tmp_path, body, run_env=run_env, log="0.log"))
-        # A fresh process: it did not wait for the server, and has none of its imports.
-        assert not first.warm and first.exit_code == 0 and log_of(first).strip() == "False"
-        later = [ex.run(make_spec(tmp_path, body, run_env=run_env, log=f"{i}.log")) for i in (1, 2)]
-        assert [r.warm for r in later] == [True, True]
-        assert [log_of(r).strip() for r in later] == ["True", "True"]
-        (server,) = ex.server_pids  # one server, however the runs came
-    assert wait_dead(server) and said == []
-
-
-def test_beside_concurrent_runs_never_start_twin_servers(tmp_path):
-    run_env = slow_import_env(tmp_path, 0.5)
-    with WarmExecutor(["slowmod"], say=pytest.fail, start_beside=True) as ex:
-        results: list = []
-        threads = [threading.Thread(target=lambda i=i: results.append(
-            ex.run(make_spec(tmp_path, "pass", run_env=run_env, log=f"{i}.log")))) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert all(r.exit_code == 0 for r in results) and len(ex.server_pids) == 1
-        assert sum(not r.warm for r in results) >= 1  # the first came fresh; the others waited or forked
-
-
-def test_beside_a_failing_preload_warns_once_and_every_run_is_fresh(tmp_path):
-    said: list[str] = []
-    with WarmExecutor(["json", "no_such_module_xyz"], say=said.append, start_beside=True) as ex:
-        results = [ex.run(make_spec(tmp_path, "print('ok')", log=f"{i}.log")) for i in range(3)]
-        assert ex.server_pids == []
-    assert [r.warm for r in results] == [False, False, False]
-    assert all(r.exit_code == 0 and log_of(r).strip() == "ok" for r in results)
-    assert len(said) == 1 and "no_such_module_xyz" in said[0]
-
-
-def test_beside_close_during_the_servers_start_leaves_no_server(tmp_path):
-    run_env = slow_import_env(tmp_path, 1.5)
-    ex = WarmExecutor(["slowmod"], say=pytest.fail, start_beside=True)
-    assert not ex.run(make_spec(tmp_path, "pass", run_env=run_env)).warm
-    before = {p.pid for p in psutil.Process().children()}
-    ex.close()  # the server is still importing: it is closed once it answers, never left behind
-    assert ex.server_pids == [] and not ex._starting
-    assert all(wait_dead(pid) for pid in before)
-
-
 # -- with the loop and the config -------------------------------------------------------------
 def test_the_loop_runs_warm_with_an_executor_it_is_given(make_task):
     from autoresearch.config import load_task
@@ -400,36 +342,3 @@ def test_preload_is_read_from_the_task_config(make_task):
         direction = "maximize"
     ''')
     assert load_task(make_task(config=config)).config.task.preload == ("torch", "numpy")
-
-
-def test_the_loop_forks_every_run_but_the_first_by_default(make_task):
-    """executor_for_task starts the server beside the baseline: the baseline is fresh, the rest fork."""
-    from autoresearch.config import load_task
-    from autoresearch.execution import executor_for_task
-    from autoresearch.loop import Limits, Loop
-    from conftest import TINY_CONFIG
-
-    task = load_task(make_task(config=TINY_CONFIG.replace("[task]\n", '[task]\npreload = ["json"]\n')))
-    executor = executor_for_task(task, pytest.fail)
-    loop = Loop(task, "t1", _Counting(), executor=executor, say=lambda s: None)
-    try:
-        records = loop.run(Limits(iterations=2))
-    finally:
-        executor.close()
-    assert [r.warm for r in records] == [False, True, True]
-    assert all(r.metrics.get("score") is not None for r in records)
-
-
-class _Counting:
-    name = "counting"
-
-    def __init__(self):
-        self.n = 1
-
-    def propose(self, context):
-        from autoresearch.records import Proposal
-
-        self.n += 1
-        path = context.task_dir / "train.py"
-        path.write_text(path.read_text().replace(f"X = {self.n - 1}", f"X = {self.n}"))
-        return Proposal(f"X -> {self.n}", "count")

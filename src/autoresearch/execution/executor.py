@@ -83,6 +83,5 @@ def executor_for_task(task, say: Callable[[str], None]) -> Executor:
     if task.config.task.preload and task.config.task.warm:
         from autoresearch.execution.warm import WarmExecutor
 
-        # The server imports beside the first run: its start costs the night nothing.
-        return WarmExecutor(task.config.task.preload, say=say, start_beside=True)
+        return WarmExecutor(task.config.task.preload, say=say)
     return LocalExecutor()

@@ -348,8 +348,7 @@ class WarmExecutor(Executor):
     name = "warm"
 
     def __init__(self, preload: Sequence[str] = (), *, say: Callable[[str], None] | None = None,
-                 start_timeout: float = START_TIMEOUT, poll_interval: float = 0.1, grace: float = GRACE_SECONDS,
-                 start_beside: bool = False):
+                 start_timeout: float = START_TIMEOUT, poll_interval: float = 0.1, grace: float = GRACE_SECONDS):
         for name in preload:
             if not isinstance(name, str) or not _MODULE_NAME.fullmatch(name):
                 raise ValueError(f"preload: {name!r} is not a module name")
@@ -363,13 +362,6 @@ class WarmExecutor(Executor):
         self._servers: dict[tuple, _Server] = {}
         self._failures = 0
         self._lock = threading.Lock()
-        # start_beside: the first run of an environment starts fresh while its server imports the
-        # preloads beside it (the loop's default: the server's start then costs the night nothing);
-        # the runs after it wait for that server. Otherwise the first run waits for the server.
-        self._beside = start_beside
-        self._starting: dict[tuple, threading.Thread] = {}
-        self._begun: set[tuple] = set()
-        self._closed = False
 
     @property
     def server_pids(self) -> list[int]:
@@ -397,11 +389,6 @@ class WarmExecutor(Executor):
     def close(self) -> None:
         """Stop every server. Runs still in flight lose their server (see RunResult's note)."""
         with self._lock:
-            self._closed = True
-            starting = list(self._starting.values())
-        for thread in starting:  # a server still importing beside a run: closed once it answers
-            thread.join()
-        with self._lock:
             servers, self._servers = list(self._servers.values()), {}
         for s in servers:
             s.close()
@@ -410,59 +397,29 @@ class WarmExecutor(Executor):
     def _server_for(self, env: dict[str, str], view: View | None = None) -> _Server | None:
         """The server for runs with this environment in this sandbox view; None: run fresh."""
         key = (view, tuple(sorted((k, v) for k, v in env.items() if not k.startswith(PER_RUN_PREFIX))))
-        while True:
-            with self._lock:  # held while a server starts: concurrent runs wait rather than start twins
-                starting = self._starting.get(key)
-                if starting is None:
-                    return self._server_locked(key, env, view)
-            starting.join()  # started beside an earlier run: this run waits for it
-
-    def _server_locked(self, key: tuple, env: dict[str, str], view: View | None) -> _Server | None:
-        if self.off_reason:
-            return None
-        server = self._servers.get(key)
-        if server is not None and server.view is not None and server.active:
-            return None  # its sandbox holds a run: this one gets a fresh sandbox of its own
-        if server is not None and not server.alive():
-            del self._servers[key]
-            self._failed(server.death())
-            server.close()
-            server = None
+        with self._lock:  # held while a server starts: concurrent runs wait rather than start twins
             if self.off_reason:
                 return None
-        if server is None:
-            self._evict_idle()
-            if self._beside and key not in self._begun and not self._closed:
-                self._begun.add(key)
-                thread = threading.Thread(target=self._start_beside, args=(key, env, view), daemon=True,
-                                          name="autoresearch-warm-start")
-                self._starting[key] = thread
-                thread.start()
-                return None  # this run starts fresh
-            try:
-                server = _Server(self.preload, env, self._start_timeout, view)
-            except (RuntimeError, OSError) as exc:
-                self._off(f"warm starts off: {exc}; runs start fresh processes")
-                return None
-            self._servers[key] = server
-        server.active += 1
-        return server
-
-    def _start_beside(self, key: tuple, env: dict[str, str], view: View | None) -> None:
-        try:
-            server = _Server(self.preload, env, self._start_timeout, view)
-        except (RuntimeError, OSError) as exc:
-            with self._lock:
-                self._starting.pop(key, None)
-                self._off(f"warm starts off: {exc}; runs start fresh processes")
-            return
-        with self._lock:
-            self._starting.pop(key, None)
-            if not self._closed:
+            server = self._servers.get(key)
+            if server is not None and server.view is not None and server.active:
+                return None  # its sandbox holds a run: this one gets a fresh sandbox of its own
+            if server is not None and not server.alive():
+                del self._servers[key]
+                self._failed(server.death())
+                server.close()
+                server = None
+                if self.off_reason:
+                    return None
+            if server is None:
                 self._evict_idle()
+                try:
+                    server = _Server(self.preload, env, self._start_timeout, view)
+                except (RuntimeError, OSError) as exc:
+                    self._off(f"warm starts off: {exc}; runs start fresh processes")
+                    return None
                 self._servers[key] = server
-                return
-        server.close()
+            server.active += 1
+            return server
 
     def _evict_idle(self) -> None:
         idle = sorted((s.last_used, k) for k, s in self._servers.items() if s.active == 0)
