@@ -231,6 +231,8 @@ class SandboxSection(_Section):
     mode: Literal["auto", "required", "off"] = "off"
     network: bool = False  # runs get the network (W&B and the like); setup always has it
     writable: tuple[str, ...] = ()  # more paths runs may write, relative to the task directory or absolute
+    # more paths agent processes may write (a command agent's own tool state, ~/.mytool), as `writable`
+    agent_writable: tuple[str, ...] = ()
 
 
 class TaskConfig(_Section):
