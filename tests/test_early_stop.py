@@ -128,6 +128,18 @@ def test_a_curve_file_older_than_the_run_is_not_its_curve(tmp_path):
     assert w.look() is None and w.trace == []
 
 
+def test_a_curve_file_the_run_has_not_touched_is_not_its_curve_however_fresh(tmp_path):
+    from autoresearch.store import file_stamp
+
+    # The run before was stopped a moment ago: its curve is still there, younger than any slack.
+    left = tmp_path / "metrics.jsonl"
+    left.write_text(json.dumps({"val_acc": 0.1, "seconds": 5.0}) + "\n")
+    w = CurveWatcher(Rules(), "val_acc", "maximize", 10, EARLIER, 0.553, [left], before={left: file_stamp(left)})
+    assert w.look() is None and w.trace == []
+    left.write_text(json.dumps({"val_acc": 0.2, "seconds": 1.25}) + "\n")  # this run's first line
+    assert w.look() is None and w.trace == [(0.125, 0.2)]
+
+
 def test_watching_sets_the_run_stop_when_judged_and_passes_an_outer_stop_through(tmp_path):
     curve = tmp_path / "metrics.jsonl"
     curve.write_text("".join(json.dumps({"val_acc": v, "seconds": t * 10}) + "\n" for t, v in SLOW))

@@ -177,7 +177,7 @@ def load_trace(run_dir: Path, primary: str, budget: float) -> Trace:
                         if math.isfinite(float(t)) and math.isfinite(float(v))]
         except (ValueError, TypeError, AttributeError, OSError):
             pass  # a torn or foreign file: fall back to the curve itself
-    from autoresearch.analysis.curves import load_curve
+    from autoresearch.curves import load_curve
     return trace_from_points(load_curve(run_dir), primary, budget)
 
 
@@ -196,11 +196,12 @@ class CurveWatcher:
 
     `sources`: the files the run's curve appears in, first found first used (the task's
     metrics.jsonl, then the run's log.txt for `epoch ... val_acc ...` lines). A metrics.jsonl
-    older than the run is an earlier run's and is ignored."""
+    older than the run, or one whose `store.file_stamp` is still the one in `before` (taken
+    before the run started), is an earlier run's and is ignored."""
 
     def __init__(self, rules: Rules, primary: str, direction: str, budget: float,
                  earlier: Sequence[Trace], best_value: float | None, sources: Sequence[Path],
-                 clock=time.monotonic, may_stop: bool = True):
+                 clock=time.monotonic, may_stop: bool = True, before: dict | None = None):
         self.may_stop = may_stop  # False: the curve is recorded, never judged (a baseline)
         self.rules, self.primary, self.direction, self.budget = rules, primary, direction, budget
         self.earlier = [t for t in earlier if t]
@@ -212,6 +213,8 @@ class CurveWatcher:
         self._seen_at: list[float] = []
         self._started = clock()
         self._wall_started = time.time()
+        # store.file_stamp of each source before the run: a file still like that is an earlier run's.
+        self._before = {Path(k): v for k, v in (before or {}).items() if v is not None}
 
     def look(self) -> Stop | None:
         """One look at the curve: extend the trace, judge it. Safe to call at any moment."""
@@ -225,10 +228,14 @@ class CurveWatcher:
         return self.decision
 
     def _points(self) -> list[dict]:
+        from autoresearch.store import file_stamp
+
         for source in self.sources:
             try:
                 if not source.is_file() or source.stat().st_mtime + 1.0 < self._wall_started:
                     continue
+                if source in self._before and file_stamp(source) == self._before[source]:
+                    continue  # untouched since before the run (the last one, stopped a moment ago, wrote it)
                 with open(source, "rb") as fh:
                     text = fh.read(READ_LIMIT).decode("utf-8", errors="replace")
             except OSError:
@@ -237,7 +244,7 @@ class CurveWatcher:
             if lines and not text.endswith("\n"):
                 lines = lines[:-1]  # a line being written: read it next time
             text = "\n".join(lines)
-            from autoresearch.analysis.curves import parse_jsonl, parse_log  # the loop loads no analysis up front
+            from autoresearch.curves import parse_jsonl, parse_log
 
             points = parse_jsonl(text) if source.suffix == ".jsonl" else parse_log(text)
             if points:
@@ -300,5 +307,9 @@ def watcher_for(task, store, history, run_dir: Path, *, may_stop: bool,
     best_value = best.metrics.get(primary) if best is not None else None
     if not isinstance(best_value, (int, float)) or isinstance(best_value, bool) or not math.isfinite(best_value):
         best_value = None
-    return CurveWatcher(rules, primary, task.metrics.direction, budget, earlier, best_value,
-                        [Path(task.dir) / "metrics.jsonl", Path(run_dir) / "log.txt"], may_stop=may_stop)
+    from autoresearch.store import file_stamp
+
+    sources = [Path(task.dir) / "metrics.jsonl", Path(run_dir) / "log.txt"]
+    # Made just before the run starts: what the sources are now is what an earlier run left.
+    return CurveWatcher(rules, primary, task.metrics.direction, budget, earlier, best_value, sources,
+                        may_stop=may_stop, before={s: file_stamp(s) for s in sources})
