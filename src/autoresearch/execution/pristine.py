@@ -166,6 +166,7 @@ class Night:
     baseline: dict[str, tuple] = field(default_factory=dict)
     baseline_dirs: set[str] = field(default_factory=set)
     readonly_hashes: dict[str, str] = field(default_factory=dict)  # untracked read-only files, as first seen
+    tracked: frozenset[str] | None = None  # git's files in the task directory
 
 
 @dataclass
@@ -223,12 +224,18 @@ def after_run(loop, before: Before, *, users_code: bool) -> Left:
     after = scan(task_dir)
     globs = tuple(task.config.task.outputs)
     touched = [n for n, s in _stamps(task_dir, task.readonly).items() if s != before.readonly.get(n)]
+    # Every committed file but the editable ones is read-only to a run (a data file the eval reads).
+    editable = {PurePosixPath(e).as_posix() for e in task.editable}
+    touched += [p for p in _tracked(loop, night) if p not in editable and before.tree.files.get(p) != after.files.get(p)]
     venv = interpreter_root(task)
     if venv is not None:
-        touched += [p for p, s in after.files.items()
-                    if _under(p, venv) and p in before.tree.files and before.tree.files[p] != s]
+        # Changed, or new (a .pth, a sitecustomize): the eval's `python` would run it. A new
+        # bytecode file is Python's own caching, removed with the rest.
+        touched += [p for p, s in after.files.items() if _under(p, venv) and before.tree.files.get(p) != s
+                    and (p in before.tree.files or not p.endswith((".pyc", ".pyo")))]
+        touched += [p for p in before.tree.files if _under(p, venv) and p not in after.files]
     produced = [p for p, s in after.files.items() if before.tree.files.get(p) != s and matches(p, globs)]
-    outputs = [p for p in produced if stat.S_ISREG(after.files[p][2]) and not p.endswith(CODE_SUFFIXES)]
+    outputs = [p for p in produced if _is_output(p, after.files[p], globs)]
     not_outputs = sorted(set(produced) - set(outputs))
     missing = [g for g in globs if not any(matches(p, [g]) for p in outputs)]
     created = sorted(p for p in after.files if p not in before.tree.files and p not in outputs and p not in CURVES
@@ -239,10 +246,9 @@ def after_run(loop, before: Before, *, users_code: bool) -> Left:
                 night.baseline[p] = s
         night.baseline_dirs |= set(after.dirs) - set(night.began.dirs)
         return Left(sorted(outputs), missing, not_outputs, sorted(touched), [], created)
-    keep = set(outputs)
     removed = []
     for p, s in sorted(after.files.items()):
-        if p in night.began.files or p in keep or p in CURVES or _derived(p):
+        if p in night.began.files or p in CURVES or _derived(p) or _is_output(p, s, globs):
             continue
         if night.baseline.get(p) == s:
             continue
@@ -255,6 +261,20 @@ def after_run(loop, before: Before, *, users_code: bool) -> Left:
         except OSError:
             pass
     return Left(sorted(outputs), missing, not_outputs, sorted(set(touched)), removed, created)
+
+
+def _is_output(path: str, stamp: tuple, globs) -> bool:
+    """A regular file matching an output glob, and no code: it stays after every run (the
+    checkpoint of a keep is there in the morning); only this run's go to its eval."""
+    return stat.S_ISREG(stamp[2]) and not path.endswith(CODE_SUFFIXES) and matches(path, globs)
+
+
+def _tracked(loop, night: Night) -> frozenset[str]:
+    """The files git tracks in the task directory (relative to it), listed once a night."""
+    if night.tracked is None:
+        out = loop.git("ls-files", "-z", "--", ".")
+        night.tracked = frozenset(p for p in out.split("\0") if p)
+    return night.tracked
 
 
 def _under(path: str, folder: str) -> bool:
@@ -383,6 +403,10 @@ def _readonly_not_committed(loop, task_dir: Path) -> None:
         shutil.copy2(source, target)
 
 
+def _link(source: Path, target: Path) -> None:
+    os.link(source, target, follow_symlinks=False)  # another file system: OSError, and a copy instead
+
+
 def _place_outputs(source_dir: Path, task_dir: Path, outputs: Iterable[str]) -> list[Path]:
     outputs = list(outputs)
     placed, need = [], 0
@@ -398,7 +422,7 @@ def _place_outputs(source_dir: Path, task_dir: Path, outputs: Iterable[str]) -> 
         source, target = source_dir / rel, task_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(source, target, follow_symlinks=False)  # no bytes moved: a 20 GB checkpoint costs nothing
+            _link(source, target)  # no bytes moved: a 20 GB checkpoint costs nothing
         except OSError:
             copied.append((source, target))
         placed.append(target)
