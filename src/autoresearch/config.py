@@ -52,6 +52,9 @@ class TaskSection(_Section):
     outputs: tuple[str, ...] = ()
     # Modules imported once by a warm-start server that forks each `python script.py` run (warm.py).
     preload: tuple[str, ...] = ()
+    # Warm starts for plain `python script.py` runs when `preload` names modules; false: every run
+    # is a fresh process (a script that must set the environment before its imports, say).
+    warm: bool = True
     # Stop after this many crashes in a row, of any kind; 0 never stops. --max-crashes overrides it.
     max_consecutive_crashes: int = Field(default=5, ge=0)
     # Pause after this many runs in a row that failed because of the setup (a missing package,
@@ -239,6 +242,8 @@ class SandboxSection(_Section):
     mode: Literal["auto", "required", "off"] = "off"
     network: bool = False  # runs get the network (W&B and the like); setup always has it
     writable: tuple[str, ...] = ()  # more paths runs may write, relative to the task directory or absolute
+    # more paths agent processes may write (a command agent's own tool state, ~/.mytool), as `writable`
+    agent_writable: tuple[str, ...] = ()
 
 
 class TaskConfig(_Section):

@@ -6,7 +6,7 @@ import abc
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.records import Experiment, Proposal
@@ -58,6 +58,9 @@ class Context:
     seed: int = 0
     stop_event: threading.Event | None = None  # set on Ctrl-C: stop the agent's process too
     on_process_start: Callable[[int], None] | None = None  # report a started pid, for cleanup after a crash
+    # execution.agent_sandbox.AgentSandbox: run the agent's processes inside bubblewrap, with the
+    # view its `view(kind, env, scratch)` gives; None: not sandboxed ([sandbox] mode off, or unavailable).
+    sandbox: Any = None
     extra: dict = field(default_factory=dict)
     # Proposals of this iteration that repeated earlier code and were not run, oldest first:
     # propose something else. The prompt says the same in its "Not run" section.

@@ -25,7 +25,7 @@ from autoresearch.execution import pristine
 from autoresearch.execution.supervise import RUN_TOKEN_ENV
 from autoresearch.verdict import Reason, Verdict
 from autoresearch.secrets import redact, redact_file, secret_values
-from autoresearch.store import capture_curve
+from autoresearch.store import CURVE_NAME, capture_curve, file_stamp
 
 if TYPE_CHECKING:
     from autoresearch.loop.core import Loop
@@ -38,12 +38,13 @@ def measure(loop: "Loop", attempt: Attempt) -> None:
     env = run_env(loop, attempt.n, attempt.seed)
     git_state = loop.git.guarded_state()  # hooks, info/exclude: the run (or eval) must not change them
     watcher = _watcher(loop, attempt)
+    curve_before = file_stamp(loop.task.dir / CURVE_NAME)  # an earlier run's curve, if it is still there
     before = pristine.before_run(loop)  # what the tree held: what the run creates there is removed after it
     result = _run(loop, attempt, env, watcher)
     secrets = secret_values(env)  # keys the task's [task] env hands its runs: kept out of the log we keep
     if secrets and redact_file(result.log_path, secrets):
         result = replace(result, output_tail=redact(result.output_tail, secrets))
-    capture_curve(loop.task.dir, attempt.run_dir, time.time() - result.wall_seconds)  # before any reset
+    capture_curve(loop.task.dir, attempt.run_dir, time.time() - result.wall_seconds, curve_before)  # before any reset
     attempt.left = pristine.after_run(loop, before, users_code=attempt.kind in (Kind.BASELINE, Kind.REPEAT))
     loop.checkpoint()
     attempt.result = result
