@@ -163,6 +163,7 @@ editable = ["train.py"]
 readonly = ["prepare.py"]
 time_budget = 5
 timeout = 30
+outputs = ["env_seen_by_run.txt"]
 
 [metrics]
 primary = "score"

@@ -46,6 +46,10 @@ class TaskSection(_Section):
     eval: str | None = Field(default=None, min_length=1)
     # Held-out check run on the best commits at the end of a run, or by `autoresearch confirm`.
     final_eval: str | None = Field(default=None, min_length=1)
+    # Globs (relative to the task directory) of the files a run writes that stay after it and that the
+    # trusted eval gets in its pristine copy (a checkpoint, predictions); everything else a run creates
+    # in the task directory is removed after it (execution/pristine.py). Each must match a file the run wrote.
+    outputs: tuple[str, ...] = ()
     # Modules imported once by a warm-start server that forks each `python script.py` run (warm.py).
     preload: tuple[str, ...] = ()
     # Warm starts for plain `python script.py` runs when `preload` names modules; false: every run
@@ -74,6 +78,13 @@ class TaskSection(_Section):
     @classmethod
     def _env_names(cls, v):
         return _check_env_names(v)
+
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _a_list_of_globs(cls, v):
+        if isinstance(v, str) or not isinstance(v, (list, tuple)) or not all(isinstance(g, str) for g in v):
+            raise ValueError("must be a list of globs relative to the task directory, e.g. [\"checkpoints/*.pt\"]")
+        return v
 
     @field_validator("run", "eval", "final_eval", "setup")
     @classmethod
@@ -543,6 +554,11 @@ def _check_files(path: Path, directory: Path, config: TaskConfig) -> None:
                 raise ConfigError(path, key, f"{name!r} is inside .git; list the task's own files, never git's")
             if not p.is_file():
                 raise ConfigError(path, key, f"{name!r} does not exist in {directory}; correct the name or create the file")
+    from autoresearch.execution.pristine import outputs_problem
+
+    problem = outputs_problem(config.task.outputs, (*config.task.editable, *config.task.readonly))
+    if problem:
+        raise ConfigError(path, "task.outputs", problem)
     both = set(config.task.editable) & set(config.task.readonly)
     if both:
         raise ConfigError(path, "task.readonly", f"{sorted(both)} are also editable; a file is one or the other")
