@@ -158,7 +158,7 @@ sys.stderr.write(repr(sorted(os.environ.items())))
 p = pathlib.Path("train.py")
 p.write_text(re.sub(r"X = [0-9.]+", "X = 2.0", p.read_text()))
 """
-SPY_CONFIG = tiny_config(timeout=30) + """
+SPY_CONFIG = tiny_config(timeout=30, task='outputs = ["env_seen_by_run.txt"]\n') + """
 [agent]
 kind = "command"
 command = "python ../spy_agent.py"

@@ -36,7 +36,7 @@ def test_trusted_eval_decides_and_flags_a_lying_footer(make_task):
         print(f"score: {X + LIE:.6f}")
     '''
     prepare = 'import sys\nDATA = "fixed"\nif "--evaluate" in sys.argv:\n    print("---")\n    print(f"score: {float(open(\'prediction.txt\').read()):.6f}")\n'
-    task = make_task(train=train, config=config('eval = "python prepare.py --evaluate"'))
+    task = make_task(train=train, config=config('eval = "python prepare.py --evaluate"\noutputs = ["prediction.txt"]'))
     (task / "prepare.py").write_text(prepare)
     from conftest import git
     git(task, "commit", "-qam", "evaluation harness")
