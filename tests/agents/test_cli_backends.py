@@ -347,3 +347,20 @@ def test_user_runs_claude_with_a_cost_limit_then_status_json(make_task, fake_cli
     assert (task_dir / "program.md").read_text() == program
     proposed = (task_dir / "program.proposed.md").read_text()
     assert proposed.startswith(program.rstrip()) and "Lessons from run x" in proposed and "Raise X to 2.0" in proposed
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_a_repeat_goes_back_to_the_cli_in_its_next_prompt(make_task, fake_cli, monkeypatch, kind):
+    """Issue 12: the same code as iteration 1 is not run again; the CLI is asked again, and its
+    prompt says what it repeated; two in a row end the iteration as an agent crash."""
+    monkeypatch.setenv("FAKE_VALUE", "0.5")  # every call sets X = 0.5: a discard, then repeats of it
+    task_dir, loop, record = run(make_task, kind, iterations=2, extra="max_repeats = 2\n")
+    first = loop.store.ledger.records[1]
+    assert first.status is Status.DISCARD and first.metrics["score"] == 0.5
+    assert record.iteration == 2 and record.status is Status.CRASH
+    assert record.reason == "agent: 2 proposals in a row repeated earlier experiments (iterations 1, 1); none was run"
+    prompts = [c["prompt"] for c in fake_cli.calls() if "Tiny task" in c["prompt"]]
+    assert len(prompts) == 3 and "Not run: your proposal" not in prompts[1]
+    assert f"gives the same code as iteration 1 (commit {first.commit[:7]}, score = 0.5)" in prompts[2]
+    assert record.cost_usd == pytest.approx(2 * COST[kind]) and record.tokens == 2 * TOKENS[kind]
+    assert not (loop.store.run_dir(2) / "log.txt").exists()
