@@ -55,3 +55,33 @@ def run(task, agent, n, tag="t1", **kw):
 def cli(*args, cwd=None):
     """`python -m autoresearch ...` in a fresh process, as a user types it."""
     return subprocess.run([sys.executable, "-m", "autoresearch", *args], capture_output=True, text=True, cwd=cwd)
+
+
+# -- processes a run reports -------------------------------------------------------------------
+# What a run's script writes to name one of its processes: inside the sandbox os.getpid() is the
+# sandbox's own numbering, so the pid goes with its PID namespace. (Code text: `os` imported.)
+def pid_expr(pid: str = "os.getpid()") -> str:
+    return f"str({pid}) + ' ' + os.readlink('/proc/self/ns/pid')"
+
+
+PID_EXPR = pid_expr()
+
+
+def process_named(text: str):
+    """The live (not zombie) process a run's pid text names ("PID pid:[N]", or a plain PID), or None."""
+    import os
+
+    import psutil
+
+    from autoresearch.execution.sandbox import namespace_pid
+
+    pid, _, namespace = text.strip().partition(" ")
+    candidates = psutil.process_iter() if namespace else [psutil.Process(int(pid))] if psutil.pid_exists(int(pid)) else []
+    for p in candidates:
+        try:
+            if namespace and (namespace_pid(p.pid) != int(pid) or os.readlink(f"/proc/{p.pid}/ns/pid") != namespace):
+                continue
+            return p if p.status() != psutil.STATUS_ZOMBIE else None
+        except (OSError, psutil.Error):
+            continue
+    return None

@@ -6,10 +6,13 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
+from autoresearch.execution import sandbox
 from conftest import git
+from helpers import process_named
+
+SANDBOXED = not sandbox.probe()  # [sandbox] mode = "auto" (the default) puts runs in bubblewrap here
 
 AGENT = '''\
 import os, pathlib, re, time
@@ -17,7 +20,7 @@ n = int(os.environ["AUTORESEARCH_ITERATION"])
 p = pathlib.Path("train.py")
 p.write_text(re.sub(r"X = [0-9.]+", f"X = {n + 1}.0", p.read_text()))
 if pathlib.Path("hold_agent").exists():
-    pathlib.Path("agent_started").write_text(str(os.getpid()))
+    pathlib.Path("agent_started").write_text(str(os.getpid()) + " " + os.readlink("/proc/self/ns/pid"))
     time.sleep(60)
 print(f"X -> {n + 1}")
 print("Raise X because a larger X scores higher.")
@@ -27,7 +30,7 @@ TRAIN = '''\
 import os, pathlib, time
 X = 1.0
 if pathlib.Path("hold_run").exists() and X > 1:
-    pathlib.Path("run_started").write_text(str(os.getpid()))
+    pathlib.Path("run_started").write_text(str(os.getpid()) + " " + os.readlink("/proc/self/ns/pid"))
     time.sleep(60)
 print("---")
 print(f"score: {X:.6f}")
@@ -62,7 +65,16 @@ def wait_for(path: Path, timeout=30):
         assert time.time() < deadline, f"{path} never appeared"
         time.sleep(0.05)
     time.sleep(0.2)
-    return int(path.read_text())
+    return path.read_text()  # "PID pid:[namespace]": inside the sandbox the pid is the sandbox's own
+
+
+def gone(pid_text: str, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while process_named(pid_text) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def rows(task):
@@ -84,15 +96,17 @@ def test_sigkill_mid_iteration_then_resume(make_task, stage, tmp_path):
     proc.wait(10)
     before = (task / "results.tsv").read_text()
     assert len(before.splitlines()) == 3  # no half-done row
-    if stage == "hold_run":
-        assert psutil.pid_exists(child)  # the training group outlived the orchestrator...
+    if stage == "hold_run" and SANDBOXED:
+        assert gone(child)  # the sandbox dies with the orchestrator (bwrap --die-with-parent)
+    elif stage == "hold_run":
+        assert process_named(child) is not None  # the training group outlived the orchestrator...
 
     (task / stage).unlink()
     proc = start(task, 1)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "interrupted" in out
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE  # ...until resume
+    assert process_named(child) is None  # ...until resume
     lines = rows(task)
     assert len(lines) == 4, lines
     assert [line.split("\t")[3] for line in lines[1:]] == ["keep", "keep", "keep"]
@@ -109,7 +123,7 @@ BASELINE_HOLD = '''\
 import os, pathlib, time
 X = 1.0
 if pathlib.Path("hold_baseline").exists():
-    pathlib.Path("run_started").write_text(str(os.getpid()))
+    pathlib.Path("run_started").write_text(str(os.getpid()) + " " + os.readlink("/proc/self/ns/pid"))
     time.sleep(60)
 print("---")
 print(f"score: {X:.6f}")
@@ -135,7 +149,7 @@ def test_sigkill_during_the_baseline_then_resume(make_task):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "interrupted" in out
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    assert process_named(child) is None
     lines = rows(task)
     assert [line.split("\t")[3] for line in lines[1:]] == ["keep", "keep"], lines
     assert "baseline" in lines[1]
