@@ -147,6 +147,7 @@ class RunStatus:
             "training_share": training_share(self.records),
             "warm_runs": sum(1 for r in self.records if r.warm),
             "sandboxed_runs": sum(1 for r in self.records if r.sandboxed),
+            "sandbox_mode": self.task.config.sandbox.mode,
             "runs": sum(1 for r in self.records if r.wall_seconds > 0),
             "warm_saved_seconds": round(sum(r.startup_saved_seconds or 0.0 for r in self.records if r.warm), 2),
             "cost_usd": spent.cost_usd, "tokens": spent.tokens,

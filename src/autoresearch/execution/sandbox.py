@@ -193,6 +193,22 @@ def resolve(mode: str, say) -> bool:
     return False
 
 
+def why_off(mode: str) -> str:
+    """Why runs under `mode` go unsandboxed on this machine; "" where they are sandboxed."""
+    if mode == "off":
+        return '[sandbox] mode = "off"'
+    return probe()
+
+
+def runs_line(sandboxed: int, runs: int, mode: str) -> str:
+    """What `status` and the report say of a night's sandbox: how many of its runs were in it, and
+    why the others were not (as far as this machine and the config tell now)."""
+    line = f"{sandboxed} of {runs} runs ran sandboxed (bubblewrap)"
+    if sandboxed < runs:
+        line += f"; NOT sandboxed: {why_off(mode) or 'earlier sessions ran without it'}"
+    return line
+
+
 class SandboxUnavailable(AutoresearchError):
     """`[sandbox] mode = "required"` where bwrap cannot work."""
 
