@@ -39,6 +39,7 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     `gpus="0,1"` or `workers=N` (N > 1) runs one worker per slot, sharing one ledger.
     `executor="ray"` (and `ray_address`) overrides the config's [executor]: runs become Ray tasks."""
     from autoresearch.analysis.observer import refresh as refresh_analysis  # not needed to fail fast
+    from autoresearch.analysis.prewarm import ReportPrewarm
 
     from autoresearch.agents import KINDS
 
@@ -52,24 +53,25 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     kind = agent or task.agent.kind
     limits = Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,
                     max_cost_usd=max_cost_usd)
+    prewarm = ReportPrewarm()  # the final report's imports, loaded beside the second run
     if gpus or (workers or 1) > 1:
         slots = parse_slots(gpus, workers)
         make_agent = lambda i: create_agent(kind, task, seed=seed + i)  # noqa: E731
         records = run_workers(task, tag, make_agent, slots, limits, say=say, stop_event=stop_event,
-                              observers=[refresh_analysis, budget_watch(task, say)])
+                              observers=[refresh_analysis, budget_watch(task, say), prewarm])
         from autoresearch.live.state import clear_stop
 
         clear_stop(RunStore(task.dir, tag).root)  # the workers honoured it (or the night ended first)
     else:
         loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event,
-                    observers=[refresh_analysis, budget_watch(task, say)])
+                    observers=[refresh_analysis, budget_watch(task, say), prewarm])
         records = loop.run(limits)
     paused = crash_policy.should_pause_for_agent(sorted(records, key=lambda r: r.iteration),
                                                  task.config.task.pause_after_env_errors)
     if paused:  # the agent cannot work (every worker paused on it): the reports are written, the exit says so
-        _final_reports(task, tag, say)
+        _final_reports(task, tag, say, prewarm)
         raise AgentPaused(paused)
-    _final_reports(task, tag, say)
+    _final_reports(task, tag, say, prewarm)
     if task.config.task.final_eval and records and not (stop_event and stop_event.is_set()):
         integrity.final_eval(task, RunStore(task.dir, tag), say=say)  # the held-out check on the best commits
     if evolve_program:
@@ -155,16 +157,19 @@ class RunStatus:
         }
 
 
-def _final_reports(task: Task, tag: str, say: Callable[[str], None]) -> None:
+def _final_reports(task: Task, tag: str, say: Callable[[str], None], prewarm=None) -> None:
     """The progress plot and the HTML report at the end of a run; a failure here loses nothing."""
     store = RunStore(task.dir, tag)
     if not store.ledger.exists():
         return
+    if prewarm is not None:
+        prewarm.wait()  # never two threads drawing at once
     try:
         from autoresearch.analysis.plot import plot_progress
         from autoresearch.analysis.report import write_report
         plot = plot_progress(task, store, store.shown("progress.png"))  # the store's copy where git tracks one
-        say(f"report: {write_report(task, store, store.shown('report.html'))}   plot: {plot}")
+        # The report embeds the plot just drawn rather than drawing it again.
+        say(f"report: {write_report(task, store, store.shown('report.html'), progress_png=plot)}   plot: {plot}")
     except Exception as exc:
         say(f"warning: the report could not be written ({type(exc).__name__}: {exc}); `autoresearch report` retries")
 

@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoresearch.errors import AutoresearchError, ConfigError
+from autoresearch.memo import DEFAULT_PLATEAU  # the one plateau rule's default
 
 CONFIG_NAME = "autoresearch.toml"
 STORE_DIR = ".autoresearch"  # the run store (store.py), where an inferred config is kept per tag
@@ -47,6 +48,9 @@ class TaskSection(_Section):
     final_eval: str | None = Field(default=None, min_length=1)
     # Modules imported once by a warm-start server that forks each `python script.py` run (warm.py).
     preload: tuple[str, ...] = ()
+    # Warm starts for plain `python script.py` runs when `preload` names modules; false: every run
+    # is a fresh process (a script that must set the environment before its imports, say).
+    warm: bool = True
     # Stop after this many crashes in a row, of any kind; 0 never stops. --max-crashes overrides it.
     max_consecutive_crashes: int = Field(default=5, ge=0)
     # Pause after this many runs in a row that failed because of the setup (a missing package,
@@ -164,7 +168,7 @@ class AgentSection(_Section):
     recent: int = Field(default=10, ge=1)  # experiments shown in full in the prompt
     prompt_budget: int = Field(default=24_000, ge=2_000)  # characters the prompt may take
     memo_every: int = Field(default=5, ge=0)  # refresh the strategy memo every K iterations (0: never)
-    plateau: int = Field(default=5, ge=0)  # iterations without a keep that make a plateau (0: off)
+    plateau: int = Field(default=DEFAULT_PLATEAU, ge=0)  # iterations without a keep that make a plateau (0: off)
     max_fix_attempts: int = Field(default=2, ge=0)  # repairs of a crashed change before it is abandoned
     # Proposals in a row whose code repeats an earlier experiment: each goes back to the agent
     # with what it repeats; this many end the iteration as an `agent` crash (nothing is run).
@@ -227,6 +231,8 @@ class SandboxSection(_Section):
     mode: Literal["auto", "required", "off"] = "auto"
     network: bool = False  # runs get the network (W&B and the like); setup always has it
     writable: tuple[str, ...] = ()  # more paths runs may write, relative to the task directory or absolute
+    # more paths agent processes may write (a command agent's own tool state, ~/.mytool), as `writable`
+    agent_writable: tuple[str, ...] = ()
 
 
 class TaskConfig(_Section):

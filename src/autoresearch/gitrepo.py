@@ -254,9 +254,13 @@ class Git:
         self(*self._ident(), "commit", "-q", "--no-verify", "--allow-empty", "-F", "-", "--", *paths, input=message)
         return self.head()
 
-    def has_commit(self, commit: str) -> bool:
-        """The object is there and a commit (one gc'd, or never fetched, is not)."""
-        return bool(commit) and bool(self("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}", check=False).strip())
+    def existing_commits(self, commits) -> set[str]:
+        """Those of `commits` that are commits in the repository (one gc'd, or never fetched, is not); one call."""
+        wanted = sorted({c for c in commits if c})
+        if not wanted:
+            return set()
+        out = self("cat-file", "--batch-check=%(objectname) %(objecttype)", input="\n".join(wanted) + "\n")
+        return {line.split()[0] for line in out.splitlines() if line.endswith(" commit")}
 
     def keep_reachable(self, ref: str, commit: str) -> None:
         self("update-ref", ref, commit)

@@ -25,7 +25,7 @@ from autoresearch.execution import sandbox
 from autoresearch.execution.warm import WarmExecutor
 from autoresearch.records import RunSpec
 
-from test_sandbox import _listener, repo, survivors, view_for, wait_no_survivors  # noqa: F401 (a fixture)
+from sandbox_helpers import _listener, repo, survivors, view_for, wait_no_survivors  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.skipif(bool(sandbox.probe()), reason=f"no sandbox here: {sandbox.probe()}")
 

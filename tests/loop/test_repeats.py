@@ -7,9 +7,6 @@ as an `agent` crash. Every results.tsv row's commit is that experiment's own com
 
 from __future__ import annotations
 
-import json
-import re
-
 import pytest
 
 from autoresearch.agents import Repeat, create_agent

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import abc
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.records import Experiment, Proposal
@@ -57,13 +58,16 @@ class Context:
     seed: int = 0
     stop_event: threading.Event | None = None  # set on Ctrl-C: stop the agent's process too
     on_process_start: Callable[[int], None] | None = None  # report a started pid, for cleanup after a crash
+    # execution.agent_sandbox.AgentSandbox: run the agent's processes inside bubblewrap, with the
+    # view its `view(kind, env, scratch)` gives; None: not sandboxed ([sandbox] mode off, or unavailable).
+    sandbox: Any = None
     extra: dict = field(default_factory=dict)
     # Proposals of this iteration that repeated earlier code and were not run, oldest first:
     # propose something else. The prompt says the same in its "Not run" section.
     repeats: tuple[Repeat, ...] = ()
 
 
-class Agent:
+class Agent(abc.ABC):
     """Edits the editable files in `context.task_dir` and says what it did.
 
     `propose` is the one method a backend must write; the hooks below are what the loop may
@@ -79,8 +83,9 @@ class Agent:
     name: str = "agent"
     repairs: bool = True
 
+    @abc.abstractmethod
     def propose(self, context: Context) -> Proposal:
-        raise NotImplementedError
+        """Edit the files of `context.task_dir` (editable ones only) and say what and why."""
 
     def check(self) -> None:
         """Raise AutoresearchError with a fix when the agent cannot work here."""

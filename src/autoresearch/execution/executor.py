@@ -80,7 +80,7 @@ def executor_for_task(task, say: Callable[[str], None]) -> Executor:
         from autoresearch.execution.ray_executor import RayExecutor
 
         return RayExecutor.from_task(task)
-    if task.config.task.preload:
+    if task.config.task.preload and task.config.task.warm:
         from autoresearch.execution.warm import WarmExecutor
 
         return WarmExecutor(task.config.task.preload, say=say)

@@ -59,6 +59,10 @@ class View:
     network: bool = False
     private_tmp: bool = True  # a fresh /tmp of its own
     home: str = field(default_factory=lambda: os.path.expanduser("~"))
+    # More bwrap mount arguments, after the root's and before `writable`: an agent's mirrored
+    # folders (agent_sandbox.py). Not moved to another machine.
+    mounts: tuple[str, ...] = ()
+    credentials: bool = True  # hide the home's CREDENTIALS (an agent's view hides all but its own itself)
 
     def moved(self, old_root: str, new_root: str) -> "View":
         """The same view of a copy of the tree at `new_root` (a Ray node's scratch folder), with this
@@ -99,9 +103,10 @@ class View:
         args += ["--ro-bind", self.root, self.root]  # again, in case /tmp's tmpfs covered it
         for prefix in _interpreters_under_tmp():  # a venv under /tmp (a CI clone) stays usable
             args += ["--ro-bind", prefix, prefix]
+        args += self.mounts
         # Later mounts go on top of earlier ones: open up, hide, open up what lies inside a
         # hidden folder (a worker's worktree in the store), then close again.
-        hidden = [*self.hidden, *(os.path.join(self.home, c) for c in CREDENTIALS)]
+        hidden = [*self.hidden, *(os.path.join(self.home, c) for c in CREDENTIALS if self.credentials)]
         inside = [w for w in self.writable if any(_under(w, h) for h in hidden)]
         args += _binds("--bind", [w for w in self.writable if w not in inside])
         for path in hidden:

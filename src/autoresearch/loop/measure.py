@@ -23,7 +23,7 @@ from autoresearch.loop.attempt import Attempt, GpuFacts, Kind
 from autoresearch.records import RunResult, RunSpec
 from autoresearch.execution.supervise import RUN_TOKEN_ENV
 from autoresearch.secrets import redact, redact_file, secret_values
-from autoresearch.store import capture_curve
+from autoresearch.store import CURVE_NAME, capture_curve, file_stamp
 
 if TYPE_CHECKING:
     from autoresearch.loop.core import Loop
@@ -36,11 +36,12 @@ def measure(loop: "Loop", attempt: Attempt) -> None:
     env = run_env(loop, attempt.n, attempt.seed)
     git_state = loop.git.guarded_state()  # hooks, info/exclude: the run (or eval) must not change them
     watcher = _watcher(loop, attempt)
+    curve_before = file_stamp(loop.task.dir / CURVE_NAME)  # an earlier run's curve, if it is still there
     result = _run(loop, attempt, env, watcher)
     secrets = secret_values(env)  # keys the task's [task] env hands its runs: kept out of the log we keep
     if secrets and redact_file(result.log_path, secrets):
         result = replace(result, output_tail=redact(result.output_tail, secrets))
-    capture_curve(loop.task.dir, attempt.run_dir, time.time() - result.wall_seconds)  # before any reset
+    capture_curve(loop.task.dir, attempt.run_dir, time.time() - result.wall_seconds, curve_before)  # before any reset
     loop.checkpoint()
     attempt.result = result
     attempt.metrics = _metrics(loop, result)

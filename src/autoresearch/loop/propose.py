@@ -15,6 +15,7 @@ from autoresearch import guard, outer
 from autoresearch.agents.base import Context, Repeat
 from autoresearch.atomic import write_text
 from autoresearch.decision import total_code_lines
+from autoresearch.execution.agent_sandbox import AgentSandbox
 from autoresearch.errors import AutoresearchError
 from autoresearch.loop.attempt import Attempt, Kind
 from autoresearch.prompt import render_prompt
@@ -81,7 +82,7 @@ def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
         repeats=tuple(attempt.repeats), task_dir=task.dir, iteration=n, editable=task.editable, readonly=task.readonly,
         history=attempt.history, best=attempt.best, primary=loop.rules.primary, direction=loop.rules.direction,
         prompt=prompt, prompt_file=prompt_file, seed=0, stop_event=loop.stop_event,
-        on_process_start=lambda pid: loop.track(pid, "agent"),
+        on_process_start=lambda pid: loop.track(pid, "agent"), sandbox=_agent_sandbox(loop),
     )
     try:
         proposal = loop.agent.propose(context)
@@ -97,6 +98,16 @@ def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
         return proposal
     root = repair.repair_of if repair.repair_of is not None else repair.iteration  # the change being repaired
     return replace(proposal, data={**proposal.data, "repair_of": root})
+
+
+def _agent_sandbox(loop: "Loop") -> AgentSandbox | None:
+    """What the agent's processes may change when they are sandboxed (as the runs are), else None."""
+    if not loop.sandbox.on:
+        return None
+    task = loop.task
+    return AgentSandbox(task_dir=task.dir, repo_root=loop.repo_root, store_root=loop.store.root,
+                        editable=task.editable, readonly=task.readonly,
+                        writable=task.config.sandbox.agent_writable)
 
 
 def propose_new(loop: "Loop", attempt: Attempt) -> None:
