@@ -94,8 +94,6 @@ PID_EXPR = pid_expr()
 
 def process_named(text: str):
     """The live (not zombie) process a run's pid text names ("PID pid:[N]", or a plain PID), or None."""
-    import os
-
     import psutil
 
     from autoresearch.execution.sandbox import namespace_pid
