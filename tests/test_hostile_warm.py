@@ -5,6 +5,7 @@ and the report say of the night's sandbox.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -17,12 +18,49 @@ from autoresearch.analysis.report import render_report
 from autoresearch.config import load_task
 from autoresearch.execution import sandbox
 from autoresearch.loop import Limits, Loop
-from autoresearch.records import Status
+from autoresearch.records import Proposal, Status
 from autoresearch.store import RunStore
 
-from test_hostile import CONFIG, FOOTER, PREAMBLE, Edits, ledger_lines, needs_sandbox, to_x2
+WARM = '''\
+[task]
+run = "python train.py"
+editable = ["train.py"]
+readonly = ["prepare.py"]
+time_budget = 1
+timeout = 20
+preload = ["json"]
 
-WARM = CONFIG.replace('timeout = 20', 'timeout = 20\npreload = ["json"]')
+[metrics]
+primary = "score"
+direction = "maximize"
+
+[sandbox]
+mode = "{mode}"
+'''
+# As in test_hostile.py: the baseline (X = 1.0) behaves; the agent's change (X = 2.0) attacks.
+PREAMBLE = "import os, sys, time, json, subprocess\nX = 1.0\nBAD = X > 1\n"
+FOOTER = "print('---')\nprint(f'score: {X}')\n"
+needs_sandbox = pytest.mark.skipif(bool(sandbox.probe()), reason=f"no sandbox here: {sandbox.probe()}")
+
+
+class Edits:
+    name = "hostile"
+
+    def __init__(self, *edits):
+        self.edits = list(edits)
+
+    def propose(self, context):
+        return Proposal(self.edits.pop(0)(context.task_dir) or "edit", "Because.")
+
+
+def to_x2(d):
+    p = d / "train.py"
+    p.write_text(p.read_text().replace("X = 1.0", "X = 2.0"))
+    return "X -> 2.0"
+
+
+def ledger_lines(task_dir) -> list[dict]:
+    return [json.loads(line) for line in (task_dir / ".autoresearch" / "h" / "ledger.jsonl").read_text().splitlines()]
 
 
 def warm_night(make_task, body: str, mode: str = "required"):
