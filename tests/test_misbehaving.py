@@ -25,6 +25,7 @@ editable = ["train.py"]
 readonly = ["prepare.py"]
 time_budget = 1
 timeout = {timeout}
+outputs = ["pid", "child", "grandchild", "daemon"]
 
 [metrics]
 primary = "score"
@@ -85,7 +86,10 @@ def assert_crash(record, result, task, kind: CrashKind):
 
 
 def assert_gone(pid_file: Path, wait: float = 5.0):
-    """The process whose pid the run wrote is dead (a zombie that init has not reaped counts as dead)."""
+    """The process whose pid the run wrote is dead (a zombie that init has not reaped counts as dead).
+
+    The pid files are declared outputs (QUICK's `outputs`): other files a run creates in the task
+    directory are removed after it, and outside it a sandboxed run may not write."""
     assert pid_file.exists(), f"{pid_file} was never written"
     text = pid_file.read_text()
     deadline = time.monotonic() + wait

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch.execution import sandbox
-from conftest import git
+from conftest import git, tiny_config
 from helpers import process_named
 
 SANDBOXED = not sandbox.probe()  # [sandbox] mode = "auto" (the default) puts runs in bubblewrap here
@@ -36,18 +36,7 @@ print("---")
 print(f"score: {X:.6f}")
 '''
 
-CONFIG = '''\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 5
-timeout = 90
-
-[metrics]
-primary = "score"
-direction = "maximize"
-
+CONFIG = tiny_config(timeout=90) + '''
 [agent]
 kind = "command"
 command = "python ../agent.py"
