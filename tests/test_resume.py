@@ -20,7 +20,7 @@ n = int(os.environ["AUTORESEARCH_ITERATION"])
 p = pathlib.Path("train.py")
 p.write_text(re.sub(r"X = [0-9.]+", f"X = {n + 1}.0", p.read_text()))
 if pathlib.Path("hold_agent").exists():
-    pathlib.Path("agent_started").write_text(str(os.getpid()) + " " + os.readlink("/proc/self/ns/pid"))
+    pathlib.Path("../held/agent_started").write_text(str(os.getpid()) + " " + os.readlink("/proc/self/ns/pid"))
     time.sleep(60)
 print(f"X -> {n + 1}")
 print("Raise X because a larger X scores higher.")
@@ -36,10 +36,15 @@ print("---")
 print(f"score: {X:.6f}")
 '''
 
+# The agent script, and the folder it says it started in, live outside the repository under
+# tmp_path: the agent's sandbox (its /tmp is private) sees them only where opened up.
 CONFIG = tiny_config(timeout=90) + '''
 [agent]
 kind = "command"
 command = "python ../agent.py"
+
+[sandbox]
+agent_writable = ["../agent.py", "../held"]
 '''
 
 
@@ -73,6 +78,7 @@ def rows(task):
 @pytest.mark.parametrize("stage", ["hold_run", "hold_agent"])
 def test_sigkill_mid_iteration_then_resume(make_task, stage, tmp_path):
     task = make_task(train=TRAIN, config=CONFIG, extra={"../agent.py": AGENT})
+    (task.parent / "held").mkdir()
     # the agent script lives outside the task dir so it is not an out-of-scope change
     proc = start(task, 1)
     assert proc.wait(60) == 0, proc.stdout.read()
@@ -80,7 +86,7 @@ def test_sigkill_mid_iteration_then_resume(make_task, stage, tmp_path):
 
     (task / stage).write_text("")
     proc = start(task, 1)
-    child = wait_for(task / ("run_started" if stage == "hold_run" else "agent_started"))
+    child = wait_for(task / "run_started" if stage == "hold_run" else task.parent / "held" / "agent_started")
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     before = (task / "results.tsv").read_text()
