@@ -11,7 +11,8 @@ def git(cwd, *args):
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-# The tiny task's config; tests add an [agent] section (or more) after it.
+# The tiny task's config; tests add an [agent] section (or more) after it. Its train.py prints
+# the same score for the same code, so it says so: one baseline, as the tests count rows.
 TINY_CONFIG = """\
 [task]
 run = "python train.py"
@@ -23,6 +24,7 @@ timeout = 20
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 """
 
 

@@ -31,6 +31,7 @@ time_budget = 5
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 [agent]
 kind = "command"
 command = "true"
@@ -167,6 +168,7 @@ timeout = 30
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 
 [agent]
 kind = "command"

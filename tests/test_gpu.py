@@ -79,6 +79,7 @@ def test_records_status_and_report_show_gpu_facts_and_the_time_split(make_task, 
         [metrics]
         primary = "score"
         direction = "maximize"
+        deterministic = true
     ''')
     loop, records = run(task, ScriptedAgent(set_x(2.0)), 1)
     for r in records:

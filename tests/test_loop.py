@@ -138,6 +138,7 @@ def test_timeout_is_a_crash(make_task):
         [metrics]
         primary = "score"
         direction = "maximize"
+        deterministic = true
     ''')
 
     def hang(d):
@@ -288,6 +289,7 @@ def test_seed_004_layout_with_tie_break(make_task):
         [metrics]
         primary = "bin_acc"
         direction = "maximize"
+        deterministic = true
         tie_break = ["mc_acc"]
         columns = ["mc_acc", "bin_acc"]
     '''
@@ -318,6 +320,7 @@ def test_preload_runs_are_warm_and_recorded(make_task):
         [metrics]
         primary = "score"
         direction = "maximize"
+        deterministic = true
     ''')
     loop, records = run(task, ScriptedAgent(set_x(2.0)), 1)
     assert all(r.warm for r in records) and all(r.startup_seconds is not None for r in records)

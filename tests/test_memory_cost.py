@@ -80,6 +80,7 @@ timeout = 30
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 """
 
 

@@ -140,4 +140,5 @@ timeout = 20
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 '''

@@ -44,6 +44,7 @@ timeout = 90
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 
 [agent]
 kind = "command"

@@ -107,6 +107,7 @@ def run(make_task, kind: str, binary: str, extra: str = "", iterations: int = 1)
         [metrics]
         primary = "score"
         direction = "maximize"
+        deterministic = true
 
         [agent]
         kind = "{kind}"
@@ -187,6 +188,7 @@ def test_claude_writes_the_strategy_memo_read_only(make_task, monkeypatch):
             [metrics]
             primary = "score"
             direction = "maximize"
+            deterministic = true
             [agent]
             kind = "claude"
             binary = "{real("claude")}"

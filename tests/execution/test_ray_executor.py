@@ -389,6 +389,7 @@ timeout = 3
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 '''
 
 
