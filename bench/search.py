@@ -1,7 +1,18 @@
-"""Benchmark: the tuner's policy against plain Optuna TPE and random search, on the real example.
+"""Benchmark: the tuner's policy against Optuna's samplers and random search, on the real example.
 
     python bench/search.py                     # 10 iterations, 3 seeds, 10 s budget per run
     python bench/search.py --budget 4 --iterations 8 --seeds 2
+    python bench/search.py --methods tuner,tpe,tpe4,gp,cmaes,random --iterations 20 --seeds 5 --budget 2 \\
+        --report-at 12 20 --out search.jsonl  # every peer; one 20-run trajectory read at 12 and 20
+    python bench/search.py --summarize search.jsonl --report-at 12 20   # figures over the seeds in a file
+
+Methods: `tuner` (our policy); `tpe` (Optuna's default TPESampler, 10 random start-up trials);
+`tpe4` (TPE, multivariate, 4 start-up trials); `gp` (GPSampler, 4 start-up trials); `cmaes`
+(CmaEsSampler started at the baseline; it models only the int and float knobs, so the
+categorical ones, ARCH and OPTIMIZER, are drawn by its independent sampler, Optuna's default
+random one; needs the `cmaes` package); `random`. Every Optuna method sees the baseline as its
+first completed trial. Runs are warm starts (a fork of a server that imported torch and numpy,
+as the loop's `preload`) unless --fresh.
 
 Every method starts from the example's own train.py (its baseline run is shared by all
 methods of a seed) and gets the same number of further runs. A run rewrites the
@@ -10,7 +21,9 @@ seconds. The methods take turns run by run, so a change of machine load hits the
 
     python bench/search.py --history 8         # the tuner with and without 8 earlier runs imported
 
-Printed: the best val_acc after k runs (k = 0 is the baseline), mean over seeds.
+Printed: the best val_acc after k runs (k = 0 is the baseline), mean over seeds; with
+--report-at, for each k listed: mean and spread (sample standard deviation) over seeds per method,
+and for each peer the seeds it ends above / level with / below the tuner.
 With --history N, N random configurations are run first (the runs a user made by hand before
 the night, `autoresearch import`); then the tuner searches twice from the same baseline, once
 knowing them (as imported observations) and once not. Only the night's own runs count toward
@@ -24,11 +37,14 @@ import argparse
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import json
+import statistics
+import warnings
 
 import optuna
 
@@ -37,8 +53,13 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from autoresearch.agents.tuner import Observation, TunerPolicy  # noqa: E402
 from autoresearch.constants import find_constants, rewrite, searchable  # noqa: E402
+from autoresearch.execution import LocalExecutor  # noqa: E402
+from autoresearch.execution.warm import WarmExecutor  # noqa: E402
+from autoresearch.records import RunSpec  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+METHODS = ("tuner", "tpe", "tpe4", "gp", "cmaes", "random")
 EXAMPLE = ROOT / "src" / "autoresearch" / "examples" / "mnist1d"
 METRIC = "val_acc"
 
@@ -46,7 +67,8 @@ METRIC = "val_acc"
 class Example:
     """A scratch copy of the example: one train.py rewritten per run, the data cache shared."""
 
-    def __init__(self, source_dir: Path, budget: float, scratch: Path):
+    def __init__(self, source_dir: Path, budget: float, scratch: Path, executor=None):
+        self.executor = executor or LocalExecutor()
         self.dir = scratch / "task"
         shutil.copytree(source_dir, self.dir, ignore=shutil.ignore_patterns("__pycache__", "*.jsonl", "run.log"))
         self.source = (self.dir / "train.py").read_text()
@@ -60,17 +82,20 @@ class Example:
     def run(self, params: dict) -> float | None:
         """val_acc of one training run, None when it crashed."""
         (self.dir / "train.py").write_text(rewrite(self.source, params, "train.py"))
-        env = {**os.environ, "AUTORESEARCH_TIME_BUDGET": str(self.budget)}
+        env = {**os.environ, "AUTORESEARCH_TIME_BUDGET": str(self.budget), "PYTHONUNBUFFERED": "1",
+               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        log = self.dir / "run.log"
+        spec = RunSpec(command="python train.py", cwd=str(self.dir), env=env, timeout=self.budget * 5 + 120,
+                       log_path=str(log))
         start = time.time()
         try:
-            out = subprocess.run([sys.executable, "train.py"], cwd=self.dir, env=env, capture_output=True,
-                                 text=True, timeout=self.budget * 5 + 120)
-        except subprocess.TimeoutExpired:
-            return None
+            result = self.executor.run(spec)
         finally:
             self.runs += 1
             self.seconds += time.time() - start
-        return footer_value(out.stdout, METRIC) if out.returncode == 0 else None
+        if result.exit_code != 0 or result.timed_out:
+            return None
+        return footer_value(log.read_text(encoding="utf-8", errors="replace"), METRIC)
 
 
 def footer_value(stdout: str, key: str) -> float | None:
@@ -120,6 +145,8 @@ class OptunaSearch:
         self.name = name
         # The policy's distributions: the annotated spaces, widened to hold the baseline.
         self.distributions = TunerPolicy(spaces).distributions(baseline)
+        if callable(sampler) and not isinstance(sampler, optuna.samplers.BaseSampler):
+            sampler = sampler(self.distributions)
         self.study = optuna.create_study(direction="maximize", sampler=sampler)
         state = optuna.trial.TrialState.COMPLETE if baseline_value is not None else optuna.trial.TrialState.FAIL
         self.study.add_trial(optuna.trial.create_trial(
@@ -137,6 +164,55 @@ class OptunaSearch:
             self.study.tell(self.trial, value)
 
 
+def make_search(method: str, seed: int, spaces, baseline, baseline_value):
+    """One method's search of one seed; every Optuna method starts from the baseline as a trial."""
+    samplers = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "tpe4": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=4),
+        "gp": lambda: optuna.samplers.GPSampler(seed=seed, n_startup_trials=4),
+        # CMA-ES starts at the baseline; the categorical knobs go to its independent (random) sampler.
+        "cmaes": lambda: lambda dists: optuna.samplers.CmaEsSampler(
+            seed=seed, x0={k: v for k, v in baseline.items()
+                           if not isinstance(dists[k], optuna.distributions.CategoricalDistribution)},
+            warn_independent_sampling=False),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }
+    if method == "tuner":
+        return TunerSearch(spaces, baseline, baseline_value, seed)
+    if method not in samplers:
+        raise SystemExit(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    return OptunaSearch(method, samplers[method](), spaces, baseline, baseline_value)
+
+
+def report(curves: dict[str, list[list[float]]], ks) -> None:
+    """Mean and spread over seeds at each k, and each peer's seeds above/level/below the tuner."""
+    for k in ks:
+        print(f"\nafter {k} runs ({len(next(iter(curves.values())))} seeds): mean ± spread (sample sd) of the best {METRIC}")
+        for name, runs in curves.items():
+            values = [r[min(k, len(r) - 1)] for r in runs]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            line = f"{name:>8} {statistics.mean(values):.4f} ± {sd:.4f}"
+            if name != "tuner" and "tuner" in curves:
+                tuner = [r[min(k, len(r) - 1)] for r in curves["tuner"]]
+                above = sum(1 for v, t in zip(values, tuner) if v > t)
+                level = sum(1 for v, t in zip(values, tuner) if v == t)
+                diff = statistics.mean(v - t for v, t in zip(values, tuner))
+                line += (f"   vs tuner: {above} above, {level} level, {len(values) - above - level} below;"
+                         f" mean difference {diff:+.4f}")
+            print(line)
+
+
+def summarize_file(path: Path, ks) -> None:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    curves: dict[str, list[list[float]]] = {}
+    for row in sorted(rows, key=lambda r: r["seed"]):
+        for name, curve in row["curves"].items():
+            curves.setdefault(name, []).append(curve)
+    seeds = sorted(r["seed"] for r in rows)
+    print(f"{path}: seeds {seeds}; budget {rows[0]['budget']:g} s; {rows[0]['iterations']} runs per method")
+    report(curves, ks)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--iterations", type=int, default=10, help="runs per method after the baseline")
@@ -145,32 +221,33 @@ def main(argv=None) -> None:
     parser.add_argument("--methods", default="tuner,tpe,random")
     parser.add_argument("--example", type=Path, default=EXAMPLE)
     parser.add_argument("--history", type=int, default=0, help="earlier random runs imported before the night")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--report-at", type=int, nargs="+", help="print mean, spread and wins after these k")
+    parser.add_argument("--out", type=Path, help="append each seed's best-after-k curves to this JSON-lines file")
+    parser.add_argument("--summarize", type=Path, help="only print the figures of the seeds in this file")
+    parser.add_argument("--fresh", action="store_true", help="fresh processes instead of warm starts")
     args = parser.parse_args(argv)
+    if args.summarize:
+        return summarize_file(args.summarize, args.report_at or [args.iterations])
     if args.history:
         return history_main(args)
     methods = args.methods.split(",")
+    for m in methods:
+        if m not in METHODS:
+            parser.error(f"unknown method {m!r}; known: {', '.join(METHODS)}")
     start = time.time()
 
-    with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as scratch:
-        example = Example(args.example, args.budget, Path(scratch))
+    with tempfile.TemporaryDirectory(prefix="autoresearch-bench-") as scratch, \
+            (LocalExecutor() if args.fresh else WarmExecutor(["torch", "numpy"])) as executor:
+        example = Example(args.example, args.budget, Path(scratch), executor)
         print(f"{len(example.spaces)} axes: " + ", ".join(f"{k} {s.describe()}" for k, s in example.spaces.items()))
-        print(f"{args.iterations} runs per method after the baseline, {args.seeds} seeds, budget {args.budget:g} s\n",
-              flush=True)
+        print(f"{args.iterations} runs per method after the baseline, {args.seeds} seeds, budget {args.budget:g} s, "
+              f"{'fresh processes' if args.fresh else 'warm starts'}\n", flush=True)
         curves = {m: [] for m in methods}
-        for seed in range(args.seeds):
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        for seed in seeds:
             baseline_value = example.run(example.baseline)
-            searches = []
-            for m in methods:
-                if m == "tuner":
-                    searches.append(TunerSearch(example.spaces, example.baseline, baseline_value, seed))
-                elif m == "tpe":
-                    sampler = optuna.samplers.TPESampler(seed=seed)
-                    searches.append(OptunaSearch(m, sampler, example.spaces, example.baseline, baseline_value))
-                elif m == "random":
-                    sampler = optuna.samplers.RandomSampler(seed=seed)
-                    searches.append(OptunaSearch(m, sampler, example.spaces, example.baseline, baseline_value))
-                else:
-                    parser.error(f"unknown method {m!r}; known: tuner, tpe, random")
+            searches = [make_search(m, seed, example.spaces, example.baseline, baseline_value) for m in methods]
             best = {s.name: [baseline_value if baseline_value is not None else -math.inf] for s in searches}
             for _ in range(args.iterations):
                 for s in searches:  # turn by turn, so load drift is shared
@@ -180,6 +257,10 @@ def main(argv=None) -> None:
                     best[s.name].append(max(best[s.name][-1], value if value is not None else -math.inf))
             for s in searches:
                 curves[s.name].append(best[s.name])
+            if args.out:
+                with open(args.out, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"seed": seed, "budget": args.budget, "iterations": args.iterations,
+                                         "curves": best}) + "\n")
             summary = "  ".join(f"{name} {c[-1]:.3f}" for name, c in best.items())
             print(f"seed {seed}: baseline {baseline_value}  best after {args.iterations}: {summary}"
                   f"  ({time.time() - start:.0f} s)", flush=True)
@@ -193,9 +274,11 @@ def main(argv=None) -> None:
     for name, runs in curves.items():
         means = [sum(r[k] for r in runs) / len(runs) for k in ks]
         print(f"{name:>8} " + " ".join(f"{m:6.3f}" for m in means))
-    finals = [{name: runs[seed][-1] for name, runs in curves.items()} for seed in range(args.seeds)]
+    finals = [{name: runs[i][-1] for name, runs in curves.items()} for i in range(args.seeds)]
     wins = {name: sum(1 for f in finals if f[name] >= max(f.values())) for name in curves}
     print("seeds where a method ends best (ties count for each): " + ", ".join(f"{n} {w}" for n, w in wins.items()))
+    if args.report_at:
+        report(curves, args.report_at)
     print(f"{example.runs} runs in {example.seconds:.0f} s ({example.seconds / max(example.runs, 1):.1f} s per run)")
 
 

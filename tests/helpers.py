@@ -5,14 +5,17 @@ Test modules import these from here, never from one another.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from autoresearch.agents.base import Agent
+from autoresearch.agents.base import Agent, Context
 from autoresearch.config import load_task
 from autoresearch.loop import Limits, Loop
-from autoresearch.records import Proposal
+from autoresearch.records import Experiment, Proposal, Status
+
+GOLDEN = Path(__file__).parent / "golden"
 
 
 class ScriptedAgent(Agent):
@@ -55,3 +58,25 @@ def run(task, agent, n, tag="t1", **kw):
 def cli(*args, cwd=None):
     """`python -m autoresearch ...` in a fresh process, as a user types it."""
     return subprocess.run([sys.executable, "-m", "autoresearch", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def check_golden(name, text):
+    """`text` is the golden file `tests/golden/<name>` (UPDATE_GOLDEN=1 rewrites it)."""
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN") or not path.exists():
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed; rerun with UPDATE_GOLDEN=1 if intended"
+
+
+def agent_context(task, run_dir: Path, **kw) -> Context:
+    """The Context of iteration 1 on `task` (a loaded Task) right after its baseline, as the loop gives it."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=task.dir, check=True, capture_output=True,
+                          text=True).stdout.strip()
+    baseline = Experiment(iteration=0, commit=head, parent=head, status=Status.KEEP, description="baseline",
+                          metrics={"score": 1.0})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prompt = "# Tiny task\nMaximise score: raise X in train.py.\n"
+    (run_dir / "prompt.md").write_text(prompt)
+    return Context(task_dir=task.dir, iteration=1, editable=task.editable, readonly=task.readonly,
+                   history=(baseline,), best=baseline, primary="score", direction="maximize",
+                   prompt=prompt, prompt_file=run_dir / "prompt.md", **kw)

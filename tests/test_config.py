@@ -142,3 +142,17 @@ def test_executor_section_and_setup(tmp_path):
         load_task(write(tmp_path, GOOD + '[executor]\nkind = "slurm"\n'))
     with pytest.raises(ConfigError, match="belongs in \\[executor\\]"):
         load_task(write(tmp_path, GOOD.replace('time_budget = 300', 'time_budget = 300\nnum_gpus = 1')))
+
+
+def test_the_plateau_default_has_one_source():
+    """`[agent] plateau` defaults to memo.DEFAULT_PLATEAU (the one plateau rule), not a second literal."""
+    import ast
+    import inspect
+
+    from autoresearch import config, memo
+
+    tree = ast.parse(inspect.getsource(config.AgentSection))
+    [field] = [n.value for n in ast.walk(tree) if isinstance(n, ast.AnnAssign) and n.target.id == "plateau"]
+    [default] = [k.value for k in field.keywords if k.arg == "default"]
+    assert isinstance(default, ast.Name) and default.id == "DEFAULT_PLATEAU"
+    assert config.AgentSection().plateau == memo.DEFAULT_PLATEAU

@@ -7,7 +7,7 @@ from autoresearch.config import load_task
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
-from test_loop import ScriptedAgent, set_x
+from helpers import ScriptedAgent, set_x
 
 # The curve climbs to X / 10 over the budget; a log line every 0.2 s of "training".
 TRAIN = '''\

@@ -12,7 +12,7 @@ from autoresearch.ledger import Ledger
 from autoresearch.records import Status
 from autoresearch.store import RunStore
 
-from tests.seed000 import CONFIG_YAML, TASK_CONFIG, TRAIN, write_history
+from seed000 import CONFIG_YAML, TASK_CONFIG, TRAIN, write_history
 
 
 @pytest.fixture

@@ -172,10 +172,13 @@ def test_a_footer_with_duplicate_keys_is_judged_on_the_last_and_named(make_task)
 
 
 def test_duplicate_change_is_not_run_again(make_task):
+    # Issue 12: a duplicate is no row either; the agent is asked again (tests/loop/test_repeats.py).
     task = make_task()
-    loop, records = run(task, ScriptedAgent(set_x(0.5), set_x(0.5)), 2)
-    assert records[2].status is Status.DISCARD and "duplicate of iteration 1" in records[2].reason
-    assert not (loop.store.run_dir(2) / "log.txt").exists()
+    agent = ScriptedAgent(set_x(0.5), set_x(0.5), set_x(0.25))
+    loop, records = run(task, agent, 2)
+    assert [r.metrics["score"] for r in records] == [1.0, 0.5, 0.25]
+    assert agent.contexts[2].repeats[0].iteration == 1
+    assert len(list((loop.store.root / "runs").glob("*/log.txt"))) == 3  # the repeat never ran
 
 
 def test_simplicity_rule_keeps_equal_but_shorter_code(make_task):

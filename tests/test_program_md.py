@@ -5,7 +5,7 @@ from pathlib import Path
 
 from autoresearch.program_md import MARK, mark_handled
 
-from test_prompt import check_golden
+from helpers import check_golden
 
 FIXTURE = Path(__file__).parent / "fixtures" / "karpathy" / "program.md"
 

@@ -9,8 +9,7 @@ from autoresearch.config import Task, TaskConfig
 from autoresearch.prompt import Extras, render_prompt, run_interpreter
 from autoresearch.records import Experiment, Status
 
-GOLDEN = Path(__file__).parent / "golden"
-
+from helpers import check_golden
 
 def task(tmp_path=None):
     config = TaskConfig.model_validate({
@@ -36,13 +35,6 @@ def history(n):
             explanation=f"change {i}: LR x{i}\nI changed the learning rate by a factor {i} because the loss was flat. " * 3,
             metrics={} if status is Status.CRASH else {"val_acc": value}))
     return out
-
-
-def check_golden(name, text):
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") or not path.exists():
-        path.write_text(text)
-    assert text == path.read_text(), f"{name} changed; rerun with UPDATE_GOLDEN=1 if intended"
 
 
 def best_of(h):

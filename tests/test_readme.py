@@ -58,3 +58,17 @@ def test_every_search_type_and_footer_key_is_documented():
     assert "`[choices]`" in own
     for key in (*TRAIN_KEYS, *VALIDATION_SIZE_KEYS[:6], "peak_vram_mb"):
         assert f"`{key}`" in own, key
+
+
+def test_the_resume_section_says_what_a_resume_checks_and_how_to_adopt_a_changed_config():
+    from typer.testing import CliRunner
+
+    from autoresearch.cli import app
+    from autoresearch.tag_config import ADOPT_FLAG, TASK_KEYS
+
+    own = section("### What a resume checks")
+    assert "uncommitted changes" in own and "never reset away" in own
+    for key in ("[metrics]", *TASK_KEYS):
+        assert f"`{key}`" in own, key
+    assert ADOPT_FLAG in own and "adopt_config" in own and "re-judged" in own
+    assert ADOPT_FLAG in CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output

@@ -39,7 +39,7 @@ class ValueAgent:
 def test_two_gpu_workers_share_one_ledger(make_task):
     task_dir = make_task(train=TRAIN)
     task = load_task(task_dir)
-    values, lock = [2.0, 2.0, 2.5, 3.0, 5.0, 4.0, 6.0, 0.5], threading.Lock()
+    values, lock = [2.0, 2.0, 2.5, 3.0, 5.0, 4.0, 6.0, 0.5, 0.25], threading.Lock()
     records = run_workers(task, "g", lambda i: ValueAgent(values, lock), parse_slots("0,1", None),
                           Limits(iterations=8), say=lambda s: None)
     ledger = [r for r in records]
@@ -62,8 +62,10 @@ def test_two_gpu_workers_share_one_ledger(make_task):
     # the same code never ran twice
     ran = [r.content_hash for r in records if r.exit_code is not None]
     assert len(ran) == len(set(ran))
-    # both workers proposed X = 2.0 from the baseline at once: one of them did not run it
-    assert sum(1 for r in records if "duplicate" in r.reason) == 1
+    # both workers proposed X = 2.0 from the baseline at once: one of them did not run it, and
+    # its agent was asked again (issue 12: a repeat is no row)
+    assert not [r for r in records if "duplicate" in r.reason]
+    assert sum(len(r.agent_data.get("repeats", [])) for r in records) == 1
     for i in (0, 1):
         assert git(task_dir, "rev-parse", "--verify", f"autoresearch/g-w{i}").strip()
 

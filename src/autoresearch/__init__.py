@@ -11,7 +11,7 @@ What lives where:
     analysis/    summaries, plots, reports: observers handed to the loop, never its decisions
     live/, dashboard/   watching a night: the loop's events, live.json, the terminal and web views
     top level    the core: config, records, verdict (outcomes as a type), decision, noise, guard,
-                 crash, integrity, gitrepo, store, ledger, results_tsv, atomic, cost, cli, api
+                 crash, integrity, gitrepo, store, ledger, results_tsv, curves, atomic, cost, cli, api
 
 The core modules import only each other (and agents.base, execution); they never import
 `analysis`, which is handed in as an observer (api.py does it) and may import the core.

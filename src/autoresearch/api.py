@@ -31,9 +31,12 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
              max_crashes: int | None = None, max_cost_usd: float | None = None, seed: int = 0,
              evolve_program: bool = False, gpus: str | None = None, workers: int | None = None,
              executor: str | None = None, ray_address: str | None = None,
-             say: Callable[[str], None] = print, stop_event: threading.Event | None = None) -> list[Experiment]:
+             say: Callable[[str], None] = print, stop_event: threading.Event | None = None,
+             adopt_config: bool = False) -> list[Experiment]:
     """Run (or resume) the loop on a task; returns the experiments this call recorded.
 
+    A resume whose rules ([metrics], run, editable, ...) differ from the tag's is refused unless
+    `adopt_config` (tag_config.py).
     `gpus="0,1"` or `workers=N` (N > 1) runs one worker per slot, sharing one ledger.
     `executor="ray"` (and `ray_address`) overrides the config's [executor]: runs become Ray tasks."""
     from autoresearch.analysis.observer import refresh as refresh_analysis  # not needed to fail fast
@@ -42,7 +45,11 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
 
     if agent is not None and agent not in KINDS:  # the flag's fault, not autoresearch.toml's
         raise AutoresearchError(f"--agent {agent!r}: unknown agent; use one of {', '.join(KINDS)}")
-    task = start_task(task_dir, tag, say).with_executor(executor, ray_address)
+    task = start_task(task_dir, tag, say).with_executor(executor, ray_address).adopting_config(adopt_config)
+    from autoresearch.gitrepo import Git
+    from autoresearch.tag_config import resolved
+
+    task = resolved(task, RunStore(task.dir, tag), Git(task.dir))  # the agent sees the rules the run is under
     kind = agent or task.agent.kind
     limits = Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,
                     max_cost_usd=max_cost_usd)
@@ -117,8 +124,8 @@ class RunStatus:
     records: list[Experiment]
 
     def totals(self) -> dict:
-        primary = self.task.metrics.primary
-        best = next((r for r in reversed(self.records) if r.status is Status.KEEP), None)
+        primary = self.task.metrics.primary  # under the rules in force (status_of), adopted ones included
+        best = self.store.ledger.best() if self.records else None
         base = next((r for r in self.records if r.status is Status.KEEP), None)
 
         def brief(r: Experiment | None):
@@ -211,7 +218,9 @@ def status_of(task_dir, tag: str | None = None) -> RunStatus:
     store = RunStore(task.dir, tag)
     if not store.ledger.exists():
         raise AutoresearchError(f"{store.ledger.path}: no run with tag {tag!r}; tags here: {', '.join(list_tags(task.dir)) or 'none'}")
-    return RunStatus(task, store, list(store.ledger.records))
+    from autoresearch.tag_config import status_task
+
+    return RunStatus(status_task(task, store), store, list(store.ledger.records))
 
 
 def next_steps(task_dir, tag: str) -> list[str]:

@@ -94,6 +94,7 @@ def run(
     executor: Optional[str] = typer.Option(None, "--executor", help="local | ray (default: kind under \\[executor] in autoresearch.toml)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join, e.g. auto or 10.0.0.1:6379 (default: address under \\[executor] in autoresearch.toml)."),
     seed: int = typer.Option(0, "--seed", help="Seed for the tuner agent."),
+    adopt_config: bool = typer.Option(False, "--adopt-config", help="On a resume, adopt changed rules (\\[metrics], run, editable, readonly, eval, time_budget): recorded in the ledger, the best re-judged under them. Without it such a resume is refused."),
 ) -> None:
     """Run the research loop on a task (or resume it)."""
     from autoresearch.api import run_loop
@@ -103,7 +104,8 @@ def run(
         records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
                            max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
                            evolve_program=evolve_program, gpus=gpus, workers=workers,
-                           executor=executor, ray_address=ray_address, say=say, stop_event=stop)
+                           executor=executor, ray_address=ray_address, say=say, stop_event=stop,
+                           adopt_config=adopt_config)
     _print_summary(task_dir, tag, ran=len(records))
     _print_next_steps(task_dir, tag)
     _exit_if_stopped(stop)

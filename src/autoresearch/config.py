@@ -22,6 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from autoresearch.errors import AutoresearchError, ConfigError
+from autoresearch.memo import DEFAULT_PLATEAU  # the one plateau rule's default
 
 CONFIG_NAME = "autoresearch.toml"
 STORE_DIR = ".autoresearch"  # the run store (store.py), where an inferred config is kept per tag
@@ -179,8 +180,11 @@ class AgentSection(_Section):
     recent: int = Field(default=10, ge=1)  # experiments shown in full in the prompt
     prompt_budget: int = Field(default=24_000, ge=2_000)  # characters the prompt may take
     memo_every: int = Field(default=5, ge=0)  # refresh the strategy memo every K iterations (0: never)
-    plateau: int = Field(default=5, ge=0)  # iterations without a keep that make a plateau (0: off)
+    plateau: int = Field(default=DEFAULT_PLATEAU, ge=0)  # iterations without a keep that make a plateau (0: off)
     max_fix_attempts: int = Field(default=2, ge=0)  # repairs of a crashed change before it is abandoned
+    # Proposals in a row whose code repeats an earlier experiment: each goes back to the agent
+    # with what it repeats; this many end the iteration as an `agent` crash (nothing is run).
+    max_repeats: int = Field(default=3, ge=1)
 
     @model_validator(mode="after")
     def _command_needs_command(self):
@@ -239,6 +243,8 @@ class SandboxSection(_Section):
     mode: Literal["auto", "required", "off"] = "off"
     network: bool = False  # runs get the network (W&B and the like); setup always has it
     writable: tuple[str, ...] = ()  # more paths runs may write, relative to the task directory or absolute
+    # more paths agent processes may write (a command agent's own tool state, ~/.mytool), as `writable`
+    agent_writable: tuple[str, ...] = ()
 
 
 class TaskConfig(_Section):
@@ -259,8 +265,10 @@ class Task:
     """
 
     def __init__(self, directory: Path, config: TaskConfig, path: Path, *, inferred=None,
-                 interpreter=None, harness=_UNSET, baseline_wall: float | None = None):
+                 interpreter=None, harness=_UNSET, baseline_wall: float | None = None, adopt_config: bool = False):
         self.dir = directory
+        # A resume may adopt rules that differ from the tag's (tag_config.py); else it refuses them.
+        self.adopt_config = adopt_config
         self.config = config
         self.path = path
         self.inferred = inferred
@@ -270,7 +278,8 @@ class Task:
 
     def _copy(self, **changes) -> "Task":
         fields = dict(directory=self.dir, config=self.config, path=self.path, inferred=self.inferred,
-                      interpreter=self._interpreter, harness=self._harness, baseline_wall=self.baseline_wall)
+                      interpreter=self._interpreter, harness=self._harness, baseline_wall=self.baseline_wall,
+                      adopt_config=self.adopt_config)
         fields.update(changes)
         return Task(fields.pop("directory"), fields.pop("config"), fields.pop("path"), **fields)
 
@@ -278,6 +287,14 @@ class Task:
         """The same task in another checkout (a worker's worktree): the same interpreter and budget,
         which were found in the main checkout (a worktree has no untracked .venv)."""
         return self._copy(directory=Path(directory), interpreter=self.interpreter, harness=self.harness)
+
+    def with_config(self, config: TaskConfig) -> "Task":
+        """The same task under another validated config (a tag's stored rules, tag_config.py)."""
+        return self._copy(config=config, harness=_UNSET)
+
+    def adopting_config(self, adopt: bool = True) -> "Task":
+        """The task whose resume adopts rules that differ from the tag's (`run --adopt-config`)."""
+        return self._copy(adopt_config=adopt)
 
     def with_baseline_wall(self, seconds: float | None) -> "Task":
         """The task once its baseline took `seconds` of wall time: the timeout follows it (budget.py)."""
@@ -377,12 +394,16 @@ class Task:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        m = self.config.metrics
-        return m.columns if m.columns else (m.primary, *(t.name for t in m.tie_break))
+        return columns_of(self.config.metrics)
 
     @property
     def agent(self) -> AgentSection:
         return self.config.agent
+
+
+def columns_of(metrics: MetricsSection) -> tuple[str, ...]:
+    """results.tsv's metric columns: `columns`, else the primary and the tie-breaks."""
+    return metrics.columns if metrics.columns else (metrics.primary, *(t.name for t in metrics.tie_break))
 
 
 def _describe(err: dict) -> tuple[str, str]:

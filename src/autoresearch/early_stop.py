@@ -177,7 +177,7 @@ def load_trace(run_dir: Path, primary: str, budget: float) -> Trace:
                         if math.isfinite(float(t)) and math.isfinite(float(v))]
         except (ValueError, TypeError, AttributeError, OSError):
             pass  # a torn or foreign file: fall back to the curve itself
-    from autoresearch.analysis.curves import load_curve
+    from autoresearch.curves import load_curve
     return trace_from_points(load_curve(run_dir), primary, budget)
 
 
@@ -237,7 +237,7 @@ class CurveWatcher:
             if lines and not text.endswith("\n"):
                 lines = lines[:-1]  # a line being written: read it next time
             text = "\n".join(lines)
-            from autoresearch.analysis.curves import parse_jsonl, parse_log  # the loop loads no analysis up front
+            from autoresearch.curves import parse_jsonl, parse_log
 
             points = parse_jsonl(text) if source.suffix == ".jsonl" else parse_log(text)
             if points:

@@ -254,6 +254,10 @@ class Git:
         self(*self._ident(), "commit", "-q", "--no-verify", "--allow-empty", "-F", "-", "--", *paths, input=message)
         return self.head()
 
+    def has_commit(self, commit: str) -> bool:
+        """The object is there and a commit (one gc'd, or never fetched, is not)."""
+        return bool(commit) and bool(self("rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}", check=False).strip())
+
     def keep_reachable(self, ref: str, commit: str) -> None:
         self("update-ref", ref, commit)
 

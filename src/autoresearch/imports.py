@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from autoresearch import configfile, knob_sources
 from autoresearch.analysis.consolidate import RESULT_FILE, find_runs
-from autoresearch.analysis.curves import load_curve
+from autoresearch.curves import load_curve
 from autoresearch.analysis.eliminate import seed_scores
 from autoresearch.analysis.meta import analyze_curve
 from autoresearch.atomic import mirror, write_json

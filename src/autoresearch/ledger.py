@@ -10,6 +10,11 @@ the chain starts at the first line that carries `prev`, and every line after it 
 The hash of the last line is kept beside the ledger (`ledger.jsonl.head`), so an edit of the
 last record is refused too. This detects edits; it cannot stop someone who rewrites the whole chain, which is why nothing
 an experiment runs can reach the store (the sandbox hides it).
+
+Besides experiments, a line may hold an event: a JSON object with an `event` key (today only
+`adopt_config`, written when a resume adopts changed rules; tag_config.py). Events chain like
+records, are kept in `events` (never in `records`, so results.tsv shows experiments only), and
+`best()` honours them. A ledger written before events existed simply has none.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class Ledger:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._records: list[Experiment] | None = None
+        self._events: list[dict] = []  # each with "_after": how many records came before it
         self._last_line = ""  # the file's last line, which the next record's `prev` hashes
         self._lock = threading.Lock()  # workers' threads append to one ledger; the head follows in order
 
@@ -41,7 +47,14 @@ class Ledger:
             self._records = self._load()
         return self._records
 
+    @property
+    def events(self) -> list[dict]:
+        """The event lines (see the module's docstring), in order; `_after` says where they fell."""
+        self.records  # noqa: B018 - loads both
+        return self._events
+
     def _load(self) -> list[Experiment]:
+        self._events = []
         if not self.path.exists():
             return []
         raw = self.path.read_bytes()
@@ -58,7 +71,7 @@ class Ledger:
             # A bad line fails the parse or changes the count: then line by line, which names it.
             values = json.loads("[" + ",".join(filled) + "]")
             if len(values) == len(filled) and all(type(d) is dict for d in values):
-                records = [Experiment.from_json(d) for d in values]
+                records = self._split(values)
                 self._check_chain(lines)
                 return records
         except (ValueError, KeyError, TypeError):
@@ -97,8 +110,19 @@ class Ledger:
     def _head_path(self) -> Path:
         return self.path.with_name(self.path.name + ".head")
 
+    def _split(self, values: list[dict]) -> list[Experiment]:
+        """Experiments into the list returned, events into `_events`."""
+        records: list[Experiment] = []
+        for d in values:
+            if "event" in d:
+                self._events.append(_event(d, len(records)))
+            else:
+                records.append(Experiment.from_json(d))
+        return records
+
     def _load_lines(self, lines: list[str]) -> list[Experiment]:
         records = []
+        self._events = []
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -106,6 +130,9 @@ class Ledger:
                 record = json.loads(line)
                 if not isinstance(record, dict):
                     raise TypeError(f"a JSON object expected, got {type(record).__name__}")
+                if "event" in record:
+                    self._events.append(_event(record, len(records)))
+                    continue
                 records.append(Experiment.from_json(record))
             except (ValueError, KeyError, TypeError) as exc:
                 raise AutoresearchError(
@@ -117,11 +144,24 @@ class Ledger:
     def append(self, record: Experiment) -> None:
         records = self.records  # read the file first, or the new line would be loaded twice
         with self._lock:
-            line = json.dumps({**record.to_json(), "prev": line_hash(self._last_line)}, sort_keys=True)
-            append_line(self.path, line)
-            self._last_line = line
-            write_text(self._head_path(), line_hash(line) + "\n", durable=False)
+            self._append_line(record.to_json())
             records.append(record)
+
+    def append_event(self, kind: str, **fields) -> dict:
+        """Record an event (`kind`: e.g. "adopt_config") after the experiments so far; returns it."""
+        records = self.records
+        with self._lock:
+            data = {**fields, "event": kind}
+            self._append_line(data)
+            event = _event(data, len(records))
+            self._events.append(event)
+            return event
+
+    def _append_line(self, data: dict) -> None:
+        line = json.dumps({**data, "prev": line_hash(self._last_line)}, sort_keys=True)
+        append_line(self.path, line)
+        self._last_line = line
+        write_text(self._head_path(), line_hash(line) + "\n", durable=False)
 
     def reload(self) -> list[Experiment]:
         self._records = None
@@ -129,11 +169,19 @@ class Ledger:
 
     # -- derived state -------------------------------------------------------------------
     def best(self) -> Experiment | None:
-        """The last keep: keeps only ever improve, so the newest is the best."""
-        for record in reversed(self.records):
-            if record.status is Status.KEEP:
-                return record
-        return None
+        """The last keep: keeps only ever improve, so the newest is the best.
+
+        After an adopted config (an `adopt_config` event), the best it re-judged, until a keep
+        recorded after it; None when it found none (a new baseline runs first)."""
+        records = self.records
+        adopted = next((e for e in reversed(self._events) if e["event"] == "adopt_config"), None)
+        start = adopted["_after"] if adopted else 0
+        for i in range(len(records) - 1, start - 1, -1):
+            if records[i].status is Status.KEEP:
+                return records[i]
+        if adopted is None or adopted.get("best") is None:
+            return None
+        return self.find(adopted["best"])
 
     def next_iteration(self) -> int:
         # Not the last line's number plus one: workers record in the order their runs finish.
@@ -144,6 +192,22 @@ class Ledger:
             if record.iteration == iteration:
                 return record
         return None
+
+
+def best_of(records, ledger: "Ledger | None" = None) -> Experiment | None:
+    """The best of `records`: the ledger's `best()` when they are that ledger's own (an adopted
+    config may have re-judged it), else their last keep."""
+    if ledger is not None and len(records) == len(ledger.records) and (not records or records[-1] is ledger.records[-1]):
+        return ledger.best()
+    return next((r for r in reversed(records) if r.status is Status.KEEP), None)
+
+
+def _event(data: dict, after: int) -> dict:
+    event = {k: v for k, v in data.items() if k != "prev"}
+    if not isinstance(event["event"], str):
+        raise AutoresearchError(f"an event line's `event` must be a name, got {event['event']!r}")
+    event["_after"] = after
+    return event
 
 
 def line_hash(line: str) -> str:

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Callable, Sequence
 
-from autoresearch.agents.base import Memo, as_agent
+from autoresearch.agents.base import Memo, MemoFailed, as_agent
 from autoresearch.cost import memo_calls_path, memo_spend, spend  # noqa: F401  (earlier import paths)
 from autoresearch.atomic import append_line, write_text
 from autoresearch.context import RECENT, view_history
@@ -56,15 +56,12 @@ def prompt_extras(task, store, history: Sequence[Experiment], repair: Experiment
 
 
 def _hints(task, store) -> str:
-    """The analysis summary's hints, when the analysis has run."""
-    for path in (store.root / "analysis_summary.json", task.dir / "analysis_summary.json"):
-        if path.is_file():
-            try:
-                from autoresearch.analysis.summary import summary_hints
-                return summary_hints(json.loads(path.read_text()))
-            except Exception:  # an old or partial summary must not block the experiment
-                return ""
-    return ""
+    """The analysis's hints, when the analysis has run: the text its observer left in the store
+    (analysis/summary.write_summary); the loop reads it and never imports the analysis."""
+    try:
+        return store.hints_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):  # none yet, or unreadable: the experiment goes on
+        return ""
 
 
 def refresh_memo_if_due(task, store, agent, say: Callable[[str], None]) -> bool:
@@ -81,7 +78,7 @@ def refresh_memo_if_due(task, store, agent, say: Callable[[str], None]) -> bool:
         written = agent.write_memo(request)  # None: this agent leaves the memo to the rules
     except Exception as exc:  # fall back to the rules: the loop goes on
         error = str(exc)
-        written = Memo("", getattr(exc, "cost_usd", 0.0), getattr(exc, "tokens", 0))  # MemoFailed carries them
+        written = Memo("", exc.cost_usd, exc.tokens) if isinstance(exc, MemoFailed) else Memo("")  # what it spent
         say(f"warning: the agent could not write the strategy memo ({exc}); using the rules-based one")
     if written is not None:
         written = written if isinstance(written, Memo) else Memo(str(written or ""))

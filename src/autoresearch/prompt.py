@@ -76,6 +76,8 @@ class Extras:
     hints: str = ""
     plateau: int = 0
     repair: dict | None = None
+    repeats: tuple[str, ...] = ()  # this iteration's proposals that repeated earlier code (Repeat.text)
+    max_repeats: int = 0
 
 
 def render_prompt(task, tag: str, iteration: int, history: Sequence[Experiment], best: Experiment,
@@ -95,6 +97,7 @@ def render_prompt(task, tag: str, iteration: int, history: Sequence[Experiment],
         best_commit=best.commit[:7], best_iteration=best.iteration,
         recent=view.recent, older=view.older, older_omitted=0, stats=view.stats,
         memo=extras.memo.strip(), hints=extras.hints.strip(), plateau=extras.plateau, repair=extras.repair,
+        repeats=extras.repeats, max_repeats=extras.max_repeats,
     )
     text = render("prompt.md.j2", **data)
     for shrink in _shrinkers(data):

@@ -25,9 +25,20 @@ def _clean(text: str) -> str:
     return " ".join(text.replace("\t", " ").replace("\r", " ").replace("\n", " ").split())
 
 
-def row(exp: Experiment, columns: Sequence[str], worker_column: bool = False) -> str:
+NO_COMMIT = "-"  # the commit cell of a crash that committed nothing (an agent failure)
+
+
+def commit_cell(exp: Experiment, legacy: bool = False) -> str:
+    """The row's commit: the experiment's own, never another's. An agent crash committed nothing
+    (its ledger `commit` is the code it started from): `-`. `legacy`: as earlier versions wrote it (the parent's commit)."""
+    if not legacy and exp.iteration and exp.commit == exp.parent and exp.verdict.crashed and exp.verdict.untrained:
+        return NO_COMMIT
+    return exp.commit[:7]
+
+
+def row(exp: Experiment, columns: Sequence[str], worker_column: bool = False, legacy: bool = False) -> str:
     crashed = exp.status is Status.CRASH
-    cells = [exp.commit[:7]]
+    cells = [commit_cell(exp, legacy)]
     for name in columns:
         value = None if crashed else rounded(exp.metrics.get(name))
         cells.append(f"{value if value is not None else 0.0:.6f}")
@@ -39,8 +50,10 @@ def row(exp: Experiment, columns: Sequence[str], worker_column: bool = False) ->
     return "\t".join(cells)
 
 
-def render(experiments: Iterable[Experiment], columns: Sequence[str], worker_column: bool = False) -> str:
-    return "\n".join([header(columns, worker_column), *(row(e, columns, worker_column) for e in experiments)]) + "\n"
+def render(experiments: Iterable[Experiment], columns: Sequence[str], worker_column: bool = False,
+           legacy: bool = False) -> str:
+    return "\n".join([header(columns, worker_column),
+                      *(row(e, columns, worker_column, legacy) for e in experiments)]) + "\n"
 
 
 def write(path: str | Path, experiments: Iterable[Experiment], columns: Sequence[str]) -> None:
@@ -65,7 +78,9 @@ def check_and_repair(path: str | Path, experiments: Sequence[Experiment], column
     except FileNotFoundError:
         write_text(path, expected)
         return f"{path} was missing; rebuilt it from the ledger ({len(experiments)} experiments)" if experiments else None
-    if current == expected.encode("utf-8") or _is_one_of(path, others):
+    if (current == expected.encode("utf-8") or _is_one_of(path, others)
+            or current == render(experiments, columns, worker_column, legacy=True).encode("utf-8")):
+        # An earlier version's table (agent crashes showing the parent's commit) is no damage either.
         write_text(path, expected)
         return None
     backup = _backup(path, current, backup_dir)

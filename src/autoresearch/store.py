@@ -159,6 +159,12 @@ class RunStore:
         return Table(self.results_tsv, columns, backup_dir=self.root, others=other_tags, worker_column=worker_column)
 
     @property
+    def hints_path(self) -> Path:
+        """The analysis's hints for the next prompt, as text: written by the analysis observer,
+        read by the loop (which never imports the analysis)."""
+        return self.root / "analysis_hints.md"
+
+    @property
     def pending_path(self) -> Path:
         # One file per worker: each has its own iteration in flight.
         return self.root / ("pending.json" if self.worker is None else f"pending-w{self.worker}.json")

@@ -15,10 +15,12 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
+from autoresearch import tag_config
 from autoresearch.agents.base import Agent
 from autoresearch.config import Task
 from autoresearch.errors import AutoresearchError
 from autoresearch.execution import Executor
+from autoresearch.gitrepo import Git
 from autoresearch.loop import Limits, Loop, Shared, Worker, default_executor
 from autoresearch.records import Experiment
 from autoresearch.store import RunStore
@@ -73,6 +75,7 @@ def run_workers(task: Task, tag: str, make_agent: Callable[[int], Agent], slots:
 
 def _run_pool(task, tag, make_agent, slots, limits, say, stop_event, make_executor, observers) -> list[Experiment]:
     probe = RunStore(task.dir, tag)
+    task = tag_config.resolved(task, probe, Git(task.dir))  # the rules a resume from the run branch runs under
     shared = Shared(probe.results_table(task.columns, worker_column=True), probe.ledger)
     main = Loop(task, tag, make_agent(0), say=say, stop_event=stop_event, shared=shared,
                 executor=make_executor(0), observers=observers)

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -23,27 +22,15 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
-from conftest import TINY_CONFIG, git
-from test_contract import context as contract_context
-from fakes.harness import KEY_OF, SECRETS, fake_cli, files_holding  # noqa: F401 (fixture)
+from conftest import git
+from helpers import agent_context as contract_context
+from fakes.harness import KEY_OF, OUR_RETRIES, SECRETS, config, fake_cli, files_holding  # noqa: F401 (fixture)
 
 BACKENDS = ("claude", "codex", "gemini", "aider")
-OUR_RETRIES = ("claude",)  # the others retry by themselves: ours stay off (one retry policy)
-MODELS = {"claude": "sonnet", "codex": "gpt-5-codex", "gemini": "gemini-2.5-pro", "aider": "gpt-4o"}
 # What one successful call of each fake costs: claude reports it, the others go through the price table.
 COST = {"claude": 0.0123, "codex": (4000 * 1.25 + 20000 * 0.125 + 900 * 10) / 1e6,
         "gemini": (20000 * 1.25 + 10000 * 0.125 + 1500 * 10) / 1e6, "aider": 0.0135}
 TOKENS = {"claude": 1200 + 300 + 4000 + 250, "codex": 24000 + 900, "gemini": 31500, "aider": 2710}
-
-
-def config(kind: str, timeout: float = 20, extra: str = "") -> str:
-    return TINY_CONFIG + textwrap.dedent(f'''
-        [agent]
-        kind = "{kind}"
-        timeout = {timeout}
-        model = "{MODELS[kind]}"
-        env = ["FAKE_STATE_DIR", "FAKE_SCENARIO", "FAKE_VALUE", "FAKE_LOGGED_IN"]
-    ''') + ("retries = 2\nbackoff = 0.01\n" if kind in OUR_RETRIES else "") + textwrap.dedent(extra)
 
 
 def run(make_task, kind, iterations=1, extra="", **kw):

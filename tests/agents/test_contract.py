@@ -13,16 +13,16 @@ import textwrap
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from autoresearch.agents import create_agent
 from autoresearch.agents.base import Context
 from autoresearch.config import load_task
-from autoresearch.records import Experiment, Proposal, Status
+from autoresearch.records import Proposal
 
 from conftest import git
+from helpers import agent_context as context
 from fake_openai_server import FakeOpenAI, Reply
 from fakes.harness import fake_cli  # noqa: F401 (fixture)
 
@@ -105,18 +105,6 @@ def setup(request, make_task, fake_cli, tmp_path):
     return backend, task, agent, fake_cli
 
 
-def context(task, run_dir: Path, **kw) -> Context:
-    head = git(task.dir, "rev-parse", "HEAD").strip()
-    baseline = Experiment(iteration=0, commit=head, parent=head, status=Status.KEEP, description="baseline",
-                          metrics={"score": 1.0})
-    run_dir.mkdir(parents=True, exist_ok=True)
-    prompt = "# Tiny task\nMaximise score: raise X in train.py.\n"
-    (run_dir / "prompt.md").write_text(prompt)
-    return Context(task_dir=task.dir, iteration=1, editable=task.editable, readonly=task.readonly,
-                   history=(baseline,), best=baseline, primary="score", direction="maximize",
-                   prompt=prompt, prompt_file=run_dir / "prompt.md", **kw)
-
-
 def test_names_itself_and_checks(setup):
     backend, task, agent, _ = setup
     assert agent.name == backend.kind
@@ -188,3 +176,22 @@ def test_works_without_a_prompt_file(setup, tmp_path):
     ctx = context(task, tmp_path / "run")
     ctx = Context(**{**ctx.__dict__, "prompt_file": None})
     assert agent.propose(ctx).ok
+
+
+def test_an_agent_must_write_propose():
+    """`propose` is abstract: a backend without it fails when it is made, not in the night."""
+    from autoresearch.agents.base import Agent, as_agent
+
+    class NoPropose(Agent):
+        name = "half"
+
+    with pytest.raises(TypeError, match="propose"):
+        NoPropose()
+
+    class Plain:  # the bare protocol: any object with `propose`
+        def propose(self, context):
+            return Proposal("p", "why")
+
+    agent = as_agent(Plain())
+    assert isinstance(agent, Agent) and agent.name == "agent" and agent.repairs
+    assert agent.check() is None and agent.write_memo("r") is None and agent.close() is None

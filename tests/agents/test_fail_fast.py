@@ -21,8 +21,7 @@ from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
 from conftest import TINY_CONFIG
-from fakes.harness import fake_cli  # noqa: F401 (fixture)
-from test_cli_backends import config
+from fakes.harness import config, fake_cli  # noqa: F401 (fixture)
 
 HANG_TIMEOUT = 60  # the fakes below would wait at least this long; a known cause must end them at once
 

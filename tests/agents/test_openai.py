@@ -5,7 +5,6 @@ is in no file under the task directory.
 """
 
 import json
-import threading
 import time
 
 import pytest
@@ -18,90 +17,9 @@ from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
-from conftest import TINY_CONFIG, git
+from conftest import git
 from fake_openai_server import FakeOpenAI, Reply
-
-KEY = "sk-test-PLANTED-7f3a9c1e5b2d4f60"
-LINE = "X = 1.0  # search: float(0.0, 10.0)\n"
-
-CONFIG = TINY_CONFIG + """
-[agent]
-kind = "openai"
-model = "fake-model"
-base_url = "{url}"
-api_key_env = "LLM_BEARER"
-price_in = 2.0
-price_out = 8.0
-max_retries = {max_retries}
-retry_base_delay = 0.01
-request_timeout = {request_timeout}
-timeout = {timeout}
-max_fix_rounds = 2
-"""
-
-
-def answer(replace="X = 2.0  # search: float(0.0, 10.0)\n", search=LINE, path="train.py",
-           explanation="Raise X to 2.0\nThe score grows with X, so a larger X should score higher."):
-    return (f"I will raise X.\n\n{path}\n```python\n<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n```\n\n"
-            f"<explanation>\n{explanation}\n</explanation>\n")
-
-
-GOOD = answer()
-
-
-class Run:
-    """One loop run against a fake server: the baseline, then `iterations` agent iterations."""
-
-    def __init__(self, make_task, monkeypatch, replies, *, iterations=1, key=KEY, server_key=KEY, url_suffix="",
-                 max_retries=3, request_timeout=10, timeout=60, stop_after=None, extra_config=""):
-        # The key lives in a variable whose name does not look secret: only our own redaction can hide it.
-        monkeypatch.setenv("LLM_BEARER", key)
-        self.said = []
-        with FakeOpenAI(replies, api_key=server_key) as self.server:
-            self.task = make_task(config=CONFIG.format(url=self.server.url + url_suffix, max_retries=max_retries,
-                                                       request_timeout=request_timeout, timeout=timeout)
-                                       + extra_config)
-            task = load_task(self.task)
-            stop = threading.Event()
-            self.loop = Loop(task, "t1", create_agent("openai", task), say=self.said.append, stop_event=stop)
-            if stop_after is not None:
-                threading.Timer(stop_after, stop.set).start()
-            started = time.monotonic()
-            try:
-                self.records = self.loop.run(Limits(iterations=iterations))
-            finally:
-                self.elapsed = time.monotonic() - started
-
-    @property
-    def chats(self):
-        return self.server.chat_requests
-
-    @property
-    def last(self):
-        return self.records[-1]
-
-    def ledger(self):
-        return [json.loads(line) for line in self.loop.store.ledger.path.read_text().splitlines()]
-
-
-@pytest.fixture
-def run(make_task, monkeypatch):
-    runs = []
-
-    def start(replies, **kw):
-        r = Run(make_task, monkeypatch, replies, **kw)
-        runs.append(r)
-        return r
-
-    yield start
-    for r in runs:  # every scenario: the key reached the server and nothing written holds it
-        assert_no_secret(r.task)
-
-
-def assert_no_secret(task_dir):
-    for path in task_dir.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            assert KEY.encode() not in path.read_bytes(), f"the API key leaked into {path}"
+from openai_harness import CONFIG, GOOD, KEY, LINE, Run, answer, run  # noqa: F401 (fixture)
 
 
 # -- success --------------------------------------------------------------------------------
@@ -435,3 +353,22 @@ def test_contract_works_without_a_prompt_file(direct):
     agent, ctx = direct([GOOD], prompt_file=False)
     assert agent.propose(ctx).ok
     assert not list(ctx.task_dir.rglob("agent.log"))  # no run directory: no transcript in the work tree
+
+
+def test_a_repeat_goes_back_to_the_model_in_the_next_request(run):
+    """Issue 12: the same code as iteration 1 is not run again; the model hears what it repeats."""
+    lower = answer(replace="X = 0.5  # search: float(0.0, 10.0)\n", explanation="Lower X to 0.5\nMaybe less is more.")
+    usage = {"prompt_tokens": 100, "completion_tokens": 10}
+    r = run([Reply(lower, usage=usage), Reply(lower, usage=usage),
+             Reply(answer(replace="X = 3.0  # search: float(0.0, 10.0)\n", explanation="Raise X to 3.0\nMore is more."),
+                   usage={"prompt_tokens": 200, "completion_tokens": 20})], iterations=2)
+    assert [(e.iteration, e.status, e.description) for e in r.records] == [
+        (0, Status.KEEP, "baseline"), (1, Status.DISCARD, "Lower X to 0.5"), (2, Status.KEEP, "Raise X to 3.0")]
+    assert len(r.chats) == 3
+    assert "Not run: your proposal repeated" not in r.chats[1].last_user
+    asked_again = r.chats[2].last_user
+    assert "## Not run: your proposal repeated an earlier experiment" in asked_again
+    assert f'"Lower X to 0.5" gives the same code as iteration 1 (commit {r.records[1].commit[:7]}, score = 0.5)' in asked_again
+    # both answers of iteration 2 are paid for by its row
+    assert r.records[1].tokens == 110 and r.last.tokens == 110 + 220
+    assert r.last.cost_usd == pytest.approx((300 * 2 + 30 * 8) / 1e6)

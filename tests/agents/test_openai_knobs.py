@@ -11,7 +11,7 @@ from autoresearch.agents import knobs
 from autoresearch.records import Status
 
 from fake_openai_server import Reply
-from test_openai import GOOD, LINE, answer, run  # noqa: F401 (fixture)
+from openai_harness import GOOD, LINE, answer, run  # noqa: F401 (fixture)
 
 KNOBS = 'edit_format = "knobs"\n'
 

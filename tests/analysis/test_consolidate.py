@@ -117,3 +117,69 @@ def test_balance_is_judged_on_held_out_quality_not_on_training_fit_or_time(tmp_p
     run, ranks, _ = c.balanced
     # Counting train_loss and train_seconds, the fast overfitting run would tie and win on its name.
     assert run.name == "steady" and ranks == {"val_acc": 2, "val_loss": 1}
+
+
+# -- one metric, several schemas (issue 12, part 6) ---------------------------------------------
+def mixed(root):
+    """Three folders write `{"metrics": {"test": {"kl": ...}}}`, two write flat `test_kl` (one of
+    them the best run of all), one writes `Test/KL` with `validation_accuracy`."""
+    nested = {"n1": (0.40, 0.70), "n2": (0.35, 0.72), "n3": (0.45, 0.69)}
+    for name, (kl, acc) in nested.items():
+        d = root / "new" / name
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"metrics": {"test": {"kl": kl}, "val": {"acc": acc}}}))
+    for name, (kl, acc) in {"f1": (0.30, 0.75), "f2": (0.50, 0.60)}.items():
+        d = root / "old" / name
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps({"test_kl": kl, "val_acc": acc}))
+    d = root / "other" / "s1"
+    d.mkdir(parents=True)
+    (d / "result.json").write_text(json.dumps({"Test/KL": 0.38, "validation_accuracy": 0.71}))
+    return root
+
+
+def test_the_same_metric_is_one_column_across_schemas(tmp_path):
+    c = consolidate([mixed(tmp_path / "all")])
+    assert c.metric == "test.kl" and c.direction == "minimize"
+    assert len(c.runs) == 6 and all(c.metric in r.metrics for r in c.runs)  # no folder's value dropped
+    assert c.best.name == "f1" and c.best.metrics["test.kl"] == 0.30  # the best of all, a flat folder
+    assert {r.name: r.metrics["val.acc"] for r in c.runs} == {
+        "n1": 0.70, "n2": 0.72, "n3": 0.69, "f1": 0.75, "f2": 0.60, "s1": 0.71}
+    assert c.merged == ["merged `Test/KL` (1 run), `metrics.test.kl` (3 runs), `test_kl` (2 runs) as `test.kl`",
+                        "merged `metrics.val.acc` (3 runs), `val_acc` (2 runs), `validation_accuracy` (1 run) as `val.acc`"]
+
+
+def test_results_md_and_the_cli_say_when_names_were_merged(tmp_path):
+    from typer.testing import CliRunner
+
+    from autoresearch.cli import app
+
+    root = mixed(tmp_path / "all")
+    out, _ = write_results([root], tmp_path / "RESULTS.md")
+    text = out.read_text()
+    assert "Metric names aligned across schemas: merged `Test/KL` (1 run)" in text
+    assert "| **f1** | 0.3 |" in text and "–" not in text.split("## Sources")[0].split("## `all/new`")[1]
+    result = CliRunner().invoke(app, ["consolidate", str(root), "-o", str(tmp_path / "R.md")])
+    assert result.exit_code == 0, result.output
+    assert "best: all/old/f1 (test.kl = 0.3)" in result.output
+    assert "note: merged `Test/KL` (1 run), `metrics.test.kl` (3 runs), `test_kl` (2 runs) as `test.kl`" in result.output
+
+
+def test_two_spellings_with_different_values_in_one_folder_are_both_kept(tmp_path):
+    for name, data in {"a": {"test_kl": 0.3, "test": {"kl": 0.9}}, "b": {"test_kl": 0.4}}.items():
+        d = tmp_path / "s" / name
+        d.mkdir(parents=True)
+        (d / "result.json").write_text(json.dumps(data))
+    c = consolidate([tmp_path / "s"])
+    a = next(r for r in c.runs if r.name == "a")
+    assert sorted(a.metrics.values()) == [0.3, 0.9] and len(a.metrics) == 2
+
+
+@pytest.mark.parametrize("name, metric", [
+    ("test_kl", "test.kl"), ("metrics.test.kl", "test.kl"), ("Test/KL", "test.kl"), ("results.final.test-kl", "test.kl"),
+    ("val_accuracy", "val.acc"), ("validation.acc", "val.acc"), ("top_1", "top1"), ("Top-1", "top1"), ("metrics", "metrics"),
+    ("best_val_loss", "best.val.loss"), ("train_loss", "train.loss"), ("test.top3", "test.top3")])
+def test_canonical_names(name, metric):
+    from autoresearch.analysis.consolidate import canonical
+
+    assert canonical(name) == metric

@@ -7,7 +7,6 @@ marker in their command line instead.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import textwrap
 import threading
@@ -20,55 +19,13 @@ import pytest
 
 from autoresearch.execution import sandbox
 from autoresearch.execution.runner import run_process
-from autoresearch.execution.sandbox import View, run_view
+from autoresearch.execution.sandbox import View
 from autoresearch.execution.supervise import kill_tree_if_alive
 from autoresearch.records import RunSpec
 
+from sandbox_helpers import _listener, repo, survivors, view_for, wait_no_survivors  # noqa: F401 (a fixture)
+
 pytestmark = pytest.mark.skipif(bool(sandbox.probe()), reason=f"no sandbox here: {sandbox.probe()}")
-
-
-def survivors(mark: str) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if any(mark in part for part in p.info["cmdline"] or ()) and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except psutil.Error:
-            pass
-    return found
-
-
-def wait_no_survivors(mark: str, seconds: float = 3.0) -> list[psutil.Process]:
-    deadline = time.monotonic() + seconds
-    while (left := survivors(mark)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
-
-
-@pytest.fixture
-def repo(tmp_path):
-    """A repository with a task folder, a run store holding a ledger, a fake home with credentials."""
-    root = tmp_path / "repo"
-    task = root / "task"
-    (task / ".autoresearch" / "t" / "runs" / "0001").mkdir(parents=True)
-    (task / ".autoresearch" / "t" / "ledger.jsonl").write_text('{"status": "keep"}\n')
-    (root / ".git" / "hooks").mkdir(parents=True)
-    (root / ".git" / "config").write_text("[core]\n")
-    (root / "shared.py").write_text("HELPER = 1\n")
-    (task / "train.py").write_text("X = 1\n")
-    (task / "prepare.py").write_text("DATA = 'fixed'\n")
-    (task / "autoresearch.toml").write_text("[task]\n")
-    home = tmp_path / "home"
-    (home / ".ssh").mkdir(parents=True)
-    (home / ".ssh" / "id_ed25519").write_text("PRIVATE KEY\n")
-    (home / ".netrc").write_text("machine x login u password p\n")
-    return task
-
-
-def view_for(task: Path, **kw) -> View:
-    v = run_view(task, task.parent, task / ".autoresearch" / "t", readonly=("prepare.py",), **kw)
-    return View(root=v.root, hidden=v.hidden, writable=v.writable, readonly=v.readonly, network=v.network,
-                home=str(task.parent.parent / "home"))
 
 
 def run_in(task: Path, body: str, view: View | None = None, **kw):
@@ -132,14 +89,6 @@ def test_credentials_in_the_home_directory_are_not_visible(repo):
     out = log(result)
     assert "PRIVATE KEY" not in out and "password" not in out
     assert "[]" in out.splitlines()
-
-
-def _listener():
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    threading.Thread(target=lambda: server.accept(), daemon=True).start()
-    return server
 
 
 def test_no_network_by_default_and_network_when_allowed(repo):
@@ -263,15 +212,22 @@ def test_agent_keys_the_backends_read_are_never_taken_for_the_sandbox_mode(make_
     assert task.config.agent.model_extra["model"] == "opus"
 
 
-def test_a_sandboxed_run_given_to_the_warm_executor_runs_fresh_inside_the_sandbox(repo):
-    from autoresearch.execution.warm import WarmExecutor
-
-    (repo / "attack.py").write_text("import os\nprint('pid', os.getpid())\n")
-    spec = RunSpec(command="python attack.py", cwd=str(repo),
-                   env={**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"},
-                   timeout=20, log_path=str(repo.parent.parent / "log.txt"), sandbox=view_for(repo))
-    with WarmExecutor(["json"], say=pytest.fail) as ex:
-        result = ex.run(spec)
-        assert ex.server_pids == []  # no server started for it
-    assert result.exit_code == 0 and result.sandboxed and not result.warm
-    assert int(log(result).split()[1]) < 10  # its own PID namespace
+def test_a_run_cannot_undo_its_mounts_even_when_the_orchestrator_is_root(repo):
+    # Run as root, bwrap keeps every capability unless told otherwise (View.argv drops them).
+    body = """
+    import subprocess
+    for cmd in (["mount", "-o", "remount,rw,bind", "/"], ["umount", "-l", ".autoresearch"],
+                ["mount", "-t", "tmpfs", "none", "../.git"]):
+        print(cmd[-1], subprocess.run(cmd, capture_output=True).returncode)
+    print("caps", open("/proc/self/status").read().split("CapEff:")[1].split()[0])
+    print("store", sorted(__import__("os").listdir(".autoresearch")))
+    try:
+        open("../shared.py", "a").write("tampered")
+        print("outside written")
+    except OSError as exc:
+        print("outside refused", exc.errno)
+    """
+    out = log(run_in(repo, body))
+    assert "caps 0000000000000000" in out and "store []" in out and "outside refused" in out, out
+    assert all(line.split()[-1] != "0" for line in out.splitlines()[:3]), out
+    assert (repo.parent / "shared.py").read_text() == "HELPER = 1\n"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from autoresearch.agents.base import Agent, Context
+from autoresearch.agents.base import Agent, Context, Repeat
 from autoresearch.errors import ConfigError
 
 # kind -> "module:Class"; a backend registers itself here and nowhere else.
@@ -37,4 +37,4 @@ def create_agent(kind: str, task, *, seed: int = 0) -> Agent:
     return getattr(import_module(module), cls).from_task(task, seed=seed)
 
 
-__all__ = ["Agent", "Context", "create_agent", "BACKENDS", "KINDS"]
+__all__ = ["Agent", "Context", "Repeat", "create_agent", "BACKENDS", "KINDS"]

@@ -1,8 +1,9 @@
 """The `aider` agent: `aider --message-file ... --yes-always` on the editable files.
 
 Editable files are given as files to edit, read-only files with `--read`. The loop owns git,
-so aider commits nothing (`--no-auto-commits --no-dirty-commits`), leaves .gitignore alone
-(`--no-gitignore`), and writes nothing into the work tree besides the edits: its chat and
+so aider does not use it (`--no-git`: else, where git has no identity, aider writes a made-up
+one into the repository's .git/config, which the agent sandbox keeps read-only), commits
+nothing (`--no-auto-commits --no-dirty-commits`), leaves .gitignore alone (`--no-gitignore`), and writes nothing into the work tree besides the edits: its chat and
 input histories go to the scratch directory and the repo map, whose tag cache is a folder in
 the repository, is off (`--map-tokens 0`; the files to edit are named anyway). It never runs
 shell commands it suggests (`--no-suggest-shell-commands`), nor fetches URLs in the prompt.
@@ -31,7 +32,7 @@ from autoresearch.agents.base import Context
 from autoresearch.agents.cli_agent import Call, CliAgent, Failure, Outcome, classify, one_line
 from autoresearch.agents.failures import message as last_message
 
-FIXED_FLAGS = ("--yes-always", "--no-auto-commits", "--no-dirty-commits", "--no-gitignore", "--no-stream",
+FIXED_FLAGS = ("--yes-always", "--no-git", "--no-auto-commits", "--no-dirty-commits", "--no-gitignore", "--no-stream",
                "--no-pretty", "--no-fancy-input", "--no-analytics", "--no-check-update", "--no-show-model-warnings",
                "--no-show-release-notes", "--no-suggest-shell-commands", "--no-detect-urls",
                "--no-restore-chat-history", "--map-tokens", "0")

@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import abc
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from autoresearch.errors import AutoresearchError
 from autoresearch.records import Experiment, Proposal
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """A proposal of this iteration that was not run: its code is that of an earlier experiment.
+
+    The loop hands it back to the agent (`Context.repeats`, and a section of the prompt) and
+    asks again; after `[agent] max_repeats` of them in a row the iteration ends as an `agent` crash.
+    """
+
+    iteration: int  # the experiment whose code it repeats
+    commit: str  # that experiment's commit ("" while it still runs on another worker)
+    score: float | None  # that experiment's primary metric (None: still running, or none recorded)
+    description: str  # what the agent said of the proposal that was not run
+    data: dict = field(default_factory=dict)  # that proposal's agent data (the tuner's params)
+    running: bool = False  # the earlier experiment is running on another worker right now
+
+    def text(self, primary: str) -> str:
+        """One line for a person or a prompt."""
+        if self.running:
+            where = f"iteration {self.iteration}, which another worker is running right now"
+        else:
+            score = "no score" if self.score is None else f"{primary} = {self.score:.6g}"
+            where = f"iteration {self.iteration} (commit {self.commit[:7]}, {score})"
+        return f'"{self.description}" gives the same code as {where}'
 
 
 @dataclass(frozen=True)
@@ -32,10 +58,16 @@ class Context:
     seed: int = 0
     stop_event: threading.Event | None = None  # set on Ctrl-C: stop the agent's process too
     on_process_start: Callable[[int], None] | None = None  # report a started pid, for cleanup after a crash
+    # execution.agent_sandbox.AgentSandbox: run the agent's processes inside bubblewrap, with the
+    # view its `view(kind, env, scratch)` gives; None: not sandboxed ([sandbox] mode off, or unavailable).
+    sandbox: Any = None
     extra: dict = field(default_factory=dict)
+    # Proposals of this iteration that repeated earlier code and were not run, oldest first:
+    # propose something else. The prompt says the same in its "Not run" section.
+    repeats: tuple[Repeat, ...] = ()
 
 
-class Agent:
+class Agent(abc.ABC):
     """Edits the editable files in `context.task_dir` and says what it did.
 
     `propose` is the one method a backend must write; the hooks below are what the loop may
@@ -51,8 +83,9 @@ class Agent:
     name: str = "agent"
     repairs: bool = True
 
+    @abc.abstractmethod
     def propose(self, context: Context) -> Proposal:
-        raise NotImplementedError
+        """Edit the files of `context.task_dir` (editable ones only) and say what and why."""
 
     def check(self) -> None:
         """Raise AutoresearchError with a fix when the agent cannot work here."""

@@ -41,6 +41,7 @@ ones before the baseline.
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
 import json
 import os
@@ -235,6 +236,7 @@ class CliAgent(Agent, abc.ABC):
         self.run_command = task.run
         self._checked: str | None = None
         self._stop_event: threading.Event | None = None
+        self._sandbox = None  # execution.agent_sandbox.AgentSandbox of the last iteration, or None
 
     def option(self, key: str, kinds: tuple[type, ...], default, expected: str):
         """One backend option, type-checked: a wrong type is a ConfigError naming the key."""
@@ -337,6 +339,7 @@ class CliAgent(Agent, abc.ABC):
     def propose(self, context: Context) -> Proposal:
         binary = self._checked or self.resolve()
         self._stop_event = context.stop_event  # the memo call between iterations stops on Ctrl-C too
+        self._sandbox = context.sandbox  # and runs in the same sandbox, its files read-only
         run_dir = Path(context.prompt_file).parent if context.prompt_file else None
         before = content_hash(context.task_dir, context.editable)
         outcomes: list[Outcome] = []
@@ -349,7 +352,7 @@ class CliAgent(Agent, abc.ABC):
             for attempt in range(1, self.retries + 2):
                 outcome = self._call(lambda d: self.argv(context, binary, d, prompt_file), context.task_dir,
                                      scratch / f"call{attempt}", attempt, log, context.stop_event,
-                                     context.on_process_start)
+                                     context.on_process_start, edits=True)
                 outcomes.append(outcome)
                 if outcome.failure is not Failure.TRANSIENT or attempt > self.retries:
                     break
@@ -374,7 +377,8 @@ class CliAgent(Agent, abc.ABC):
             request_file = Path(tmp) / "memo_request.md"
             request_file.write_text(request, encoding="utf-8")
             outcome = self._call(lambda d: self.memo_argv(binary, d, request_file), self.task.dir,
-                                 Path(tmp) / "call", 1, Path(tmp) / "agent.log", self._stop_event, None)
+                                 Path(tmp) / "call", 1, Path(tmp) / "agent.log", self._stop_event, None,
+                                 edits=False)
         for f, data in before.items():
             if not f.is_file() or f.read_bytes() != data:
                 f.write_bytes(data)
@@ -388,18 +392,24 @@ class CliAgent(Agent, abc.ABC):
         """The command line for a read-only answer to `request_file` (the strategy memo)."""
 
     def _call(self, make_argv, cwd: Path, scratch: Path, attempt: int, log: Path,
-              stop_event: threading.Event | None, on_start) -> Outcome:
+              stop_event: threading.Event | None, on_start, *, edits: bool) -> Outcome:
         scratch.mkdir()
         argv, stdin = make_argv(scratch)
         stdout_path, stderr_path = scratch / "stdout", scratch / "stderr"
         env = self.env()
+        # In the sandbox: the call's private folder (the prompt, stdout, stderr) writable, the
+        # editable files too unless `edits` is False (the memo), the CLI's own state folders.
+        sandboxed = self._sandbox.call(self.name, env, scratch=(str(scratch.parent),), edits=edits,
+                                       programs=argv[:1]) if self._sandbox else contextlib.nullcontext()
         command = (f"exec {shlex.join(argv)} <{shlex.quote(str(stdin or os.devnull))} "
                    f"2>{shlex.quote(str(stderr_path))}")
         watcher = _Watcher(self, {"stdout": stdout_path, "stderr": stderr_path}, stop_event)
         watcher.start()
         try:
-            result = run_process(RunSpec(command=command, cwd=str(cwd), env=env, timeout=self.timeout,
-                                         log_path=str(stdout_path)), stop_event=watcher.kill, on_start=on_start)
+            with sandboxed as view:  # sandboxed: its edits of the editable files come back on leaving
+                result = run_process(RunSpec(command=command, cwd=str(cwd), env=env, timeout=self.timeout,
+                                             log_path=str(stdout_path), sandbox=view),
+                                     stop_event=watcher.kill, on_start=on_start)
         finally:
             watcher.finish()
         call = Call(_read(stdout_path), _read(stderr_path), result.exit_code, scratch)

@@ -12,8 +12,11 @@ noted in the ledger; one that exits non-zero without an edit is a crash.
 from __future__ import annotations
 
 import re
+from contextlib import nullcontext
 
 import shlex
+import shutil
+import tempfile
 from pathlib import Path
 
 from autoresearch.agents.base import Agent, Context
@@ -67,12 +70,20 @@ class CommandAgent(Agent):
             "AUTORESEARCH_PROMPT_FILE": str(context.prompt_file),
             "AUTORESEARCH_ITERATION": str(context.iteration),
         }
-        # The shell reads the prompt as stdin and sends stderr aside, so stdout is the explanation.
-        script = f"exec 0<{shlex.quote(str(context.prompt_file))} 2>>{shlex.quote(str(stderr_log))}\n{self.command}"
         before = content_hash(context.task_dir, context.editable)
-        result = run_process(RunSpec(command=script, cwd=str(context.task_dir), env=env,
-                                     timeout=self.timeout, log_path=str(stdout_log)),
-                             stop_event=context.stop_event, on_start=context.on_process_start)
+        with tempfile.TemporaryDirectory(prefix="autoresearch-command-") as scratch:
+            # stderr goes to the call's scratch folder (the run store is read-only in the sandbox),
+            # then beside the prompt; the shell reads the prompt as stdin, so stdout is the explanation.
+            stderr_tmp = Path(scratch) / "stderr"
+            script = f"exec 0<{shlex.quote(str(context.prompt_file))} 2>>{shlex.quote(str(stderr_tmp))}\n{self.command}"
+            sandboxed = context.sandbox.call(self.name, env, scratch=(scratch,)) if context.sandbox else nullcontext()
+            with sandboxed as view:  # sandboxed: its edits of the editable files come back on leaving
+                result = run_process(RunSpec(command=script, cwd=str(context.task_dir), env=env,
+                                             timeout=self.timeout, log_path=str(stdout_log), sandbox=view),
+                                     stop_event=context.stop_event, on_start=context.on_process_start)
+            if stderr_tmp.exists():
+                with open(stderr_log, "ab") as out, open(stderr_tmp, "rb") as err:
+                    shutil.copyfileobj(err, out)
         secrets = secret_values(env)  # the keys [agent] env handed it: never in its logs or the ledger
         for log in (stdout_log, stderr_log):
             redact_file(log, secrets)

@@ -564,6 +564,8 @@ class TunerAgent(Agent):
         spaces, learned = learn_from_invalid(spaces, best, history)
         policy = TunerPolicy(spaces, context.direction, seed=self.seed + context.seed, excluded=excluded, **self.options)
         repo, pending = self._others_proposals(context.task_dir)
+        # What this iteration proposed already and the loop handed back as a repeat of earlier code.
+        pending += [r.data["params"] for r in context.repeats if isinstance(r.data.get("params"), dict)]
         try:
             suggestion = policy.suggest(best, history, context.iteration, pending=pending)
         except AutoresearchError as e:

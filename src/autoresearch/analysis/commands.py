@@ -119,6 +119,8 @@ def _register_report_commands(app) -> None:
         typer.echo(f"wrote {path}: {len(result.runs)} experiments in {len(result.groups)} groups, sorted by {result.metric} ({result.direction})")
         if result.best:
             typer.echo(f"best: {result.best.group}/{result.best.name} ({result.metric} = {result.best.metrics[result.metric]:g})")
+        for note in result.merged:
+            typer.echo(f"note: {note}")
         for warning in result.warnings:
             typer.echo(f"warning: {warning}")
 

@@ -6,6 +6,8 @@ log, and a reviewer who needs one table. A folder is an experiment when it holds
 grouped by their parent (so `runs/sweep_17688/lr_3e-4` sits with its sweep), sorted by the
 chosen metric, and the file calls out the best run, the most balanced one, the outliers, and
 metrics that are identical across many runs (the models may all predict the same class).
+Folders that write the same metric in different schemas (`test_kl` beside
+`{"metrics": {"test": {"kl": ...}}}`) are aligned under one name first, and the file says so.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from autoresearch.analysis.curves import numeric_fields, parse_jsonl, parse_log, x_key
+from autoresearch.curves import numeric_fields, parse_jsonl, parse_log, x_key
 from autoresearch.errors import AutoresearchError
 from autoresearch.footer import parse_footer
 
@@ -61,6 +63,7 @@ class Consolidation:
     outliers: list[tuple[Run, float]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)  # experiment-like folders without a number
+    merged: list[str] = field(default_factory=list)  # names of one metric in several schemas, aligned
 
     @property
     def runs(self) -> list[Run]:
@@ -148,11 +151,65 @@ def _from_curve(curve: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+# Keys that only hold the metrics (`{"metrics": {"test": {"kl": ...}}}`), and other spellings of
+# one word: `metrics.test.kl`, `test_kl`, `Test/KL` and `test-kl` are one metric.
+WRAPPERS = {"metrics", "metric", "results", "result", "scores", "summary", "final"}
+ALIASES = {"validation": "val", "valid": "val", "accuracy": "acc", "perplexity": "ppl"}
+_SEPARATORS = re.compile(r"[._/\s-]+")
+
+
+def canonical(name: str) -> str:
+    """The metric a key names, whatever the schema: lower case, one separator, no wrapper, aliases
+    resolved, a number joined to the word before it (`top_1` is `top1`)."""
+    words = [w for w in _SEPARATORS.split(name.lower()) if w]
+    while len(words) > 1 and words[0] in WRAPPERS:
+        words.pop(0)
+    out: list[str] = []
+    for word in words:
+        word = ALIASES.get(word, word)
+        if word.isdigit() and out and not out[-1].isdigit():
+            out[-1] += word
+        else:
+            out.append(word)
+    return ".".join(out) or name
+
+
+def align_metrics(runs: list[Run]) -> tuple[list[Run], list[str]]:
+    """The same metric under one name in every run, and a note for each name merged.
+
+    Nothing is dropped: a run that reports two spellings
+    of one metric with different values keeps the second under its own name."""
+    spellings: dict[str, Counter] = {}
+    for run in runs:
+        for key in run.metrics:
+            spellings.setdefault(canonical(key), Counter())[key] += 1
+    # One spelling keeps its name; several become the canonical one (`metrics.test.kl`, `test_kl`: `test.kl`).
+    name_of = {c: next(iter(counts)) if len(counts) == 1 else c for c, counts in spellings.items()}
+    aligned = []
+    for run in runs:
+        metrics: dict[str, float] = {}
+        # The key spelled as the merged name claims it first, so a fallback below never collides.
+        for key, value in sorted(run.metrics.items(), key=lambda kv: kv[0] != name_of[canonical(kv[0])]):
+            name = name_of[canonical(key)]
+            if name in metrics and metrics[name] != value:
+                name = key  # another spelling with another value: both kept
+            metrics.setdefault(name, value)
+        aligned.append(Run(run.name, run.group, run.path, metrics, run.sources))
+    notes = [f"merged {', '.join(_spelling(k, n) for k, n in sorted(counts.items()))} as `{name_of[c]}`"
+             for c, counts in sorted(spellings.items()) if len(counts) > 1]
+    return aligned, notes
+
+
+def _spelling(key: str, runs: int) -> str:
+    return f"`{key}` ({runs} run{'s' if runs != 1 else ''})"
+
+
 def consolidate(dirs: Sequence[str | Path], metric: str | None = None, direction: str | None = None) -> Consolidation:
     runs, skipped = find_runs(dirs)
     if not runs:
         raise AutoresearchError(f"no experiment folder with numbers under {', '.join(map(str, dirs))} "
                                 "(looked for result.json, result_*.json, metrics.jsonl, log.txt)")
+    runs, merged = align_metrics(runs)
     metric, why_metric = _choose_metric(runs, metric)
     if direction is None:
         direction = guess_direction(metric)
@@ -170,7 +227,7 @@ def consolidate(dirs: Sequence[str | Path], metric: str | None = None, direction
     groups = {g: sorted(rs, key=order) for g, rs in sorted(groups.items())}
     ranked = sorted((r for r in runs if metric in r.metrics), key=order)
     result = Consolidation(metric, direction, why_metric, why_direction, columns, groups,
-                           best=ranked[0] if ranked else None, skipped=skipped)
+                           best=ranked[0] if ranked else None, skipped=skipped, merged=merged)
     # Balance is judged on the held-out quality metrics every ranked run reports: a column that
     # half the runs lack would otherwise decide the pick by who is missing it.
     result.balanced = most_balanced(ranked, [k for k in columns if guess_direction(k) and not _NOT_BALANCE.search(k.lower())
@@ -263,6 +320,7 @@ def render_markdown(c: Consolidation, dirs: Sequence[str | Path]) -> str:
              f"Generated: **{time.strftime('%Y-%m-%d %H:%M')}** by `autoresearch consolidate "
              f"{' '.join(str(d) for d in dirs)}`, from {len(c.runs)} experiment folders.", "",
              f"Sorted by **{c.metric}** ({better} is better; {c.why_direction}). Metric {c.why_metric}.", "",
+             *([f"Metric names aligned across schemas: {'; '.join(c.merged)}.", ""] if c.merged else []),
              "## Key results", ""]
     if c.best:
         lines.append(f"- **Best {c.metric}**: `{c.best.name}` ({c.best.group}) = **{_fmt(c.best.metrics[c.metric])}**.")

@@ -24,7 +24,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from autoresearch.analysis.curves import load_curve, x_key
+from autoresearch.curves import load_curve, x_key
 from autoresearch.atomic import write_json
 from autoresearch.decision import rounded
 

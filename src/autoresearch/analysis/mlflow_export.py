@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoresearch.analysis.curves import load_curve, x_key
+from autoresearch.curves import load_curve, x_key
 from autoresearch.constants import find_constants
 from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.records import Experiment, Status

@@ -20,6 +20,7 @@ from pathlib import Path
 from autoresearch import integrity
 from autoresearch.analysis.knobs import knob_table, reproduce_commands
 from autoresearch.memory_cost import MemoryRule
+from autoresearch.ledger import best_of
 from autoresearch.records import Experiment, Status
 from autoresearch.verdict import Reason, Verdict
 
@@ -73,7 +74,7 @@ def binomial_error(primary: str, value: float | None, size) -> float | None:
 def answer(task, store, records: list[Experiment]) -> dict:
     primary, maximize = task.metrics.primary, task.metrics.direction == "maximize"
     keeps = [r for r in records if r.status is Status.KEEP]
-    base, best = (keeps[0], keeps[-1]) if keeps else (None, None)
+    base, best = (keeps[0], best_of(records, store.ledger)) if keeps else (None, None)  # re-judged after an adopt
     base_v, best_v = _value(base, primary), _value(best, primary)
     gain = oriented(best_v, base_v, maximize)
     floor = integrity.decision_floor(records, task.metrics)

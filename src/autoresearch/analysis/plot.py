@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from autoresearch.analysis.curves import load_curve, series_names, x_key
+from autoresearch.curves import load_curve, series_names, x_key
 from autoresearch.records import Experiment, Status
 
 LABEL_CHARS = 34

@@ -28,6 +28,7 @@ from autoresearch.atomic import write_text
 from autoresearch.cost import Spend, spend
 from autoresearch.gains import gains as judged_gains
 from autoresearch.gpu import TRAIN_KEYS, time_split, training_share
+from autoresearch.ledger import best_of
 from autoresearch.records import Experiment, Status
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -85,7 +86,7 @@ def render_report(task, store) -> str:
         knobs_png = plot_knobs(task, store, Path(tmp) / "knobs.png", records)
         knobs_plot = _data_uri(knobs_png) if knobs_png else None
     references = load_references(task.dir, task.path)
-    best = next((r for r in reversed(records) if r.status is Status.KEEP), None)
+    best = best_of(records, store.ledger)  # re-judged where the run adopted new rules
     spent = spend(store, records)  # with the strategy memo's own LLM calls: not in any experiment's row
     floors = judged_gains(records, task.metrics)  # the floor each gain was held to, shown beside it
     context = {
@@ -94,7 +95,7 @@ def render_report(task, store) -> str:
         "task": {"dir": str(task.dir), "run": task.run, "editable": ", ".join(task.editable),
                  "time_budget": task.time_budget},
         "branch": store.branch, "primary": primary, "direction": task.metrics.direction,
-        "summary": {**_summary(records, primary, maximize), "cost_usd": spent.cost_usd, "tokens": spent.tokens},
+        "summary": {**_summary(records, primary, maximize, best), "cost_usd": spent.cost_usd, "tokens": spent.tokens},
         "answer": answer(task, store, records), "patterns": patterns(store, records),
         "progress_png": progress, "curves_png": curves, "curve_runs": chosen, "knobs_png": knobs_plot,
         "frontier": [{**f, "floor": _floor_of(floors, f["iteration"])} for f in frontier(records, primary, maximize)],
@@ -129,10 +130,10 @@ def frontier(records: list[Experiment], primary: str, maximize: bool = True) -> 
     return rows
 
 
-def _summary(records: list[Experiment], primary: str, maximize: bool) -> dict:
+def _summary(records: list[Experiment], primary: str, maximize: bool, best: Experiment | None = None) -> dict:
     keeps = [r for r in records if r.status is Status.KEEP]
     count = {s: sum(1 for r in records if r.status is s) for s in Status}
-    base, best = (keeps[0], keeps[-1]) if keeps else (None, None)
+    base, best = (keeps[0], best or keeps[-1]) if keeps else (None, None)
     base_v = primary_value(base, primary) if base else None
     best_v = primary_value(best, primary) if best else None
     gain = oriented(best_v, base_v, maximize)

@@ -389,6 +389,8 @@ def write_summary(task, store, summary: dict | None = None) -> tuple[Path, Path]
         write_text(store.root / name, text, durable=False)
         mirror(store.root / name, task.dir / name)
         paths.append(task.dir / name)
+    # What the next prompt shows, as text: the loop reads this file and never imports the analysis.
+    write_text(store.hints_path, summary_hints(summary), durable=False)
     return paths[0], paths[1]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from autoresearch.analysis.curves import load_curve
+from autoresearch.curves import load_curve
 from autoresearch.analysis.knobs import knob_table, reproduce_commands
 from autoresearch.gpu import TRAIN_KEYS
 from autoresearch.ledger import Ledger

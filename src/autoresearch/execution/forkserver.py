@@ -1,6 +1,6 @@
 """The warm-start server: imports the preload modules once, then forks one child per run.
 
-Started by warm.py as `python forkserver.py CTRL_FD MODULE...`, never imported. It imports only
+Started by warm.py as `python forkserver.py CTRL_FD [--sandboxed] MODULE...`, never imported. It imports only
 the standard library, so that a child holds what a fresh `python script.py` would plus the
 preloaded modules, and nothing of autoresearch's. It stays single-threaded: fork copies only
 the calling thread, and a lock held by any other thread at that moment stays held forever in
@@ -19,6 +19,13 @@ Protocol (warm.py is the other side):
 - kid: the child itself sends {"pid": pid} once it leads its own session, reads one request
   line (argv, cwd, env, ...), sends {"startup": seconds} just before the script's first line
   runs, and closes it. EOF instead of a request: the orchestrator gave up, the child exits.
+
+--sandboxed: the server runs inside bubblewrap (warm.py starts it in the runs' view) as the
+sandbox's init, pid 1: processes a run orphans become its children (it reaps them between runs),
+and its exit kills every process in the sandbox. Its children share its sandbox, one run at a
+time. Two things then keep one run from reaching the next: the server is not dumpable, so a run (same uid, no capabilities) cannot ptrace it or
+write its memory; and the sandbox's private /tmp is emptied before each fork, as a fresh
+sandbox would start with an empty one.
 """
 
 import sys
@@ -38,15 +45,23 @@ import time  # noqa: E402
 TOKEN_VAR = b"AUTORESEARCH_RUN_TOKEN="  # runner.RUN_TOKEN_ENV; this file imports nothing of ours
 POLL_MS = 50  # how often exits are polled where pidfd_open is missing
 _die_by_signal = 0  # set for an uncaught KeyboardInterrupt: Python then dies by SIGINT
+PR_SET_DUMPABLE = 4
+_sandboxed = False  # --sandboxed (see above)
+_tmp_dirty = False  # a run has ended since /tmp was last emptied
 
 
 def main() -> None:
+    global _sandboxed
     ctrl = socket.socket(fileno=int(sys.argv[1]))
+    modules = sys.argv[2:]
+    if modules[:1] == ["--sandboxed"]:
+        _sandboxed, modules = True, modules[1:]
+        _set_dumpable(False)
     # An ignored SIGCHLD survives exec and would make the kernel reap our children at once,
     # before their exit status could be read.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     started = time.monotonic()
-    for name in sys.argv[2:]:
+    for name in modules:
         try:
             __import__(name)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt from an import count too
@@ -101,6 +116,8 @@ def _serve(ctrl: socket.socket) -> None:
                     for f in fds:
                         os.close(f)
                     continue
+                if _sandboxed:
+                    _settle(runs, by_fd, poller)  # a run released just before: its /tmp goes first
                 pid, run = _start(ctrl, runs, *fds)
                 runs[pid] = run
                 poller.register(run.srv, select.POLLIN)
@@ -131,9 +148,16 @@ def _serve(ctrl: socket.socket) -> None:
 
 
 def _start(ctrl: socket.socket, runs: dict[int, _Run], srv_fd: int, kid_fd: int, log_fd: int) -> tuple[int, _Run]:
+    global _tmp_dirty
     srv = socket.socket(fileno=srv_fd)
+    if _sandboxed and _tmp_dirty and not runs:
+        _empty("/tmp", os.lstat("/tmp").st_dev)
+        _reap_orphans()
+        _tmp_dirty = False
     pid = os.fork()
     if pid == 0:
+        if _sandboxed:
+            _set_dumpable(True)  # the run is a process like any other, for itself and its children
         # Nothing of the server's may stay open in the child: a run holding a srv socket would
         # hide the server's death from the orchestrator, one holding ctrl its own.
         ctrl.close()
@@ -150,6 +174,20 @@ def _start(ctrl: socket.socket, runs: dict[int, _Run], srv_fd: int, kid_fd: int,
     except (AttributeError, OSError):  # old kernel or a seccomp filter: poll instead
         pidfd = None
     return pid, _Run(srv, pidfd)
+
+
+def _settle(runs: dict[int, _Run], by_fd: dict[int, int], poller) -> None:
+    """Reap the runs whose end the orchestrator has already sent, though not yet read here."""
+    for pid, run in list(runs.items()):
+        if not run.released and select.select([run.srv], [], [], 0)[0] and not _recv(run.srv):
+            run.released = True
+            poller.unregister(run.srv)
+        if run.released and not run.exited:
+            _check_exit(pid, run)
+            if run.exited and run.pidfd is not None:
+                poller.unregister(run.pidfd)
+        if run.exited and run.released:
+            _reap(pid, run, runs, by_fd)
 
 
 def _check_exit(pid: int, run: _Run) -> None:
@@ -170,6 +208,8 @@ def _check_exit(pid: int, run: _Run) -> None:
 
 
 def _reap(pid: int, run: _Run, runs: dict[int, _Run], by_fd: dict[int, int]) -> None:
+    global _tmp_dirty
+    _tmp_dirty = True
     try:
         os.waitpid(pid, 0)
     except ChildProcessError:
@@ -345,6 +385,45 @@ def _mark_token(token: str) -> None:
             mem.write(new.ljust(slot, b"\0"))
     except (OSError, ValueError, IndexError):
         pass
+
+
+def _set_dumpable(on: bool) -> None:
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, int(on), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _reap_orphans() -> None:
+    """As the sandbox's init we adopt what a run left: reap those the orchestrator killed."""
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != os.getpid():
+            try:
+                os.waitpid(int(name), os.WNOHANG)
+            except ChildProcessError:  # not ours
+                pass
+
+
+def _empty(folder: str, device: int) -> None:
+    """Delete what runs left in the sandbox's /tmp (a tmpfs of its own), never crossing a mount:
+    the folders bound into it (the repository, the interpreter) are on other devices."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.stat(follow_symlinks=False).st_dev != device:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                _empty(entry.path, device)
+                os.rmdir(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError:  # a mount point, or a folder holding one: it stays
+            pass
 
 
 def _recv(sock: socket.socket) -> bytes:

@@ -4,7 +4,8 @@ The command runs through the shell in a new session, so its process group can be
 whole; supervise.py watches it, caps its log and kills whatever it started (group, remembered
 descendants, every process carrying the run token) at its end. With `spec.sandbox` (a
 sandbox.View) the shell runs inside bubblewrap: the leader is bwrap, and killing it ends the
-run's PID namespace, every process in it included.
+run's PID namespace, every process in it included; the run's own processes get the SIGTERM and
+the grace first, as outside.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import time
 from dataclasses import replace
 from typing import Callable
 
-from autoresearch.execution.sandbox import sandboxed_argv
+import psutil
+
+from autoresearch.execution.sandbox import namespace_pid, sandboxed_argv
 from autoresearch.execution.supervise import (
     GRACE_SECONDS,
     RUN_TOKEN_ENV,
@@ -66,10 +69,36 @@ def run_process(
     assert proc.stdout is not None
     try:
         seen = supervise(_Fresh(proc, stop_event), spec, proc.stdout.fileno(), log, token=token, start=start,
-                         on_start=on_start, stop_event=stop_event, poll_interval=poll_interval, grace=grace)
+                         on_start=on_start, stop_event=stop_event, poll_interval=poll_interval, grace=grace,
+                         hold=(lambda: bwrap_processes(proc.pid)) if spec.sandbox is not None else None)
     finally:
         proc.stdout.close()
     return seen.result(spec, proc.returncode, memory_limit_mb=spec.memory_limit_mb, sandboxed=spec.sandbox is not None)
+
+
+def bwrap_processes(pid: int) -> set[psutil.Process]:
+    """bwrap (`pid`, ours), the sandbox's init (pid 1 inside) and the shell of the command (pid 2,
+    unless it exec'd the command itself).
+
+    The end of any of them ends the sandbox at once, so they are held while the run's own
+    processes get their SIGTERM and grace (supervise.terminate)."""
+    try:
+        leader = psutil.Process(pid)
+        held = {leader}
+        for p in leader.children(recursive=True):
+            inside = namespace_pid(p.pid)
+            if inside == 1 or (inside == 2 and _is_shell(p)):
+                held.add(p)
+        return held
+    except psutil.Error:
+        return set()
+
+
+def _is_shell(p: psutil.Process) -> bool:
+    try:
+        return os.path.realpath(p.exe()) == os.path.realpath("/bin/sh")
+    except (psutil.Error, OSError):
+        return False
 
 
 class _Fresh:

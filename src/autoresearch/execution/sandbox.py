@@ -9,7 +9,8 @@ A sandboxed run sees the machine read-only, with these exceptions:
 - its own PID namespace, whose first process is bwrap's: when the run's leader is killed, or
   the orchestrator dies (--die-with-parent), the kernel kills every process of the namespace,
   however it forked or whatever it did to its environment;
-- no network unless the view allows it (`[sandbox] network = true`): a loopback device only.
+- no network unless the view allows it (`[sandbox] network = true`): a loopback device only;
+- no capabilities, even when the orchestrator runs as root (else its mounts could be undone).
 
 /dev is passed through whole (GPU device nodes, /dev/shm), so CUDA works as outside.
 
@@ -55,6 +56,10 @@ class View:
     network: bool = False
     private_tmp: bool = True  # a fresh /tmp of its own
     home: str = field(default_factory=lambda: os.path.expanduser("~"))
+    # More bwrap mount arguments, after the root's and before `writable`: an agent's mirrored
+    # folders (agent_sandbox.py). Not moved to another machine.
+    mounts: tuple[str, ...] = ()
+    credentials: bool = True  # hide the home's CREDENTIALS (an agent's view hides all but its own itself)
 
     def moved(self, old_root: str, new_root: str) -> "View":
         """The same view of a copy of the tree at `new_root` (a Ray node's scratch folder), with this
@@ -71,10 +76,19 @@ class View:
         return View(root=new_root, hidden=move(self.hidden, False), writable=move(self.writable, True),
                     readonly=move(self.readonly, False), network=self.network)
 
-    def argv(self, command: list[str], cwd: str) -> list[str]:
-        """The bwrap command line that runs `command` in `cwd` inside this view."""
-        args = [bwrap(), "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                "--unshare-cgroup-try", "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev", "--proc", "/proc"]
+    def argv(self, command: list[str], cwd: str, as_init: bool = False) -> list[str]:
+        """The bwrap command line that runs `command` in `cwd` inside this view.
+
+        `as_init`: the command is the sandbox's first process (warm.py's server), so its exit kills
+        every process in the sandbox; then no --die-with-parent, which follows the *thread* that
+        started bwrap (the server watches its control socket instead)."""
+        args = [bwrap(), *(["--as-pid-1"] if as_init else ["--die-with-parent"]), "--unshare-pid", "--unshare-ipc",
+                "--unshare-uts", "--unshare-cgroup-try", "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev",
+                "--proc", "/proc"]
+        if os.geteuid() == 0:
+            # Run as root, bwrap keeps every capability and makes no user namespace: the run could
+            # remount / read-write, or unmount what hides the store. Without them it cannot.
+            args += ["--cap-drop", "ALL"]
         if not self.network:
             args.append("--unshare-net")
         if self.private_tmp:
@@ -82,9 +96,10 @@ class View:
         args += ["--ro-bind", self.root, self.root]  # again, in case /tmp's tmpfs covered it
         for prefix in _interpreters_under_tmp():  # a venv under /tmp (a CI clone) stays usable
             args += ["--ro-bind", prefix, prefix]
+        args += self.mounts
         # Later mounts go on top of earlier ones: open up, hide, open up what lies inside a
         # hidden folder (a worker's worktree in the store), then close again.
-        hidden = [*self.hidden, *(os.path.join(self.home, c) for c in CREDENTIALS)]
+        hidden = [*self.hidden, *(os.path.join(self.home, c) for c in CREDENTIALS if self.credentials)]
         inside = [w for w in self.writable if any(_under(w, h) for h in hidden)]
         args += _binds("--bind", [w for w in self.writable if w not in inside])
         for path in hidden:
@@ -94,6 +109,18 @@ class View:
                 args += ["--ro-bind", "/dev/null", path]
         args += _binds("--bind", inside) + _binds("--ro-bind", self.readonly)
         return [*args, "--chdir", cwd, "--", *command]
+
+
+def namespace_pid(pid: int) -> int:
+    """The pid process `pid` (a pid of ours) has in its own, innermost PID namespace; 0 if unknown."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("NSpid:"):
+                    return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _interpreters_under_tmp() -> list[str]:

@@ -122,19 +122,24 @@ def open_log(spec: RunSpec) -> BinaryIO:
 def supervise(leader: Leader, spec: RunSpec, output_fd: int, log: BinaryIO, *, token: str, start: float,
               on_start: Callable[[int], None] | None = None, begin: Callable[[], None] | None = None,
               stop_event: threading.Event | None = None, poll_interval: float = 0.1,
-              grace: float = GRACE_SECONDS, known: Iterable[psutil.Process] = ()) -> Supervised:
+              grace: float = GRACE_SECONDS, known: Iterable[psutil.Process] = (),
+              members: Callable[[], set[psutil.Process]] | None = None,
+              hold: Callable[[], set[psutil.Process]] | None = None) -> Supervised:
     """Watch a started run until it ends, kill everything it started, and say how it went.
 
     `output_fd` is the read end of the run's output (closed by the caller afterwards), `log` is
     from open_log (closed here). `on_start(pid)` is called first, then `begin()` (warm.py sends
     the child its request there). `known`: processes to kill besides the group and the ones
-    found. The tree is killed whatever happens, an exception in on_start or a KeyboardInterrupt
-    included; those propagate.
+    found. `members()`: the run's processes a scan of the leader's tree misses (those a warm
+    sandbox's init adopted); they count for memory and are killed. `hold()`: processes that get
+    no SIGTERM but are stopped, then killed after the others (see `terminate`). The tree is
+    killed whatever happens, an exception in on_start or a KeyboardInterrupt included; those
+    propagate.
     """
     limit_mb = memory_limit_of(spec)
     reader = LogReader(output_fd, log, spec.max_log_bytes)
     reader.start()
-    watch = TreeWatch(leader.pid)
+    watch = TreeWatch(leader.pid, members)
     why = ""
     ended: float | None = None
     try:
@@ -150,9 +155,14 @@ def supervise(leader: Leader, spec: RunSpec, output_fd: int, log: BinaryIO, *, t
     finally:
         # The leader is not reaped yet, so its pid still names our group and killpg cannot hit a
         # stranger's group that reused the number.
-        terminate(leader.pid, watch.procs | set(known) | set(processes_with_token(token)), grace)
+        held = hold() if hold is not None else set()
+        if held:
+            watch.scan()  # no SIGTERM to the group: every process in it must be known by name
+        terminate(leader.pid, watch.procs | set(known) | set(processes_with_token(token)), grace, held)
         # Anything a dying process spawned during the grace period gets no second grace.
         signal_all(None, processes_with_token(token), signal.SIGKILL)
+        if members is not None:
+            sweep(members)
         leader.reap(EXIT_WAIT_SECONDS)  # unkillable (D state): do not hang the loop on it
         if ended is None:
             ended = time.monotonic()
@@ -242,14 +252,39 @@ def kill_token(token: str, grace: float = GRACE_SECONDS) -> bool:
     return bool(procs)
 
 
-def terminate(pgid: int | None, procs: set[psutil.Process], grace: float) -> None:
-    """SIGTERM the group and `procs`, give them `grace` seconds, then SIGKILL whatever is left."""
+def terminate(pgid: int | None, procs: set[psutil.Process], grace: float,
+              hold: set[psutil.Process] = frozenset()) -> None:
+    """SIGTERM the group and `procs`, give them `grace` seconds, then SIGKILL whatever is left.
+
+    `hold`: a sandbox's bwrap and the first process inside (runner.bwrap_processes). A SIGTERM
+    would end bwrap, and with it the whole sandbox at once, so the run would get no grace; they
+    are stopped instead (nor does a stopped shell start the command's next step), the others get
+    the SIGTERM and the grace, and everything is killed once they are gone."""
+    if hold:
+        gentle = procs - set(hold)
+        signal_all(None, hold, signal.SIGSTOP)
+        signal_all(None, gentle, signal.SIGTERM)
+        signal_all(None, gentle, signal.SIGCONT)
+        _wait_gone(None, gentle, grace)
+        signal_all(pgid, procs | set(hold), signal.SIGKILL)
+        _wait_gone(pgid, procs, 1.0)
+        return
     signal_all(pgid, procs, signal.SIGTERM)
     signal_all(pgid, procs, signal.SIGCONT)  # a stopped process only acts on SIGTERM once continued
     if _wait_gone(pgid, procs, grace):
         return
     signal_all(pgid, procs, signal.SIGKILL)
     _wait_gone(pgid, procs, 1.0)  # SIGKILL is not instant; callers expect the processes gone
+
+
+def sweep(members: Callable[[], set[psutil.Process]], rounds: int = 50) -> None:
+    """SIGKILL `members()` until none is left: each round kills what the last one's forks made."""
+    for _ in range(rounds):
+        left = {p for p in members() if alive(p)}
+        if not left:
+            return
+        signal_all(None, left, signal.SIGKILL)
+        _wait_gone(None, left, 0.2)
 
 
 def signal_all(pgid: int | None, procs: Iterable[psutil.Process], sig: int) -> None:
@@ -393,8 +428,9 @@ class LogReader(threading.Thread):
 class TreeWatch:
     """Samples the tree's total RSS and remembers every descendant ever seen, to kill it later."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, members: Callable[[], set[psutil.Process]] | None = None):
         self.procs: set[psutil.Process] = set()  # hashed by (pid, create_time): reuse-safe
+        self._members = members  # the run's processes outside the tree (supervise's `members`)
         self.peak_bytes = 0
         self.last_bytes = 0
         self._next_scan = 0.0
@@ -408,10 +444,7 @@ class TreeWatch:
             return
         now = time.monotonic()
         if now >= self._next_scan:
-            try:
-                self.procs.update(self._root.children(recursive=True))
-            except psutil.Error:
-                pass
+            self.scan()
             cost = time.monotonic() - now
             self._next_scan = now + cost / SCAN_CPU_SHARE
         rss = 0
@@ -426,3 +459,13 @@ class TreeWatch:
                 pass
         self.last_bytes = rss
         self.peak_bytes = max(self.peak_bytes, rss)
+
+    def scan(self) -> None:
+        """Remember every process of the run there is now."""
+        if self._root is not None:
+            try:
+                self.procs.update(self._root.children(recursive=True))
+            except psutil.Error:
+                pass
+        if self._members is not None:
+            self.procs.update(self._members())

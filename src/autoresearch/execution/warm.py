@@ -40,13 +40,14 @@ import tempfile
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import psutil
 
 from autoresearch.execution.executor import Executor, LocalExecutor
+from autoresearch.execution.sandbox import View, namespace_pid
 from autoresearch.execution.supervise import (
     GRACE_SECONDS,
     RUN_TOKEN_ENV,
@@ -125,18 +126,26 @@ class ServerLost(Exception):
 class _Server:
     """One forkserver process, its control socket and its stderr (kept for error messages)."""
 
-    def __init__(self, preload: Sequence[str], env: dict[str, str], timeout: float):
+    def __init__(self, preload: Sequence[str], env: dict[str, str], timeout: float, view: View | None = None):
         self.active = 0
         self.last_used = time.monotonic()
+        self.view = view  # the sandbox it runs in (the runs' view), or None
         self._lock = threading.Lock()
         ctrl, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._stderr = tempfile.TemporaryFile()
         # The placeholder token goes last: forkserver._mark_token needs it at the block's end.
         server_env = {k: v for k, v in env.items() if not k.startswith(PER_RUN_PREFIX)}
         server_env[RUN_TOKEN_ENV] = TOKEN_PLACEHOLDER
+        argv = [sys.executable, str(SERVER_SCRIPT), str(theirs.fileno()), *preload]
+        if view is not None:
+            # The server is the sandbox's init: when it exits (at the end of its control socket,
+            # when we die or close it) the kernel kills every process in the sandbox. Its own
+            # script stays visible even where the private /tmp covers it (a CI clone).
+            inside = replace(view, readonly=(*view.readonly, str(SERVER_SCRIPT)))
+            argv = inside.argv([argv[0], argv[1], argv[2], "--sandboxed", *preload], "/", as_init=True)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, str(SERVER_SCRIPT), str(theirs.fileno()), *preload],
+                argv,
                 env=server_env, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=self._stderr, pass_fds=(theirs.fileno(),), start_new_session=True)
         finally:
@@ -150,6 +159,8 @@ class _Server:
         if "ready" in reply:
             self.seconds = float(reply["ready"])
             ctrl.settimeout(None)
+            if view is not None:
+                self._find_sandbox()
             return
         self.close()
         if "error" in reply:
@@ -160,6 +171,37 @@ class _Server:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def _find_sandbox(self) -> None:
+        """The server as this machine sees it: the process bwrap started that is pid 1 inside."""
+        self._init: psutil.Process | None = None
+        try:
+            self._init = next(p for p in psutil.Process(self.proc.pid).children(recursive=True)
+                              if namespace_pid(p.pid) == 1)
+        except (psutil.Error, StopIteration):
+            pass  # it died meanwhile: spawn() says so
+
+    def members(self) -> set[psutil.Process]:
+        """Every process in the sandbox but the server: the one run's, however it forked or whatever
+        it did to its environment (orphans are the server's, the init's; it serves one run at a time)."""
+        if self._init is None:
+            return set()
+        try:
+            return set(self._init.children(recursive=True))
+        except psutil.Error:
+            return set()
+
+    def host_pid(self, pid: int) -> int:
+        """This machine's pid of the server's child `pid` (a pid in the sandbox's namespace)."""
+        if self.view is None:
+            return pid
+        try:
+            for child in (self._init.children() if self._init is not None else ()):
+                if namespace_pid(child.pid) == pid:
+                    return child.pid
+        except psutil.Error:
+            pass
+        raise ServerLost(f"the warm-start server's child {pid} is not to be found in its sandbox")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -185,6 +227,11 @@ class _Server:
         if child.wait_for("pid", SPAWN_TIMEOUT) is None:
             child.close()
             raise ServerLost(f"the warm-start server did not fork a child within {SPAWN_TIMEOUT:g} s{self._last_words()}")
+        try:
+            child.host_pid = self.host_pid(int(child.msgs["pid"]))
+        except ServerLost:
+            child.close()
+            raise
         return child
 
     def death(self) -> str:
@@ -221,6 +268,7 @@ class _Child:
 
     def __init__(self, srv: socket.socket, kid: socket.socket, log_fd: int):
         self.log_fd = log_fd
+        self.host_pid = 0  # its pid on this machine (the server's view differs in a sandbox)
         self.msgs: dict[str, object] = {}
         self.server_lost = False  # srv ended without an exit status
         self._bufs = {srv: b"", kid: b""}
@@ -232,7 +280,7 @@ class _Child:
 
     @property
     def pid(self) -> int:
-        return int(self.msgs["pid"])
+        return self.host_pid
 
     def send_request(self, request: dict) -> None:
         data = json.dumps(request).encode() + b"\n"
@@ -321,10 +369,8 @@ class WarmExecutor(Executor):
 
     def run(self, spec: RunSpec, *, on_start: Callable[[int], None] | None = None,
             stop_event: threading.Event | None = None) -> RunResult:
-        # A sandboxed run starts fresh inside bubblewrap: a server's forks would share its PID
-        # namespace and mounts, not get their own (not done yet; see sandbox.py).
-        plain = parse_command(spec.command, spec.cwd, spec.env) if spec.sandbox is None else None
-        server = self._server_for(spec.env) if plain is not None else None
+        plain = parse_command(spec.command, spec.cwd, spec.env)
+        server = self._server_for(spec.env, spec.sandbox) if plain is not None else None
         if server is not None:
             # The clock starts once the server is up: its start (seconds, once a night) is no
             # part of any run, and must not eat the first run's timeout.
@@ -348,12 +394,15 @@ class WarmExecutor(Executor):
             s.close()
 
     # -- servers ------------------------------------------------------------------------------
-    def _server_for(self, env: dict[str, str]) -> _Server | None:
-        key = tuple(sorted((k, v) for k, v in env.items() if not k.startswith(PER_RUN_PREFIX)))
+    def _server_for(self, env: dict[str, str], view: View | None = None) -> _Server | None:
+        """The server for runs with this environment in this sandbox view; None: run fresh."""
+        key = (view, tuple(sorted((k, v) for k, v in env.items() if not k.startswith(PER_RUN_PREFIX))))
         with self._lock:  # held while a server starts: concurrent runs wait rather than start twins
             if self.off_reason:
                 return None
             server = self._servers.get(key)
+            if server is not None and server.view is not None and server.active:
+                return None  # its sandbox holds a run: this one gets a fresh sandbox of its own
             if server is not None and not server.alive():
                 del self._servers[key]
                 self._failed(server.death())
@@ -364,7 +413,7 @@ class WarmExecutor(Executor):
             if server is None:
                 self._evict_idle()
                 try:
-                    server = _Server(self.preload, env, self._start_timeout)
+                    server = _Server(self.preload, env, self._start_timeout, view)
                 except (RuntimeError, OSError) as exc:
                     self._off(f"warm starts off: {exc}; runs start fresh processes")
                     return None
@@ -422,7 +471,8 @@ class WarmExecutor(Executor):
         try:
             seen = supervise(leader, spec, child.log_fd, log, token=token, start=start, on_start=on_start,
                              begin=lambda: child.send_request(request), stop_event=stop_event,
-                             poll_interval=self._poll, grace=self._grace, known=leader.known)
+                             poll_interval=self._poll, grace=self._grace, known=leader.known,
+                             members=server.members if server.view is not None else None)
         finally:
             child.close()
         notes = []
@@ -436,7 +486,7 @@ class WarmExecutor(Executor):
         return seen.result(
             spec, int(code) if code is not None else None, notes=notes, memory_limit_mb=spec.memory_limit_mb,
             startup_seconds=float(startup) if isinstance(startup, (int, float)) else None,
-            warm=True, startup_saved_seconds=server.seconds)
+            warm=True, startup_saved_seconds=server.seconds, sandboxed=server.view is not None)
 
 
 class _WarmLeader:

@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 
-from autoresearch.analysis.curves import numeric_fields, parse_log
+from autoresearch.curves import numeric_fields, parse_log
 from autoresearch.live.events import Events
 from autoresearch.live.state import TICK_SECONDS, live_path, write_state
 

@@ -5,7 +5,8 @@ One iteration is an `Attempt` (attempt.py) passed through named stages, each a f
 
     begin            core.Loop.begin     number, parent (the best commit), pending.json
     propose          propose.py          the agent edits the work tree (or repairs a crash)
-    screen           propose.py          failed / no change / duplicate: ends it untrained
+    screen           propose.py          failed / no change: ends it untrained; code that repeats an
+                                         earlier experiment goes back to the agent (`propose_new`)
     commit and guard propose.py          commit, keep it reachable, reject out-of-scope edits
     measure          measure.py          run under the limits, footer, trusted eval, GPU facts
     confirm          judge.py            a keep candidate again under another seed (its own Attempt)

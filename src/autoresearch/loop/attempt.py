@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoresearch.agents.base import Repeat
 from autoresearch.records import Experiment, Proposal, RunResult
 from autoresearch.verdict import Verdict
 
@@ -51,6 +52,8 @@ class Attempt:
     lines_before: int = 0  # code lines of the editable files before the change (simplicity)
     repair: Experiment | None = None  # the crashed experiment this one repairs
     proposal: Proposal | None = None
+    repeats: list[Repeat] = field(default_factory=list)  # its proposals that repeated earlier code (not run)
+    rejected: list[Proposal] = field(default_factory=list)  # those proposals: what they cost still counts
     changed: list[str] = field(default_factory=list)
     created: list[str] | None = None  # new files of the agent's (deleted on a reset); None: unknown
     commit: str = ""

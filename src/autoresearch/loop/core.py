@@ -13,7 +13,7 @@ from typing import Callable
 
 import psutil
 
-from autoresearch import guard, integrity
+from autoresearch import guard, integrity, tag_config
 from autoresearch.agents.base import Agent, as_agent
 from autoresearch.atomic import mirror, write_text
 from autoresearch.config import Task
@@ -27,7 +27,7 @@ from autoresearch.loop import session
 from autoresearch.loop.attempt import Attempt, Kind
 from autoresearch.loop.judge import confirm, settle
 from autoresearch.loop.measure import measure
-from autoresearch.loop.propose import baseline_proposal, commit_and_guard, propose, screen
+from autoresearch.loop.propose import baseline_proposal, commit_and_guard, propose_new
 from autoresearch.loop.record import announce, finish, record
 from autoresearch.loop.session import Limits, Shared, Stopped, Worker, default_executor
 from autoresearch.records import Experiment
@@ -40,15 +40,17 @@ class Loop:
                  say: Callable[[str], None] = print, stop_event: threading.Event | None = None,
                  observers: list[Callable[["Loop", Experiment], None]] | None = None,
                  shared: Shared | None = None, worker: Worker | None = None, events: list | None = None):
+        self.store = RunStore(task.dir, tag, worker=worker.index if worker else None,
+                              ledger=shared.ledger if shared else None)
+        self.main_git = Git(task.dir)
+        if worker is None:  # resumed from its branch, a tag runs under the rules it adopted (tag_config.py)
+            task = tag_config.resolved(task, self.store, self.main_git)
         self.agent = as_agent(agent)
         self.owns_executor = executor is None
         self.executor = as_executor(executor) if executor is not None else default_executor(task, say)
         self.sandbox = sandbox.Policy(task.config.sandbox)  # decided in prepare(): bwrap works here or not
         self.say = say
         self.stop_event = stop_event or threading.Event()
-        self.store = RunStore(task.dir, tag, worker=worker.index if worker else None,
-                              ledger=shared.ledger if shared else None)
-        self.main_git = Git(task.dir)
         self.worker = worker
         # A worker edits, commits and trains in its own worktree; the store stays in the main one.
         self.task = task.moved_to(worker.task_dir) if worker else task
@@ -152,8 +154,7 @@ class Loop:
         """One experiment: propose, screen, commit and guard, measure, confirm, judge, record, announce."""
         attempt = self.begin(kind, repeat)
         if kind.proposes:
-            propose(self, attempt)
-            screen(self, attempt)
+            propose_new(self, attempt)  # a repeat of earlier code goes back to the agent
             if attempt.verdict is None:
                 commit_and_guard(self, attempt)
         else:
@@ -222,8 +223,8 @@ class Loop:
     def repo_root(self) -> str:
         return self.git.root()
 
-    def restore_tree(self, untracked_before, created: list[str] | None = None) -> None:
-        session.restore_tree(self, untracked_before, created)
+    def restore_tree(self, untracked_before, created: list[str] | None = None, to: str | None = None) -> None:
+        session.restore_tree(self, untracked_before, created, to)
 
     def write_explanation(self, record: Experiment) -> None:
         write_text(self.store.run_dir(record.iteration) / "explanation.md",

@@ -1,8 +1,9 @@
 """The stages before a run: propose, screen, commit and guard.
 
 Each takes the Attempt and either fills it in or ends it with a Verdict (`attempt.verdict`): an
-agent that failed or changed nothing, a duplicate of code already tried, a change outside the
-editable files. An ended attempt is recorded without training.
+agent that failed or changed nothing, a change outside the editable files. An ended attempt is
+recorded without training. A proposal whose code repeats an earlier experiment is no attempt of
+its own: it goes back to the agent (`propose_new`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from autoresearch import guard, outer
-from autoresearch.agents.base import Context
+from autoresearch.agents.base import Context, Repeat
 from autoresearch.atomic import write_text
 from autoresearch.decision import total_code_lines
+from autoresearch.execution.agent_sandbox import AgentSandbox
 from autoresearch.errors import AutoresearchError
 from autoresearch.loop.attempt import Attempt, Kind
 from autoresearch.prompt import render_prompt
@@ -70,16 +72,17 @@ def _put_back_tampering(git, attempt: Attempt, git_state: dict, outside_before: 
 
 def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
     task, store, n = loop.task, loop.store, attempt.n
-    extras = outer.prompt_extras(task, store, attempt.history, attempt.repair)
+    extras = replace(outer.prompt_extras(task, store, attempt.history, attempt.repair),
+                     repeats=tuple(r.text(loop.rules.primary) for r in attempt.repeats), max_repeats=task.agent.max_repeats)
     prompt = render_prompt(task, store.tag, n, attempt.history, attempt.best, runs_dir=store.root / "runs",
                            extras=extras, budget=task.agent.prompt_budget, recent=task.agent.recent)
     prompt_file = attempt.run_dir / "prompt.md"
     write_text(prompt_file, prompt, durable=False)
     context = Context(
-        task_dir=task.dir, iteration=n, editable=task.editable, readonly=task.readonly,
+        repeats=tuple(attempt.repeats), task_dir=task.dir, iteration=n, editable=task.editable, readonly=task.readonly,
         history=attempt.history, best=attempt.best, primary=loop.rules.primary, direction=loop.rules.direction,
         prompt=prompt, prompt_file=prompt_file, seed=0, stop_event=loop.stop_event,
-        on_process_start=lambda pid: loop.track(pid, "agent"),
+        on_process_start=lambda pid: loop.track(pid, "agent"), sandbox=_agent_sandbox(loop),
     )
     try:
         proposal = loop.agent.propose(context)
@@ -97,37 +100,89 @@ def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
     return replace(proposal, data={**proposal.data, "repair_of": root})
 
 
-def screen(loop: "Loop", attempt: Attempt) -> None:
-    """End the attempt before a commit when there is nothing new to train."""
+def _agent_sandbox(loop: "Loop") -> AgentSandbox | None:
+    """What the agent's processes may change when they are sandboxed (as the runs are), else None."""
+    if not loop.sandbox.on:
+        return None
+    task = loop.task
+    return AgentSandbox(task_dir=task.dir, repo_root=loop.repo_root, store_root=loop.store.root,
+                        editable=task.editable, readonly=task.readonly,
+                        writable=task.config.sandbox.agent_writable)
+
+
+def propose_new(loop: "Loop", attempt: Attempt) -> None:
+    """Propose and screen; a proposal that repeats earlier code goes back to the agent with what
+    it repeats, and `[agent] max_repeats` of them in a row end the attempt as an `agent` crash.
+
+    A repeat is not an experiment: it gets no row, no commit and no run (issue 12)."""
+    limit = loop.task.agent.max_repeats
+    while True:
+        propose(loop, attempt)
+        repeat = screen(loop, attempt)
+        if repeat is None:
+            break
+        attempt.repeats.append(repeat)
+        attempt.rejected.append(attempt.proposal)
+        if len(attempt.repeats) >= limit:
+            which = ", ".join(str(r.iteration) for r in attempt.repeats)
+            attempt.verdict = Verdict.crash(
+                Reason.AGENT, f"{len(attempt.repeats)} proposals in a row repeated earlier experiments "
+                              f"(iterations {which}); none was run")
+            attempt.commit = attempt.parent  # nothing of it is committed
+            break
+        loop.say(f"note: iteration {attempt.n}: {repeat.text(loop.rules.primary)}; not run, the agent is asked "
+                 f"again ({len(attempt.repeats)} of {limit})")
+    attempt.proposal = _with_rejected(attempt.proposal, attempt)
+
+
+def _with_rejected(proposal: Proposal, attempt: Attempt) -> Proposal:
+    """The proposal recorded, carrying what the repeats before it cost and which they were."""
+    if not attempt.rejected:
+        return proposal
+    data = dict(proposal.data) if isinstance(proposal.data, dict) else {}
+    data["repeats"] = [{"description": r.description, "of": r.iteration, **({"running": True} if r.running else {})}
+                       for r in attempt.repeats]
+    earlier = [p for p in attempt.rejected if p is not proposal]
+    return replace(proposal, data=data, cost_usd=proposal.cost_usd + sum(p.cost_usd for p in earlier),
+                   tokens=proposal.tokens + sum(p.tokens for p in earlier))
+
+
+def screen(loop: "Loop", attempt: Attempt) -> Repeat | None:
+    """End the attempt before a commit when there is nothing to train; a Repeat when its code is
+    that of an earlier experiment (the work tree is then back at the parent's code)."""
     proposal, changed, task = attempt.proposal, attempt.changed, loop.task
     if not proposal.ok:
         attempt.verdict = Verdict.crash(Reason.AGENT, proposal.error)
     elif not changed:
         attempt.verdict = Verdict.crash(Reason.AGENT, "no change to the editable files")
     elif guard.outside_scope(changed, task.editable) or guard.escaping(task.dir, changed):
-        return  # committed so the attempt can be inspected, then rejected by the guard
+        return None  # committed so the attempt can be inspected, then rejected by the guard
     else:
-        _screen_duplicate(loop, attempt)
-    if attempt.verdict is not None:
-        attempt.commit = attempt.parent  # nothing of it is committed
-        if attempt.verdict.duplicate or not proposal.ok:
-            loop.restore_tree(attempt.untracked)
+        repeat = _repeat_of(loop, attempt)
+        if repeat is not None:
+            loop.restore_tree(attempt.untracked, attempt.created, to=attempt.parent)
+        return repeat
+    attempt.commit = attempt.parent  # nothing of it is committed
+    if not proposal.ok:
+        loop.restore_tree(attempt.untracked)
+    return None
 
 
-def _screen_duplicate(loop: "Loop", attempt: Attempt) -> None:
+def _repeat_of(loop: "Loop", attempt: Attempt) -> Repeat | None:
+    """The earlier experiment (or the run in flight on another worker) with this very code."""
     digest = guard.content_hash(loop.task.dir, loop.task.editable)
+    proposal = attempt.proposal
     with loop.shared.lock:
         for old in loop.store.ledger.records:
             if old.content_hash == digest and old.status is not Status.CRASH:
-                # Same code, same result: show the earlier metrics rather than train it again.
-                attempt.verdict = Verdict(Status.DISCARD, Reason.DUPLICATE, of=old.iteration)
-                attempt.metrics = old.metrics
-                return
+                score = old.metrics.get(loop.rules.primary)
+                return Repeat(old.iteration, old.commit, score if isinstance(score, (int, float)) else None,
+                              proposal.description, dict(proposal.data or {}))
         for other, running in loop.shared.in_flight.items():
             if running == digest:
-                attempt.verdict = Verdict(Status.DISCARD, Reason.DUPLICATE, "running on another worker", of=other)
-                return
+                return Repeat(other, "", None, proposal.description, dict(proposal.data or {}), running=True)
         loop.shared.in_flight[attempt.n] = digest  # other workers must not run the same code now
+    return None
 
 
 def commit_and_guard(loop: "Loop", attempt: Attempt) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from autoresearch import crash_policy, outer, results_tsv
+from autoresearch import crash_policy, outer, results_tsv, tag_config
 from autoresearch.config import Task
 from autoresearch.errors import AutoresearchError
 from autoresearch.execution import Executor, executor_for_task
@@ -121,19 +121,26 @@ def _start(loop: "Loop") -> None:
     require_clean(loop)
     git.checkout_new_branch(store.branch)
     store.create()
+    tag_config.save_started(store, loop.task.config)  # a resume's rules are checked against these
 
 
 def _resume(loop: "Loop") -> None:
     git, store = loop.git, loop.store
     if not git.branch_exists(store.branch):
         raise AutoresearchError(f"{store.ledger.path} exists but branch {store.branch} is gone; restore the branch or pick another --tag")
-    if store.pending() is None or git.current_branch() != store.branch:
+    pending, on_branch = store.pending(), git.current_branch() == store.branch
+    if pending is None or not on_branch:
         # Between iterations nothing uncommitted is the loop's: a resume would reset it away.
         # (With an iteration in flight on the run branch, its edits are the agent's, rolled back.)
         require_clean(loop)
-    if git.current_branch() != store.branch:
+    if pending is None:  # (in flight, the commits on the branch are the agent's, rolled back)
+        tag_config.refuse_foreign(loop, on_branch)  # a commit of the user's is never reset away
+    plan = tag_config.check(loop)  # the rules: the tag's, or adopted; else refused
+    if not on_branch:
         git.checkout(store.branch)
+    tag_config.before_recover(loop, plan)
     recover(loop)
+    tag_config.after_recover(loop, plan)
 
 
 def require_clean(loop: "Loop") -> None:
@@ -192,14 +199,14 @@ def _settle_pending(loop: "Loop", pending: Pending) -> None:
         loop.say(f"resume: recorded confirmation run {confirmation.iteration}")
 
 
-def restore_tree(loop: "Loop", untracked_before, created: list[str] | None = None) -> None:
-    """Back to the best commit; files the agent created are deleted, the user's are kept.
+def restore_tree(loop: "Loop", untracked_before, created: list[str] | None = None, to: str | None = None) -> None:
+    """Back to the best commit (or `to`); files the agent created are deleted, the user's are kept.
 
     `created` (the new files, when known) spares a `git status` call.
     """
     git = loop.git
     best = loop.store.ledger.best()
-    target = best.commit if best else git.where()[1]
+    target = to or (best.commit if best else git.where()[1])
     git.put_back(loop.branch, target)
     git.reset_hard(target)
     before = set(untracked_before)

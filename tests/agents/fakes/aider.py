@@ -19,7 +19,7 @@ import fakecli
 
 USER = str(uuid.uuid4())
 FLAGS = ["yes-always"]
-TOGGLES = ["auto-commits", "dirty-commits", "gitignore", "stream", "pretty", "fancy-input", "analytics", "check-update",
+TOGGLES = ["git", "auto-commits", "dirty-commits", "gitignore", "stream", "pretty", "fancy-input", "analytics", "check-update",
            "show-model-warnings", "show-release-notes", "suggest-shell-commands", "detect-urls", "restore-chat-history", "dry-run"]
 
 

@@ -12,9 +12,12 @@ import json
 import os
 import socket
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
+
+from conftest import TINY_CONFIG
 
 FAKES = Path(__file__).parent
 NAMES = ("claude", "codex", "gemini", "aider")
@@ -27,6 +30,21 @@ SECRETS = {
 }
 # The key each backend needs (its fake leaks it on stderr).
 KEY_OF = {"claude": "ANTHROPIC_API_KEY", "codex": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY", "aider": "OPENAI_API_KEY"}
+OUR_RETRIES = ("claude",)  # the others retry by themselves: ours stay off (one retry policy)
+MODELS = {"claude": "sonnet", "codex": "gpt-5-codex", "gemini": "gemini-2.5-pro", "aider": "gpt-4o"}
+
+
+def config(kind: str, timeout: float = 20, extra: str = "") -> str:
+    """The tiny task's config with the fake backend `kind` as its agent."""
+    return TINY_CONFIG + textwrap.dedent(f'''
+        [agent]
+        kind = "{kind}"
+        timeout = {timeout}
+        model = "{MODELS[kind]}"
+        env = ["FAKE_STATE_DIR", "FAKE_SCENARIO", "FAKE_VALUE", "FAKE_LOGGED_IN"]
+    ''') + ("retries = 2\nbackoff = 0.01\n" if kind in OUR_RETRIES else "") + textwrap.dedent(extra)
+
+
 
 
 class FakeCli:
