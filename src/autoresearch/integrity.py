@@ -75,7 +75,7 @@ def noise_groups(history: Sequence[Experiment], primary: str) -> list[list[float
     confirmed candidate with its confirmation run. (A repeat made on resume of a tag begun before
     repeats were the default runs the best of that moment, so it is grouped with that keep.)"""
     same_code = {e.commit for e in history if e.verdict.noise_repeat or e.verdict.confirmation}
-    confirmed = {e.verdict.of for e in history if e.verdict.confirmation}
+    confirmed = {e.verdict.of for e in history if e.verdict.confirmation and e.status is not Status.CRASH}
     groups: dict[str, list[float]] = {}
     for e in history:
         if e.status is Status.CRASH or e.status is Status.IMPORTED:
