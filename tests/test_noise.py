@@ -19,7 +19,7 @@ def test_two_baselines_make_a_floor_of_sqrt2_times_their_difference():
 
 def test_min_delta_wins_when_larger_and_the_reason_says_so():
     f = noise.Floor.of([[1.0, 1.001]], min_delta=0.05)
-    assert f.value == 0.05 and f.source() == "[metrics] min_delta (the measured spread is below it)"
+    assert f.value == 0.05 and f.source() == "[metrics] min_delta (twice the measured spread, 0.001414, is no larger)"
 
 
 def test_one_run_is_unknown_unless_declared_deterministic():

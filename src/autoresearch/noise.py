@@ -64,7 +64,8 @@ class Floor(NamedTuple):
             where = f"{m.runs} runs of the same code" if m.groups == 1 else f"{m.runs} runs of {m.groups} commits"
             return f"2 x the spread (std {m.std:.6f}) of {where}"
         if self.measured is not None or self.deterministic:
-            why = "the measured spread is below it" if self.measured is not None else "deterministic = true"
+            why = (f"twice the measured spread, {2 * self.measured.std:.6f}, is no larger" if self.measured is not None
+                   else "deterministic = true")
             return f"[metrics] min_delta ({why})"
         return "[metrics] min_delta; the spread is unknown (noise_runs = 1)"
 
