@@ -1,12 +1,15 @@
 """Early stopping in the loop: real processes writing their curve as they train."""
 
 import json
+import os
 import re
+import time
 
 from autoresearch.config import load_task
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
+from conftest import tiny_config
 from helpers import ScriptedAgent, set_x
 
 # The curve climbs to X / 10 over the budget; a log line every 0.2 s of "training".
@@ -22,19 +25,7 @@ print("---")
 print(f"score: {X / 10:.6f}")
 '''
 
-CONFIG = """\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 4
-timeout = 30
-
-[metrics]
-primary = "val"
-direction = "maximize"
-noise_runs = 1
-
+CONFIG = tiny_config(time_budget=4, timeout=30, primary="val", metrics="noise_runs = 1\n") + """
 [early_stop]
 min_curves = 2
 warmup = 0.25
@@ -78,3 +69,46 @@ def test_early_stop_off_in_the_config_trains_every_run_to_the_end(make_task):
     records = loop.run(Limits(iterations=2))
     assert [r.stopped_at for r in records] == [None, None, None]
     assert records[-1].metrics["val"] == 0.1 and not (loop.store.run_dir(2) / "early_stop.json").exists()
+
+
+# As the example: metrics.jsonl in the task directory, rewritten by each run only once its
+# imports are done (here after 1 s), with the run's own training clock.
+TRAIN_JSONL = '''\
+X = 9.0  # search: float(0.0, 10.0)
+import json, os, time
+budget = float(os.environ["AUTORESEARCH_TIME_BUDGET"])
+time.sleep(1.0)
+log = open("metrics.jsonl", "w")
+start = time.monotonic()
+while (t := time.monotonic() - start) < budget:
+    time.sleep(0.2)
+    log.write(json.dumps({"val": X / 10 * min(1.0, 0.6 + t / budget), "seconds": round(t, 2)}) + "\\n")
+    log.flush()
+print("---")
+print(f"val: {X / 10:.6f}")
+'''
+
+
+def test_the_curve_a_stopped_run_left_does_not_stop_the_next_run(make_task):
+    """A stopped run's metrics.jsonl is still in the task directory when the next run starts,
+    a moment later (well inside the file-time slack): it is not the next run's curve."""
+    task = make_task(TRAIN_JSONL, CONFIG, extra={".gitignore": "metrics.jsonl\n"})
+
+    def better_at_once(d):
+        described = set_x(9.5)(d)
+        # As if the stopped run had written it as this run starts, however long the commit takes
+        # on a loaded machine (a run stopped early is followed at once by the next).
+        soon = time.time() + 3
+        os.utime(d / "metrics.jsonl", (soon, soon))
+        return described
+
+    agent = ScriptedAgent(set_x(8.9), set_x(1.0), better_at_once)
+    loop = Loop(load_task(task), "t", agent, say=lambda s: None)
+    base, close, bad, better = loop.run(Limits(iterations=3))
+    assert bad.stopped_at is not None and bad.status is Status.DISCARD
+    # Judged on its own curve, the better run trains its whole budget and is kept.
+    assert better.stopped_at is None and better.status is Status.KEEP
+    assert better.metrics["val"] == 0.95 and better.wall_seconds > 4
+    trace = json.loads((loop.store.run_dir(3) / "early_stop.json").read_text())
+    assert trace["stopped"] is None and trace["trace"][-1][1] > 0.9  # its own curve, not the stopped one's
+    assert json.loads((loop.store.run_dir(3) / "metrics.jsonl").read_text().splitlines()[-1])["val"] > 0.9

@@ -7,25 +7,11 @@ from autoresearch.config import load_task
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
+from conftest import tiny_config
 from helpers import ScriptedAgent
 
-BASE_CONFIG = '''\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 5
-timeout = 30
-{task_extra}
-[metrics]
-primary = "score"
-direction = "maximize"
-{metrics_extra}
-'''
-
-
-def config(task_extra="", metrics_extra="deterministic = true"):
-    return BASE_CONFIG.format(task_extra=task_extra, metrics_extra=metrics_extra)
+def config(task_extra="", metrics_extra=""):
+    return tiny_config(timeout=30, task=task_extra, metrics=metrics_extra + "\n")
 
 
 def set_const(name, value):
@@ -50,7 +36,7 @@ def test_trusted_eval_decides_and_flags_a_lying_footer(make_task):
         print(f"score: {X + LIE:.6f}")
     '''
     prepare = 'import sys\nDATA = "fixed"\nif "--evaluate" in sys.argv:\n    print("---")\n    print(f"score: {float(open(\'prediction.txt\').read()):.6f}")\n'
-    task = make_task(train=train, config=config('eval = "python prepare.py --evaluate"'))
+    task = make_task(train=train, config=config('eval = "python prepare.py --evaluate"\noutputs = ["prediction.txt"]'))
     (task / "prepare.py").write_text(prepare)
     from conftest import git
     git(task, "commit", "-qam", "evaluation harness")

@@ -86,7 +86,8 @@ def assert_crash(record, result, task, kind: CrashKind):
 
 
 def assert_gone(pid_file: Path, wait: float = 5.0):
-    """The process whose pid the run wrote is dead (a zombie that init has not reaped counts as dead)."""
+    """(Written beside the repository: what a run creates in the task directory is removed after it.)
+    The process whose pid the run wrote is dead (a zombie that init has not reaped counts as dead)."""
     assert pid_file.exists(), f"{pid_file} was never written"
     pid = int(pid_file.read_text())
     deadline = time.monotonic() + wait
@@ -108,42 +109,42 @@ def test_hang_is_a_timeout(make_task):
 
 def test_ignoring_sigterm_still_ends_at_the_timeout(make_task):
     body = ("import signal\nif BAD:\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            "    open('pid', 'w').write(str(os.getpid()))\n    while True:\n        time.sleep(0.05)\n" + FOOTER)
+            "    open('../pid', 'w').write(str(os.getpid()))\n    while True:\n        time.sleep(0.05)\n" + FOOTER)
     record, result, task = misbehave(make_task, body, timeout=1.0)
     assert_crash(record, result, task, CrashKind.TIMEOUT)
     assert result.wall_seconds < 1.0 + 2.0 + 5.0  # the timeout, the SIGTERM grace, then SIGKILL
-    assert_gone(task.dir / "pid")
+    assert_gone(task.dir.parent / "pid")
 
 
 def test_grandchildren_are_killed_and_the_run_still_judged(make_task):
     body = ('if BAD:\n    import subprocess\n'
             '    child = subprocess.Popen([sys.executable, "-c", "import os, subprocess, sys, time; '
-            "open('grandchild', 'w').write(str(subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']).pid)); "
-            "open('child', 'w').write(str(os.getpid())); time.sleep(600)\"])\n"
-            "    while not os.path.exists('grandchild'):\n        time.sleep(0.02)\n" + FOOTER)
+            "open('../grandchild', 'w').write(str(subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']).pid)); "
+            "open('../child', 'w').write(str(os.getpid())); time.sleep(600)\"])\n"
+            "    while not os.path.exists('../grandchild'):\n        time.sleep(0.02)\n" + FOOTER)
     record, result, task = misbehave(make_task, body)
     assert record.status is Status.KEEP and record.metrics["score"] == 2.0  # it printed a good footer and exited 0
-    assert_gone(task.dir / "child")
-    assert_gone(task.dir / "grandchild")
+    assert_gone(task.dir.parent / "child")
+    assert_gone(task.dir.parent / "grandchild")
 
 
 def test_a_process_in_its_own_session_is_found_by_the_run_token(make_task):
     body = ('if BAD:\n    import subprocess\n'
             '    subprocess.Popen([sys.executable, "-c", "import os, time; '
-            "open('daemon', 'w').write(str(os.getpid())); time.sleep(600)\"], start_new_session=True)\n"
-            "    while not os.path.exists('daemon'):\n        time.sleep(0.02)\n" + FOOTER)
+            "open('../daemon', 'w').write(str(os.getpid())); time.sleep(600)\"], start_new_session=True)\n"
+            "    while not os.path.exists('../daemon'):\n        time.sleep(0.02)\n" + FOOTER)
     record, result, task = misbehave(make_task, body)
     assert record.status is Status.KEEP
-    assert_gone(task.dir / "daemon")
+    assert_gone(task.dir.parent / "daemon")
 
 
 def test_double_forked_daemon_that_outlives_its_parent(make_task):
     body = ("if BAD:\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n"
-            "            open('daemon', 'w').write(str(os.getpid()))\n            time.sleep(600)\n"
-            "        os._exit(0)\n    while not os.path.exists('daemon'):\n        time.sleep(0.02)\n" + FOOTER)
+            "            open('../daemon', 'w').write(str(os.getpid()))\n            time.sleep(600)\n"
+            "        os._exit(0)\n    while not os.path.exists('../daemon'):\n        time.sleep(0.02)\n" + FOOTER)
     record, result, task = misbehave(make_task, body)
     assert record.status is Status.KEEP
-    assert_gone(task.dir / "daemon")
+    assert_gone(task.dir.parent / "daemon")
 
 
 def test_output_flood_is_capped_and_the_run_still_judged(make_task):
@@ -331,6 +332,11 @@ def test_agent_that_rewrites_git_files(make_task, vandalise):
         return "x -> 3, and git's files broken"
 
     task_dir, records = run_agent(make_task, breaks_git, lambda d: set_x(d, "7.0") or "x -> 7")
-    assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.KEEP]  # its edit was judged
+    if vandalise is _broken_config:  # shared by every worktree, and where fsmonitor hides: a guard crash (issue 11)
+        assert records[1].status is Status.CRASH and "git's config" in records[1].reason, records[1].reason
+        assert (task_dir / ".git" / "config").read_text() != "[core\n"
+        assert [r.status for r in records[::2]] == [Status.KEEP, Status.KEEP]
+    else:
+        assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.KEEP]  # its edit was judged
     assert records[-1].metrics.get("score") == 7.0
     assert_at_last_keep(task_dir, records)

@@ -38,6 +38,17 @@ LEGACY = [
     (C, "agent: no change to the editable files", Verdict(C, Reason.AGENT, "no change to the editable files")),
     (C, "agent: claude exited with 1: rate limited", Verdict(C, Reason.AGENT, "claude exited with 1: rate limited")),
     (C, "node_lost: the node running it died (retried once)", Verdict(C, Reason.NODE_LOST, "the node running it died (retried once)")),
+    (C, "guard: the run's declared output(s) ckpt/*.pt are missing",
+     Verdict(C, Reason.GUARD, "the run's declared output(s) ckpt/*.pt are missing")),
+    (C, "guard: the run's declared output(s) pred.json are missing (pred.json: a symlink or code is never an output)",
+     Verdict(C, Reason.GUARD, "the run's declared output(s) pred.json are missing (pred.json: a symlink or code is never an output)")),
+    (C, "guard: the run's outputs (1048576 MB) do not fit in the evaluation's copy (900 MB free in /tmp); set TMPDIR to a disk with room",
+     Verdict(C, Reason.GUARD, "the run's outputs (1048576 MB) do not fit in the evaluation's copy (900 MB free in /tmp); "
+                              "set TMPDIR to a disk with room")),
+    (C, "eval: `python prepare.py --evaluate` exited with 1, see eval.log (it runs on a pristine copy with only "
+        "[task] outputs; the run also wrote pred.json)",
+     Verdict(C, Reason.EVAL, "`python prepare.py --evaluate` exited with 1, see eval.log (it runs on a pristine copy "
+                             "with only [task] outputs; the run also wrote pred.json)")),
     (C, "eval: timed out after 30 s", Verdict(C, Reason.EVAL, "timed out after 30 s")),
     (C, "eval: `python eval.py` exited with 2, see eval.log", Verdict(C, Reason.EVAL, "`python eval.py` exited with 2, see eval.log")),
     (K, "baseline", Verdict(K, Reason.BASELINE)),

@@ -40,6 +40,7 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     `gpus="0,1"` or `workers=N` (N > 1) runs one worker per slot, sharing one ledger.
     `executor="ray"` (and `ray_address`) overrides the config's [executor]: runs become Ray tasks."""
     from autoresearch.analysis.observer import refresh as refresh_analysis  # not needed to fail fast
+    from autoresearch.analysis.prewarm import ReportPrewarm
 
     from autoresearch.agents import KINDS
 
@@ -53,24 +54,25 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     kind = agent or task.agent.kind
     limits = Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,
                     max_cost_usd=max_cost_usd)
+    prewarm = ReportPrewarm()  # the final report's imports, loaded beside the second run
     if gpus or (workers or 1) > 1:
         slots = parse_slots(gpus, workers)
         make_agent = lambda i: create_agent(kind, task, seed=seed + i)  # noqa: E731
         records = run_workers(task, tag, make_agent, slots, limits, say=say, stop_event=stop_event,
-                              observers=[refresh_analysis, budget_watch(task, say)])
+                              observers=[refresh_analysis, budget_watch(task, say), prewarm])
         from autoresearch.live.state import clear_stop
 
         clear_stop(RunStore(task.dir, tag).root)  # the workers honoured it (or the night ended first)
     else:
         loop = Loop(task, tag, create_agent(kind, task, seed=seed), say=say, stop_event=stop_event,
-                    observers=[refresh_analysis, budget_watch(task, say)])
+                    observers=[refresh_analysis, budget_watch(task, say), prewarm])
         records = loop.run(limits)
     paused = crash_policy.should_pause_for_agent(sorted(records, key=lambda r: r.iteration),
                                                  task.config.task.pause_after_env_errors)
     if paused:  # the agent cannot work (every worker paused on it): the reports are written, the exit says so
-        _final_reports(task, tag, say)
+        _final_reports(task, tag, say, prewarm)
         raise AgentPaused(paused)
-    _final_reports(task, tag, say)
+    _final_reports(task, tag, say, prewarm)
     if task.config.task.final_eval and records and not (stop_event and stop_event.is_set()):
         integrity.final_eval(task, RunStore(task.dir, tag), say=say)  # the held-out check on the best commits
     if evolve_program:
@@ -172,16 +174,19 @@ def noise_totals(metrics, records) -> dict:
                       for n, g in judged_gains(records, metrics).items()}}
 
 
-def _final_reports(task: Task, tag: str, say: Callable[[str], None]) -> None:
+def _final_reports(task: Task, tag: str, say: Callable[[str], None], prewarm=None) -> None:
     """The progress plot and the HTML report at the end of a run; a failure here loses nothing."""
     store = RunStore(task.dir, tag)
     if not store.ledger.exists():
         return
+    if prewarm is not None:
+        prewarm.wait()  # never two threads drawing at once
     try:
         from autoresearch.analysis.plot import plot_progress
         from autoresearch.analysis.report import write_report
         plot = plot_progress(task, store, store.shown("progress.png"))  # the store's copy where git tracks one
-        say(f"report: {write_report(task, store, store.shown('report.html'))}   plot: {plot}")
+        # The report embeds the plot just drawn rather than drawing it again.
+        say(f"report: {write_report(task, store, store.shown('report.html'), progress_png=plot)}   plot: {plot}")
     except Exception as exc:
         say(f"warning: the report could not be written ({type(exc).__name__}: {exc}); `autoresearch report` retries")
 
@@ -270,6 +275,10 @@ def dashboard_for(task_dir, tag: str | None = None, *, host: str = "127.0.0.1", 
 
 
 EXAMPLES = ("mnist1d", "mnist1d_yaml")  # the bundled tasks: the same problem, knobs as constants or in a YAML file
+# Files an example takes from another one when it is copied (one copy of the code in the package):
+# the YAML twin trains with mnist1d's own train.py and harness.
+SHARED = {"mnist1d_yaml": {"prepare.py": "mnist1d/prepare.py", "mnist1d_train.py": "mnist1d/train.py",
+                           ".gitignore": "mnist1d/.gitignore"}}
 
 
 def copy_example(name: str, directory: Path, *, time_budget: float | None = None) -> Path:
@@ -282,6 +291,8 @@ def copy_example(name: str, directory: Path, *, time_budget: float | None = None
         with resources.as_file(source) as src:
             shutil.copytree(src, directory, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "data", "metrics.jsonl"))
+        for file, origin in SHARED.get(name, {}).items():
+            (directory / file).write_bytes((resources.files("autoresearch.examples") / origin).read_bytes())
         if time_budget is not None:
             _set_budget(directory / "autoresearch.toml", time_budget)
         git = ["git", "-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost"]

@@ -46,8 +46,18 @@ class TaskSection(_Section):
     eval: str | None = Field(default=None, min_length=1)
     # Held-out check run on the best commits at the end of a run, or by `autoresearch confirm`.
     final_eval: str | None = Field(default=None, min_length=1)
+    # Globs (relative to the task directory) of the files a run writes that stay after it and that the
+    # trusted eval gets in its pristine copy (a checkpoint, predictions); everything else a run creates
+    # in the task directory is removed after it (execution/pristine.py). Each must match a file the run wrote.
+    outputs: tuple[str, ...] = ()
     # Modules imported once by a warm-start server that forks each `python script.py` run (warm.py).
     preload: tuple[str, ...] = ()
+    # Warm starts for plain `python script.py` runs when `preload` names modules; false: every run
+    # is a fresh process (a script that must set the environment before its imports, say).
+    warm: bool = True
+    # Functions of the task's read-only modules ("prepare:load_data") the warm-start server calls
+    # once; each run's call then returns a copy of that result instead of loading the data again.
+    preload_data: tuple[str, ...] = ()
     # Stop after this many crashes in a row, of any kind; 0 never stops. --max-crashes overrides it.
     max_consecutive_crashes: int = Field(default=5, ge=0)
     # Pause after this many runs in a row that failed because of the setup (a missing package,
@@ -69,6 +79,13 @@ class TaskSection(_Section):
     def _env_names(cls, v):
         return _check_env_names(v)
 
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _a_list_of_globs(cls, v):
+        if isinstance(v, str) or not isinstance(v, (list, tuple)) or not all(isinstance(g, str) for g in v):
+            raise ValueError("must be a list of globs relative to the task directory, e.g. [\"checkpoints/*.pt\"]")
+        return v
+
     @field_validator("run", "eval", "final_eval", "setup")
     @classmethod
     def _not_blank(cls, v):
@@ -84,6 +101,23 @@ class TaskSection(_Section):
         if isinstance(v, (int, float)) and not math.isfinite(v):
             raise ValueError("must be a finite number (inf would mean no limit at all)")
         return v
+
+    @field_validator("preload_data")
+    @classmethod
+    def _data_calls(cls, v):
+        for call in v:
+            if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", call):
+                raise ValueError(f"{call!r} is not module:function, e.g. \"prepare:load_data\"")
+        return v
+
+    @model_validator(mode="after")
+    def _data_from_readonly_files(self):
+        for call in self.preload_data:
+            file = call.split(":")[0].replace(".", "/") + ".py"
+            if file not in self.readonly:
+                raise ValueError(f"preload_data {call!r}: {file} must be listed in readonly (the warm-start server "
+                                 f"loads its data once for the night, so the file must not change); add it there")
+        return self
 
     @model_validator(mode="after")
     def _timeout_covers_the_budget(self):
@@ -535,6 +569,11 @@ def _check_files(path: Path, directory: Path, config: TaskConfig) -> None:
                 raise ConfigError(path, key, f"{name!r} is inside .git; list the task's own files, never git's")
             if not p.is_file():
                 raise ConfigError(path, key, f"{name!r} does not exist in {directory}; correct the name or create the file")
+    from autoresearch.execution.pristine import outputs_problem
+
+    problem = outputs_problem(config.task.outputs, (*config.task.editable, *config.task.readonly))
+    if problem:
+        raise ConfigError(path, "task.outputs", problem)
     both = set(config.task.editable) & set(config.task.readonly)
     if both:
         raise ConfigError(path, "task.readonly", f"{sorted(both)} are also editable; a file is one or the other")

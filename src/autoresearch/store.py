@@ -88,16 +88,31 @@ CURVE_NAME = "metrics.jsonl"  # a learning curve the task may write, one JSON ob
 MTIME_SLACK = 1.0  # seconds: file systems with coarse timestamps
 
 
-def capture_curve(task_dir: Path, run_dir: Path, started_at: float) -> bool:
+def file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime in ns) of a file, None when there is none: taken before a run, it
+    tells a file the run left untouched from one it wrote, however soon after the last run."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def capture_curve(task_dir: Path, run_dir: Path, started_at: float,
+                  before: tuple[int, int, int] | None = None) -> bool:
     """Copy the task's metrics.jsonl into the run directory when this run wrote it.
 
     A metrics.jsonl older than the run's start was left by an earlier run (a crash
     before the first epoch leaves the previous one in place): it is not this run's curve.
+    Nor is one whose `file_stamp` is still `before` (taken as the run started): a run stopped
+    early is followed at once by the next, well inside the timestamp slack.
     """
     source, target = Path(task_dir) / CURVE_NAME, Path(run_dir) / CURVE_NAME
     if target.exists() or not source.is_file():
         return False
     if source.stat().st_mtime + MTIME_SLACK < started_at:
+        return False
+    if before is not None and file_stamp(source) == before:
         return False
     shutil.copy2(source, target)
     return True

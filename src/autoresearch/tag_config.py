@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from pydantic import ValidationError
+
 from autoresearch.atomic import write_json, write_text
 from autoresearch.config import MetricsSection, Task, TaskSection, columns_of
 from autoresearch.decision import Rules, check_primary, decide
@@ -120,8 +122,15 @@ def in_force(store: "RunStore") -> dict | None:
 def apply(task: Task, rules: dict) -> Task:
     """`task` with the rule keys of `rules` over its own (every other key stays as loaded)."""
     config = task.config
-    metrics = MetricsSection.model_validate(rules["metrics"])
-    section = TaskSection.model_validate({**config.task.model_dump(), **rules["task"]})
+    try:
+        metrics = MetricsSection.model_validate(rules["metrics"])
+        section = TaskSection.model_validate({**config.task.model_dump(), **rules["task"]})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise AutoresearchError(
+            f"{task.path}: the rules this tag runs under do not fit it ({'.'.join(map(str, first['loc']))}: "
+            f"{first['msg']}); change {task.path.name} so they do (e.g. timeout at least time_budget), or adopt "
+            f"its rules with {ADOPT_FLAG}") from None
     return task.with_config(config.model_copy(update={"metrics": metrics, "task": section}))
 
 
@@ -240,7 +249,7 @@ def adopt(loop: "Loop", found: list[Change]) -> None:
     ledger = store.ledger
     before = ledger.best()
     floor = integrity.noise_floor(ledger.records, loop.rules.primary, task.metrics.min_delta)
-    best = rejudge(ledger.records, loop.rules, floor, exists=git.has_commit)
+    best = rejudge(ledger.records, loop.rules, floor, exists=git.existing_commits(r.commit for r in ledger.records).__contains__)
     ledger.append_event(EVENT, at=time.time(), changes=[c.to_json() for c in found], rules=snapshot(task.config),
                         best=best.iteration if best else None, previous_best=before.iteration if before else None)
     loop.say(f"adopted the new rules of {task.path.name} (recorded in the ledger): "

@@ -12,8 +12,20 @@ from autoresearch.execution import sandbox
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
-from fakes.harness import fake_cli  # noqa: F401 (fixture)
-from test_cli_backends import BACKENDS, config
+from conftest import TINY_CONFIG
+from fakes.harness import NAMES as BACKENDS, fake_cli  # noqa: F401 (fixture)
+
+MODELS = {"claude": "sonnet", "codex": "gpt-5-codex", "gemini": "gemini-2.5-pro", "aider": "gpt-4o"}
+
+
+def config(kind: str) -> str:
+    return TINY_CONFIG + textwrap.dedent(f'''
+        [agent]
+        kind = "{kind}"
+        timeout = 20
+        model = "{MODELS[kind]}"
+        env = ["FAKE_STATE_DIR", "FAKE_SCENARIO", "FAKE_VALUE", "FAKE_LOGGED_IN"]
+    ''')
 
 pytestmark = pytest.mark.skipif(bool(sandbox.probe()), reason=f"no sandbox here: {sandbox.probe()}")
 

@@ -39,6 +39,21 @@ def test_capture_curve_takes_only_a_curve_written_by_this_run(tmp_path):
     assert not capture_curve(task_dir, run_dir, started_at=old - 10)  # already there: kept as it is
 
 
+def test_capture_curve_skips_a_curve_the_run_left_untouched_however_fresh(tmp_path):
+    from autoresearch.store import file_stamp
+
+    task_dir, run_dir = tmp_path / "task", tmp_path / "run"
+    task_dir.mkdir()
+    run_dir.mkdir()
+    curve = task_dir / "metrics.jsonl"
+    curve.write_text('{"epoch": 1, "val_acc": 0.5}\n')  # the run before's, written a moment ago
+    before = file_stamp(curve)
+    assert not capture_curve(task_dir, run_dir, started_at=time.time(), before=before)
+    curve.write_text('{"epoch": 1, "val_acc": 0.65}\n')  # this run's own
+    assert capture_curve(task_dir, run_dir, started_at=time.time() - 1, before=before)
+    assert (run_dir / "metrics.jsonl").read_text() == '{"epoch": 1, "val_acc": 0.65}\n'
+
+
 def test_refresh_analyses_the_run_and_rewrites_the_summary(tmp_path):
     task_dir = tmp_path / "task"
     task_dir.mkdir()

@@ -55,6 +55,41 @@ def test_executor_for_task_warm_with_preload(make_task):
         ex.close()
 
 
+def test_warm_false_turns_warm_starts_off_whatever_the_preload(make_task):
+    from conftest import TINY_CONFIG
+
+    task = make_task(config=TINY_CONFIG.replace("[task]\n", '[task]\npreload = ["json"]\nwarm = false\n'))
+    assert load_task(task).config.task.warm is False
+    assert type(executor_for_task(load_task(task), print)) is LocalExecutor
+
+
+def test_warm_must_be_true_or_false(make_task):
+    from autoresearch.errors import ConfigError
+    from conftest import TINY_CONFIG
+
+    task = make_task(config=TINY_CONFIG.replace("[task]\n", '[task]\nwarm = "sometimes"\n'))
+    with pytest.raises(ConfigError, match="warm"):
+        load_task(task)
+
+
+def test_the_bundled_examples_start_warm_by_default(tmp_path):
+    """The example declares what its runs import (torch, and torch._dynamo, which an optimizer's
+    constructor imports: seconds per fresh run); its runs fork from a server that has them."""
+    from autoresearch.api import EXAMPLES, copy_example
+
+    for name in EXAMPLES:
+        task = load_task(copy_example(name, tmp_path / name))
+        assert task.config.task.warm is True
+        assert {"torch", "torch._dynamo"} <= set(task.config.task.preload)
+        ex = executor_for_task(task, print)
+        try:
+            assert isinstance(ex, WarmExecutor) and ex.server_pids == []  # started by the first run, not here
+            # The data prepare.py loads comes from the server too, read from this task's folder.
+            assert ex.data.calls == ("prepare:load_data",) and ex.data.directory == str(task.dir)
+        finally:
+            ex.close()
+
+
 class Hooked(LocalExecutor):
     def __init__(self, fail_connect: bool = False):
         self.calls: list[str] = []

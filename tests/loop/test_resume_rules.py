@@ -225,3 +225,25 @@ def test_a_damaged_config_json_is_refused_naming_the_file_and_the_fix(make_task)
     with pytest.raises(AutoresearchError, match=r"config\.json: not valid JSON .* delete it to store the current"):
         resume(task, ScriptedAgent(set_x(2.0)), 1)
     assert (task / ".autoresearch/t1/ledger.jsonl").read_bytes() == ledger
+
+
+def test_rejudge_replays_the_runs_that_ran_under_the_new_rules():
+    from autoresearch.decision import Rules
+    from autoresearch.records import Experiment, Status
+    from autoresearch.tag_config import rejudge
+
+    def exp(i, status, value, reason="score improved", commit=None, **metrics):
+        return Experiment(i, commit or f"c{i}", "c0", Status(status), f"#{i}", reason=reason,
+                          metrics={"score": value, **metrics} if value is not None else metrics)
+
+    records = [exp(0, "keep", 1.0, reason="baseline"), exp(1, "discard", 0.9, reason="noise: baseline repeat 1"),
+               exp(2, "keep", 2.0), exp(3, "discard", 0.5, reason="score worse"),
+               exp(4, "crash", None, reason="nan: loss is nan"), exp(5, "discard", 0.1, reason="score worse", commit="gone"),
+               exp(6, "discard", 0.05, reason="stopped at 30% of the budget: score 0.05 while earlier runs had 1.0 at that time"),
+               exp(7, "discard", 0.5, reason="score worse", loss=1.0), exp(8, "keep", 3.0)]
+    there = lambda commit: commit != "gone"  # noqa: E731
+    assert rejudge(records, Rules("score", "minimize"), exists=there).iteration == 3  # not the repeat, gone, partial
+    assert rejudge(records, Rules("score", "maximize"), exists=there).iteration == 8
+    ties = Rules("score", "minimize", (("loss", "minimize"),))
+    assert rejudge(records, ties, exists=there).iteration == 7  # equal score; a tie-break value beats none
+    assert rejudge(records[4:5], ties) is None  # nothing that ran has the primary: a new baseline

@@ -66,20 +66,22 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def write_report(task, store, path: str | Path | None = None) -> Path:
-    """Write `report.html` for a run (default: in the run store) and return its path."""
+def write_report(task, store, path: str | Path | None = None, *, progress_png: Path | None = None) -> Path:
+    """Write `report.html` for a run (default: in the run store) and return its path.
+
+    `progress_png`: the progress plot just written for these records, embedded as it is."""
     path = Path(path) if path is not None else store.root / "report.html"
-    html = render_report(task, store)
+    html = render_report(task, store, progress_png=progress_png)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, html, durable=False)
     return path
 
 
-def render_report(task, store) -> str:
+def render_report(task, store, *, progress_png: Path | None = None) -> str:
     records = list(store.ledger.records)
     primary, maximize = task.metrics.primary, task.metrics.direction == "maximize"
     with tempfile.TemporaryDirectory() as tmp:
-        progress = _data_uri(plot_progress(task, store, Path(tmp) / "progress.png", records))
+        progress = _data_uri(progress_png or plot_progress(task, store, Path(tmp) / "progress.png", records))
         chosen = _curve_runs(records)
         curves_png = plot_curves(store, chosen, Path(tmp) / "curves.png", records) if chosen else None
         curves = _data_uri(curves_png) if curves_png else None

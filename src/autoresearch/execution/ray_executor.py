@@ -81,7 +81,7 @@ class RayExecutor(Executor):
         """The executor `[executor]` and `[task] setup` describe; `address` overrides the config's."""
         ex = task.config.executor
         return cls(address or ex.address, ex.ray_options(), task.config.task.setup,
-                   preload=task.config.task.preload, cache_dir=ex.cache_dir)
+                   preload=task.config.task.preload if task.config.task.warm else (), cache_dir=ex.cache_dir)
 
     def run(self, spec: RunSpec, *, on_start=None, stop_event: threading.Event | None = None) -> RunResult:
         # on_start is not called: the run's processes live on another machine (see the module doc).

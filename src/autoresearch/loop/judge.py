@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from autoresearch import crash, guard, integrity
+from autoresearch.execution import pristine
 from autoresearch.decision import check_primary, decide, rounded, total_code_lines, within_noise
 from autoresearch.loop.attempt import Attempt, Kind
 from autoresearch.loop.measure import measure, run_timeout
@@ -53,6 +54,7 @@ def _run_failed(loop: "Loop", attempt: Attempt, run: Attempt) -> Verdict | None:
     """The crash of a run that gives no usable number, else None."""
     task = loop.task
     touched = guard.changed_readonly(attempt.readonly_before, guard.file_hashes(task.dir, task.readonly))
+    touched = sorted({*touched, *pristine.touched(attempt), *pristine.touched(run)})  # at any moment
     if touched:
         return Verdict.crash(Reason.GUARD, f"the run modified read-only file(s) {', '.join(touched)}")
     tampered = attempt.run_tampered or run.run_tampered
@@ -65,6 +67,9 @@ def _run_failed(loop: "Loop", attempt: Attempt, run: Attempt) -> Verdict | None:
         return Verdict.crash(Reason.NODE_LOST, "the node running it died (retried once)")
     if not run.trained:
         return crash_verdict(loop, run)
+    missing = pristine.guard_detail(run.left) if run.left is not None else None
+    if missing:
+        return Verdict.crash(Reason.GUARD, missing)
     if run.eval_failure is not None:
         return run.eval_failure
     if check_primary(run.metrics, loop.rules.primary):
