@@ -11,19 +11,26 @@ def git(cwd, *args):
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-# The tiny task's config; tests add an [agent] section (or more) after it.
-TINY_CONFIG = """\
+def tiny_config(time_budget: float = 5, timeout: float = 20, primary: str = "score", metrics: str = "",
+                task: str = "") -> str:
+    """The tiny task's config: another budget, timeout or primary where a test needs one; `task` and
+    `metrics` add lines to those sections ([metrics] comes last, so a test may add sections after it)."""
+    return f"""\
 [task]
 run = "python train.py"
 editable = ["train.py"]
 readonly = ["prepare.py"]
-time_budget = 5
-timeout = 20
-
+time_budget = {time_budget:g}
+timeout = {timeout:g}
+{task}
 [metrics]
-primary = "score"
+primary = "{primary}"
 direction = "maximize"
-"""
+{metrics}"""
+
+
+# The tiny task's config; tests add an [agent] section (or more) after it.
+TINY_CONFIG = tiny_config()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Test modules import these from here, never from one another.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,18 @@ def set_x(value):
         p = d / "train.py"
         p.write_text(p.read_text().replace(p.read_text().splitlines()[0], f"X = {value}  # search: float(0.0, 10.0)"))
         return f"X -> {value}"
+    return edit
+
+
+def set_consts(description: str, **values):
+    """An edit: each `NAME = <number>` line of train.py gets its value from `values`."""
+    def edit(d: Path):
+        p = d / "train.py"
+        text = p.read_text()
+        for name, value in values.items():
+            text = re.sub(rf"(?m)^{name} = [0-9.]+", f"{name} = {value}", text)
+        p.write_text(text)
+        return description
     return edit
 
 

@@ -7,25 +7,11 @@ from autoresearch.config import load_task
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
+from conftest import tiny_config
 from helpers import ScriptedAgent
 
-BASE_CONFIG = '''\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 5
-timeout = 30
-{task_extra}
-[metrics]
-primary = "score"
-direction = "maximize"
-{metrics_extra}
-'''
-
-
 def config(task_extra="", metrics_extra=""):
-    return BASE_CONFIG.format(task_extra=task_extra, metrics_extra=metrics_extra)
+    return tiny_config(timeout=30, task=task_extra, metrics=metrics_extra + "\n")
 
 
 def set_const(name, value):

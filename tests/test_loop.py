@@ -1,6 +1,5 @@
 """The loop end to end with real git and real processes, driven by scripted agents."""
 
-import re
 import threading
 
 import pytest
@@ -10,8 +9,8 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Proposal, Status
 
-from conftest import git
-from helpers import ScriptedAgent, run, set_x, tsv
+from conftest import git, tiny_config
+from helpers import ScriptedAgent, run, set_consts, set_x, tsv
 
 
 def test_keep_discard_and_branch_moves(make_task):
@@ -296,14 +295,7 @@ def test_seed_004_layout_with_tie_break(make_task):
     '''
     task = make_task(train=train, config=config)
 
-    def mc(v):
-        def edit(d):
-            p = d / "train.py"
-            p.write_text(re.sub(r"MC = [0-9.]+", f"MC = {v}", p.read_text()))
-            return f"mc {v}"
-        return edit
-
-    _, records = run(task, ScriptedAgent(mc(0.6), mc(0.4)), 2)
+    _, records = run(task, ScriptedAgent(set_consts("mc 0.6", MC=0.6), set_consts("mc 0.4", MC=0.4)), 2)
     assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.DISCARD]
     rows = tsv(task)
     assert rows[0] == ["commit", "mc_acc", "bin_acc", "memory_gb", "status", "description"]
@@ -311,17 +303,7 @@ def test_seed_004_layout_with_tie_break(make_task):
 
 
 def test_preload_runs_are_warm_and_recorded(make_task):
-    task = make_task(config='''\
-        [task]
-        run = "python train.py"
-        editable = ["train.py"]
-        time_budget = 5
-        timeout = 30
-        preload = ["json"]
-        [metrics]
-        primary = "score"
-        direction = "maximize"
-    ''')
+    task = make_task(config=tiny_config(timeout=30, task='preload = ["json"]\n'))
     loop, records = run(task, ScriptedAgent(set_x(2.0)), 1)
     assert all(r.warm for r in records) and all(r.startup_seconds is not None for r in records)
     assert records[-1].status is Status.KEEP

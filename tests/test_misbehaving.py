@@ -331,6 +331,11 @@ def test_agent_that_rewrites_git_files(make_task, vandalise):
         return "x -> 3, and git's files broken"
 
     task_dir, records = run_agent(make_task, breaks_git, lambda d: set_x(d, "7.0") or "x -> 7")
-    assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.KEEP]  # its edit was judged
+    if vandalise is _broken_config:  # shared by every worktree, and where fsmonitor hides: a guard crash (issue 11)
+        assert records[1].status is Status.CRASH and "git's config" in records[1].reason, records[1].reason
+        assert (task_dir / ".git" / "config").read_text() != "[core\n"
+        assert [r.status for r in records[::2]] == [Status.KEEP, Status.KEEP]
+    else:
+        assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.KEEP]  # its edit was judged
     assert records[-1].metrics.get("score") == 7.0
     assert_at_last_keep(task_dir, records)

@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import git
+from conftest import git, tiny_config
 
 AGENT = '''\
 import os, pathlib, re, time
@@ -33,18 +33,7 @@ print("---")
 print(f"score: {X:.6f}")
 '''
 
-CONFIG = '''\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 5
-timeout = 90
-
-[metrics]
-primary = "score"
-direction = "maximize"
-
+CONFIG = tiny_config(timeout=90) + '''
 [agent]
 kind = "command"
 command = "python ../agent.py"

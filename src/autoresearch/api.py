@@ -257,6 +257,10 @@ def dashboard_for(task_dir, tag: str | None = None, *, host: str = "127.0.0.1", 
 
 
 EXAMPLES = ("mnist1d", "mnist1d_yaml")  # the bundled tasks: the same problem, knobs as constants or in a YAML file
+# Files an example takes from another one when it is copied (one copy of the code in the package):
+# the YAML twin trains with mnist1d's own train.py and harness.
+SHARED = {"mnist1d_yaml": {"prepare.py": "mnist1d/prepare.py", "mnist1d_train.py": "mnist1d/train.py",
+                           ".gitignore": "mnist1d/.gitignore"}}
 
 
 def copy_example(name: str, directory: Path, *, time_budget: float | None = None) -> Path:
@@ -269,6 +273,8 @@ def copy_example(name: str, directory: Path, *, time_budget: float | None = None
         with resources.as_file(source) as src:
             shutil.copytree(src, directory, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "data", "metrics.jsonl"))
+        for file, origin in SHARED.get(name, {}).items():
+            (directory / file).write_bytes((resources.files("autoresearch.examples") / origin).read_bytes())
         if time_budget is not None:
             _set_budget(directory / "autoresearch.toml", time_budget)
         git = ["git", "-c", "user.name=autoresearch", "-c", "user.email=autoresearch@localhost"]

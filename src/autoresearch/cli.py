@@ -97,15 +97,19 @@ def run(
     adopt_config: bool = typer.Option(False, "--adopt-config", help="On a resume, adopt changed rules (\\[metrics], run, editable, readonly, eval, time_budget): recorded in the ledger, the best re-judged under them. Without it such a resume is refused."),
 ) -> None:
     """Run the research loop on a task (or resume it)."""
+    _night(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
+           max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
+           evolve_program=evolve_program, gpus=gpus, workers=workers,
+           executor=executor, ray_address=ray_address, adopt_config=adopt_config)
+
+
+def _night(task_dir: Path, tag: Optional[str], **run_args) -> None:
+    """`run` and `demo`: the loop under the live view, Ctrl-C a clean stop, then the summary."""
     from autoresearch.api import run_loop
 
     stop = _stop_on_signals()
     with _live_view(task_dir, tag):
-        records = run_loop(task_dir, tag, iterations=iterations, agent=agent, max_seconds=max_seconds,
-                           max_crashes=max_crashes, max_cost_usd=max_cost_usd, seed=seed,
-                           evolve_program=evolve_program, gpus=gpus, workers=workers,
-                           executor=executor, ray_address=ray_address, say=say, stop_event=stop,
-                           adopt_config=adopt_config)
+        records = run_loop(task_dir, tag, say=say, stop_event=stop, **run_args)
     _print_summary(task_dir, tag, ran=len(records))
     _print_next_steps(task_dir, tag)
     _exit_if_stopped(stop)
@@ -161,18 +165,13 @@ def demo(
     example: str = typer.Option("mnist1d", "--example", help="mnist1d (knobs as constants in train.py) or mnist1d_yaml (knobs in config.yaml)."),
 ) -> None:
     """Copy the bundled MNIST-1D task and run the loop on it, offline, with the tuner agent."""
-    from autoresearch.api import EXAMPLES, copy_example, run_loop
+    from autoresearch.api import EXAMPLES, copy_example
 
     if example not in EXAMPLES:
         raise typer.BadParameter(f"unknown example {example!r}; choose one of {', '.join(EXAMPLES)}", param_hint="--example")
     task_dir = copy_example(example, directory, time_budget=budget)
     console.print(f"task: {task_dir}  (MNIST-1D, generated locally; agent: tuner)")
-    stop = _stop_on_signals()
-    with _live_view(task_dir, tag):
-        records = run_loop(task_dir, tag, iterations=iterations, agent="tuner", say=say, stop_event=stop)
-    _print_summary(task_dir, tag, ran=len(records))
-    _print_next_steps(task_dir, tag)
-    _exit_if_stopped(stop)
+    _night(task_dir, tag, iterations=iterations, agent="tuner")
 
 
 @app.command()

@@ -55,6 +55,9 @@ class TaskSection(_Section):
     # Warm starts for plain `python script.py` runs when `preload` names modules; false: every run
     # is a fresh process (a script that must set the environment before its imports, say).
     warm: bool = True
+    # Functions of the task's read-only modules ("prepare:load_data") the warm-start server calls
+    # once; each run's call then returns a copy of that result instead of loading the data again.
+    preload_data: tuple[str, ...] = ()
     # Stop after this many crashes in a row, of any kind; 0 never stops. --max-crashes overrides it.
     max_consecutive_crashes: int = Field(default=5, ge=0)
     # Pause after this many runs in a row that failed because of the setup (a missing package,
@@ -98,6 +101,23 @@ class TaskSection(_Section):
         if isinstance(v, (int, float)) and not math.isfinite(v):
             raise ValueError("must be a finite number (inf would mean no limit at all)")
         return v
+
+    @field_validator("preload_data")
+    @classmethod
+    def _data_calls(cls, v):
+        for call in v:
+            if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", call):
+                raise ValueError(f"{call!r} is not module:function, e.g. \"prepare:load_data\"")
+        return v
+
+    @model_validator(mode="after")
+    def _data_from_readonly_files(self):
+        for call in self.preload_data:
+            file = call.split(":")[0].replace(".", "/") + ".py"
+            if file not in self.readonly:
+                raise ValueError(f"preload_data {call!r}: {file} must be listed in readonly (the warm-start server "
+                                 f"loads its data once for the night, so the file must not change); add it there")
+        return self
 
     @model_validator(mode="after")
     def _timeout_covers_the_budget(self):
