@@ -29,6 +29,7 @@ timeout = {timeout}
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 
 [sandbox]
 writable = ["../pids"]
