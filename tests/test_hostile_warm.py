@@ -33,6 +33,7 @@ preload = ["json"]
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 
 [sandbox]
 mode = "{mode}"
