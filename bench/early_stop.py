@@ -65,6 +65,11 @@ def night(scratch: Path, arm: str, seed: int, minutes: float, budget: float, dat
         "stopped_at": [round(r.stopped_at, 2) for r in records if r.stopped_at is not None],
         "crashes": sum(1 for r in records if r.status is Status.CRASH),
         "best": max(kept) if kept else None,
+        # The ceiling of any stopping rule on this night: every agent run that ended below the best
+        # stopped at the warm-up (the default 25%), the seconds it would then not have trained.
+        "oracle_saved_s": round(sum((1 - 0.25) * budget for r in records
+                                    if r.status is Status.DISCARD and r.stopped_at is None and r.iteration > 0
+                                    and not r.verdict.noise_repeat), 1),
         "early_stop": section.strip(),
     }
 
@@ -81,6 +86,12 @@ def summarize(rows: list[dict]) -> None:
         means[arm] = (statistics.mean(rate), statistics.mean(best) if best else float("nan"))
         print(f"{arm:>10} {len(mine):>6} {_spread(rate, '.0f'):>16} {statistics.mean(r['stopped'] for r in mine):>8.1f}"
               f" {_spread(best, '.4f'):>18}")
+    full = [r for r in rows if r["arm"] == "full" and "oracle_saved_s" in r]
+    if full:
+        ceiling = [r["experiments"] / (r["wall_s"] - r["oracle_saved_s"]) * 3600 for r in full]
+        print(f"ceiling of any stopping rule on the full nights (every run that ended below the best stopped "
+              f"at 25%): {_spread(ceiling, '.0f')} experiments/hour, "
+              f"{statistics.mean(ceiling) / statistics.mean(r['per_hour'] for r in full):.2f}x")
     if len(means) == 2:
         (r_es, b_es), (r_full, b_full) = means["early_stop"], means["full"]
         print(f"early stopping: {r_es / r_full:.2f}x the experiments per hour; best {b_es - b_full:+.4f} val_acc")

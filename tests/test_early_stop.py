@@ -70,6 +70,25 @@ def test_a_run_whose_extrapolated_curve_could_still_beat_the_best_is_never_stopp
     assert judge(SLOW, [*EARLIER, late_bloomer], 0.553, Rules(), "val_acc", "maximize") is None
 
 
+def test_a_saturating_curve_behind_the_others_is_stopped_before_it_flattens():
+    # Its start is steep, as every curve's is: carried on as a straight line it would end far
+    # above the best (0.36 + 0.11 / 0.15 * 0.7 = 0.87), yet the earlier curves, at this time,
+    # gained about as much again as over the last stretch, which takes it to ~0.47 < 0.553.
+    saturating = [(0.1, 0.25), (0.2, 0.33), (0.3, 0.36)]
+    assert optimistic_final(saturating, EARLIER, "maximize") == pytest.approx(0.36 + 0.11 * 0.073 / 0.07, abs=0.01)
+    stop = judge(saturating, EARLIER, 0.553, Rules(), "val_acc", "maximize")
+    assert stop is not None and stop.at == 0.3
+    # The same pace on top of a best that this pace could reach: it trains on.
+    assert judge(saturating, EARLIER, 0.47, Rules(), "val_acc", "maximize") is None
+
+
+def test_an_earlier_curve_that_was_flat_and_then_gained_keeps_any_climbing_run_alive():
+    flat_then_late = [(0.15, 0.3), (0.3, 0.3), (1.0, 0.45)]  # its late gain alone: 0.36 + 0.15 < 0.553
+    saturating = [(0.1, 0.25), (0.2, 0.33), (0.3, 0.36)]
+    assert 0.36 + 0.15 < 0.553 < optimistic_final(saturating, [*EARLIER, flat_then_late], "maximize")
+    assert judge(saturating, [*EARLIER, flat_then_late], 0.553, Rules(), "val_acc", "maximize") is None
+
+
 def test_minimize_is_the_mirror_image():
     loss = lambda tr: [(t, 2 - v) for t, v in tr]  # noqa: E731
     stop = judge(loss(SLOW), [loss(t) for t in EARLIER], 2 - 0.553, Rules(), "val_loss", "minimize")

@@ -38,6 +38,17 @@ LEGACY = [
     (C, "agent: no change to the editable files", Verdict(C, Reason.AGENT, "no change to the editable files")),
     (C, "agent: claude exited with 1: rate limited", Verdict(C, Reason.AGENT, "claude exited with 1: rate limited")),
     (C, "node_lost: the node running it died (retried once)", Verdict(C, Reason.NODE_LOST, "the node running it died (retried once)")),
+    (C, "guard: the run's declared output(s) ckpt/*.pt are missing",
+     Verdict(C, Reason.GUARD, "the run's declared output(s) ckpt/*.pt are missing")),
+    (C, "guard: the run's declared output(s) pred.json are missing (pred.json: a symlink or code is never an output)",
+     Verdict(C, Reason.GUARD, "the run's declared output(s) pred.json are missing (pred.json: a symlink or code is never an output)")),
+    (C, "guard: the run's outputs (1048576 MB) do not fit in the evaluation's copy (900 MB free in /tmp); set TMPDIR to a disk with room",
+     Verdict(C, Reason.GUARD, "the run's outputs (1048576 MB) do not fit in the evaluation's copy (900 MB free in /tmp); "
+                              "set TMPDIR to a disk with room")),
+    (C, "eval: `python prepare.py --evaluate` exited with 1, see eval.log (it runs on a pristine copy with only "
+        "[task] outputs; the run also wrote pred.json)",
+     Verdict(C, Reason.EVAL, "`python prepare.py --evaluate` exited with 1, see eval.log (it runs on a pristine copy "
+                             "with only [task] outputs; the run also wrote pred.json)")),
     (C, "eval: timed out after 30 s", Verdict(C, Reason.EVAL, "timed out after 30 s")),
     (C, "eval: `python eval.py` exited with 2, see eval.log", Verdict(C, Reason.EVAL, "`python eval.py` exited with 2, see eval.log")),
     (K, "baseline", Verdict(K, Reason.BASELINE)),
@@ -63,6 +74,16 @@ LEGACY = [
     (D, "no improvement", Verdict(D, Reason.NO_IMPROVEMENT, "no improvement")),
     (D, "score gain 0.001000 is within the noise floor 0.004000",
      Verdict(D, Reason.WITHIN_NOISE, "score gain 0.001000 is within the noise floor 0.004000")),
+    # Since noise-aware keeps are the default, the sentence says where the floor comes from.
+    (D, "val_acc gain 0.012000 is within the noise floor 0.014142: 2 x the spread (std 0.007071) of 2 runs of the "
+        "same code",
+     Verdict(D, Reason.WITHIN_NOISE, "val_acc gain 0.012000 is within the noise floor 0.014142: 2 x the spread "
+                                     "(std 0.007071) of 2 runs of the same code")),
+    (D, "score gain 0.008000 is within the noise floor 0.010000: the mean gain of iterations 2 and 3, against "
+        "2 x the spread (std 0.007071) of 2 runs of the same code / sqrt(2)",
+     Verdict(D, Reason.WITHIN_NOISE, "score gain 0.008000 is within the noise floor 0.010000: the mean gain of "
+                                     "iterations 2 and 3, against 2 x the spread (std 0.007071) of 2 runs of the "
+                                     "same code / sqrt(2)")),
     (D, "score gain 0.004000 does not pay for 2048 MB of peak_vram_mb above the soft limit 1024 MB (needs 0.020000)",
      Verdict(D, Reason.MEMORY_COST,
              "score gain 0.004000 does not pay for 2048 MB of peak_vram_mb above the soft limit 1024 MB (needs 0.020000)")),

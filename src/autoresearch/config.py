@@ -46,11 +46,18 @@ class TaskSection(_Section):
     eval: str | None = Field(default=None, min_length=1)
     # Held-out check run on the best commits at the end of a run, or by `autoresearch confirm`.
     final_eval: str | None = Field(default=None, min_length=1)
+    # Globs (relative to the task directory) of the files a run writes that stay after it and that the
+    # trusted eval gets in its pristine copy (a checkpoint, predictions); everything else a run creates
+    # in the task directory is removed after it (execution/pristine.py). Each must match a file the run wrote.
+    outputs: tuple[str, ...] = ()
     # Modules imported once by a warm-start server that forks each `python script.py` run (warm.py).
     preload: tuple[str, ...] = ()
     # Warm starts for plain `python script.py` runs when `preload` names modules; false: every run
     # is a fresh process (a script that must set the environment before its imports, say).
     warm: bool = True
+    # Functions of the task's read-only modules ("prepare:load_data") the warm-start server calls
+    # once; each run's call then returns a copy of that result instead of loading the data again.
+    preload_data: tuple[str, ...] = ()
     # Stop after this many crashes in a row, of any kind; 0 never stops. --max-crashes overrides it.
     max_consecutive_crashes: int = Field(default=5, ge=0)
     # Pause after this many runs in a row that failed because of the setup (a missing package,
@@ -72,6 +79,13 @@ class TaskSection(_Section):
     def _env_names(cls, v):
         return _check_env_names(v)
 
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _a_list_of_globs(cls, v):
+        if isinstance(v, str) or not isinstance(v, (list, tuple)) or not all(isinstance(g, str) for g in v):
+            raise ValueError("must be a list of globs relative to the task directory, e.g. [\"checkpoints/*.pt\"]")
+        return v
+
     @field_validator("run", "eval", "final_eval", "setup")
     @classmethod
     def _not_blank(cls, v):
@@ -87,6 +101,23 @@ class TaskSection(_Section):
         if isinstance(v, (int, float)) and not math.isfinite(v):
             raise ValueError("must be a finite number (inf would mean no limit at all)")
         return v
+
+    @field_validator("preload_data")
+    @classmethod
+    def _data_calls(cls, v):
+        for call in v:
+            if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", call):
+                raise ValueError(f"{call!r} is not module:function, e.g. \"prepare:load_data\"")
+        return v
+
+    @model_validator(mode="after")
+    def _data_from_readonly_files(self):
+        for call in self.preload_data:
+            file = call.split(":")[0].replace(".", "/") + ".py"
+            if file not in self.readonly:
+                raise ValueError(f"preload_data {call!r}: {file} must be listed in readonly (the warm-start server "
+                                 f"loads its data once for the night, so the file must not change); add it there")
+        return self
 
     @model_validator(mode="after")
     def _timeout_covers_the_budget(self):
@@ -117,8 +148,12 @@ class MetricsSection(_Section):
     memory_gain_per_gb: float | None = Field(default=None, ge=0)
     # A keep must beat the best by more than this (in the primary's units) ...
     min_delta: float = Field(default=0.0, ge=0)
-    # ... and by more than twice the run-to-run spread when the baseline is run noise_runs times.
-    noise_runs: int = Field(default=1, ge=1)
+    # ... and by more than twice the run-to-run spread: the baseline runs noise_runs times (under
+    # AUTORESEARCH_SEED 1, 2, ... after the first), and each confirmation run adds to the estimate.
+    noise_runs: int = Field(default=2, ge=1)
+    # A fixed step count and seeded training: the same code gives the same number, so the baseline
+    # runs once and the floor is min_delta (noise_runs defaults to 1).
+    deterministic: bool = False
     # Confirm a candidate keep with a second run under another seed (AUTORESEARCH_SEED) first.
     confirm: bool = False
     # Share of the most common class in the eval set: an accuracy equal to it is flagged as a
@@ -130,6 +165,17 @@ class MetricsSection(_Section):
         if (self.memory_soft_limit_mb is None) != (self.memory_gain_per_gb is None):
             raise ValueError("memory_soft_limit_mb and memory_gain_per_gb go together: set both (the MB that "
                              "are free, and the primary gain each GB beyond them must buy) or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _deterministic_runs_once(self):
+        if not self.deterministic:
+            return self
+        if "noise_runs" in self.model_fields_set and self.noise_runs > 1:
+            raise ValueError(f"deterministic = true says a second run of the same code gives the same number, "
+                             f"noise_runs = {self.noise_runs} asks to measure how much it differs; keep one: "
+                             "drop noise_runs, or set deterministic = false")
+        object.__setattr__(self, "noise_runs", 1)  # frozen: set once, while validating
         return self
 
     @model_validator(mode="after")
@@ -227,8 +273,8 @@ class SandboxSection(_Section):
     """`[sandbox]`: bubblewrap around the runs (execution/sandbox.py)."""
 
     # auto: sandboxed where bwrap works, one warning where not; required: refuse to start without
-    # it; off: never. Off by default until warm starts run inside the sandbox (see sandbox.py).
-    mode: Literal["auto", "required", "off"] = "off"
+    # it; off: never.
+    mode: Literal["auto", "required", "off"] = "auto"
     network: bool = False  # runs get the network (W&B and the like); setup always has it
     writable: tuple[str, ...] = ()  # more paths runs may write, relative to the task directory or absolute
     # more paths agent processes may write (a command agent's own tool state, ~/.mytool), as `writable`
@@ -523,6 +569,11 @@ def _check_files(path: Path, directory: Path, config: TaskConfig) -> None:
                 raise ConfigError(path, key, f"{name!r} is inside .git; list the task's own files, never git's")
             if not p.is_file():
                 raise ConfigError(path, key, f"{name!r} does not exist in {directory}; correct the name or create the file")
+    from autoresearch.execution.pristine import outputs_problem
+
+    problem = outputs_problem(config.task.outputs, (*config.task.editable, *config.task.readonly))
+    if problem:
+        raise ConfigError(path, "task.outputs", problem)
     both = set(config.task.editable) & set(config.task.readonly)
     if both:
         raise ConfigError(path, "task.readonly", f"{sorted(both)} are also editable; a file is one or the other")

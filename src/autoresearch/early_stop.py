@@ -9,9 +9,10 @@ The rule is Optuna's percentile pruner applied at equal elapsed training time: o
 of the budget has passed and at least `min_curves` earlier runs reached the same time, a run
 whose best value so far is worse than `percentile`% of theirs at that time is stopped (50:
 the median pruner) -- unless its extrapolated curve could still beat the best run's final
-value. The extrapolation is optimistic on purpose: the run's own recent rate of gain carried
-on to the end of the budget, or the largest late gain any earlier run made from that time on,
-whichever is larger. Stopping a run that would have won costs more than training a loser.
+value. The extrapolation is optimistic on purpose: the largest late gain any earlier run made
+from that time on, or the run's own recent gain scaled by the largest later-to-recent gain
+ratio of an earlier run, whichever is larger. Stopping a run that would have won costs more
+than training a loser.
 
 Time is the fraction of the budget: a curve point's own training clock (`seconds`,
 `train_seconds`, `time`, `elapsed`) when it has one, else the wall time since the run started
@@ -124,21 +125,30 @@ def _better(a: float, b: float, direction: str) -> bool:
 
 
 def optimistic_final(trace: Trace, earlier: Sequence[Trace], direction: str) -> float:
-    """Where the run could still end: its recent rate of gain carried to the end of the budget,
-    or the largest gain an earlier run made from this time to its end, whichever is larger."""
+    """Where the run could still end, judged by how earlier curves went on from this time.
+
+    The larger of: the largest gain an earlier run made from this time to its end; and the
+    run's own gain over the last half of its elapsed time, times the largest ratio of an
+    earlier run's later gain to its gain over that same stretch (a run climbing faster than
+    the others is credited in proportion). Not a straight line: carried on linearly, the
+    steep start of a saturating curve promised val_acc 6.5 at 15% of the example's budget,
+    so no run could be stopped before its curve had flattened (bench/early_stop.py)."""
     t, sign = trace[-1][0], 1 if direction == "maximize" else -1
     now = best_until(trace, t, direction)
-    # Own slope over the last half of the elapsed time (a longer window is less fooled by noise).
     then = best_until(trace, t / 2, direction)
-    own = 0.0
-    if then is not None and t > 0:
-        own = max(0.0, sign * (now - then)) / (t / 2) * max(0.0, 1 - t)
-    late = 0.0
+    recent = max(0.0, sign * (now - then)) if then is not None else 0.0
+    late = ratio = 0.0
     for other in earlier:
         at_t, final = best_until(other, t, direction), best_until(other, math.inf, direction)
-        if at_t is not None and final is not None:
-            late = max(late, sign * (final - at_t))
-    return now + sign * max(own, late)
+        if at_t is None or final is None:
+            continue
+        gain = max(0.0, sign * (final - at_t))
+        late = max(late, gain)
+        before = best_until(other, t / 2, direction)
+        if before is not None and gain > 0:
+            # An earlier run flat over that stretch that still gained later: any pace may go far.
+            ratio = max(ratio, gain / max(sign * (at_t - before), 1e-9))
+    return now + sign * max(late, recent * ratio)
 
 
 def judge(trace: Trace, earlier: Sequence[Trace], best_value: float | None, rules: Rules,

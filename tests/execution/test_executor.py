@@ -84,6 +84,8 @@ def test_the_bundled_examples_start_warm_by_default(tmp_path):
         ex = executor_for_task(task, print)
         try:
             assert isinstance(ex, WarmExecutor) and ex.server_pids == []  # started by the first run, not here
+            # The data prepare.py loads comes from the server too, read from this task's folder.
+            assert ex.data.calls == ("prepare:load_data",) and ex.data.directory == str(task.dir)
         finally:
             ex.close()
 

@@ -340,5 +340,113 @@ def test_preload_is_read_from_the_task_config(make_task):
         [metrics]
         primary = "score"
         direction = "maximize"
+        deterministic = true
     ''')
     assert load_task(make_task(config=config)).config.task.preload == ("torch", "numpy")
+
+
+# -- data loaded once in the server ([task] preload_data) ---------------------------------------
+PREP = '''\
+import os
+BUDGET = os.environ.get("AUTORESEARCH_TIME_BUDGET")  # read at import: each run's own value
+def load():
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "calls.log"), "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    return {"rows": [1, 2, 3]}
+def fail():
+    raise OSError("no data here")
+'''
+USE = """
+import json, prep
+a = prep.load()
+a["rows"].append(99)  # the run changes what it got: a later call, and the next run, never see it
+b = prep.load()
+print(json.dumps({"a": a, "b": b, "budget": prep.BUDGET, "pid": os.getpid()}))
+"""
+
+
+def data_task(tmp_path: Path) -> Path:
+    (tmp_path / "prep.py").write_text(PREP)
+    return tmp_path
+
+
+def calls(tmp_path: Path) -> list[int]:
+    path = tmp_path / "calls.log"
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def test_preload_data_is_loaded_once_and_each_call_gets_its_own_copy(tmp_path):
+    from autoresearch.execution.warm import PreloadData
+
+    task = data_task(tmp_path)
+    seen = []
+    with WarmExecutor(["json"], say=pytest.fail, data=PreloadData(str(task), ("prep:load",))) as ex:
+        for budget in ("3", "7"):
+            result = ex.run(make_spec(task, USE, run_env=env(AUTORESEARCH_TIME_BUDGET=budget), log=f"{budget}.log"))
+            assert result.warm and result.exit_code == 0, log_of(result)
+            seen.append(json.loads(log_of(result)))
+        (server,) = ex.server_pids
+    assert calls(task) == [server]  # called once, in the server; never by a run
+    for out, budget in zip(seen, ("3", "7")):
+        assert out["a"] == {"rows": [1, 2, 3, 99]} and out["b"] == {"rows": [1, 2, 3]}
+        assert out["budget"] == budget  # the module itself was imported afresh, with the run's environment
+
+
+def test_preload_data_called_with_arguments_runs_the_function(tmp_path):
+    from autoresearch.execution.warm import PreloadData
+
+    task = data_task(tmp_path)
+    (task / "prep.py").write_text(PREP.replace("def load():", "def load(fresh=False):"))
+    with WarmExecutor([], say=pytest.fail, data=PreloadData(str(task), ("prep:load",))) as ex:
+        result = ex.run(make_spec(task, "import prep\nprint(prep.load(fresh=True))\n"))
+        (server,) = ex.server_pids
+    assert result.warm and result.exit_code == 0
+    assert calls(task)[0] == server and len(calls(task)) == 2  # the run's call with an argument ran it
+
+
+def test_preload_data_of_a_changed_file_is_not_used(tmp_path):
+    from autoresearch.execution.warm import PreloadData
+
+    task = data_task(tmp_path)
+    with WarmExecutor([], say=pytest.fail, data=PreloadData(str(task), ("prep:load",))) as ex:
+        assert ex.run(make_spec(task, USE, log="0.log")).warm
+        (task / "prep.py").write_text(PREP.replace("[1, 2, 3]", "[4]"))  # not the file the server loaded
+        result = ex.run(make_spec(task, USE, log="1.log"))
+    out = json.loads(log_of(result))
+    assert result.warm and out["b"] == {"rows": [4]}
+    assert len(calls(task)) == 1 + 2  # the server's call, then the run's own two
+
+
+def test_preload_data_that_fails_warns_once_naming_it_and_runs_fresh(tmp_path):
+    from autoresearch.execution.warm import PreloadData
+
+    said: list[str] = []
+    task = data_task(tmp_path)
+    with WarmExecutor(["json"], say=said.append, data=PreloadData(str(task), ("prep:fail",))) as ex:
+        results = [ex.run(make_spec(task, USE, log=f"{i}.log")) for i in range(2)]
+        assert ex.server_pids == []
+    assert [r.warm for r in results] == [False, False] and all(r.exit_code == 0 for r in results)
+    assert len(said) == 1 and "prep:fail" in said[0] and "no data here" in said[0] and "fresh" in said[0]
+
+
+def test_preload_data_must_be_module_function():
+    from autoresearch.execution.warm import PreloadData
+
+    with pytest.raises(ValueError, match="module:function"):
+        PreloadData("/tmp", ("prep.load",))
+
+
+def test_preload_data_in_the_config_must_name_a_readonly_file(make_task):
+    from autoresearch.config import load_task
+    from autoresearch.errors import ConfigError
+    from conftest import TINY_CONFIG
+
+    ok = make_task(config=TINY_CONFIG.replace("[task]\n", '[task]\npreload_data = ["prepare:load"]\n'))
+    assert load_task(ok).config.task.preload_data == ("prepare:load",)
+    for line, words in (('preload_data = ["train:load"]', "train.py must be listed in readonly"),
+                        ('preload_data = ["prepare.load"]', "module:function")):
+        bad = ok / "autoresearch.toml"
+        bad.write_text(TINY_CONFIG.replace("[task]\n", f"[task]\n{line}\n"))
+        with pytest.raises(ConfigError, match=words) as err:
+            load_task(ok)
+        assert "preload_data" in str(err.value)

@@ -80,8 +80,10 @@ def executor_for_task(task, say: Callable[[str], None]) -> Executor:
         from autoresearch.execution.ray_executor import RayExecutor
 
         return RayExecutor.from_task(task)
-    if task.config.task.preload and task.config.task.warm:
-        from autoresearch.execution.warm import WarmExecutor
+    section = task.config.task
+    if (section.preload or section.preload_data) and section.warm:
+        from autoresearch.execution.warm import PreloadData, WarmExecutor
 
-        return WarmExecutor(task.config.task.preload, say=say)
+        data = PreloadData(str(task.dir), section.preload_data) if section.preload_data else None
+        return WarmExecutor(section.preload, say=say, data=data)
     return LocalExecutor()

@@ -1,6 +1,6 @@
 """The warm-start server: imports the preload modules once, then forks one child per run.
 
-Started by warm.py as `python forkserver.py CTRL_FD [--sandboxed] MODULE...`, never imported. It imports only
+Started by warm.py as `python forkserver.py CTRL_FD [--sandboxed] [--data DIR SPECS] MODULE...`, never imported. It imports only
 the standard library, so that a child holds what a fresh `python script.py` would plus the
 preloaded modules, and nothing of autoresearch's. It stays single-threaded: fork copies only
 the calling thread, and a lock held by any other thread at that moment stays held forever in
@@ -26,6 +26,13 @@ and its exit kills every process in the sandbox. Its children share its sandbox,
 time. Two things then keep one run from reaching the next: the server is not dumpable, so a run (same uid, no capabilities) cannot ptrace it or
 write its memory; and the sandbox's private /tmp is emptied before each fork, as a fresh
 sandbox would start with an empty one.
+
+--data DIR SPECS (`[task] preload_data`, comma-separated `module:function`): after the preloads,
+the server imports each module from DIR (the task folder), calls the function once and keeps the
+result; the task's modules are then dropped from sys.modules, so each run imports them afresh,
+with its own environment, and finds the function replaced by one returning a deep copy of the
+cached result (called with arguments, the original runs). A module whose file no longer has the
+bytes it had when loaded gets nothing cached.
 """
 
 import sys
@@ -57,6 +64,9 @@ def main() -> None:
     if modules[:1] == ["--sandboxed"]:
         _sandboxed, modules = True, modules[1:]
         _set_dumpable(False)
+    data_dir, data_specs = None, []
+    if modules[:1] == ["--data"]:
+        data_dir, data_specs, modules = modules[1], modules[2].split(","), modules[3:]
     # An ignored SIGCHLD survives exec and would make the kernel reap our children at once,
     # before their exit status could be read.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -66,6 +76,12 @@ def main() -> None:
             __import__(name)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt from an import count too
             _send_msg(ctrl, {"error": f"{type(exc).__name__}: {exc}", "module": name})
+            os._exit(1)
+    if data_specs:
+        try:
+            _load_data(data_dir, data_specs)
+        except BaseException as exc:
+            _send_msg(ctrl, {"error": f"{type(exc).__name__}: {exc}", "module": _loading})
             os._exit(1)
     problem = _fork_safety_problem()
     if problem:
@@ -222,6 +238,94 @@ def _reap(pid: int, run: _Run, runs: dict[int, _Run], by_fd: dict[int, int]) -> 
     del runs[pid]
 
 
+# -- data loaded once (`[task] preload_data`) ---------------------------------------------------
+# module name -> (sha256 of its file, {function name: what it returned in the server})
+_DATA: dict = {}
+_loading = ""  # the "module:function" being loaded, for the error message
+
+
+def _load_data(directory: str, specs: list) -> None:
+    """Call each task function once; every run's call then returns a copy of its result.
+
+    The task's modules are imported from `directory` for that, then dropped again: a run imports
+    them afresh (its own environment, its own module state), and `_CachedData` gives the fresh
+    module the cached result in place of the function (a call with arguments still runs it)."""
+    global _loading
+    import importlib
+
+    sys.path.insert(0, directory)
+    try:
+        for spec in specs:
+            _loading = spec
+            module_name, function = spec.split(":")
+            module = importlib.import_module(module_name)
+            result = getattr(module, function)()
+            entry = _DATA.setdefault(module_name, (_digest(module.__file__), {}))
+            entry[1][function] = result
+    finally:
+        sys.path.remove(directory)
+    root = os.path.realpath(directory) + os.sep
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and os.path.realpath(file).startswith(root):
+            del sys.modules[name]
+
+
+def _digest(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+class _CachedData:
+    """A meta path finder: a cached module, imported afresh by the run, gets its cached results."""
+
+    def find_spec(self, name, path=None, target=None):
+        entry = _DATA.get(name)
+        if entry is None:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        try:
+            same = spec.origin is not None and hasattr(loader, "exec_module") and _digest(spec.origin) == entry[0]
+        except OSError:
+            same = False
+        if not same:  # another file of that name, or it changed: imported as it is, nothing cached
+            return spec
+        real_exec = loader.exec_module
+
+        def exec_module(module):
+            real_exec(module)
+            for function, result in entry[1].items():
+                original = getattr(module, function, None)
+                if callable(original):
+                    setattr(module, function, _cached(original, result))
+
+        loader.exec_module = exec_module  # this spec's own loader instance
+        return spec
+
+
+def _cached(original, result):
+    import copy
+    import functools
+
+    @functools.wraps(original)
+    def cached(*args, **kwargs):
+        if args or kwargs:
+            return original(*args, **kwargs)
+        return copy.deepcopy(result)  # the run may change what it got: the next call gets the original
+
+    return cached
+
+
 # -- the child --------------------------------------------------------------------------------
 def _child(kid: socket.socket, log_fd: int) -> None:
     try:
@@ -250,6 +354,8 @@ def _child(kid: socket.socket, log_fd: int) -> None:
         sys.argv = list(req["argv"])
         sys.orig_argv = list(req["orig_argv"])
         sys.path.insert(0, os.path.dirname(os.path.realpath(path)))
+        if _DATA:
+            sys.meta_path.insert(0, _CachedData())
         try:
             with open(path, "rb") as fh:
                 code = compile(fh.read(), path, "exec", dont_inherit=True)

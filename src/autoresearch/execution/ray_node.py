@@ -12,7 +12,8 @@ files and processes, tested like the rest of process control.
   (data/, tokenizer files) is symlinked into each run's scratch tree at the same path, unless the
   experiment's tree has that path itself. Setup's outputs are shared by later runs on the node,
   as data/ is shared by runs in a local work tree. Output written outside the tree (~/.cache)
-  is node-local and persists by itself. `ready.json` marks success; a failed setup runs again
+  is node-local and persists by itself. Where runs are sandboxed, so is the setup (setup_view):
+  the network on, its tree writable, the home read-only. `ready.json` marks success; a failed setup runs again
   before the next run there. Delete the cache folder to make a node set up again.
 - The run goes through runner.run_process (or warm.WarmExecutor with `preload`), supervised by
   supervise.py like a local run: own process group, hard timeout, capped log, peak memory, the
@@ -100,6 +101,8 @@ def run_on_node(tree: bytes, spec: RunSpec, job: NodeJob, node: str) -> NodeOutc
         before = snapshot(root)
         # The head's sandbox view, moved onto the scratch tree: sandboxed there as it would be here.
         view = spec.sandbox.moved(os.path.realpath(spec.repo_dir), os.path.realpath(root)) if spec.sandbox else None
+        if view is not None and job.setup:  # the setup's outputs (linked in) readable, even from under /tmp
+            view = replace(view, readonly=(*view.readonly, os.path.realpath(setup[0])))
         local = replace(spec, cwd=os.path.join(root, spec.task_subdir), env=env,
                         log_path=os.path.join(scratch, "log.txt"), sandbox=view)
         executor = executor_for(job.preload)
@@ -201,7 +204,8 @@ def ensure_setup(tree: bytes, members: set[str], spec: RunSpec, job: NodeJob, en
         extract(tree, setup_tree)
         log = os.path.join(base, "setup.log")
         result = run_process(RunSpec(command=job.setup, cwd=os.path.join(setup_tree, spec.task_subdir), env=env,
-                                     timeout=SETUP_TIMEOUT, log_path=log, max_log_bytes=spec.max_log_bytes),
+                                     timeout=SETUP_TIMEOUT, log_path=log, max_log_bytes=spec.max_log_bytes,
+                                     sandbox=setup_view(spec, setup_tree)),
                              on_start=reaper.watch)
         if result.exit_code != 0:
             how = f"timed out after {SETUP_TIMEOUT:g} s" if result.timed_out else f"exit code {result.exit_code}"
@@ -214,6 +218,17 @@ def ensure_setup(tree: bytes, members: set[str], spec: RunSpec, job: NodeJob, en
             json.dump({"setup": job.setup, "commit": spec.commit, "outputs": outputs}, fh)
         os.replace(tmp, ready)
         return setup_tree, outputs
+
+
+def setup_view(spec: RunSpec, setup_tree: str):
+    """The sandbox of `[task] setup` where the runs are sandboxed (spec.sandbox), else None: the
+    runs' view moved onto the setup's tree, the whole tree writable (it is the setup's own copy;
+    its new files are the outputs), and the network on (a download is what setups do)."""
+    if spec.sandbox is None:
+        return None
+    tree = os.path.realpath(setup_tree)
+    moved = spec.sandbox.moved(os.path.realpath(spec.repo_dir), tree)
+    return replace(moved, network=True, writable=(tree, *(w for w in moved.writable if w != tree)))
 
 
 def new_paths(root: str, members: set[str]) -> list[str]:

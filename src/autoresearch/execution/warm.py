@@ -47,7 +47,7 @@ from typing import Callable, Sequence
 import psutil
 
 from autoresearch.execution.executor import Executor, LocalExecutor
-from autoresearch.execution.sandbox import View, namespace_pid
+from autoresearch.execution.sandbox import PRIVATE_CACHES, View, namespace_pid
 from autoresearch.execution.supervise import (
     GRACE_SECONDS,
     RUN_TOKEN_ENV,
@@ -72,6 +72,7 @@ TOKEN_PLACEHOLDER = "warm-forkserver-" + "0" * 48
 _SHELL_SYNTAX = re.compile(r"[|&;<>()$`\\*?\[\]{}~!#\n\r]")
 _PYTHON_NAME = re.compile(r"python(3(\.\d+)?)?")
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_DATA_CALL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,22 @@ def _same_interpreter(word: str, cwd: str, env: dict[str, str]) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class PreloadData:
+    """`[task] preload_data`: functions of the task's read-only modules the server calls once.
+
+    `calls` are "module:function" (prepare:load_data), imported from `directory`; each run's
+    call of such a function returns a deep copy of the server's result (forkserver.py)."""
+
+    directory: str
+    calls: tuple[str, ...]
+
+    def __post_init__(self):
+        for call in self.calls:
+            if not _DATA_CALL.fullmatch(call):
+                raise ValueError(f"preload_data: {call!r} is not module:function")
+
+
 class ServerLost(Exception):
     """The server died or stopped answering before the run started; nothing of the run ran."""
 
@@ -126,7 +143,8 @@ class ServerLost(Exception):
 class _Server:
     """One forkserver process, its control socket and its stderr (kept for error messages)."""
 
-    def __init__(self, preload: Sequence[str], env: dict[str, str], timeout: float, view: View | None = None):
+    def __init__(self, preload: Sequence[str], env: dict[str, str], timeout: float, view: View | None = None,
+                 data: "PreloadData | None" = None):
         self.active = 0
         self.last_used = time.monotonic()
         self.view = view  # the sandbox it runs in (the runs' view), or None
@@ -136,13 +154,14 @@ class _Server:
         # The placeholder token goes last: forkserver._mark_token needs it at the block's end.
         server_env = {k: v for k, v in env.items() if not k.startswith(PER_RUN_PREFIX)}
         server_env[RUN_TOKEN_ENV] = TOKEN_PLACEHOLDER
-        argv = [sys.executable, str(SERVER_SCRIPT), str(theirs.fileno()), *preload]
+        modules = [*(["--data", data.directory, ",".join(data.calls)] if data else []), *preload]
+        argv = [sys.executable, str(SERVER_SCRIPT), str(theirs.fileno()), *modules]
         if view is not None:
             # The server is the sandbox's init: when it exits (at the end of its control socket,
             # when we die or close it) the kernel kills every process in the sandbox. Its own
             # script stays visible even where the private /tmp covers it (a CI clone).
             inside = replace(view, readonly=(*view.readonly, str(SERVER_SCRIPT)))
-            argv = inside.argv([argv[0], argv[1], argv[2], "--sandboxed", *preload], "/", as_init=True)
+            argv = inside.argv([argv[0], argv[1], argv[2], "--sandboxed", *modules], "/", as_init=True, env=env)
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -348,11 +367,13 @@ class WarmExecutor(Executor):
     name = "warm"
 
     def __init__(self, preload: Sequence[str] = (), *, say: Callable[[str], None] | None = None,
-                 start_timeout: float = START_TIMEOUT, poll_interval: float = 0.1, grace: float = GRACE_SECONDS):
+                 start_timeout: float = START_TIMEOUT, poll_interval: float = 0.1, grace: float = GRACE_SECONDS,
+                 data: "PreloadData | None" = None):
         for name in preload:
             if not isinstance(name, str) or not _MODULE_NAME.fullmatch(name):
                 raise ValueError(f"preload: {name!r} is not a module name")
         self.preload = tuple(preload)
+        self.data = data  # functions the server calls once, their results copied into every run
         self.off_reason = ""  # set once warm starts are given up; every run is fresh then
         self._say = say or (lambda msg: warnings.warn(msg, RuntimeWarning, stacklevel=3))
         self._start_timeout = start_timeout
@@ -413,7 +434,7 @@ class WarmExecutor(Executor):
             if server is None:
                 self._evict_idle()
                 try:
-                    server = _Server(self.preload, env, self._start_timeout, view)
+                    server = _Server(self.preload, env, self._start_timeout, view, self.data)
                 except (RuntimeError, OSError) as exc:
                     self._off(f"warm starts off: {exc}; runs start fresh processes")
                     return None
@@ -464,7 +485,9 @@ class WarmExecutor(Executor):
             raise
         request = {
             "argv": list(plain.argv), "orig_argv": shlex.split(spec.command), "cwd": spec.cwd,
-            "env": {**spec.env, RUN_TOKEN_ENV: token}, "unbuffered": plain.unbuffered,
+            # The child's environment replaces the server's: the sandbox's cache paths again too.
+            "env": {**(PRIVATE_CACHES if server.view is not None else {}), **spec.env, RUN_TOKEN_ENV: token},
+            "unbuffered": plain.unbuffered,
             "no_bytecode": plain.no_bytecode, "executable": sys.executable, "t_request": start,
         }
         leader = _WarmLeader(child)

@@ -60,6 +60,7 @@ class Attempt:
     result: RunResult | None = None
     metrics: dict = field(default_factory=dict)
     eval_failure: Verdict | None = None  # the trusted eval failed: a crash
+    left: object | None = None  # execution.pristine.Left: its outputs, the read-only files it touched
     flag: str = ""  # the trusted eval disagrees with the run's own footer
     tampered: list[str] = field(default_factory=list)  # git files / files outside the task the agent changed (put back)
     run_tampered: list[str] = field(default_factory=list)  # git files its run (or eval) changed (put back)

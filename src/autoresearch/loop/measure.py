@@ -21,7 +21,9 @@ from autoresearch.footer import parse_footer_report
 from autoresearch.gpu import GpuSampler
 from autoresearch.loop.attempt import Attempt, GpuFacts, Kind
 from autoresearch.records import RunResult, RunSpec
+from autoresearch.execution import pristine
 from autoresearch.execution.supervise import RUN_TOKEN_ENV
+from autoresearch.verdict import Reason, Verdict
 from autoresearch.secrets import redact, redact_file, secret_values
 from autoresearch.store import CURVE_NAME, capture_curve, file_stamp
 
@@ -32,16 +34,27 @@ _FULL_PARSE_BYTES = 8 * 1024 * 1024
 
 
 def measure(loop: "Loop", attempt: Attempt) -> None:
-    """Train the attempt's commit, then read what it reports (and what the trusted eval says)."""
+    """Train the attempt's commit, then read what it reports (and what the trusted eval says).
+
+    Git's hooks, config and info/exclude must not change meanwhile (git_guard.py): what did is
+    put back and noted in `run_tampered`."""
+    who = f"{loop.worker.name}'s " if loop.worker is not None else "the "
+    with loop.shared.git_guard.window(loop.git, f"{who}run (iteration {attempt.n})") as git_changed:
+        _measure(loop, attempt)
+    attempt.run_tampered = [f"git's {p}" for p in git_changed]
+
+
+def _measure(loop: "Loop", attempt: Attempt) -> None:
     env = run_env(loop, attempt.n, attempt.seed)
-    git_state = loop.git.guarded_state()  # hooks, info/exclude: the run (or eval) must not change them
     watcher = _watcher(loop, attempt)
     curve_before = file_stamp(loop.task.dir / CURVE_NAME)  # an earlier run's curve, if it is still there
+    before = pristine.before_run(loop)  # what the tree held: what the run creates there is removed after it
     result = _run(loop, attempt, env, watcher)
     secrets = secret_values(env)  # keys the task's [task] env hands its runs: kept out of the log we keep
     if secrets and redact_file(result.log_path, secrets):
         result = replace(result, output_tail=redact(result.output_tail, secrets))
     capture_curve(loop.task.dir, attempt.run_dir, time.time() - result.wall_seconds, curve_before)  # before any reset
+    attempt.left = pristine.after_run(loop, before, users_code=attempt.kind in (Kind.BASELINE, Kind.REPEAT))
     loop.checkpoint()
     attempt.result = result
     attempt.metrics = _metrics(loop, result)
@@ -49,17 +62,32 @@ def measure(loop: "Loop", attempt: Attempt) -> None:
         _early_stop_outcome(loop, attempt, watcher)
     if loop.task.config.task.eval and attempt.trained:
         _trusted_eval(loop, attempt, env)
-    attempt.run_tampered = [f"git's {p}" for p in loop.git.restore_guarded(git_state)]
     write_json(attempt.run_dir / "metrics.json", attempt.metrics, durable=False)
 
 
 def _trusted_eval(loop: "Loop", attempt: Attempt, env: dict) -> None:
+    """The eval in a fresh sandbox on a pristine copy of the commit (execution/pristine.py), never on
+    the work tree; a run whose outputs are missing, or that touched a read-only file, is not evaluated."""
     task = loop.task
-    eval_metrics, failure = integrity.trusted_eval(task.config.task.eval, task.dir, env, task.timeout,
-                                                   attempt.run_dir / "eval.log", sandbox=sandbox_view(loop))
+    if pristine.guard_detail(attempt.left) or pristine.touched(attempt):
+        return  # a guard crash already (judge.py): nothing of it is evaluated
+    try:
+        copy = pristine.make_copy(loop, pristine.base_commit(loop.store.ledger.records, attempt.commit),
+                                  attempt.commit, attempt.left.outputs)
+    except pristine.NotPristine as exc:
+        attempt.eval_failure = Verdict.crash(Reason.GUARD, str(exc))
+        return
+    try:
+        view = loop.sandbox.run_view(copy.task_dir, copy.root, loop.store.root,
+                                     (*task.readonly, *(str(p) for p in copy.outputs)))
+        eval_metrics, failure = integrity.trusted_eval(task.config.task.eval, copy.task_dir, env, task.timeout,
+                                                       attempt.run_dir / "eval.log", sandbox=view)
+    finally:
+        copy.close()
     loop.checkpoint()
     if failure is not None:
-        attempt.eval_failure = failure
+        hint = pristine.eval_hint(attempt.left) if failure.reason is Reason.EVAL else ""
+        attempt.eval_failure = replace(failure, detail=failure.detail + hint) if hint else failure
     else:
         attempt.metrics, attempt.flag = integrity.merge_trusted(attempt.metrics, eval_metrics, loop.rules.primary)
 
@@ -90,8 +118,13 @@ def run_spec(loop: "Loop", attempt: Attempt, env: dict) -> RunSpec:
 
 
 def sandbox_view(loop: "Loop"):
-    """The sandbox view of this loop's runs (execution/sandbox.py), or None when runs are not sandboxed."""
-    return loop.sandbox.run_view(loop.task.dir, loop.repo_root, loop.store.root, loop.task.config.task.readonly)
+    """The sandbox view of this loop's runs (execution/sandbox.py), or None when runs are not sandboxed.
+
+    The task's interpreter environment, when it lies in the task directory, is read-only too: the
+    trusted eval's `python` is that one."""
+    venv = pristine.interpreter_root(loop.task)
+    return loop.sandbox.run_view(loop.task.dir, loop.repo_root, loop.store.root,
+                                 (*loop.task.config.task.readonly, *([venv] if venv else [])))
 
 
 def run_timeout(loop: "Loop") -> float:
