@@ -41,6 +41,7 @@ outputs = {outputs}
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 
 [sandbox]
 mode = "{mode}"
