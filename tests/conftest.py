@@ -11,19 +11,31 @@ def git(cwd, *args):
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-# The tiny task's config; tests add an [agent] section (or more) after it.
-TINY_CONFIG = """\
+def tiny_config(time_budget: float = 5, timeout: float = 20, primary: str = "score", metrics: str = "",
+                task: str = "", deterministic: bool = True) -> str:
+    """The tiny task's config: another budget, timeout or primary where a test needs one; `task` and
+    `metrics` add lines to those sections ([metrics] comes last, so a test may add sections after it).
+
+    The tiny train.py prints the same score for the same code, so it says so (`deterministic`): one
+    baseline, as the tests count rows; `metrics` that set noise_runs or deterministic decide themselves."""
+    declared = deterministic and "noise_runs" not in metrics and "deterministic" not in metrics
+    det = "deterministic = true\n" if declared else ""
+    return f"""\
 [task]
 run = "python train.py"
 editable = ["train.py"]
 readonly = ["prepare.py"]
-time_budget = 5
-timeout = 20
-
+time_budget = {time_budget:g}
+timeout = {timeout:g}
+{task}
 [metrics]
-primary = "score"
+primary = "{primary}"
 direction = "maximize"
-"""
+{det}{metrics}"""
+
+
+# The tiny task's config; tests add an [agent] section (or more) after it.
+TINY_CONFIG = tiny_config()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from autoresearch.config import load_task
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
+from conftest import tiny_config
 from helpers import ScriptedAgent, set_x
 
 # The curve climbs to X / 10 over the budget; a log line every 0.2 s of "training".
@@ -24,19 +25,7 @@ print("---")
 print(f"score: {X / 10:.6f}")
 '''
 
-CONFIG = """\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 4
-timeout = 30
-
-[metrics]
-primary = "val"
-direction = "maximize"
-noise_runs = 1
-
+CONFIG = tiny_config(time_budget=4, timeout=30, primary="val", metrics="noise_runs = 1\n") + """
 [early_stop]
 min_curves = 2
 warmup = 0.25

@@ -12,6 +12,8 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.records import RunSpec
 from autoresearch.runner import run_process
 
+from conftest import tiny_config
+
 BASE = {
     "PATH": "/usr/bin", "HOME": "/home/me", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "xterm",
     "CUDA_VISIBLE_DEVICES": "0", "NVIDIA_VISIBLE_DEVICES": "all", "PYTHONPATH": "/src", "OMP_NUM_THREADS": "4",
@@ -31,6 +33,7 @@ time_budget = 5
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 [agent]
 kind = "command"
 command = "true"
@@ -144,7 +147,10 @@ SPY_TRAIN = """\
 import os
 X = 1.0
 print(sorted(os.environ.items()))
-open("env_seen_by_run.txt", "w").write(repr(sorted(os.environ.items())))
+try:
+    open("env_seen_by_run.txt", "w").write(repr(sorted(os.environ.items())))
+except OSError:  # as the trusted eval, in the sandbox: its pristine copy is read-only
+    pass
 print("---")
 print(f"score: {X:.6f}")
 """
@@ -156,18 +162,10 @@ sys.stderr.write(repr(sorted(os.environ.items())))
 p = pathlib.Path("train.py")
 p.write_text(re.sub(r"X = [0-9.]+", "X = 2.0", p.read_text()))
 """
-SPY_CONFIG = """\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 5
-timeout = 30
-outputs = ["env_seen_by_run.txt"]
-
-[metrics]
-primary = "score"
-direction = "maximize"
+# The spy agent lives beside the repository under tmp_path: opened to the agent's sandbox.
+SPY_CONFIG = tiny_config(timeout=30, task='outputs = ["env_seen_by_run.txt"]\n') + """
+[sandbox]
+agent_writable = ["../spy_agent.py"]
 
 [agent]
 kind = "command"

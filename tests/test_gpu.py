@@ -59,6 +59,7 @@ def test_records_status_and_report_show_gpu_facts_and_the_time_split(make_task, 
     from autoresearch.analysis.report import render_report
     from autoresearch.api import status_of
     from helpers import cli
+    from conftest import tiny_config
     from helpers import ScriptedAgent, run, set_x
 
     monkeypatch.setattr(gpu, "pynvml", FakeNvml())
@@ -69,17 +70,7 @@ def test_records_status_and_report_show_gpu_facts_and_the_time_split(make_task, 
         print("---")
         print(f"score: {X}")
         print("train_seconds: 0.7")
-    ''', config='''\
-        [task]
-        run = "python train.py"
-        editable = ["train.py"]
-        time_budget = 5
-        timeout = 30
-        preload = ["json"]
-        [metrics]
-        primary = "score"
-        direction = "maximize"
-    ''')
+    ''', config=tiny_config(timeout=30, task='preload = ["json"]\n'))
     loop, records = run(task, ScriptedAgent(set_x(2.0)), 1)
     for r in records:
         assert r.warm and r.startup_seconds is not None and r.startup_seconds < r.wall_seconds

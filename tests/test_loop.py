@@ -1,6 +1,5 @@
 """The loop end to end with real git and real processes, driven by scripted agents."""
 
-import re
 import threading
 
 import pytest
@@ -10,8 +9,8 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Proposal, Status
 
-from conftest import git
-from helpers import ScriptedAgent, run, set_x, tsv
+from conftest import git, tiny_config
+from helpers import ScriptedAgent, run, set_consts, set_x, tsv
 
 
 def test_keep_discard_and_branch_moves(make_task):
@@ -92,7 +91,14 @@ def test_editable_file_turned_into_a_symlink_out_of_the_task_is_refused(make_tas
     assert outside.read_text().endswith("score: 99.0')\n")
 
 
-def test_run_that_modifies_readonly_file_is_a_crash(make_task):
+@pytest.mark.parametrize("mode", ["off", "auto"])
+def test_run_that_modifies_readonly_file_is_a_crash(make_task, mode):
+    """Unsandboxed the write happens and the guard catches it; sandboxed the write is refused."""
+    from autoresearch.execution import sandbox
+    from conftest import TINY_CONFIG
+
+    if mode == "auto" and sandbox.probe():
+        pytest.skip(f"no sandbox here: {sandbox.probe()}")
     train = '''\
         X = 1.0
         import sys
@@ -101,9 +107,13 @@ def test_run_that_modifies_readonly_file_is_a_crash(make_task):
         print("---")
         print(f"score: {X}")
     '''
-    task = make_task(train=train)
+    task = make_task(train=train, config=TINY_CONFIG + f'\n[sandbox]\nmode = "{mode}"\n')
     _, records = run(task, ScriptedAgent(set_x(5.0)), 1)
-    assert records[-1].status is Status.CRASH and "read-only" in records[-1].reason
+    assert records[-1].status is Status.CRASH and records[-1].sandboxed is (mode == "auto")
+    if mode == "off":
+        assert records[-1].reason.startswith("guard") and "read-only" in records[-1].reason
+    else:
+        assert "Read-only file system: 'prepare.py'" in records[-1].reason, records[-1].reason
     assert (task / "prepare.py").read_text() == "DATA = 'fixed'\n"
 
 
@@ -138,6 +148,7 @@ def test_timeout_is_a_crash(make_task):
         [metrics]
         primary = "score"
         direction = "maximize"
+        deterministic = true
     ''')
 
     def hang(d):
@@ -291,19 +302,13 @@ def test_seed_004_layout_with_tie_break(make_task):
         [metrics]
         primary = "bin_acc"
         direction = "maximize"
+        deterministic = true
         tie_break = ["mc_acc"]
         columns = ["mc_acc", "bin_acc"]
     '''
     task = make_task(train=train, config=config)
 
-    def mc(v):
-        def edit(d):
-            p = d / "train.py"
-            p.write_text(re.sub(r"MC = [0-9.]+", f"MC = {v}", p.read_text()))
-            return f"mc {v}"
-        return edit
-
-    _, records = run(task, ScriptedAgent(mc(0.6), mc(0.4)), 2)
+    _, records = run(task, ScriptedAgent(set_consts("mc 0.6", MC=0.6), set_consts("mc 0.4", MC=0.4)), 2)
     assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.DISCARD]
     rows = tsv(task)
     assert rows[0] == ["commit", "mc_acc", "bin_acc", "memory_gb", "status", "description"]
@@ -311,17 +316,7 @@ def test_seed_004_layout_with_tie_break(make_task):
 
 
 def test_preload_runs_are_warm_and_recorded(make_task):
-    task = make_task(config='''\
-        [task]
-        run = "python train.py"
-        editable = ["train.py"]
-        time_budget = 5
-        timeout = 30
-        preload = ["json"]
-        [metrics]
-        primary = "score"
-        direction = "maximize"
-    ''')
+    task = make_task(config=tiny_config(timeout=30, task='preload = ["json"]\n'))
     loop, records = run(task, ScriptedAgent(set_x(2.0)), 1)
     assert all(r.warm for r in records) and all(r.startup_seconds is not None for r in records)
     assert records[-1].status is Status.KEEP

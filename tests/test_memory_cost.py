@@ -1,7 +1,5 @@
 """Memory as a soft constraint: the rule, its reason string, its config, and the loop applying it."""
 
-import re
-
 import pytest
 
 from autoresearch.config import load_task
@@ -11,7 +9,8 @@ from autoresearch.memory_cost import MemoryRule
 from autoresearch.records import Status
 from autoresearch.verdict import Reason, Verdict
 
-from helpers import ScriptedAgent, run
+from conftest import tiny_config
+from helpers import ScriptedAgent, run, set_consts
 
 RULE = MemoryRule("peak_vram_mb", soft_limit_mb=1024, gain_per_gb=0.01)
 RULES = Rules("acc", "maximize", memory=RULE)
@@ -71,16 +70,7 @@ def test_reason_round_trips_byte_for_byte():
     assert Verdict.parse("discard", "acc worse").reason is Reason.WORSE
 
 
-CONFIG = """\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-time_budget = 5
-timeout = 30
-[metrics]
-primary = "score"
-direction = "maximize"
-"""
+CONFIG = tiny_config(timeout=30)
 
 
 @pytest.mark.parametrize("extra, words", [
@@ -108,12 +98,7 @@ def test_loop_discards_a_gain_that_does_not_pay_for_its_memory(make_task):
     task = make_task(train=train, config=CONFIG + "memory_soft_limit_mb = 1024\nmemory_gain_per_gb = 1.0\n")
 
     def edit(x, mem):
-        def f(d):
-            p = d / "train.py"
-            text = re.sub(r"X = [0-9.]+", f"X = {x}", p.read_text())
-            p.write_text(re.sub(r"MEM = [0-9.]+", f"MEM = {mem}", text))
-            return f"x {x} mem {mem}"
-        return f
+        return set_consts(f"x {x} mem {mem}", X=x, MEM=mem)
 
     # +0.5 for 2 GB over the limit (needs 2.0): discard; +3.0 for the same: keep
     loop, records = run(task, ScriptedAgent(edit(1.5, 3072.0), edit(4.0, 3072.0)), 2)

@@ -39,6 +39,7 @@ from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
 from fake_openai_server import FakeOpenAI, Reply
+from conftest import tiny_config
 from fakes.servers import AnthropicServer, Error, GeminiServer, ResponsesServer
 
 pytestmark = pytest.mark.slow
@@ -96,18 +97,7 @@ def clean_home(tmp_path, monkeypatch):
 
 
 def run(make_task, kind: str, binary: str, extra: str = "", iterations: int = 1):
-    task_dir = make_task(config=textwrap.dedent(f'''\
-        [task]
-        run = "python train.py"
-        editable = ["train.py"]
-        readonly = ["prepare.py"]
-        time_budget = 5
-        timeout = 30
-
-        [metrics]
-        primary = "score"
-        direction = "maximize"
-
+    task_dir = make_task(config=tiny_config(timeout=30) + textwrap.dedent(f'''
         [agent]
         kind = "{kind}"
         binary = "{binary}"
@@ -187,6 +177,7 @@ def test_claude_writes_the_strategy_memo_read_only(make_task, monkeypatch):
             [metrics]
             primary = "score"
             direction = "maximize"
+            deterministic = true
             [agent]
             kind = "claude"
             binary = "{real("claude")}"

@@ -16,7 +16,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import psutil
 import pytest
 
 # Read when Ray is imported: without it Ray binds to the machine's outward address even when
@@ -30,6 +29,9 @@ from autoresearch.loop import Limits, Loop  # noqa: E402
 from autoresearch.execution.ray_executor import RayExecutor  # noqa: E402
 from autoresearch.records import Proposal, RunSpec  # noqa: E402
 from autoresearch.workers import parse_slots, run_workers  # noqa: E402
+
+from conftest import tiny_config  # noqa: E402
+from process_helpers import wait_dead  # noqa: E402
 
 slow = pytest.mark.slow  # the tests on the cluster; the module's first one pays for starting it
 
@@ -85,19 +87,7 @@ def cleaned(pidfile: Path, seconds: float = 20.0) -> bool:
     deadline = time.monotonic() + seconds
     while Path(scratch).exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    return "autoresearch-run-" in scratch and gone(int(pid), seconds) and not Path(scratch).exists()
-
-
-def gone(pid: int, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.1)
-    return False
+    return "autoresearch-run-" in scratch and wait_dead(int(pid), seconds) and not Path(scratch).exists()
 
 
 def in_thread(fn, *args, **kw):
@@ -353,7 +343,7 @@ def test_a_run_whose_node_dies_is_retried_on_another_then_recorded_as_node_lost(
     assert r.output_tail.rstrip().endswith("score: 2")
     log = (tmp_path / "a" / "log.txt").read_text()
     assert f"attempt 1 lost: NodeDiedError on node {short(x)}" in log and log.rstrip().endswith("score: 2")
-    assert gone(pid)  # the first attempt's training died with its worker
+    assert wait_dead(pid, 20)  # the first attempt's training died with its worker
 
     # both attempts lost (on y, then z): a node_lost crash
     marker = tmp_path / "m2"
@@ -368,7 +358,7 @@ def test_a_run_whose_node_dies_is_retried_on_another_then_recorded_as_node_lost(
     assert r.node_lost and r.exit_code is None and not r.timed_out
     log = (tmp_path / "b" / "log.txt").read_text()
     assert "attempt 1 lost" in log and "attempt 2 lost" in log and "node_lost" in log
-    assert all(gone(p) for p in attempts(marker, 2))
+    assert all(wait_dead(p, 20) for p in attempts(marker, 2))
 
 
 # -- the same results as the local executor --------------------------------------------------
@@ -378,18 +368,7 @@ print("training")
 print("---")
 print(f"score: {X:.6f}")
 '''
-CONFIG = '''\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 1
-timeout = 3
-
-[metrics]
-primary = "score"
-direction = "maximize"
-'''
+CONFIG = tiny_config(time_budget=1, timeout=3)
 
 
 def edits():

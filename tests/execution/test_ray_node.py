@@ -8,13 +8,14 @@ import textwrap
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from autoresearch.execution import ray_node
 from autoresearch.execution.ray_node import NodeJob, Reaper, changed_files, extract, link_outputs, new_paths, node_env, run_on_node, snapshot
 from autoresearch.records import RunSpec
 from autoresearch.execution.supervise import RUN_TOKEN_ENV
+
+from process_helpers import wait_dead
 
 
 def archive(tmp_path, files: dict[str, str]) -> tuple[bytes, str, str]:
@@ -26,18 +27,6 @@ def archive(tmp_path, files: dict[str, str]) -> tuple[bytes, str, str]:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
     tree = subprocess.run(["git", "archive", "--format=tar", commit], cwd=repo, capture_output=True, check=True).stdout
     return tree, commit, str(repo)
-
-
-def gone(pid: int, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_setup_outputs_are_the_new_top_level_paths_and_are_linked_unless_tracked(tmp_path):
@@ -161,7 +150,7 @@ def test_the_reaper_kills_the_run_when_its_parent_is_killed(tmp_path):
         child = int(pidfile.read_text())
         holder.send_signal(signal.SIGKILL)  # like a Ray worker cancelled by force or losing its raylet
         holder.wait()
-        assert gone(child)
+        assert wait_dead(child, 10)
         deadline = time.monotonic() + 10
         while scratch.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
