@@ -114,8 +114,9 @@ def build_task(root: Path, seed: int, integrity: bool = False, sandbox: bool = F
     (task / "train.py").write_text(TRAIN)
     (task / "prepare.py").write_text("DATA = 'fixed'\n")
     (task / "program.md").write_text("# Fault injection task\nMaximise score.\n")
-    config = CONFIG.replace('direction = "maximize"\n', 'direction = "maximize"\nnoise_runs = 2\nconfirm = true\n') \
-        if integrity else CONFIG
+    # The score is X: the same code gives the same number, so the plain mode says so (one baseline).
+    extra = "noise_runs = 2\nconfirm = true\n" if integrity else "deterministic = true\n"
+    config = CONFIG.replace('direction = "maximize"\n', 'direction = "maximize"\n' + extra)
     if sandbox:  # every run inside bubblewrap (execution/sandbox.py); refuse to start without it
         config += '\n[sandbox]\nmode = "required"\n'
     (task / "autoresearch.toml").write_text(config)

@@ -33,6 +33,7 @@ time_budget = 5
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 [agent]
 kind = "command"
 command = "true"

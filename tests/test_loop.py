@@ -137,6 +137,7 @@ def test_timeout_is_a_crash(make_task):
         [metrics]
         primary = "score"
         direction = "maximize"
+        deterministic = true
     ''')
 
     def hang(d):
@@ -290,6 +291,7 @@ def test_seed_004_layout_with_tie_break(make_task):
         [metrics]
         primary = "bin_acc"
         direction = "maximize"
+        deterministic = true
         tie_break = ["mc_acc"]
         columns = ["mc_acc", "bin_acc"]
     '''

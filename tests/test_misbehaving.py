@@ -29,6 +29,7 @@ timeout = {timeout}
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 '''
 # The baseline (X = 1.0) behaves; the agent's version (X = 2.0) misbehaves.
 PREAMBLE = "import os, sys, time\nX = 1.0\nBAD = X > 1\n"

@@ -182,6 +182,7 @@ def test_claude_writes_the_strategy_memo_read_only(make_task, monkeypatch):
             [metrics]
             primary = "score"
             direction = "maximize"
+            deterministic = true
             [agent]
             kind = "claude"
             binary = "{real("claude")}"

@@ -340,6 +340,7 @@ def test_preload_is_read_from_the_task_config(make_task):
         [metrics]
         primary = "score"
         direction = "maximize"
+        deterministic = true
     ''')
     assert load_task(make_task(config=config)).config.task.preload == ("torch", "numpy")
 
