@@ -150,6 +150,7 @@ class RunStatus:
             "training_share": training_share(self.records),
             "warm_runs": sum(1 for r in self.records if r.warm),
             "sandboxed_runs": sum(1 for r in self.records if r.sandboxed),
+            "sandbox_mode": self.task.config.sandbox.mode,
             "runs": sum(1 for r in self.records if r.wall_seconds > 0),
             "warm_saved_seconds": round(sum(r.startup_saved_seconds or 0.0 for r in self.records if r.warm), 2),
             "cost_usd": spent.cost_usd, "tokens": spent.tokens,
@@ -267,8 +268,11 @@ def dashboard_for(task_dir, tag: str | None = None, *, host: str = "127.0.0.1", 
         s = status_of(task_dir, None)
         task, store = s.task, s.store
     else:
-        task = load_task(task_dir)
+        from autoresearch.tag_config import status_task
+
+        task = load_task(task_dir, tag=tag)
         store = RunStore(task.dir, tag)
+        task = status_task(task, store)  # the rules the run is under, adopted ones included
     if host not in LOOPBACK and not token:
         token = new_token()  # another address: never without a secret
     return Dashboard(task, store, host=host, port=port, token=token)

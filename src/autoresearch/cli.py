@@ -233,8 +233,10 @@ def _print_status(s, last: int) -> None:
     if t["training_share"] is not None:
         warm = f", {t['warm_runs']} warm starts saved {t['warm_saved_seconds']:.1f} s of imports" if t["warm_runs"] else ""
         console.print(f"wall time spent training: {t['training_share']:.1%}{warm}")
-    if t.get("sandboxed_runs"):
-        console.print(f"sandbox: {t['sandboxed_runs']} of {t['runs']} runs ran sandboxed (bubblewrap)")
+    if t["runs"]:
+        from autoresearch.execution.sandbox import runs_line
+
+        console.print(f"sandbox: {runs_line(t['sandboxed_runs'], t['runs'], t['sandbox_mode'])}", markup=False)
     if t["cost_usd"] or t["tokens"]:
         memo = f" (strategy memo: ${t['memo_cost_usd']:.4f}, {t['memo_tokens']:,} tokens)" if t["memo_tokens"] else ""
         console.print(f"agent cost: ${t['cost_usd']:.4f}, {t['tokens']:,} tokens{memo}")

@@ -273,8 +273,8 @@ class SandboxSection(_Section):
     """`[sandbox]`: bubblewrap around the runs (execution/sandbox.py)."""
 
     # auto: sandboxed where bwrap works, one warning where not; required: refuse to start without
-    # it; off: never. Off by default until warm starts run inside the sandbox (see sandbox.py).
-    mode: Literal["auto", "required", "off"] = "off"
+    # it; off: never.
+    mode: Literal["auto", "required", "off"] = "auto"
     network: bool = False  # runs get the network (W&B and the like); setup always has it
     writable: tuple[str, ...] = ()  # more paths runs may write, relative to the task directory or absolute
     # more paths agent processes may write (a command agent's own tool state, ~/.mytool), as `writable`

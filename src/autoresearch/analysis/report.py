@@ -106,8 +106,22 @@ def render_report(task, store, *, progress_png: Path | None = None) -> str:
         "references": _references_view(references, best.metrics if best else {}),
         "analysis": _analysis_view(task, store),
         "cost": _cost(records, spent),
+        "sandbox": _sandbox_view(task, records),
     }
     return _env().get_template("report.html.j2").render(**context)
+
+
+def _sandbox_view(task, records: list[Experiment]) -> dict | None:
+    """Whether the night's runs ran in the sandbox (each record says), for the first screen."""
+    from autoresearch.execution.sandbox import runs_line
+
+    runs = [r for r in records if r.wall_seconds > 0]
+    if not runs:
+        return None
+    sandboxed = sum(1 for r in runs if r.sandboxed)
+    unseen = "the run store, the home's credentials" + ("" if task.config.sandbox.network else " and the network")
+    return {"all": sandboxed == len(runs), "line": runs_line(sandboxed, len(runs), task.config.sandbox.mode),
+            "unseen": unseen}
 
 
 def _floor_of(floors: dict, iteration: int) -> str:
