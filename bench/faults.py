@@ -117,8 +117,9 @@ def build_task(root: Path, seed: int, integrity: bool = False, sandbox: bool = F
     # The score is X: the same code gives the same number, so the plain mode says so (one baseline).
     extra = "noise_runs = 2\nconfirm = true\n" if integrity else "deterministic = true\n"
     config = CONFIG.replace('direction = "maximize"\n', 'direction = "maximize"\n' + extra)
-    if sandbox:  # every run inside bubblewrap (execution/sandbox.py); refuse to start without it
-        config += '\n[sandbox]\nmode = "required"\n'
+    # The agent script beside the task, under /tmp: the agent's sandbox (a private /tmp) sees it
+    # only where opened up. `sandbox`: every run inside bubblewrap; refuse to start without it.
+    config += '\n[sandbox]\nagent_writable = ["../agent.py"]\n' + ('mode = "required"\n' if sandbox else "")
     (task / "autoresearch.toml").write_text(config)
     (root / "agent.py").write_text(AGENT.replace("{seed}", str(seed)))
     sh(task, "git", "init", "-q", "-b", "main")

@@ -411,3 +411,26 @@ def test_what_an_eval_leaves_in_its_copy_never_reaches_the_next_eval(make_task, 
     assert [r.metrics.get("score") for r in records] == [1.0, 0.5, 2.0, 3.0], [r.reason for r in records]
     assert [r.status for r in records] == [Status.KEEP, Status.DISCARD, Status.KEEP, Status.KEEP]
     assert not (task / "leftover.txt").exists() and (task / "data" / "keep.txt").read_text() == "kept"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_output_glob_over_committed_files_never_lets_the_run_replace_them(make_task, mode):
+    """outputs = ["data/*"] where data/labels.txt is committed: the run's own data/pred.txt is an
+    output; rewriting the committed file is a guard crash, and the eval gets the committed one."""
+    prepare = PREPARE.replace('pred = json.load(open("pred.json"))',
+                              'pred = json.load(open("pred.json"))\n    pred["x"] += float(open("data/labels.txt").read())')
+    body = '''
+    open("data/pred.txt", "w").write(str(X))
+    if BAD and X > 2:
+        open("data/labels.txt", "w").write("1000")
+    '''
+    task = make(make_task, body, mode=mode, outputs='["pred.json", "data/*"]', extra={"data/labels.txt": "0"})
+    (task / "prepare.py").write_text(prepare)
+    git(task, "commit", "-qam", "labels")
+    records = night(task, to(2.0), to(3.0))
+    assert records[1].status is Status.KEEP and records[1].metrics["score"] == 2.0, records[1].reason
+    assert (task / "data" / "pred.txt").read_text() == "3.0"
+    assert Verdict.parse("crash", records[2].reason) == Verdict.crash(
+        Reason.GUARD, "the run modified read-only file(s) data/labels.txt")
+    assert (task / "data" / "labels.txt").read_text() == "0"
+    assert git(task, "rev-parse", "autoresearch/e").strip() == records[1].commit

@@ -268,8 +268,11 @@ def dashboard_for(task_dir, tag: str | None = None, *, host: str = "127.0.0.1", 
         s = status_of(task_dir, None)
         task, store = s.task, s.store
     else:
-        task = load_task(task_dir)
+        from autoresearch.tag_config import status_task
+
+        task = load_task(task_dir, tag=tag)
         store = RunStore(task.dir, tag)
+        task = status_task(task, store)  # the rules the run is under, adopted ones included
     if host not in LOOPBACK and not token:
         token = new_token()  # another address: never without a secret
     return Dashboard(task, store, host=host, port=port, token=token)

@@ -214,6 +214,8 @@ class Git:
     def outside_changes(self) -> set[str]:
         """Paths changed or created anywhere in the repository outside the task directory (root-relative)."""
         prefix = self.prefix()
+        if not prefix:  # the task directory is the repository's root: nothing is outside it
+            return set()
         out = self("status", "--porcelain=v1", "-z", "--untracked-files=all", ":/")
         paths, skip = set(), False
         for entry in (e for e in out.split("\0") if e):

@@ -15,6 +15,7 @@ import pytest
 from autoresearch.analysis.report import render_report
 from autoresearch.config import load_task
 from autoresearch.errors import ConfigError
+from autoresearch.gains import gains
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 from autoresearch.store import RunStore
@@ -167,3 +168,41 @@ def test_a_tag_begun_with_one_baseline_measures_its_floor_on_resume(make_task):
     assert repeat.verdict.noise_repeat and repeat.commit == keep.commit  # the best of that moment, seed 1
     assert repeat.metrics["score"] == pytest.approx(1.21)
     assert small.status is Status.DISCARD and "within the noise floor 0.014142" in small.reason
+
+
+def test_workers_share_one_floor_measured_before_they_start(make_task):
+    import threading
+
+    from autoresearch.records import Proposal
+    from autoresearch.workers import parse_slots, run_workers
+
+    class Values:
+        name = "values"
+
+        def __init__(self, values, lock):
+            self.values, self.lock = values, lock
+
+        def propose(self, context):
+            with self.lock:
+                v = self.values.pop(0)
+            set_x(v)(context.task_dir)
+            return Proposal(f"X -> {v}", f"Try X = {v}.")
+
+    task = make_task(train=TRAIN.format(sign=1), config=CONFIG.format(direction="maximize", extra=""))
+    values, lock = [1.005, 1.006, 1.5, 1.501], threading.Lock()
+    records = run_workers(load_task(task), "w", lambda i: Values(values, lock), parse_slots(None, 2),
+                          Limits(iterations=4), say=lambda s: None)
+    ledger = list(RunStore(task, "w").ledger.records)
+    assert ledger[0].reason == "baseline" and ledger[1].verdict.noise_repeat  # by the pool, before any worker
+    assert ledger[0].worker is None and ledger[1].worker is None
+    judged = {r.metrics["score"]: r for r in ledger[2:]}
+    assert sorted(judged) == [1.005, 1.006, 1.5, 1.501] and len(records) == 6
+    held = gains(ledger, load_task(task).metrics)
+    for r in judged.values():  # every worker held to the one floor, against the best of its moment
+        g = held[r.iteration]
+        assert g.floor.value == pytest.approx(0.014142, abs=1e-6)
+        if 0 < g.value <= g.floor.value:
+            assert r.status is Status.DISCARD and r.verdict.reason is Reason.WITHIN_NOISE, r.reason
+        assert (r.status is Status.KEEP) == (g.value > g.floor.value)
+    assert [judged[v].status for v in (1.005, 1.006)] == [Status.DISCARD, Status.DISCARD]
+    assert Status.KEEP in (judged[1.5].status, judged[1.501].status)

@@ -14,7 +14,7 @@ from autoresearch.curves import load_curve
 from autoresearch.analysis.knobs import knob_table, reproduce_commands
 from autoresearch.gains import current_floor, gains as judged_gains
 from autoresearch.gpu import TRAIN_KEYS
-from autoresearch.ledger import Ledger
+from autoresearch.ledger import Ledger, best_of
 from autoresearch.live.state import eta_seconds, read_states, stop_requested
 from autoresearch.records import Experiment, Status
 
@@ -30,6 +30,7 @@ class Snapshot:
         self.task, self.store = task, store
         self._key = None
         self._records: list[Experiment] = []
+        self._ledger: Ledger | None = None
         self._static: dict = {}
 
     def records(self) -> list[Experiment]:
@@ -40,7 +41,8 @@ class Snapshot:
         except OSError:
             key = None
         if key != self._key:
-            self._records = list(Ledger(path).records) if key else []
+            self._ledger = Ledger(path) if key else None
+            self._records = list(self._ledger.records) if self._ledger else []
             self._key = key
             self._static = {}
         return self._records
@@ -73,7 +75,7 @@ class Snapshot:
                          "columns": {c: _num(r.metrics.get(c)) for c in self.task.columns}})
         keeps = [r for r in records if r.status is Status.KEEP]
         baseline = keeps[0] if keeps else None
-        best = keeps[-1] if keeps else None
+        best = best_of(records, self._ledger) if keeps else None  # re-judged after an adopted config
         out = {"tag": self.store.tag, "branch": self.store.branch, "primary": primary, "direction": direction,
                "columns": list(self.task.columns), "budget": self.task.time_budget, "experiments": rows,
                "counts": {s.value: sum(1 for r in records if r.status is s) for s in Status},

@@ -245,17 +245,24 @@ def after_run(loop, before: Before, *, users_code: bool) -> Left:
     missing = [g for g in globs if not any(matches(p, [g]) for p in outputs)]
     created = sorted(p for p in after.files if p not in before.tree.files and p not in outputs and p not in CURVES
                      and not _derived(p) and not p.endswith((".pyc", ".pyo")))
+    shared = _shared_baseline(loop)
     if users_code:
         for p, s in after.files.items():
             if p not in night.began.files:
                 night.baseline[p] = s
         night.baseline_dirs |= set(after.dirs) - set(night.began.dirs)
+        shared[0].update(night.baseline)
+        shared[1].update(night.baseline_dirs)
         return Left(sorted(outputs), missing, not_outputs, sorted(touched), [], created)
     removed = []
     for p, s in sorted(after.files.items()):
         if p in night.began.files or p in CURVES or _derived(p) or _is_output(p, s, globs):
             continue
         if night.baseline.get(p) == s:
+            continue
+        if p in shared[0] and p not in night.baseline and p not in before.tree.files:
+            night.baseline[p] = s  # a worker's tree: the file the baseline made in the main one, made here once
+            night.baseline_dirs |= {d for d in shared[1] if d in after.dirs}
             continue
         if _remove_file(task_dir / p):
             removed.append(p)
@@ -266,6 +273,14 @@ def after_run(loop, before: Before, *, users_code: bool) -> Left:
         except OSError:
             pass
     return Left(sorted(outputs), missing, not_outputs, sorted(set(touched)), removed, created)
+
+
+def _shared_baseline(loop) -> tuple[dict, set]:
+    """What the baseline created, told to the workers' loops (their worktrees never ran it)."""
+    shared = getattr(loop, "shared", None)
+    if shared is None:
+        return {}, set()
+    return shared.__dict__.setdefault("_pristine_baseline", ({}, set()))
 
 
 def _is_output(path: str, stamp: tuple, globs) -> bool:
