@@ -68,7 +68,8 @@ def night(scratch: Path, arm: str, seed: int, minutes: float, budget: float, dat
         # The ceiling of any stopping rule on this night: every agent run that ended below the best
         # stopped at the warm-up (the default 25%), the seconds it would then not have trained.
         "oracle_saved_s": round(sum((1 - 0.25) * budget for r in records
-                                    if r.status is Status.DISCARD and r.stopped_at is None and r.iteration > 0), 1),
+                                    if r.status is Status.DISCARD and r.stopped_at is None and r.iteration > 0
+                                    and not r.verdict.noise_repeat), 1),
         "early_stop": section.strip(),
     }
 

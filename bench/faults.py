@@ -114,10 +114,12 @@ def build_task(root: Path, seed: int, integrity: bool = False, sandbox: bool = F
     (task / "train.py").write_text(TRAIN)
     (task / "prepare.py").write_text("DATA = 'fixed'\n")
     (task / "program.md").write_text("# Fault injection task\nMaximise score.\n")
-    config = CONFIG.replace('direction = "maximize"\n', 'direction = "maximize"\nnoise_runs = 2\nconfirm = true\n') \
-        if integrity else CONFIG
-    if sandbox:  # every run inside bubblewrap (execution/sandbox.py); refuse to start without it
-        config += '\n[sandbox]\nmode = "required"\n'
+    # The score is X: the same code gives the same number, so the plain mode says so (one baseline).
+    extra = "noise_runs = 2\nconfirm = true\n" if integrity else "deterministic = true\n"
+    config = CONFIG.replace('direction = "maximize"\n', 'direction = "maximize"\n' + extra)
+    # The agent script beside the task, under /tmp: the agent's sandbox (a private /tmp) sees it
+    # only where opened up. `sandbox`: every run inside bubblewrap; refuse to start without it.
+    config += '\n[sandbox]\nagent_writable = ["../agent.py"]\n' + ('mode = "required"\n' if sandbox else "")
     (task / "autoresearch.toml").write_text(config)
     (root / "agent.py").write_text(AGENT.replace("{seed}", str(seed)))
     sh(task, "git", "init", "-q", "-b", "main")

@@ -170,7 +170,8 @@ def make_search(method: str, seed: int, spaces, baseline, baseline_value):
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
         "tpe4": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=4),
         "gp": lambda: optuna.samplers.GPSampler(seed=seed, n_startup_trials=4),
-        # CMA-ES starts at the baseline; the categorical knobs go to its independent (random) sampler.
+        # CMA-ES starts at the baseline (x0: deprecated since optuna 4.9, to go in 6.0); the
+        # categorical knobs go to its independent (random) sampler.
         "cmaes": lambda: lambda dists: optuna.samplers.CmaEsSampler(
             seed=seed, x0={k: v for k, v in baseline.items()
                            if not isinstance(dists[k], optuna.distributions.CategoricalDistribution)},

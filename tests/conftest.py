@@ -12,9 +12,14 @@ def git(cwd, *args):
 
 
 def tiny_config(time_budget: float = 5, timeout: float = 20, primary: str = "score", metrics: str = "",
-                task: str = "") -> str:
+                task: str = "", deterministic: bool = True) -> str:
     """The tiny task's config: another budget, timeout or primary where a test needs one; `task` and
-    `metrics` add lines to those sections ([metrics] comes last, so a test may add sections after it)."""
+    `metrics` add lines to those sections ([metrics] comes last, so a test may add sections after it).
+
+    The tiny train.py prints the same score for the same code, so it says so (`deterministic`): one
+    baseline, as the tests count rows; `metrics` that set noise_runs or deterministic decide themselves."""
+    declared = deterministic and "noise_runs" not in metrics and "deterministic" not in metrics
+    det = "deterministic = true\n" if declared else ""
     return f"""\
 [task]
 run = "python train.py"
@@ -26,7 +31,7 @@ timeout = {timeout:g}
 [metrics]
 primary = "{primary}"
 direction = "maximize"
-{metrics}"""
+{det}{metrics}"""
 
 
 # The tiny task's config; tests add an [agent] section (or more) after it.

@@ -93,3 +93,31 @@ def agent_context(task, run_dir: Path, **kw) -> Context:
     return Context(task_dir=task.dir, iteration=1, editable=task.editable, readonly=task.readonly,
                    history=(baseline,), best=baseline, primary="score", direction="maximize",
                    prompt=prompt, prompt_file=run_dir / "prompt.md", **kw)
+
+
+# -- processes a run reports -------------------------------------------------------------------
+# What a run's script writes to name one of its processes: inside the sandbox os.getpid() is the
+# sandbox's own numbering, so the pid goes with its PID namespace. (Code text: `os` imported.)
+def pid_expr(pid: str = "os.getpid()") -> str:
+    return f"str({pid}) + ' ' + os.readlink('/proc/self/ns/pid')"
+
+
+PID_EXPR = pid_expr()
+
+
+def process_named(text: str):
+    """The live (not zombie) process a run's pid text names ("PID pid:[N]", or a plain PID), or None."""
+    import psutil
+
+    from autoresearch.execution.sandbox import namespace_pid
+
+    pid, _, namespace = text.strip().partition(" ")
+    candidates = psutil.process_iter() if namespace else [psutil.Process(int(pid))] if psutil.pid_exists(int(pid)) else []
+    for p in candidates:
+        try:
+            if namespace and (namespace_pid(p.pid) != int(pid) or os.readlink(f"/proc/{p.pid}/ns/pid") != namespace):
+                continue
+            return p if p.status() != psutil.STATUS_ZOMBIE else None
+        except (OSError, psutil.Error):
+            continue
+    return None

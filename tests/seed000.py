@@ -70,6 +70,7 @@ timeout = 30
 [metrics]
 primary = "test_acc"
 direction = "maximize"
+deterministic = true
 """
 
 CONFIG_YAML = """\

@@ -53,6 +53,7 @@ def karpathy_repo(tmp_path):
         [metrics]
         primary = "val_bpb"
         direction = "minimize"
+        deterministic = true
 
         [agent]
         kind = "command"

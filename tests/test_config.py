@@ -156,3 +156,15 @@ def test_the_plateau_default_has_one_source():
     [default] = [k.value for k in field.keywords if k.arg == "default"]
     assert isinstance(default, ast.Name) and default.id == "DEFAULT_PLATEAU"
     assert config.AgentSection().plateau == memo.DEFAULT_PLATEAU
+
+
+def test_noise_aware_by_default_and_deterministic_opts_out():
+    from autoresearch.config import MetricsSection
+
+    assert MetricsSection(primary="acc", direction="maximize").noise_runs == 2  # the baseline runs twice
+    det = MetricsSection(primary="acc", direction="maximize", deterministic=True)
+    assert det.noise_runs == 1 and det.deterministic
+    assert MetricsSection(primary="acc", direction="maximize", deterministic=True, noise_runs=1).noise_runs == 1
+    assert MetricsSection(primary="acc", direction="maximize", noise_runs=1).noise_runs == 1  # one, floor unknown
+    with pytest.raises(ValueError, match="deterministic = true says a second run"):
+        MetricsSection(primary="acc", direction="maximize", deterministic=True, noise_runs=2)

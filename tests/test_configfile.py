@@ -171,6 +171,8 @@ def test_the_config_driven_example_runs_offline(tmp_path):
 
     task_dir = copy_example("mnist1d_yaml", tmp_path / "demo", time_budget=3)
     records = run_loop(task_dir, "demo", iterations=1, agent="tuner", say=lambda _: None)
-    assert [r.status.value for r in records][0] == "keep" and len(records) == 2
+    # The baseline, its noise repeat (a time-budgeted example is noise-aware by default), the tuner's iteration.
+    assert [r.status.value for r in records][0] == "keep" and len(records) == 3 and records[1].verdict.noise_repeat
+    assert records[0].metrics["val_size"] == 1000  # the footer says how many examples the accuracy is on
     assert all(r.status.value != "crash" for r in records), [r.reason for r in records]
     assert records[0].metrics["val_acc"] > 0.2

@@ -33,6 +33,7 @@ time_budget = 5
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 [agent]
 kind = "command"
 command = "true"
@@ -146,7 +147,10 @@ SPY_TRAIN = """\
 import os
 X = 1.0
 print(sorted(os.environ.items()))
-open("env_seen_by_run.txt", "w").write(repr(sorted(os.environ.items())))
+try:
+    open("env_seen_by_run.txt", "w").write(repr(sorted(os.environ.items())))
+except OSError:  # as the trusted eval, in the sandbox: its pristine copy is read-only
+    pass
 print("---")
 print(f"score: {X:.6f}")
 """
@@ -158,7 +162,11 @@ sys.stderr.write(repr(sorted(os.environ.items())))
 p = pathlib.Path("train.py")
 p.write_text(re.sub(r"X = [0-9.]+", "X = 2.0", p.read_text()))
 """
+# The spy agent lives beside the repository under tmp_path: opened to the agent's sandbox.
 SPY_CONFIG = tiny_config(timeout=30, task='outputs = ["env_seen_by_run.txt"]\n') + """
+[sandbox]
+agent_writable = ["../spy_agent.py"]
+
 [agent]
 kind = "command"
 command = "python ../spy_agent.py"

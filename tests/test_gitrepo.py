@@ -60,3 +60,22 @@ def test_where_and_put_back(make_task):
     assert git.put_back(branch, first) is True
     assert git.where() == (f"refs/heads/{branch}", first)
     assert "# edit" in (task / "train.py").read_text()  # its edit is kept, to be judged
+
+
+def test_outside_changes_asks_git_only_when_there_is_an_outside(make_task, monkeypatch):
+    from autoresearch.gitrepo import Git
+
+    asked: list[tuple] = []
+    real = Git.__call__
+    monkeypatch.setattr(Git, "__call__", lambda self, *a, **k: asked.append(a) or real(self, *a, **k))
+    root_task = make_task()
+    (root_task / "new.txt").write_text("x")
+    git = Git(root_task)
+    git.prefix()
+    asked.clear()
+    assert git.outside_changes() == set() and asked == []  # the task is the repository: no status call
+
+    sub = make_task(subdir="task")
+    (sub.parent / "helper.py").write_text("x = 1\n")
+    (sub / "inside.txt").write_text("x")
+    assert Git(sub).outside_changes() == {"helper.py"}

@@ -37,6 +37,7 @@ timeout = 20
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 
 [sandbox]
 mode = "{mode}"

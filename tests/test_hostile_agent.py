@@ -45,6 +45,7 @@ timeout = 20
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 
 [agent]
 kind = "command"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -40,6 +41,7 @@ outputs = {outputs}
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 
 [sandbox]
 mode = "{mode}"
@@ -76,7 +78,7 @@ def make(make_task, body="", *, mode="off", outputs='["pred.json"]', task_extra=
 def to(value, extra=None):
     def edit(d: Path):
         p = d / "train.py"
-        p.write_text(p.read_text().replace("X = 1.0", f"X = {value}", 1))
+        p.write_text(re.sub(r"^X = [0-9.]+", f"X = {value}", p.read_text(), count=1, flags=re.M))
         if extra:
             extra(d)
         return f"X -> {value}"
@@ -279,7 +281,7 @@ def test_outputs_are_hard_linked_so_a_big_checkpoint_costs_no_copy(make_task, mo
     task = make(make_task, body, outputs='["pred.json", "big.ckpt"]')
     records = night(task, to(0.5))
     assert records[1].status is Status.DISCARD and records[1].metrics["score"] == 0.5, records[1].reason
-    assert list(scratch.iterdir()) == []  # each copy removed after its eval
+    assert not list(scratch.glob("*/repo/big.ckpt"))  # its link gone once the eval ended
 
 
 # -- the evaluator's own files ----------------------------------------------------------------------
@@ -375,3 +377,60 @@ def test_globs():
     assert pristine.matches("a/b/c.pt", ["**/*.pt"]) and pristine.matches("c.pt", ["**/*.pt"])
     assert not pristine.matches("d/x.pt", ["*.pt"]) and not pristine.matches("pxv", ["p.v"])
     assert pristine.matches("preds.csv", ["pred[s].csv"]) and not pristine.matches("predx.csv", ["pred[!x].csv"])
+
+
+LITTERING_EVAL = '''\
+import os, sys
+DATA = "fixed"
+if "--evaluate" in sys.argv:
+    import json
+    pristine = (not os.path.exists("leftover.txt") and os.path.exists("data/keep.txt")
+                and open("data/keep.txt").read() == "kept" and not os.path.exists("json_cache"))
+    pred = json.load(open("pred.json"))
+    print("---")
+    print(f"score: {pred['x'] if pristine else 99.0:.6f}")
+    open("leftover.txt", "w").write("from an earlier eval")
+    os.makedirs("json_cache/deep", exist_ok=True)
+    st = os.stat("data/keep.txt")
+    try:
+        open("data/keep.txt", "w").write("KEPT")  # the same size, and the mtime put back
+        os.utime("data/keep.txt", ns=(st.st_atime_ns, st.st_mtime_ns))
+    except OSError:
+        pass
+'''
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_what_an_eval_leaves_in_its_copy_never_reaches_the_next_eval(make_task, mode):
+    """The copy is one checkout a night, put back to the commit before each eval: a file it wrote,
+    a folder, a committed file rewritten with its size and mtime kept, are all gone next time."""
+    task = make(make_task, mode=mode, extra={"data/keep.txt": "kept"})
+    (task / "prepare.py").write_text(LITTERING_EVAL)
+    git(task, "commit", "-qam", "an eval that litters its copy")
+    records = night(task, to(0.5), to(2.0), to(3.0))
+    assert [r.metrics.get("score") for r in records] == [1.0, 0.5, 2.0, 3.0], [r.reason for r in records]
+    assert [r.status for r in records] == [Status.KEEP, Status.DISCARD, Status.KEEP, Status.KEEP]
+    assert not (task / "leftover.txt").exists() and (task / "data" / "keep.txt").read_text() == "kept"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_output_glob_over_committed_files_never_lets_the_run_replace_them(make_task, mode):
+    """outputs = ["data/*"] where data/labels.txt is committed: the run's own data/pred.txt is an
+    output; rewriting the committed file is a guard crash, and the eval gets the committed one."""
+    prepare = PREPARE.replace('pred = json.load(open("pred.json"))',
+                              'pred = json.load(open("pred.json"))\n    pred["x"] += float(open("data/labels.txt").read())')
+    body = '''
+    open("data/pred.txt", "w").write(str(X))
+    if BAD and X > 2:
+        open("data/labels.txt", "w").write("1000")
+    '''
+    task = make(make_task, body, mode=mode, outputs='["pred.json", "data/*"]', extra={"data/labels.txt": "0"})
+    (task / "prepare.py").write_text(prepare)
+    git(task, "commit", "-qam", "labels")
+    records = night(task, to(2.0), to(3.0))
+    assert records[1].status is Status.KEEP and records[1].metrics["score"] == 2.0, records[1].reason
+    assert (task / "data" / "pred.txt").read_text() == "3.0"
+    assert Verdict.parse("crash", records[2].reason) == Verdict.crash(
+        Reason.GUARD, "the run modified read-only file(s) data/labels.txt")
+    assert (task / "data" / "labels.txt").read_text() == "0"
+    assert git(task, "rev-parse", "autoresearch/e").strip() == records[1].commit

@@ -82,14 +82,14 @@ def test_noise_runs_set_a_floor_that_small_gains_do_not_clear(make_task):
 
 
 def test_seed_change_alone_is_never_a_keep_once_the_floor_is_known(make_task):
-    task = make_task(train=NOISY, config=config(metrics_extra="min_delta = 0.001"))
+    task = make_task(train=NOISY, config=config(metrics_extra="min_delta = 0.001\ndeterministic = true"))
     _, records = run(task, ScriptedAgent(set_const("SEED", 2)), 1)
     assert records[1].metrics["score"] == 1.02  # luckier...
     assert records[1].status is Status.DISCARD and "seed change alone" in records[1].reason  # ...but not a keep
 
 
 def test_min_delta(make_task):
-    task = make_task(config=config(metrics_extra="min_delta = 0.5"))
+    task = make_task(config=config(metrics_extra="min_delta = 0.5\ndeterministic = true"))
     _, records = run(task, ScriptedAgent(set_const("X", 1.4), set_const("X", 1.6)), 2)
     assert [r.status for r in records[1:]] == [Status.DISCARD, Status.KEEP]
 
@@ -103,7 +103,7 @@ def test_confirmation_run_rejects_a_lucky_seed(make_task):
         print("---")
         print(f"score: {X + (LUCK if lucky else 0.0):.6f}")
     '''
-    task = make_task(train=train, config=config(metrics_extra="confirm = true"))
+    task = make_task(train=train, config=config(metrics_extra="confirm = true\ndeterministic = true"))
     loop, _ = run(task, ScriptedAgent(set_const("LUCK", 0.5), set_const("X", 2.0)), 2)
     ledger = sorted(loop.store.ledger.records, key=lambda r: r.iteration)
     assert [r.iteration for r in ledger] == [0, 1, 2, 3, 4]
@@ -141,7 +141,7 @@ class Killed(BaseException):
 
 def test_killed_between_a_keep_and_its_confirmation_record(make_task, monkeypatch):
     task = make_task(train="X = 1.0\nprint('---')\nprint(f'score: {X:.6f}')\n",
-                     config=config(metrics_extra="confirm = true"))
+                     config=config(metrics_extra="confirm = true\ndeterministic = true"))
     real_finish = Loop._finish
 
     def finish_then_die(self, record, last=True, **kw):

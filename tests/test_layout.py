@@ -129,7 +129,9 @@ def test_zero_config_run_prints_and_keeps_the_inferred_config(karpathy_repo):
     kept = stored_config(karpathy_repo, "dec1")
     assert kept.is_file() and not (karpathy_repo / CONFIG_NAME).exists()  # in the run store, not in the repo
     rows = (karpathy_repo / "results.tsv").read_text().splitlines()
-    assert rows[0] == "commit\tval_bpb\tmemory_gb\tstatus\tdescription" and len(rows) == 4
+    # the baseline twice (a time-budgeted karpathy train.py is noisy: noise-aware by default), then 2 iterations
+    assert rows[0] == "commit\tval_bpb\tmemory_gb\tstatus\tdescription" and len(rows) == 5
+    assert "baseline repeat 1 of 1 (noise estimate)" in rows[2]
     assert git(karpathy_repo, "status", "--porcelain", "--untracked-files=all", "--", "train.py", "prepare.py",
                CONFIG_NAME) == ""
     # A resume reads the config the run kept, whatever the repository looks like now.
@@ -139,7 +141,7 @@ def test_zero_config_run_prints_and_keeps_the_inferred_config(karpathy_repo):
     assert "recognised the karpathy" not in again.stdout
     status = cli("status", str(karpathy_repo), "--tag", "dec1", "--json")
     assert status.returncode == 0, status.stderr
-    assert '"primary": "val_bpb"' in status.stdout and '"iterations": 4' in status.stdout
+    assert '"primary": "val_bpb"' in status.stdout and '"iterations": 5' in status.stdout
 
 
 def test_a_uv_project_runs_through_uv_unchanged(karpathy_repo):
@@ -156,7 +158,7 @@ def test_a_uv_project_runs_through_uv_unchanged(karpathy_repo):
     assert "run       uv run train.py   (a uv project: its own environment, through uv)" in r.stdout
     assert "readonly  prepare.py, program.md, pyproject.toml, uv.lock" in r.stdout
     rows = (karpathy_repo / "results.tsv").read_text().splitlines()
-    assert len(rows) == 3 and rows[1].split("\t")[3] == "keep"
-    prompt = (stored_config(karpathy_repo, "uv1").parent / "runs" / "0001" / "prompt.md").read_text()
+    assert len(rows) == 4 and rows[1].split("\t")[3] == "keep" and "noise estimate" in rows[2]  # baseline twice
+    prompt = (stored_config(karpathy_repo, "uv1").parent / "runs" / "0002" / "prompt.md").read_text()
     assert "runs `uv run train.py`" in prompt and "through `uv run` (the uv project's own environment)" in prompt
     assert (karpathy_repo / ".venv" / "bin" / "python").exists()  # uv made the project's environment

@@ -91,7 +91,14 @@ def test_editable_file_turned_into_a_symlink_out_of_the_task_is_refused(make_tas
     assert outside.read_text().endswith("score: 99.0')\n")
 
 
-def test_run_that_modifies_readonly_file_is_a_crash(make_task):
+@pytest.mark.parametrize("mode", ["off", "auto"])
+def test_run_that_modifies_readonly_file_is_a_crash(make_task, mode):
+    """Unsandboxed the write happens and the guard catches it; sandboxed the write is refused."""
+    from autoresearch.execution import sandbox
+    from conftest import TINY_CONFIG
+
+    if mode == "auto" and sandbox.probe():
+        pytest.skip(f"no sandbox here: {sandbox.probe()}")
     train = '''\
         X = 1.0
         import sys
@@ -100,9 +107,13 @@ def test_run_that_modifies_readonly_file_is_a_crash(make_task):
         print("---")
         print(f"score: {X}")
     '''
-    task = make_task(train=train)
+    task = make_task(train=train, config=TINY_CONFIG + f'\n[sandbox]\nmode = "{mode}"\n')
     _, records = run(task, ScriptedAgent(set_x(5.0)), 1)
-    assert records[-1].status is Status.CRASH and "read-only" in records[-1].reason
+    assert records[-1].status is Status.CRASH and records[-1].sandboxed is (mode == "auto")
+    if mode == "off":
+        assert records[-1].reason.startswith("guard") and "read-only" in records[-1].reason
+    else:
+        assert "Read-only file system: 'prepare.py'" in records[-1].reason, records[-1].reason
     assert (task / "prepare.py").read_text() == "DATA = 'fixed'\n"
 
 
@@ -137,6 +148,7 @@ def test_timeout_is_a_crash(make_task):
         [metrics]
         primary = "score"
         direction = "maximize"
+        deterministic = true
     ''')
 
     def hang(d):
@@ -290,6 +302,7 @@ def test_seed_004_layout_with_tie_break(make_task):
         [metrics]
         primary = "bin_acc"
         direction = "maximize"
+        deterministic = true
         tie_break = ["mc_acc"]
         columns = ["mc_acc", "bin_acc"]
     '''

@@ -16,7 +16,7 @@ from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 from autoresearch.runner import run_process
 
-from helpers import ScriptedAgent
+from helpers import PID_EXPR, ScriptedAgent, pid_expr, process_named
 
 QUICK = '''\
 [task]
@@ -29,6 +29,10 @@ timeout = {timeout}
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
+
+[sandbox]
+writable = ["../pids"]
 '''
 # The baseline (X = 1.0) behaves; the agent's version (X = 2.0) misbehaves.
 PREAMBLE = "import os, sys, time\nX = 1.0\nBAD = X > 1\n"
@@ -54,6 +58,7 @@ class RecordingExecutor:
 def misbehave(make_task, body: str, *, timeout: float = 20, memory_limit_mb=None):
     """Baseline, then one iteration whose train.py runs `body` (with BAD true); returns (record, result, task)."""
     task_dir = make_task(train=PREAMBLE + body, config=QUICK.format(timeout=timeout))
+    (task_dir.parent / "pids").mkdir()
 
     def edit(d: Path):
         p = d / "train.py"
@@ -85,19 +90,18 @@ def assert_crash(record, result, task, kind: CrashKind):
 
 
 def assert_gone(pid_file: Path, wait: float = 5.0):
-    """(Written beside the repository: what a run creates in the task directory is removed after it.)
-    The process whose pid the run wrote is dead (a zombie that init has not reaped counts as dead)."""
+    """The process whose pid the run wrote is dead (a zombie that init has not reaped counts as dead).
+
+    The pid files go beside the repository, in ../pids (opened to the sandbox by QUICK): what a
+    run creates in the task directory is removed after it."""
     assert pid_file.exists(), f"{pid_file} was never written"
-    pid = int(pid_file.read_text())
+    text = pid_file.read_text()
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return
-        except psutil.NoSuchProcess:
+        if process_named(text) is None:
             return
         time.sleep(0.05)
-    raise AssertionError(f"process {pid} from {pid_file.name} survived the run")
+    raise AssertionError(f"process {text} from {pid_file.name} survived the run")
 
 
 def test_hang_is_a_timeout(make_task):
@@ -108,42 +112,45 @@ def test_hang_is_a_timeout(make_task):
 
 def test_ignoring_sigterm_still_ends_at_the_timeout(make_task):
     body = ("import signal\nif BAD:\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-            "    open('../pid', 'w').write(str(os.getpid()))\n    while True:\n        time.sleep(0.05)\n" + FOOTER)
+            f"    open('../pids/pid', 'w').write({PID_EXPR})\n    while True:\n        time.sleep(0.05)\n" + FOOTER)
     record, result, task = misbehave(make_task, body, timeout=1.0)
     assert_crash(record, result, task, CrashKind.TIMEOUT)
     assert result.wall_seconds < 1.0 + 2.0 + 5.0  # the timeout, the SIGTERM grace, then SIGKILL
-    assert_gone(task.dir.parent / "pid")
+    assert_gone(task.dir.parent / "pids" / "pid")
+
+
+GRANDCHILD = pid_expr("subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']).pid")
 
 
 def test_grandchildren_are_killed_and_the_run_still_judged(make_task):
     body = ('if BAD:\n    import subprocess\n'
             '    child = subprocess.Popen([sys.executable, "-c", "import os, subprocess, sys, time; '
-            "open('../grandchild', 'w').write(str(subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']).pid)); "
-            "open('../child', 'w').write(str(os.getpid())); time.sleep(600)\"])\n"
-            "    while not os.path.exists('../grandchild'):\n        time.sleep(0.02)\n" + FOOTER)
+            f"open('../pids/grandchild', 'w').write({GRANDCHILD}); "
+            f"open('../pids/child', 'w').write({PID_EXPR}); time.sleep(600)\"])\n"
+            "    while not os.path.exists('../pids/grandchild'):\n        time.sleep(0.02)\n" + FOOTER)
     record, result, task = misbehave(make_task, body)
     assert record.status is Status.KEEP and record.metrics["score"] == 2.0  # it printed a good footer and exited 0
-    assert_gone(task.dir.parent / "child")
-    assert_gone(task.dir.parent / "grandchild")
+    assert_gone(task.dir.parent / "pids" / "child")
+    assert_gone(task.dir.parent / "pids" / "grandchild")
 
 
 def test_a_process_in_its_own_session_is_found_by_the_run_token(make_task):
     body = ('if BAD:\n    import subprocess\n'
             '    subprocess.Popen([sys.executable, "-c", "import os, time; '
-            "open('../daemon', 'w').write(str(os.getpid())); time.sleep(600)\"], start_new_session=True)\n"
-            "    while not os.path.exists('../daemon'):\n        time.sleep(0.02)\n" + FOOTER)
+            f"open('../pids/daemon', 'w').write({PID_EXPR}); time.sleep(600)\"], start_new_session=True)\n"
+            "    while not os.path.exists('../pids/daemon'):\n        time.sleep(0.02)\n" + FOOTER)
     record, result, task = misbehave(make_task, body)
     assert record.status is Status.KEEP
-    assert_gone(task.dir.parent / "daemon")
+    assert_gone(task.dir.parent / "pids" / "daemon")
 
 
 def test_double_forked_daemon_that_outlives_its_parent(make_task):
     body = ("if BAD:\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n"
-            "            open('../daemon', 'w').write(str(os.getpid()))\n            time.sleep(600)\n"
-            "        os._exit(0)\n    while not os.path.exists('../daemon'):\n        time.sleep(0.02)\n" + FOOTER)
+            f"            open('../pids/daemon', 'w').write({PID_EXPR})\n            time.sleep(600)\n"
+            "        os._exit(0)\n    while not os.path.exists('../pids/daemon'):\n        time.sleep(0.02)\n" + FOOTER)
     record, result, task = misbehave(make_task, body)
     assert record.status is Status.KEEP
-    assert_gone(task.dir.parent / "daemon")
+    assert_gone(task.dir.parent / "pids" / "daemon")
 
 
 def test_output_flood_is_capped_and_the_run_still_judged(make_task):
@@ -331,6 +338,11 @@ def test_agent_that_rewrites_git_files(make_task, vandalise):
         return "x -> 3, and git's files broken"
 
     task_dir, records = run_agent(make_task, breaks_git, lambda d: set_x(d, "7.0") or "x -> 7")
-    assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.KEEP]  # its edit was judged
+    if vandalise is _broken_config:  # shared by every worktree, and where fsmonitor hides: a guard crash (issue 11)
+        assert records[1].status is Status.CRASH and "git's config" in records[1].reason, records[1].reason
+        assert (task_dir / ".git" / "config").read_text() != "[core\n"
+        assert [r.status for r in records[::2]] == [Status.KEEP, Status.KEEP]
+    else:
+        assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.KEEP]  # its edit was judged
     assert records[-1].metrics.get("score") == 7.0
     assert_at_last_keep(task_dir, records)

@@ -132,4 +132,5 @@ timeout = 20
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 '''

@@ -43,7 +43,9 @@ def test_the_minimal_task_runs_as_printed(tmp_path):
     assert base.status is Status.KEEP, base.reason
     assert set(base.metrics) >= {"val_loss", "train_seconds", "val_size"} and base.metrics["val_size"] == 100
     assert base.metrics["val_loss"] < 10
-    assert len(records) == 3 and all(r.status is not Status.CRASH or "agent" in r.reason for r in records)
+    # The baseline, its noise repeat (the task trains for a time budget, so noise-aware by default), 2 iterations.
+    assert records[1].verdict.noise_repeat and records[1].metrics["val_size"] == 100
+    assert len(records) == 4 and all(r.status is not Status.CRASH or "agent" in r.reason for r in records)
     assert (task / ".autoresearch" / "first" / "runs" / "0000" / "metrics.jsonl").exists()  # the curve was captured
 
 

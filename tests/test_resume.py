@@ -6,10 +6,13 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
+from autoresearch.execution import sandbox
 from conftest import git, tiny_config
+from helpers import process_named
+
+SANDBOXED = not sandbox.probe()  # [sandbox] mode = "auto" (the default) puts runs in bubblewrap here
 
 AGENT = '''\
 import os, pathlib, re, time
@@ -17,7 +20,7 @@ n = int(os.environ["AUTORESEARCH_ITERATION"])
 p = pathlib.Path("train.py")
 p.write_text(re.sub(r"X = [0-9.]+", f"X = {n + 1}.0", p.read_text()))
 if pathlib.Path("hold_agent").exists():
-    pathlib.Path("agent_started").write_text(str(os.getpid()))
+    pathlib.Path("../held/agent_started").write_text(str(os.getpid()) + " " + os.readlink("/proc/self/ns/pid"))
     time.sleep(60)
 print(f"X -> {n + 1}")
 print("Raise X because a larger X scores higher.")
@@ -27,16 +30,21 @@ TRAIN = '''\
 import os, pathlib, time
 X = 1.0
 if pathlib.Path("hold_run").exists() and X > 1:
-    pathlib.Path("run_started").write_text(str(os.getpid()))
+    pathlib.Path("run_started").write_text(str(os.getpid()) + " " + os.readlink("/proc/self/ns/pid"))
     time.sleep(60)
 print("---")
 print(f"score: {X:.6f}")
 '''
 
+# The agent script, and the folder it says it started in, live outside the repository under
+# tmp_path: the agent's sandbox (its /tmp is private) sees them only where opened up.
 CONFIG = tiny_config(timeout=90) + '''
 [agent]
 kind = "command"
 command = "python ../agent.py"
+
+[sandbox]
+agent_writable = ["../agent.py", "../held"]
 '''
 
 
@@ -51,7 +59,16 @@ def wait_for(path: Path, timeout=30):
         assert time.time() < deadline, f"{path} never appeared"
         time.sleep(0.05)
     time.sleep(0.2)
-    return int(path.read_text())
+    return path.read_text()  # "PID pid:[namespace]": inside the sandbox the pid is the sandbox's own
+
+
+def gone(pid_text: str, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while process_named(pid_text) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def rows(task):
@@ -61,6 +78,7 @@ def rows(task):
 @pytest.mark.parametrize("stage", ["hold_run", "hold_agent"])
 def test_sigkill_mid_iteration_then_resume(make_task, stage, tmp_path):
     task = make_task(train=TRAIN, config=CONFIG, extra={"../agent.py": AGENT})
+    (task.parent / "held").mkdir()
     # the agent script lives outside the task dir so it is not an out-of-scope change
     proc = start(task, 1)
     assert proc.wait(60) == 0, proc.stdout.read()
@@ -68,20 +86,22 @@ def test_sigkill_mid_iteration_then_resume(make_task, stage, tmp_path):
 
     (task / stage).write_text("")
     proc = start(task, 1)
-    child = wait_for(task / ("run_started" if stage == "hold_run" else "agent_started"))
+    child = wait_for(task / "run_started" if stage == "hold_run" else task.parent / "held" / "agent_started")
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     before = (task / "results.tsv").read_text()
     assert len(before.splitlines()) == 3  # no half-done row
-    if stage == "hold_run":
-        assert psutil.pid_exists(child)  # the training group outlived the orchestrator...
+    if stage == "hold_run" and SANDBOXED:
+        assert gone(child)  # the sandbox dies with the orchestrator (bwrap --die-with-parent)
+    elif stage == "hold_run":
+        assert process_named(child) is not None  # the training group outlived the orchestrator...
 
     (task / stage).unlink()
     proc = start(task, 1)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "interrupted" in out
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE  # ...until resume
+    assert process_named(child) is None  # ...until resume
     lines = rows(task)
     assert len(lines) == 4, lines
     assert [line.split("\t")[3] for line in lines[1:]] == ["keep", "keep", "keep"]
@@ -98,7 +118,7 @@ BASELINE_HOLD = '''\
 import os, pathlib, time
 X = 1.0
 if pathlib.Path("hold_baseline").exists():
-    pathlib.Path("run_started").write_text(str(os.getpid()))
+    pathlib.Path("run_started").write_text(str(os.getpid()) + " " + os.readlink("/proc/self/ns/pid"))
     time.sleep(60)
 print("---")
 print(f"score: {X:.6f}")
@@ -124,7 +144,7 @@ def test_sigkill_during_the_baseline_then_resume(make_task):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "interrupted" in out
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    assert process_named(child) is None
     lines = rows(task)
     assert [line.split("\t")[3] for line in lines[1:]] == ["keep", "keep"], lines
     assert "baseline" in lines[1]

@@ -74,6 +74,16 @@ LEGACY = [
     (D, "no improvement", Verdict(D, Reason.NO_IMPROVEMENT, "no improvement")),
     (D, "score gain 0.001000 is within the noise floor 0.004000",
      Verdict(D, Reason.WITHIN_NOISE, "score gain 0.001000 is within the noise floor 0.004000")),
+    # Since noise-aware keeps are the default, the sentence says where the floor comes from.
+    (D, "val_acc gain 0.012000 is within the noise floor 0.014142: 2 x the spread (std 0.007071) of 2 runs of the "
+        "same code",
+     Verdict(D, Reason.WITHIN_NOISE, "val_acc gain 0.012000 is within the noise floor 0.014142: 2 x the spread "
+                                     "(std 0.007071) of 2 runs of the same code")),
+    (D, "score gain 0.008000 is within the noise floor 0.010000: the mean gain of iterations 2 and 3, against "
+        "2 x the spread (std 0.007071) of 2 runs of the same code / sqrt(2)",
+     Verdict(D, Reason.WITHIN_NOISE, "score gain 0.008000 is within the noise floor 0.010000: the mean gain of "
+                                     "iterations 2 and 3, against 2 x the spread (std 0.007071) of 2 runs of the "
+                                     "same code / sqrt(2)")),
     (D, "score gain 0.004000 does not pay for 2048 MB of peak_vram_mb above the soft limit 1024 MB (needs 0.020000)",
      Verdict(D, Reason.MEMORY_COST,
              "score gain 0.004000 does not pay for 2048 MB of peak_vram_mb above the soft limit 1024 MB (needs 0.020000)")),

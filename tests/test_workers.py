@@ -226,3 +226,21 @@ def test_tuner_workers_do_not_propose_what_another_is_running(make_task):
     assert not [r.reason for r in records if "duplicate" in r.reason]
     ran = [r.content_hash for r in records]
     assert len(ran) == len(set(ran))  # and every slot trained something new
+
+
+def test_a_workers_tree_keeps_the_cache_the_baseline_made_once_it_made_it_too(make_task):
+    """What a run creates is removed after it (execution/pristine.py), but a data cache the
+    baseline's committed code wrote is made once per worker's worktree, not once per run."""
+    train = TRAIN.replace("import os, time\n", "import os, time\n"
+                          "if not os.path.exists('cache/data.bin'):\n"
+                          "    os.makedirs('cache', exist_ok=True)\n"
+                          "    open('cache/data.bin', 'w').write('data')\n"
+                          "    print('generated the cache')\n")
+    task_dir = make_task(train=train)
+    values, lock = [2.0, 3.0, 4.0, 5.0, 6.0, 7.0], threading.Lock()
+    records = run_workers(load_task(task_dir), "c", lambda i: ValueAgent(values, lock), parse_slots(None, 2),
+                          Limits(iterations=6), say=lambda s: None)
+    runs = task_dir / ".autoresearch" / "c" / "runs"
+    made = [r.iteration for r in records if "generated the cache" in (runs / f"{r.iteration:04d}" / "log.txt").read_text()]
+    assert made[0] == 0 and len(made) <= 3, made  # the baseline, then at most once per worker
+    assert (task_dir / "cache" / "data.bin").read_text() == "data"

@@ -18,6 +18,7 @@ from autoresearch.atomic import write_text
 from autoresearch.config import CONFIG_NAME, Task, load_task, stored_config
 from autoresearch.cost import spend
 from autoresearch.errors import AgentPaused, AutoresearchError
+from autoresearch.gains import current_floor, gains as judged_gains
 from autoresearch.budget import budget_watch
 from autoresearch.gpu import training_share
 from autoresearch.loop import Limits, Loop
@@ -149,11 +150,29 @@ class RunStatus:
             "training_share": training_share(self.records),
             "warm_runs": sum(1 for r in self.records if r.warm),
             "sandboxed_runs": sum(1 for r in self.records if r.sandboxed),
+            "sandbox_mode": self.task.config.sandbox.mode,
             "runs": sum(1 for r in self.records if r.wall_seconds > 0),
             "warm_saved_seconds": round(sum(r.startup_saved_seconds or 0.0 for r in self.records if r.warm), 2),
             "cost_usd": spent.cost_usd, "tokens": spent.tokens,
             "memo_cost_usd": spent.memo_usd, "memo_tokens": spent.memo_tokens,  # included in the two above
+            "noise": noise_totals(self.task.metrics, self.records),
         }
+
+    def gains(self) -> dict:
+        """Iteration -> its gain over the best it was judged against, with the floor then (gains.py)."""
+        return judged_gains(self.records, self.task.metrics)
+
+
+def noise_totals(metrics, records) -> dict:
+    """The noise floor the next keep must clear, where it comes from, and each judged gain beside
+    the floor it was held to (+ is better)."""
+    floor = current_floor(records, metrics)
+    m = floor.measured
+    return {"floor": round(floor.value, 6) if floor.known else None, "known": floor.known,
+            "source": floor.source(), "std": round(m.std, 6) if m else None, "runs": m.runs if m else 0,
+            "min_delta": metrics.min_delta, "deterministic": metrics.deterministic,
+            "gains": {str(n): {"gain": g.value, "floor": round(g.floor.value, 6) if g.floor.known else None}
+                      for n, g in judged_gains(records, metrics).items()}}
 
 
 def _final_reports(task: Task, tag: str, say: Callable[[str], None], prewarm=None) -> None:
@@ -249,8 +268,11 @@ def dashboard_for(task_dir, tag: str | None = None, *, host: str = "127.0.0.1", 
         s = status_of(task_dir, None)
         task, store = s.task, s.store
     else:
-        task = load_task(task_dir)
+        from autoresearch.tag_config import status_task
+
+        task = load_task(task_dir, tag=tag)
         store = RunStore(task.dir, tag)
+        task = status_task(task, store)  # the rules the run is under, adopted ones included
     if host not in LOOPBACK and not token:
         token = new_token()  # another address: never without a secret
     return Dashboard(task, store, host=host, port=port, token=token)

@@ -233,8 +233,10 @@ def _print_status(s, last: int) -> None:
     if t["training_share"] is not None:
         warm = f", {t['warm_runs']} warm starts saved {t['warm_saved_seconds']:.1f} s of imports" if t["warm_runs"] else ""
         console.print(f"wall time spent training: {t['training_share']:.1%}{warm}")
-    if t.get("sandboxed_runs"):
-        console.print(f"sandbox: {t['sandboxed_runs']} of {t['runs']} runs ran sandboxed (bubblewrap)")
+    if t["runs"]:
+        from autoresearch.execution.sandbox import runs_line
+
+        console.print(f"sandbox: {runs_line(t['sandboxed_runs'], t['runs'], t['sandbox_mode'])}", markup=False)
     if t["cost_usd"] or t["tokens"]:
         memo = f" (strategy memo: ${t['memo_cost_usd']:.4f}, {t['memo_tokens']:,} tokens)" if t["memo_tokens"] else ""
         console.print(f"agent cost: ${t['cost_usd']:.4f}, {t['tokens']:,} tokens{memo}")
@@ -242,17 +244,27 @@ def _print_status(s, last: int) -> None:
         sign = 1 if t["direction"] == "maximize" else -1  # + is better in the metric's direction, as in the report
         gain = f"  ({sign * (best['value'] - base['value']):+.6f} vs baseline {base['value']:.6f}; + is better)" if base else ""
         console.print(f"best {t['primary']} = {best['value']:.6f} at {best['commit'][:7]} (iteration {best['iteration']}): {escape(best['description'])}{gain}")
+    noise = t["noise"]
+    if noise["known"]:
+        console.print(f"noise floor {noise['floor']:.6f}: a keep must gain more than this ({escape(noise['source'])})")
+    else:
+        console.print(f"noise floor unknown: a keep needs only min_delta {noise['min_delta']:g}; "
+                      "[metrics] noise_runs = 2 measures it")
     if last:
         table = Table(show_edge=False, pad_edge=False)
         shown_nodes = any(r.node for r in s.records[-last:])
-        for col in ("#", "commit", t["primary"], "status", *(["node"] if shown_nodes else []), "description"):
+        gains = s.gains()
+        for col in ("#", "commit", t["primary"], "gain (floor)", "status", *(["node"] if shown_nodes else []),
+                    "description"):
             table.add_column(col)
         colors = {"keep": "green", "discard": "white", "crash": "red", "imported": "cyan"}
         for r in s.records[-last:]:
             v = r.metrics.get(t["primary"])
             shown = f"{v:.6f}" if isinstance(v, float) and r.status.value != "crash" else "-"
             desc = escape(r.description) + (f"  [dim]({escape(r.reason)})[/]" if r.status.value == "crash" else "")
-            table.add_row(str(r.iteration), r.commit[:7], shown, f"[{colors[r.status.value]}]{r.status.value}[/]",
+            g = gains.get(r.iteration)
+            gain = f"{g.value:+.6f} ({g.floor.value:.6f})" if g and g.floor.known else f"{g.value:+.6f} (?)" if g else ""
+            table.add_row(str(r.iteration), r.commit[:7], shown, gain, f"[{colors[r.status.value]}]{r.status.value}[/]",
                           *([escape(r.node or "-")] if shown_nodes else []), desc)
         console.print(table)
 

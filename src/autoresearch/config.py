@@ -148,8 +148,12 @@ class MetricsSection(_Section):
     memory_gain_per_gb: float | None = Field(default=None, ge=0)
     # A keep must beat the best by more than this (in the primary's units) ...
     min_delta: float = Field(default=0.0, ge=0)
-    # ... and by more than twice the run-to-run spread when the baseline is run noise_runs times.
-    noise_runs: int = Field(default=1, ge=1)
+    # ... and by more than twice the run-to-run spread: the baseline runs noise_runs times (under
+    # AUTORESEARCH_SEED 1, 2, ... after the first), and each confirmation run adds to the estimate.
+    noise_runs: int = Field(default=2, ge=1)
+    # A fixed step count and seeded training: the same code gives the same number, so the baseline
+    # runs once and the floor is min_delta (noise_runs defaults to 1).
+    deterministic: bool = False
     # Confirm a candidate keep with a second run under another seed (AUTORESEARCH_SEED) first.
     confirm: bool = False
     # Share of the most common class in the eval set: an accuracy equal to it is flagged as a
@@ -161,6 +165,17 @@ class MetricsSection(_Section):
         if (self.memory_soft_limit_mb is None) != (self.memory_gain_per_gb is None):
             raise ValueError("memory_soft_limit_mb and memory_gain_per_gb go together: set both (the MB that "
                              "are free, and the primary gain each GB beyond them must buy) or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _deterministic_runs_once(self):
+        if not self.deterministic:
+            return self
+        if "noise_runs" in self.model_fields_set and self.noise_runs > 1:
+            raise ValueError(f"deterministic = true says a second run of the same code gives the same number, "
+                             f"noise_runs = {self.noise_runs} asks to measure how much it differs; keep one: "
+                             "drop noise_runs, or set deterministic = false")
+        object.__setattr__(self, "noise_runs", 1)  # frozen: set once, while validating
         return self
 
     @model_validator(mode="after")
@@ -258,8 +273,8 @@ class SandboxSection(_Section):
     """`[sandbox]`: bubblewrap around the runs (execution/sandbox.py)."""
 
     # auto: sandboxed where bwrap works, one warning where not; required: refuse to start without
-    # it; off: never. Off by default until warm starts run inside the sandbox (see sandbox.py).
-    mode: Literal["auto", "required", "off"] = "off"
+    # it; off: never.
+    mode: Literal["auto", "required", "off"] = "auto"
     network: bool = False  # runs get the network (W&B and the like); setup always has it
     writable: tuple[str, ...] = ()  # more paths runs may write, relative to the task directory or absolute
     # more paths agent processes may write (a command agent's own tool state, ~/.mytool), as `writable`

@@ -81,14 +81,15 @@ def check_primary(metrics: Mapping, primary: str) -> str | None:
     return None
 
 
-def decide(candidate: Mapping, best: Mapping, rules: Rules, *, simpler: bool = False, floor: float = 0.0) -> Decision:
+def decide(candidate: Mapping, best: Mapping, rules: Rules, *, simpler: bool = False, floor: float = 0.0,
+           floor_source: str = "") -> Decision:
     """Keep if the primary is strictly better; else if equal, the first differing tie-break
     decides; else if everything is equal, keep a change that simplifies the code.
 
     With a noise `floor`, "better" means better by more than the floor; a gain within it is
-    noise and never a keep. With a memory rule, a keep whose memory grows past the soft limit
+    noise and never a keep (`floor_source`, where the floor comes from, ends the reason). With a memory rule, a keep whose memory grows past the soft limit
     must also gain at least what that growth costs."""
-    decision = _decide(candidate, best, rules, simpler=simpler, floor=floor)
+    decision = _decide(candidate, best, rules, simpler=simpler, floor=floor, floor_source=floor_source)
     if rules.memory is None or decision.status is not Status.KEEP:
         return decision
     m = rules.memory
@@ -105,12 +106,18 @@ def decide(candidate: Mapping, best: Mapping, rules: Rules, *, simpler: bool = F
                     f"the soft limit {m.soft_limit_mb:g} MB (needs {need:.6f})")
 
 
-def _decide(candidate: Mapping, best: Mapping, rules: Rules, *, simpler: bool, floor: float) -> Decision:
+def within_noise(primary: str, gain: float, floor: float, source: str = "") -> str:
+    """The WITHIN_NOISE sentence: "val_acc gain 0.010000 is within the noise floor 0.014142: 2 x the spread ..."."""
+    return f"{primary} gain {gain:.6f} is within the noise floor {floor:.6f}" + (f": {source}" if source else "")
+
+
+def _decide(candidate: Mapping, best: Mapping, rules: Rules, *, simpler: bool, floor: float,
+            floor_source: str = "") -> Decision:
     c = _compare(candidate.get(rules.primary), best.get(rules.primary), rules.direction)
     if c > 0 and floor > 0:
         gain = abs(rounded(candidate[rules.primary]) - rounded(best[rules.primary]))
         if gain <= floor:
-            return _decided(Status.DISCARD, Reason.WITHIN_NOISE, f"{rules.primary} gain {gain:.6f} is within the noise floor {floor:.6f}")
+            return _decided(Status.DISCARD, Reason.WITHIN_NOISE, within_noise(rules.primary, gain, floor, floor_source))
     if c > 0:
         return _decided(Status.KEEP, Reason.IMPROVED, f"{rules.primary} improved")
     if c < 0:

@@ -20,9 +20,9 @@ _HARDENED = ("-c", f"core.hooksPath={os.devnull}", "-c", "core.fsmonitor=false")
 # GIT_EXEC_PATH and the like could point it at another repository or make it run a program.
 _GIT_IDENTITY = ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_AUTHOR_DATE", "GIT_COMMITTER_NAME",
                  "GIT_COMMITTER_EMAIL", "GIT_COMMITTER_DATE")
-# Files under the git directory an agent could use to change what the loop's git does or sees;
-# compared after every agent call and put back (guarded_state / restore_guarded).
-GUARDED = ("info/exclude", "hooks")
+# Files under the git directory an agent could use to change what the loop's git (or the user's)
+# does or sees; compared after every agent call and run and put back (git_guard.py).
+GUARDED = ("info/exclude", "hooks", "config")
 
 
 def git_env() -> dict[str, str]:
@@ -139,20 +139,25 @@ class Git:
         return fixed
 
     def snapshot(self) -> dict[Path, bytes]:
-        """The small files git cannot work without, before an agent runs: HEAD and config.
+        """The small file git cannot work without, before an agent runs: this work tree's HEAD.
 
-        An agent that rewrites one (garbage in HEAD, a broken config) would leave a repository
-        that git no longer recognises; `heal` puts them back. The objects are out of reach:
-        a deleted object store stays deleted."""
+        An agent that rewrites it (garbage in HEAD) would leave a repository that git no longer
+        recognises; `heal` puts it back. (The config is shared by every worker's work tree:
+        git_guard.py puts it back.) The objects are out of reach: a deleted object store stays deleted."""
         if not hasattr(self, "_dirs"):
             git_dir = Path(self("rev-parse", "--absolute-git-dir").strip())
             common = Path(self("rev-parse", "--git-common-dir").strip())
             self._dirs = (git_dir, common if common.is_absolute() else (self.cwd / common).resolve())
-        git_dir, common = self._dirs
-        return {path: path.read_bytes() for path in (git_dir / "HEAD", common / "config") if path.is_file()}
+        git_dir = self._dirs[0]
+        return {path: path.read_bytes() for path in (git_dir / "HEAD",) if path.is_file()}
+
+    def common_dir(self) -> Path:
+        """The git directory every work tree of the repository shares (hooks, config, info/)."""
+        self.snapshot()  # finds the directories
+        return self._dirs[1]
 
     def heal(self, snapshot: dict[Path, bytes], branch: str) -> list[str]:
-        """After an agent: HEAD and config back as `snapshot` had them, and the lock files it left
+        """After an agent: HEAD back as `snapshot` had it, and the lock files it left
         on this work tree's index and HEAD and on `branch` deleted (its processes are gone, so no
         git of its own holds them). Returns what was fixed; `put_back` does the rest."""
         fixed = []
@@ -209,6 +214,8 @@ class Git:
     def outside_changes(self) -> set[str]:
         """Paths changed or created anywhere in the repository outside the task directory (root-relative)."""
         prefix = self.prefix()
+        if not prefix:  # the task directory is the repository's root: nothing is outside it
+            return set()
         out = self("status", "--porcelain=v1", "-z", "--untracked-files=all", ":/")
         paths, skip = set(), False
         for entry in (e for e in out.split("\0") if e):

@@ -2,9 +2,10 @@
 
 - Trusted evaluation (`[task] eval`): after training, a separate process computes the
   metrics; the primary comes from it, and a run whose own footer disagrees is flagged.
-- Noise (`[metrics] min_delta`, `noise_runs`, `confirm`): the baseline repeated k times gives
-  the run-to-run spread; a gain must clear max(min_delta, 2 x spread), and a change of seed
-  alone is never a keep once the floor is known.
+- Noise (`[metrics] min_delta`, `noise_runs`, `deterministic`, `confirm`): the baseline repeated
+  (twice by default) gives the run-to-run spread, and every confirmation run adds to it; a gain
+  must clear max(min_delta, 2 x spread), and a change of seed alone is never a keep once the
+  floor is known.
 - Held-out check (`[task] final_eval`): run on the best commits at the end, reporting the gap
   between the search metric and the held-out one.
 """
@@ -69,9 +70,34 @@ def noise_values(history: Sequence[Experiment], primary: str) -> list[float]:
     return [v for v in (rounded(e.metrics.get(primary)) for e in runs) if v is not None]
 
 
+def noise_groups(history: Sequence[Experiment], primary: str) -> list[list[float]]:
+    """The primary of runs of the same code, commit by commit: the baseline with its repeats, a
+    confirmed candidate with its confirmation run. (A repeat made on resume of a tag begun before
+    repeats were the default runs the best of that moment, so it is grouped with that keep.)"""
+    same_code = {e.commit for e in history if e.verdict.noise_repeat or e.verdict.confirmation}
+    confirmed = {e.verdict.of for e in history if e.verdict.confirmation and e.status is not Status.CRASH}
+    groups: dict[str, list[float]] = {}
+    for e in history:
+        if e.status is Status.CRASH or e.status is Status.IMPORTED:
+            continue
+        v = e.verdict
+        if not (v.noise_repeat or v.confirmation or v.reason is Reason.BASELINE or e.iteration in confirmed
+                or (e.status is Status.KEEP and e.commit in same_code)):
+            continue
+        value = rounded(e.metrics.get(primary))
+        if value is not None:
+            groups.setdefault(e.commit, []).append(value)
+    return list(groups.values())
+
+
+def decision_floor(history: Sequence[Experiment], metrics) -> noise.Floor:
+    """The floor a keep must clear given `history`, with its source (`metrics`: the [metrics] section)."""
+    return noise.Floor.of(noise_groups(history, metrics.primary), metrics.min_delta, metrics.deterministic)
+
+
 def noise_floor(history: Sequence[Experiment], primary: str, min_delta: float) -> float:
-    """The decision's floor: from the baseline and its repeats (noise.py defines both)."""
-    return noise.floor(noise.spread([noise_values(history, primary)]), min_delta)
+    """The decision's floor: from runs of the same code (noise.py defines it)."""
+    return noise.floor(noise.spread(noise_groups(history, primary)), min_delta)
 
 
 def repeats_done(history: Sequence[Experiment]) -> int:

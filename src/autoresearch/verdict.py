@@ -59,7 +59,8 @@ class Reason(str, enum.Enum):
     TIE_BREAK_WORSE = "tie_break_worse"
     SIMPLER = "simpler"
     NO_IMPROVEMENT = "no_improvement"
-    WITHIN_NOISE = "within_noise"  # "score gain 0.001 is within the noise floor 0.004"
+    # "score gain 0.001000 is within the noise floor 0.004000[: 2 x the spread (std 0.002000) of 2 runs of the same code]"
+    WITHIN_NOISE = "within_noise"
     # "val_acc gain 0.004000 does not pay for 2048 MB of peak_vram_mb above the soft limit 1024 MB (needs 0.020000)"
     MEMORY_COST = "memory_cost"
     SEED_ONLY = "seed_only"  # "a seed change alone is never a keep (noise floor ...)"
@@ -99,7 +100,8 @@ _NOT_CONFIRMED = re.compile(r"not confirmed by iteration (\d+) under another see
 _SEED_ONLY = re.compile(r"a seed change alone is never a keep \(noise floor (?P<floor>[^)]*)\)$")
 _DECISIONS = (  # (pattern over the whole sentence, reason); the sentence itself is the detail
     (re.compile(r"stopped at \d+% of the budget: .+ while earlier runs had .+ at that time"), Reason.STOPPED_EARLY),
-    (re.compile(r".+ gain \S+ is within the noise floor \S+"), Reason.WITHIN_NOISE),
+    # Since noise-aware keeps became the default, the sentence ends with where the floor comes from.
+    (re.compile(r".+ gain \S+ is within the noise floor [^\s:]+(?:: .+)?"), Reason.WITHIN_NOISE),
     (re.compile(r".+ gain \S+ does not pay for \S+ MB of .+ above the soft limit .+ MB \(needs \S+\)"),
      Reason.MEMORY_COST),
     (re.compile(r".+ equal, tie-break .+ improved"), Reason.TIE_BREAK_IMPROVED),

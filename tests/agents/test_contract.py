@@ -84,6 +84,7 @@ def setup(request, make_task, fake_cli, tmp_path):
         [metrics]
         primary = "score"
         direction = "maximize"
+        deterministic = true
 
         [agent]
         kind = "{backend.kind}"

@@ -64,6 +64,11 @@ def real(name: str) -> str:
     return found
 
 
+# The offline wrapper makes a network namespace of its own, which cannot nest inside the agent
+# sandbox where the tests run as root (no capabilities there): these cases run unsandboxed.
+OFFLINE_EXTRA = 'preflight = false\n\n[sandbox]\nmode = "off"\n'
+
+
 def offline(tmp_path, binary: str) -> str:
     """A wrapper running `binary` without network: its own empty network namespace."""
     if os.geteuid() != 0 or shutil.which("unshare") is None or subprocess.run(
@@ -126,7 +131,7 @@ def test_claude_offline_is_refused_then_ends_a_call_at_once(make_task, tmp_path,
         run(make_task, "claude", real("claude"))  # logged in (the key), but the API is not there
     monkeypatch.delenv("ANTHROPIC_BASE_URL")
     started = time.monotonic()
-    _, record = run(make_task, "claude", offline(tmp_path, real("claude")), extra="preflight = false\n")
+    _, record = run(make_task, "claude", offline(tmp_path, real("claude")), extra=OFFLINE_EXTRA)
     assert record.status is Status.CRASH and record.agent_data["failure"] == "offline", record.reason
     assert "Can't reach the API server" in record.reason and time.monotonic() - started < 120
 
@@ -177,6 +182,7 @@ def test_claude_writes_the_strategy_memo_read_only(make_task, monkeypatch):
             [metrics]
             primary = "score"
             direction = "maximize"
+            deterministic = true
             [agent]
             kind = "claude"
             binary = "{real("claude")}"
@@ -235,7 +241,7 @@ def test_gemini_not_logged_in_at_night_is_classified(make_task):
 def test_gemini_offline_ends_the_call_at_once(make_task, tmp_path, monkeypatch):
     monkeypatch.setenv("GEMINI_API_KEY", "AIza-test-0123456789")
     started = time.monotonic()
-    _, record = run(make_task, "gemini", offline(tmp_path, real("gemini")), extra="preflight = false\n")
+    _, record = run(make_task, "gemini", offline(tmp_path, real("gemini")), extra=OFFLINE_EXTRA)
     assert record.status is Status.CRASH and record.agent_data["failure"] == "offline", record.reason
     assert time.monotonic() - started < 90  # gemini alone retries for about 20 minutes
 
@@ -243,7 +249,7 @@ def test_gemini_offline_ends_the_call_at_once(make_task, tmp_path, monkeypatch):
 def test_codex_offline_ends_the_call_at_once(make_task, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789")
     started = time.monotonic()
-    _, record = run(make_task, "codex", offline(tmp_path, real("codex")), extra="preflight = false\n")
+    _, record = run(make_task, "codex", offline(tmp_path, real("codex")), extra=OFFLINE_EXTRA)
     assert record.status is Status.CRASH and record.agent_data["failure"] == "offline", record.reason
     assert "failed to lookup address" in record.reason
     assert time.monotonic() - started < 90  # codex alone reconnects forever

@@ -51,3 +51,6 @@ def test_each_backend_edits_and_is_kept_inside_the_sandbox(make_task, fake_cli, 
     assert records[-1].status is Status.KEEP and records[-1].metrics["score"] == 2.0, records[-1].reason
     assert len(fake_cli.calls()) == 1  # the fake wrote its call record into the opened-up folder
     assert any(kind in " ".join(c) for c in calls), calls  # its command went through bwrap
+    if kind == "codex":  # its own sandbox would nest namespaces inside ours: off, ours confines it
+        argv = fake_cli.calls()[0]["argv"]
+        assert argv[argv.index("--sandbox") + 1] == "danger-full-access"

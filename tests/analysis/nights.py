@@ -32,6 +32,7 @@ time_budget = 60
 [metrics]
 primary = "val_acc"
 direction = "maximize"
+deterministic = true
 """
 
 XSS = '<script>alert("x")</script> & <b>wider</b>'

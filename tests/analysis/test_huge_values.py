@@ -24,6 +24,7 @@ def test_a_kept_1_7e308_plots_and_reports(tmp_path, direction):
         [metrics]
         primary = "score"
         direction = "{direction}"
+        deterministic = true
     '''))
     task, store = load_task(tmp_path), RunStore(tmp_path, "t")
     store.create()

@@ -19,6 +19,7 @@ time_budget = 5
 [metrics]
 primary = "score"
 direction = "maximize"
+deterministic = true
 tie_break = ["aux"]
 """
 

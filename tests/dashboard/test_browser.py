@@ -68,11 +68,13 @@ def _rows(browser):
 
 def test_a_running_night_updates_by_itself_in_chromium(make_task, tmp_path, monkeypatch):
     task = make_task(train=TRAIN)
+    go = tmp_path / "gate" / "go"  # a folder the sandboxed run may see: [sandbox] writable below
+    go.parent.mkdir()
+    monkeypatch.setenv("GO_FILE", str(go))
     config = (task / "autoresearch.toml").read_text().replace('timeout = 20', 'timeout = 120\nenv = ["GO_FILE"]')
+    config += f'\n[sandbox]\nwritable = ["{go.parent}"]\n'
     (task / "autoresearch.toml").write_text(config)
     subprocess.run(["git", "commit", "-qam", "env"], cwd=task, check=True)
-    go = tmp_path / "go"
-    monkeypatch.setenv("GO_FILE", str(go))
     loop = Loop(load_task(task), "t1", Edit(), say=lambda s: None)
     out = {}
     runner = threading.Thread(target=lambda: out.setdefault("records", loop.run(Limits(iterations=3))))

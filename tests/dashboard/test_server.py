@@ -59,6 +59,9 @@ def test_state_holds_the_table_the_best_knobs_and_how_to_reproduce(board):
     state = json.loads(body)
     assert [r["iteration"] for r in state["experiments"]] == [0, 1]
     assert [r["best_so_far"] for r in state["experiments"]] == [1.0, 2.0]
+    # each gain beside the noise floor it was held to (the tiny task is deterministic: min_delta, 0)
+    assert [(r["gain"], r["floor"]) for r in state["experiments"]] == [(None, None), (1.0, 0.0)]
+    assert state["noise_floor"] == 0.0
     assert state["best"]["iteration"] == 1 and state["baseline"]["value"] == 1.0
     assert {"file": "train.py", "name": "X", "baseline": 1.0, "best": 2.0, "changed": True} in state["knobs"]
     assert any("git checkout" in line for line in state["reproduce"])

@@ -340,6 +340,7 @@ def test_preload_is_read_from_the_task_config(make_task):
         [metrics]
         primary = "score"
         direction = "maximize"
+        deterministic = true
     ''')
     assert load_task(make_task(config=config)).config.task.preload == ("torch", "numpy")
 
@@ -354,6 +355,8 @@ def load():
     return {"rows": [1, 2, 3]}
 def fail():
     raise OSError("no data here")
+def stream():
+    return (row for row in [1, 2, 3])  # a generator: no copy of it for each run
 '''
 USE = """
 import json, prep
@@ -426,6 +429,17 @@ def test_preload_data_that_fails_warns_once_naming_it_and_runs_fresh(tmp_path):
         assert ex.server_pids == []
     assert [r.warm for r in results] == [False, False] and all(r.exit_code == 0 for r in results)
     assert len(said) == 1 and "prep:fail" in said[0] and "no data here" in said[0] and "fresh" in said[0]
+
+
+def test_preload_data_whose_result_cannot_be_copied_is_refused_in_the_server(tmp_path):
+    from autoresearch.execution.warm import PreloadData
+
+    said: list[str] = []
+    task = data_task(tmp_path)
+    with WarmExecutor([], say=said.append, data=PreloadData(str(task), ("prep:stream",))) as ex:
+        result = ex.run(make_spec(task, "print('ran')"))
+    assert not result.warm and log_of(result).strip() == "ran"
+    assert len(said) == 1 and "prep:stream" in said[0] and "cannot be copied" in said[0]
 
 
 def test_preload_data_must_be_module_function():

@@ -234,3 +234,27 @@ WarmExecutor(["json"]).run(spec)
     orchestrator.send_signal(signal.SIGKILL)
     orchestrator.wait()
     assert wait_no_survivors(mark, 5.0) == []
+
+
+@pytest.mark.parametrize("warm_start", [True, False], ids=["warm", "fresh"])
+def test_tool_caches_are_private_and_writable(repo, warm_start):
+    """uv and Triton write caches in the home directory, which runs may not change: each sandbox
+    gets its own under its private /tmp, unless the run's environment names one."""
+    body = """
+    import os
+    for name in ("UV_CACHE_DIR", "TRITON_CACHE_DIR"):
+        path = os.environ[name]
+        os.makedirs(path, exist_ok=True)
+        open(os.path.join(path, "probe"), "w").write("x")
+        print(name, path)
+    """
+    with WarmExecutor(["json"] if warm_start else [], say=pytest.fail) as ex:
+        if not warm_start:
+            ex.off_reason = "fresh processes only"
+        result = ex.run(spec_for(repo, body))
+        spec = spec_for(repo, body)
+        mine = ex.run(RunSpec(**{**spec.__dict__, "env": {**spec.env, "UV_CACHE_DIR": str(repo / "uv")}}))
+    assert result.warm is warm_start and result.exit_code == 0, log(result)
+    assert "UV_CACHE_DIR /tmp/" in log(result) and "TRITON_CACHE_DIR /tmp/" in log(result)
+    assert mine.exit_code == 0 and f"UV_CACHE_DIR {repo / 'uv'}" in log(mine), log(mine)
+    assert (repo / "uv" / "probe").exists()  # the task directory is writable, so the cache is kept there

@@ -67,10 +67,12 @@ def _state(task):
 
 def test_the_run_in_flight_is_published_and_its_log_can_be_followed(make_task, tmp_path, monkeypatch):
     task = make_task(train=WAITING_TRAIN, extra={".gitignore": "metrics.jsonl\n"})
-    go = tmp_path / "go"
+    go = tmp_path / "gate" / "go"  # a folder the sandboxed run may see: [sandbox] writable below
+    go.parent.mkdir()
     monkeypatch.setenv("GO_FILE", str(go))
     config = (task / "autoresearch.toml").read_text().replace('readonly = ["prepare.py"]',
                                                               'readonly = ["prepare.py"]\nenv = ["GO_FILE"]')
+    config += f'\n[sandbox]\nwritable = ["{go.parent}"]\n'
     (task / "autoresearch.toml").write_text(config)
     import subprocess
     subprocess.run(["git", "commit", "-qam", "env"], cwd=task, check=True)

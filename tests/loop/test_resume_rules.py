@@ -101,6 +101,16 @@ def test_adopting_rejudges_the_best_moves_the_branch_and_status_follows(make_tas
 
     report = answer(s.task, s.store, s.records)  # the report's headline
     assert report["best"].iteration == 3 and report["gain"] == pytest.approx(0.5)  # 1.0 -> 0.5, minimized
+    from autoresearch.analysis.summary import summarize
+    from autoresearch.api import dashboard_for
+
+    assert summarize(s.task, s.store)["best"]["iteration"] == 3  # analysis_summary.json
+    board = dashboard_for(task, "t1", port=0)  # binds 127.0.0.1 only; never served here
+    try:
+        page = board.snapshot.state()
+    finally:
+        board.httpd.server_close()
+    assert page["direction"] == "minimize" and page["best"]["iteration"] == 3
     # The run branch's autoresearch.toml still says maximize: the adopted rules stand, unasked.
     assert git(task, "rev-parse", "--abbrev-ref", "HEAD").strip() == "autoresearch/t1"
     assert 'direction = "maximize"' in (task / "autoresearch.toml").read_text()

@@ -18,6 +18,11 @@ Codex reports tokens, not dollars: the cost comes from the price table (prices.p
 
     sandbox = "workspace-write"   # --sandbox (read-only | workspace-write | danger-full-access)
     [agent.price]                 # USD per 1M tokens, see prices.py
+
+Inside the agent sandbox ([sandbox] mode; execution/agent_sandbox.py) codex's own sandbox is
+off (`danger-full-access`) unless `sandbox` is set: it would nest namespaces inside ours, which
+fails where the orchestrator runs as root (its edits then fail), and ours already confines it
+to the editable files.
 """
 
 from __future__ import annotations
@@ -77,8 +82,8 @@ class CodexAgent(CliAgent):
 
     def argv(self, context: Context, binary: str, scratch: Path, prompt_file: Path):
         stdin = self.prompt_with_rules(context, prompt_file, scratch)
-        argv = [binary, "exec", "--json", "--sandbox", self.sandbox, "--skip-git-repo-check",
-                "--cd", str(context.task_dir)]
+        mode = self.sandbox if context.sandbox is None or "sandbox" in self.options else "danger-full-access"
+        argv = [binary, "exec", "--json", "--sandbox", mode, "--skip-git-repo-check", "--cd", str(context.task_dir)]
         if self.model:
             argv += ["--model", self.model]
         return argv + self.extra_args + ["-"], stdin

@@ -244,8 +244,10 @@ def _write_all(root: Path, contents: dict[str, str], original: dict[str, str | N
             target = root / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.edit.{os.getpid()}")
-            # newline="" writes the text as it is: line endings were chosen above.
-            with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            tmp.unlink(missing_ok=True)  # a file (or a link out of the task) planted under that name
+            # A new file of ours, never through a link; newline="" writes the text as it is.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with open(fd, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)
             if target.exists():
                 os.chmod(tmp, target.stat().st_mode)

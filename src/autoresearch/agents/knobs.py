@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoresearch.environment import safe_path
 from autoresearch.constants import Constant, find_constants, rewrite, round_value, searchable
 from autoresearch.errors import ConfigError
 
@@ -164,7 +165,7 @@ def apply(task_dir: Path, knobs: dict[str, Knob], answer: dict) -> tuple[str, st
     for key, value in values.items():
         by_file.setdefault(knobs[key].path, {})[knobs[key].constant.name] = value
     for path, new in by_file.items():
-        file = Path(task_dir) / path
+        file = safe_path(task_dir, path)  # never through a link out of the task
         file.write_text(rewrite(file.read_text(encoding="utf-8"), new, path), encoding="utf-8")
     description = ", ".join(f"{key} {json.dumps(knobs[key].value)} -> {json.dumps(v)}" for key, v in values.items())
     why = " ".join(str(answer.get("why") or "").split())

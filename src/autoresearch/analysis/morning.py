@@ -2,7 +2,8 @@
 
     a = answer(task, store, records)
     a["gain"]        # + is better in the metric's direction, always
-    a["noise"]       # {"floor": 0.004, "runs": 3} when the baseline was repeated, else None
+    a["noise"]       # {"floor": 0.004, "runs": 3, "source": "2 x the spread ..."} when known, else None
+    a["binomial"]    # sqrt(p (1 - p) / n) of an accuracy whose footer printed its validation size
     a["knobs"]       # baseline -> best, knob by knob (knobs.py)
     a["diff"]        # one diff: baseline -> best, the editable files only
     a["patterns"]    # each curve pattern once, with the runs it applies to
@@ -11,8 +12,8 @@
 from __future__ import annotations
 
 import json
+import math
 import re
-import statistics
 import subprocess
 from pathlib import Path
 
@@ -60,23 +61,38 @@ def _memory(task, records: list[Experiment]) -> dict | None:
     return {"rule": rule.describe(), "decided": decided}
 
 
+def binomial_error(primary: str, value: float | None, size) -> float | None:
+    """The standard error of an accuracy measured on `size` examples, sqrt(p (1 - p) / n): the
+    uncertainty the validation set alone puts on it. None for a metric that is not an accuracy."""
+    if value is None or not isinstance(size, (int, float)) or size < 1 or not 0 <= value <= 1:
+        return None
+    if "acc" not in primary.lower():
+        return None
+    return math.sqrt(value * (1 - value) / size)
+
+
 def answer(task, store, records: list[Experiment]) -> dict:
     primary, maximize = task.metrics.primary, task.metrics.direction == "maximize"
     keeps = [r for r in records if r.status is Status.KEEP]
     base, best = (keeps[0], best_of(records, store.ledger)) if keeps else (None, None)  # re-judged after an adopt
     base_v, best_v = _value(base, primary), _value(best, primary)
     gain = oriented(best_v, base_v, maximize)
-    repeats = integrity.noise_values(records, primary)
+    floor = integrity.decision_floor(records, task.metrics)
     noise = None
-    if len(repeats) >= 2:
-        noise = {"floor": integrity.noise_floor(records, primary, task.metrics.min_delta),
-                 "std": statistics.stdev(repeats), "runs": len(repeats)}
+    if floor.known:
+        m = floor.measured
+        noise = {"floor": floor.value, "std": m.std if m else 0.0, "runs": m.runs if m else 1, "groups": m.groups if m else 0,
+                 "source": floor.source(), "deterministic": floor.measured is None}
     size = next((best.metrics[k] for k in VALIDATION_SIZE_KEYS if best is not None
                  and isinstance(best.metrics.get(k), (int, float))), None)
+    binomial = binomial_error(primary, best_v, size)
     if gain is None:
         verdict = ""
+    elif noise is None and binomial is None:
+        verdict = ("noise floor unknown: set [metrics] noise_runs = 2 to run the baseline twice and measure it")
     elif noise is None:
-        verdict = ("noise floor unknown: set [metrics] noise_runs = 3 to run the baseline 3 times and measure it")
+        verdict = (f"above twice the binomial error ({gain / (2 * binomial):.1f} x)" if gain > 2 * binomial
+                   else "within twice the binomial error: not a reliable gain")
     elif gain > noise["floor"]:
         verdict = f"above the noise floor ({gain / noise['floor']:.1f} x)" if noise["floor"] else "above the noise floor"
     else:
@@ -87,7 +103,7 @@ def answer(task, store, records: list[Experiment]) -> dict:
         knobs = []
     return {"base": base, "best": best, "improved": best is not None and best is not base, "base_value": base_v, "best_value": best_v, "gain": gain,
             "gain_pct": 100 * gain / abs(base_v) if gain is not None and base_v else None,
-            "noise": noise, "validation_size": size, "verdict": verdict, "memory": _memory(task, records),
+            "noise": noise, "validation_size": size, "binomial": binomial, "verdict": verdict, "memory": _memory(task, records),
             "knobs": [k for k in knobs if k["changed"]], "unchanged_knobs": sum(1 for k in knobs if not k["changed"]),
             "diff": _diff(task, base, best) if best is not None and best is not base else [],
             "reproduce": reproduce_commands(task, store, best)}

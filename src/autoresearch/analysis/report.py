@@ -26,6 +26,7 @@ from autoresearch.analysis.plot import plot_curves, plot_knobs, plot_progress, p
 from autoresearch.analysis.references import load_references
 from autoresearch.atomic import write_text
 from autoresearch.cost import Spend, spend
+from autoresearch.gains import gains as judged_gains
 from autoresearch.gpu import TRAIN_KEYS, time_split, training_share
 from autoresearch.ledger import best_of
 from autoresearch.records import Experiment, Status
@@ -89,6 +90,7 @@ def render_report(task, store, *, progress_png: Path | None = None) -> str:
     references = load_references(task.dir, task.path)
     best = best_of(records, store.ledger)  # re-judged where the run adopted new rules
     spent = spend(store, records)  # with the strategy memo's own LLM calls: not in any experiment's row
+    floors = judged_gains(records, task.metrics)  # the floor each gain was held to, shown beside it
     context = {
         "title": f"{task.dir.name} / {store.tag}",
         "generated": time.strftime("%Y-%m-%d %H:%M"),
@@ -98,14 +100,36 @@ def render_report(task, store, *, progress_png: Path | None = None) -> str:
         "summary": {**_summary(records, primary, maximize, best), "cost_usd": spent.cost_usd, "tokens": spent.tokens},
         "answer": answer(task, store, records), "patterns": patterns(store, records),
         "progress_png": progress, "curves_png": curves, "curve_runs": chosen, "knobs_png": knobs_plot,
-        "frontier": frontier(records, primary, maximize),
-        "experiments": [_experiment(r, store, primary, maximize, best_before)
+        "frontier": [{**f, "floor": _floor_of(floors, f["iteration"])} for f in frontier(records, primary, maximize)],
+        "experiments": [{**_experiment(r, store, primary, maximize, best_before), "floor": _floor_of(floors, r.iteration)}
                         for r, best_before in _with_best_before(records, primary)],
         "references": _references_view(references, best.metrics if best else {}),
         "analysis": _analysis_view(task, store),
         "cost": _cost(records, spent),
+        "sandbox": _sandbox_view(task, records),
     }
     return _env().get_template("report.html.j2").render(**context)
+
+
+def _sandbox_view(task, records: list[Experiment]) -> dict | None:
+    """Whether the night's runs ran in the sandbox (each record says), for the first screen."""
+    from autoresearch.execution.sandbox import runs_line
+
+    runs = [r for r in records if r.wall_seconds > 0]
+    if not runs:
+        return None
+    sandboxed = sum(1 for r in runs if r.sandboxed)
+    unseen = "the run store, the home's credentials" + ("" if task.config.sandbox.network else " and the network")
+    return {"all": sandboxed == len(runs), "line": runs_line(sandboxed, len(runs), task.config.sandbox.mode),
+            "unseen": unseen}
+
+
+def _floor_of(floors: dict, iteration: int) -> str:
+    """"floor 0.014142" (or "floor unknown") for a judged experiment, "" for the others."""
+    g = floors.get(iteration)
+    if g is None:
+        return ""
+    return f"floor {g.floor.value:.6g}" if g.floor.known else "floor unknown"
 
 
 def frontier(records: list[Experiment], primary: str, maximize: bool = True) -> list[dict]:

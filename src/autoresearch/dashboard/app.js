@@ -142,7 +142,7 @@ function renderBest(state) {
   if (!b) { box.append(el("p", { class: "dim" }, "no experiment recorded yet")); return; }
   const g = gain(b.value, base && base.value, state.direction);
   box.append(el("p", {}, el("b", {}, `${state.primary} ${fmt(b.value)}`), ` at #${b.iteration} (${b.commit.slice(0, 7)}): ${b.description}`));
-  if (base) box.append(el("p", {}, "vs baseline " + fmt(base.value) + ": ", el("span", { class: g > 0 ? "gain-pos" : g < 0 ? "gain-neg" : "" }, signed(g)), el("span", { class: "dim" }, " (+ is better, " + state.direction + ")")));
+  if (base) box.append(el("p", {}, "vs baseline " + fmt(base.value) + ": ", el("span", { class: g > 0 ? "gain-pos" : g < 0 ? "gain-neg" : "" }, signed(g)), el("span", { class: "dim" }, " (+ is better, " + state.direction + "; noise floor " + (state.noise_floor == null ? "unknown" : fmt(state.noise_floor)) + ")")));
   const changed = state.knobs.filter(k => k.changed);
   if (changed.length) {
     const t = el("table", {}, el("tr", {}, el("th", {}, "knob"), el("th", {}, "baseline"), el("th", {}, "best")));
@@ -169,7 +169,9 @@ function renderTable(state) {
   for (const r of [...state.experiments].reverse()) {
     const tr = el("tr", { class: r.status + (r.iteration === selected ? " selected" : ""), "data-iteration": r.iteration, onclick: () => showDetail(r.iteration) },
       el("td", { class: "num" }, r.iteration), el("td", {}, r.commit.slice(0, 7)), el("td", { class: "num" }, fmt(r.value)),
-      el("td", { class: "num" }, fmt(r.best_so_far)), el("td", {}, r.status),
+      el("td", { class: "num" }, fmt(r.best_so_far)),
+      el("td", { class: "num" }, r.gain == null ? "" : signed(r.gain) + " (" + (r.floor == null ? "?" : fmt(r.floor)) + ")"),
+      el("td", {}, r.status),
       el("td", { class: "num" }, r.train_seconds == null ? "unknown" : fmt(r.train_seconds)),
       el("td", {}, r.description, r.status === "crash" ? el("span", { class: "dim" }, "  (" + r.reason + ")") : ""));
     body.append(tr);

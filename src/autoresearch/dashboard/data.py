@@ -12,8 +12,9 @@ from pathlib import Path
 
 from autoresearch.curves import load_curve
 from autoresearch.analysis.knobs import knob_table, reproduce_commands
+from autoresearch.gains import current_floor, gains as judged_gains
 from autoresearch.gpu import TRAIN_KEYS
-from autoresearch.ledger import Ledger
+from autoresearch.ledger import Ledger, best_of
 from autoresearch.live.state import eta_seconds, read_states, stop_requested
 from autoresearch.records import Experiment, Status
 
@@ -29,6 +30,7 @@ class Snapshot:
         self.task, self.store = task, store
         self._key = None
         self._records: list[Experiment] = []
+        self._ledger: Ledger | None = None
         self._static: dict = {}
 
     def records(self) -> list[Experiment]:
@@ -39,7 +41,8 @@ class Snapshot:
         except OSError:
             key = None
         if key != self._key:
-            self._records = list(Ledger(path).records) if key else []
+            self._ledger = Ledger(path) if key else None
+            self._records = list(self._ledger.records) if self._ledger else []
             self._key = key
             self._static = {}
         return self._records
@@ -57,6 +60,7 @@ class Snapshot:
     def _from_records(self, records, primary, direction) -> dict:
         maximize = direction == "maximize"
         rows, best_value = [], None
+        gains = judged_gains(records, self.task.metrics)  # each gain beside the noise floor it was held to
         for r in records:
             value = _num(r.metrics.get(primary)) if r.status is not Status.CRASH else None
             if r.status is Status.KEEP and value is not None:
@@ -66,14 +70,17 @@ class Snapshot:
                          "best_so_far": best_value, "description": r.description, "reason": r.reason,
                          "worker": r.worker, "node": r.node, "wall_seconds": r.wall_seconds,
                          "train_seconds": train, "finished_at": r.finished_at,
+                         "gain": gains[r.iteration].value if r.iteration in gains else None,
+                         "floor": _floor(gains[r.iteration].floor) if r.iteration in gains else None,
                          "columns": {c: _num(r.metrics.get(c)) for c in self.task.columns}})
         keeps = [r for r in records if r.status is Status.KEEP]
         baseline = keeps[0] if keeps else None
-        best = keeps[-1] if keeps else None
+        best = best_of(records, self._ledger) if keeps else None  # re-judged after an adopted config
         out = {"tag": self.store.tag, "branch": self.store.branch, "primary": primary, "direction": direction,
                "columns": list(self.task.columns), "budget": self.task.time_budget, "experiments": rows,
                "counts": {s.value: sum(1 for r in records if r.status is s) for s in Status},
-               "baseline": _brief(baseline, primary), "best": _brief(best, primary)}
+               "baseline": _brief(baseline, primary), "best": _brief(best, primary),
+               "noise_floor": _floor(current_floor(records, self.task.metrics))}
         try:
             out["knobs"] = knob_table(self.task, baseline, best)
         except Exception:  # git gone or busy: the page still shows the rest
@@ -91,6 +98,11 @@ class Snapshot:
                 "metrics": {k: _num(v) for k, v in record.metrics.items()},
                 "diff": _text(run_dir / "diff.patch"), "log_tail": _text(run_dir / "log.txt", tail=True),
                 "curve": load_curve(run_dir) if run_dir.is_dir() else []}
+
+
+def _floor(floor) -> float | None:
+    """The floor's value, None where it is unknown (one baseline run)."""
+    return round(floor.value, 6) if floor.known else None
 
 
 def _brief(r: Experiment | None, primary: str):

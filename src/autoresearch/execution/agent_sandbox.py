@@ -173,6 +173,7 @@ class AgentSandbox:
     editable: tuple[str, ...]
     readonly: tuple[str, ...] = ()
     writable: tuple[str, ...] = ()  # [sandbox] agent_writable: more paths, absolute or relative to the task
+    git_dir: Path | None = None  # the repository's common git directory (a worker's worktree points into it)
 
     @contextlib.contextmanager
     def call(self, kind: str, env: dict[str, str], scratch=(), *, edits: bool = True, programs=()):
@@ -209,6 +210,11 @@ class AgentSandbox:
         # The programs' folders under /tmp (the private /tmp hides them) first: the mirrors go on top.
         folders = {os.path.dirname(p) for prog in programs for p in (os.path.abspath(prog), os.path.realpath(prog))}
         mounts = [a for f in sorted(folders) if Path(f).is_relative_to("/tmp") for a in ("--ro-bind", f, f)]
+        # The store (the prompt, earlier runs) and git's directory, read-only, even where the
+        # worker's worktree is the root and they lie under the private /tmp.
+        for path in (Path(self.store_root), self.git_dir):
+            if path is not None and Path(path).is_dir():
+                mounts += ["--ro-bind", str(Path(path).resolve()), str(Path(path).resolve())]
         mounts += [a for m in mirrors for a in m.args()]
         extra = [p if os.path.isabs(p) else str(task_dir / p) for p in (os.path.expanduser(w) for w in self.writable)]
         own_elsewhere = state_paths(kind, env)

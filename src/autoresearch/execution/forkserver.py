@@ -251,6 +251,7 @@ def _load_data(directory: str, specs: list) -> None:
     them afresh (its own environment, its own module state), and `_CachedData` gives the fresh
     module the cached result in place of the function (a call with arguments still runs it)."""
     global _loading
+    import copy
     import importlib
 
     sys.path.insert(0, directory)
@@ -260,6 +261,10 @@ def _load_data(directory: str, specs: list) -> None:
             module_name, function = spec.split(":")
             module = importlib.import_module(module_name)
             result = getattr(module, function)()
+            try:
+                copy.deepcopy(result)  # what every run's call will do: fail here, once, with the name
+            except Exception as exc:
+                raise TypeError(f"its result cannot be copied for each run ({type(exc).__name__}: {exc})") from None
             entry = _DATA.setdefault(module_name, (_digest(module.__file__), {}))
             entry[1][function] = result
     finally:

@@ -2,28 +2,31 @@
 
 After every run (issue 11):
 
-- the files it created in the task directory are removed, except its declared outputs
-  (`[task] outputs` globs) and the curve file the loop reads (metrics.jsonl). Files that were
-  there when the night began (tracked or not, changed or not) are never removed; files the
-  baseline and its noise repeats created (your committed code: a data cache, `__pycache__`)
-  stay too, unless a later run changed them, which makes them the run's (a poisoned cache is
-  removed and regenerated, never read by the next experiment);
-- a read-only file (or a file of the task's interpreter environment under the task) whose
-  inode, size, mtime or ctime moved during the run is reported: the run modified it at some
-  moment, even if it put the bytes back (sandbox or not);
+- the files it created in the task directory are removed, except the declared outputs
+  (`[task] outputs` globs: they stay after every run, so the morning finds the keep's
+  checkpoint) and the curve file the loop reads (metrics.jsonl). Files that were there when the
+  night began (tracked or not, changed or not) are never removed; files the baseline and its
+  noise repeats created (your committed code: a data cache, `__pycache__`) stay too, unless a
+  later run changed them, which makes them the run's (a poisoned cache is removed and
+  regenerated, never read by the next experiment);
+- a read-only file, a committed file that is not editable, or a file of the task's interpreter
+  environment under the task, whose inode, size, mtime or ctime moved during the run: the run
+  modified it at some moment, even if it put the bytes back (sandbox or not): a guard crash;
 - each output glob must match a regular file the run wrote (new or changed); symlinks, and code
   (.py, .pth, .so, ...), are never outputs.
 
-The trusted evaluation (`[task] eval`) then runs on a fresh copy of the repository built from
-git, never from the work tree: every file as committed at the tag's base (the baseline's
-commit, so the read-only files are the ones the night began with), the editable files as
-committed in the experiment, and only the run's declared outputs copied (hard-linked where
-the file system allows) in. In the sandbox it runs in a view of that copy. The copy is removed
-afterwards, so nothing an evaluation sees reaches the next one.
+The trusted evaluation (`[task] eval`) then runs on a copy of the repository made by git, never
+from the work tree: every file as committed at the tag's base (the baseline's commit, so the
+read-only files are the ones the night began with), the editable files as committed in the
+experiment, and only this run's declared outputs linked (or copied) in. The copy is one checkout
+a night, put back to exactly that tree before each evaluation (git's stat check, ctime included,
+finds what an evaluation changed; what git does not know there is removed), so nothing an
+evaluation leaves reaches the next one. In the sandbox it runs in a view of that copy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import hashlib
@@ -33,6 +36,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable
@@ -167,6 +171,7 @@ class Night:
     baseline_dirs: set[str] = field(default_factory=set)
     readonly_hashes: dict[str, str] = field(default_factory=dict)  # untracked read-only files, as first seen
     tracked: frozenset[str] | None = None  # git's files in the task directory
+    cache: "_Cache | None" = None  # the evaluation's checkout of the base
 
 
 @dataclass
@@ -240,17 +245,24 @@ def after_run(loop, before: Before, *, users_code: bool) -> Left:
     missing = [g for g in globs if not any(matches(p, [g]) for p in outputs)]
     created = sorted(p for p in after.files if p not in before.tree.files and p not in outputs and p not in CURVES
                      and not _derived(p) and not p.endswith((".pyc", ".pyo")))
+    shared = _shared_baseline(loop)
     if users_code:
         for p, s in after.files.items():
             if p not in night.began.files:
                 night.baseline[p] = s
         night.baseline_dirs |= set(after.dirs) - set(night.began.dirs)
+        shared[0].update(night.baseline)
+        shared[1].update(night.baseline_dirs)
         return Left(sorted(outputs), missing, not_outputs, sorted(touched), [], created)
     removed = []
     for p, s in sorted(after.files.items()):
         if p in night.began.files or p in CURVES or _derived(p) or _is_output(p, s, globs):
             continue
         if night.baseline.get(p) == s:
+            continue
+        if p in shared[0] and p not in night.baseline and p not in before.tree.files:
+            night.baseline[p] = s  # a worker's tree: the file the baseline made in the main one, made here once
+            night.baseline_dirs |= {d for d in shared[1] if d in after.dirs}
             continue
         if _remove_file(task_dir / p):
             removed.append(p)
@@ -261,6 +273,14 @@ def after_run(loop, before: Before, *, users_code: bool) -> Left:
         except OSError:
             pass
     return Left(sorted(outputs), missing, not_outputs, sorted(set(touched)), removed, created)
+
+
+def _shared_baseline(loop) -> tuple[dict, set]:
+    """What the baseline created, told to the workers' loops (their worktrees never ran it)."""
+    shared = getattr(loop, "shared", None)
+    if shared is None:
+        return {}, set()
+    return shared.__dict__.setdefault("_pristine_baseline", ({}, set()))
 
 
 def _is_output(path: str, stamp: tuple, globs) -> bool:
@@ -323,11 +343,15 @@ def base_commit(records, fallback: str) -> str:
     return next((r.commit for r in records if r.status is Status.KEEP and r.commit), fallback)
 
 
-def _git(root: Path, index: Path, *args: str, input: str | None = None) -> str:
+_GIT_STAT = ("-c", "core.trustctime=true", "-c", "core.checkStat=default", "-c", "core.fileMode=true",
+             "-c", "core.symlinks=true", "-c", "core.sparseCheckout=false", "-c", "core.untrackedCache=false")
+
+
+def _git(root: Path, index: Path, *args: str, input: str | None = None, env: dict | None = None) -> str:
     from autoresearch.gitrepo import _HARDENED, git_env
 
-    proc = subprocess.run(["git", *_HARDENED, *args], cwd=root, capture_output=True, text=True, input=input,
-                          env={**git_env(), "GIT_INDEX_FILE": str(index)},
+    proc = subprocess.run(["git", *_HARDENED, *_GIT_STAT, *args], cwd=root, capture_output=True, text=True,
+                          input=input, env={**git_env(), "GIT_INDEX_FILE": str(index), **(env or {})},
                           stdin=None if input is not None else subprocess.DEVNULL)
     if proc.returncode != 0:
         raise NotPristine(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()[-300:]}")
@@ -344,44 +368,95 @@ def _file_hash(path: Path) -> str:
 
 @dataclass
 class Copy:
-    scratch: Path  # removed by close()
     root: Path  # the repository's copy
     task_dir: Path  # the task directory in it
     outputs: list[Path]  # the outputs as placed in the copy
 
     def close(self) -> None:
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        for path in self.outputs:  # the rest is put back before the next evaluation
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+@dataclass
+class _Cache:
+    """One checkout of the base per loop, put back to exactly the committed tree before each eval
+    (git's stat check, ctime included, finds every file an evaluation changed; anything else there
+    is removed): a repository of 20,000 files is checked out once a night, not once an experiment."""
+
+    base: str
+    scratch: Path
+    index: Path
+    root: Path
+    env: dict
+
+
+def _new_cache(loop, base: str) -> _Cache:
+    scratch = Path(tempfile.mkdtemp(prefix="autoresearch-eval-"))
+    weakref.finalize(loop, shutil.rmtree, str(scratch), True)  # at the loop's end, or the process's
+    root = scratch / "repo"
+    root.mkdir()
+    git_dir = loop.git("rev-parse", "--absolute-git-dir").strip()
+    cache = _Cache(base, scratch, scratch / "index", root, {"GIT_DIR": git_dir, "GIT_WORK_TREE": str(root)})
+    _git(root, cache.index, "read-tree", base, env=cache.env)
+    _git(root, cache.index, "checkout-index", "-a", "-f", "-u", env=cache.env)
+    return cache
+
+
+def _put_back(cache: _Cache) -> bool:
+    """The copy as its index says (True), else False: what changed checked out again, what is not
+    git's removed, then both checked once more."""
+    def changed() -> list[str]:
+        out = _git(cache.root, cache.index, "diff-files", "--name-only", "-z", env=cache.env)
+        return [p for p in out.split("\0") if p]
+
+    def others() -> list[str]:
+        out = _git(cache.root, cache.index, "ls-files", "-o", "-z", "--directory", env=cache.env)  # ignored ones too
+        return [p for p in out.split("\0") if p]
+
+    for rel in others():
+        path = cache.root / rel.rstrip("/")
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    paths = changed()
+    if paths:
+        _git(cache.root, cache.index, "checkout-index", "-f", "-u", "-z", "--stdin", input="\0".join(paths) + "\0",
+             env=cache.env)
+    return not changed() and not others()
 
 
 def make_copy(loop, base: str, commit: str, outputs: Iterable[str]) -> Copy:
     """The repository as committed at `base`, the editable files as committed in `commit`, and
-    the run's `outputs` (relative to the task directory) in: a fresh folder of its own."""
-    task = loop.task
-    repo_root = Path(loop.repo_root)
+    the run's `outputs` (relative to the task directory) in; nothing else."""
+    task, night = loop.task, night_of(loop)
     prefix = loop.git.prefix()
-    scratch = Path(tempfile.mkdtemp(prefix="autoresearch-eval-"))
-    try:
-        index, root = scratch / "index", scratch / "repo"
-        root.mkdir()
-        _git(repo_root, index, "read-tree", base)
-        editable = [f"{prefix}{name}" for name in task.editable]
-        listed = _git(repo_root, index, "ls-tree", "-z", "--full-tree", commit, "--", *editable)
+    editable = [f"{prefix}{name}" for name in task.editable]
+    for fresh in (False, True):
+        cache = night.cache
+        if fresh or cache is None or cache.base != base or not cache.root.is_dir():
+            if cache is not None:
+                shutil.rmtree(cache.scratch, ignore_errors=True)
+            cache = night.cache = _new_cache(loop, base)
+        listed = _git(cache.root, cache.index, "ls-tree", "-z", "--full-tree", commit, "--", *editable, env=cache.env)
         found = {}
         for entry in filter(None, listed.split("\0")):
             meta, path = entry.split("\t", 1)
             mode, _, sha = meta.split()
             found[path] = f"{mode} {sha}\t{path}"
         lines = [found.get(p, f"0 {'0' * 40}\t{p}") for p in editable]  # mode 0: not in the commit
-        _git(repo_root, index, "update-index", "--index-info", input="\n".join(lines) + "\n")
-        _git(repo_root, index, "checkout-index", "-a", "-f", f"--prefix={root}/")
-        task_dir = root / prefix if prefix else root
-        task_dir.mkdir(parents=True, exist_ok=True)
-        _readonly_not_committed(loop, task_dir)
-        placed = _place_outputs(Path(task.dir), task_dir, outputs)
-        return Copy(scratch, root, task_dir, placed)
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
+        _git(cache.root, cache.index, "update-index", "--index-info", input="\n".join(lines) + "\n", env=cache.env)
+        if _put_back(cache):
+            break
+    else:  # not even a fresh checkout matches its index
+        raise NotPristine("the evaluation's copy does not match the commit after a fresh checkout (git diff-files)")
+    task_dir = cache.root / prefix if prefix else cache.root
+    task_dir.mkdir(parents=True, exist_ok=True)
+    _readonly_not_committed(loop, task_dir)
+    placed = _place_outputs(Path(task.dir), task_dir, outputs)
+    return Copy(cache.root, task_dir, placed)
 
 
 def _readonly_not_committed(loop, task_dir: Path) -> None:

@@ -54,7 +54,7 @@ def run_process(
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
-            sandboxed_argv(spec.sandbox, spec.command, spec.cwd),
+            sandboxed_argv(spec.sandbox, spec.command, spec.cwd, spec.env),
             shell=spec.sandbox is None,
             cwd=spec.cwd,
             env={**spec.env, RUN_TOKEN_ENV: token},

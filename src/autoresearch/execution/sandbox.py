@@ -40,6 +40,9 @@ CREDENTIALS = (
     ".claude.json", ".codex", ".gemini", ".config/openai", ".aider.conf.yml", ".huggingface/token",
     ".cache/huggingface/token", ".config/autoresearch",
 )
+# Caches that tools a run uses write in the home directory, which is read-only to runs: each
+# sandbox gets its own under its private /tmp instead (unless the run's environment names one).
+PRIVATE_CACHES = {"UV_CACHE_DIR": "/tmp/.cache/uv", "TRITON_CACHE_DIR": "/tmp/.cache/triton"}
 FIX = ("enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; on Ubuntu 24.04 "
        "also kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile for bwrap), "
        "or set [sandbox] mode = \"off\" in autoresearch.toml to run without it")
@@ -76,12 +79,13 @@ class View:
         return View(root=new_root, hidden=move(self.hidden, False), writable=move(self.writable, True),
                     readonly=move(self.readonly, False), network=self.network)
 
-    def argv(self, command: list[str], cwd: str, as_init: bool = False) -> list[str]:
+    def argv(self, command: list[str], cwd: str, as_init: bool = False, env: dict | None = None) -> list[str]:
         """The bwrap command line that runs `command` in `cwd` inside this view.
 
         `as_init`: the command is the sandbox's first process (warm.py's server), so its exit kills
         every process in the sandbox; then no --die-with-parent, which follows the *thread* that
-        started bwrap (the server watches its control socket instead)."""
+        started bwrap (the server watches its control socket instead). `env`: the environment the
+        command gets, which PRIVATE_CACHES complete."""
         args = [bwrap(), *(["--as-pid-1"] if as_init else ["--die-with-parent"]), "--unshare-pid", "--unshare-ipc",
                 "--unshare-uts", "--unshare-cgroup-try", "--ro-bind", "/", "/", "--dev-bind", "/dev", "/dev",
                 "--proc", "/proc"]
@@ -93,6 +97,9 @@ class View:
             args.append("--unshare-net")
         if self.private_tmp:
             args += ["--tmpfs", "/tmp"]
+            for name, path in PRIVATE_CACHES.items():
+                if name not in (env or {}):
+                    args += ["--setenv", name, path]
         args += ["--ro-bind", self.root, self.root]  # again, in case /tmp's tmpfs covered it
         for prefix in _interpreters_under_tmp():  # a venv under /tmp (a CI clone) stays usable
             args += ["--ro-bind", prefix, prefix]
@@ -191,6 +198,22 @@ def resolve(mode: str, say) -> bool:
     return False
 
 
+def why_off(mode: str) -> str:
+    """Why runs under `mode` go unsandboxed on this machine; "" where they are sandboxed."""
+    if mode == "off":
+        return '[sandbox] mode = "off"'
+    return probe()
+
+
+def runs_line(sandboxed: int, runs: int, mode: str) -> str:
+    """What `status` and the report say of a night's sandbox: how many of its runs were in it, and
+    why the others were not (as far as this machine and the config tell now)."""
+    line = f"{sandboxed} of {runs} runs ran sandboxed (bubblewrap)"
+    if sandboxed < runs:
+        line += f"; NOT sandboxed: {why_off(mode) or 'earlier sessions ran without it'}"
+    return line
+
+
 class SandboxUnavailable(AutoresearchError):
     """`[sandbox] mode = "required"` where bwrap cannot work."""
 
@@ -222,11 +245,11 @@ class Policy:
                         network=self.section.network)
 
 
-def sandboxed_argv(view: View | None, command: str, cwd: str) -> list[str] | str:
+def sandboxed_argv(view: View | None, command: str, cwd: str, env: dict | None = None) -> list[str] | str:
     """The shell command as Popen should get it: through `sh -c` in the view, or as is."""
     if view is None:
         return command
-    return view.argv(["/bin/sh", "-c", command], cwd)
+    return view.argv(["/bin/sh", "-c", command], cwd, env=env)
 
 
 def run_view(task_dir: Path, repo_root: Path, store_root: Path, *, readonly=(), writable=(), network: bool = False) -> View:

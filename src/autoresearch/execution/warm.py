@@ -47,7 +47,7 @@ from typing import Callable, Sequence
 import psutil
 
 from autoresearch.execution.executor import Executor, LocalExecutor
-from autoresearch.execution.sandbox import View, namespace_pid
+from autoresearch.execution.sandbox import PRIVATE_CACHES, View, namespace_pid
 from autoresearch.execution.supervise import (
     GRACE_SECONDS,
     RUN_TOKEN_ENV,
@@ -161,7 +161,7 @@ class _Server:
             # when we die or close it) the kernel kills every process in the sandbox. Its own
             # script stays visible even where the private /tmp covers it (a CI clone).
             inside = replace(view, readonly=(*view.readonly, str(SERVER_SCRIPT)))
-            argv = inside.argv([argv[0], argv[1], argv[2], "--sandboxed", *modules], "/", as_init=True)
+            argv = inside.argv([argv[0], argv[1], argv[2], "--sandboxed", *modules], "/", as_init=True, env=env)
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -485,7 +485,9 @@ class WarmExecutor(Executor):
             raise
         request = {
             "argv": list(plain.argv), "orig_argv": shlex.split(spec.command), "cwd": spec.cwd,
-            "env": {**spec.env, RUN_TOKEN_ENV: token}, "unbuffered": plain.unbuffered,
+            # The child's environment replaces the server's: the sandbox's cache paths again too.
+            "env": {**(PRIVATE_CACHES if server.view is not None else {}), **spec.env, RUN_TOKEN_ENV: token},
+            "unbuffered": plain.unbuffered,
             "no_bytecode": plain.no_bytecode, "executable": sys.executable, "t_request": start,
         }
         leader = _WarmLeader(child)

@@ -27,7 +27,7 @@ the analysis is an observer handed in (`observers=[analysis.observer.refresh]`),
 imported by the loop's decisions; the executor is `Executor.run(spec, on_start, stop_event)`,
 its RunSpec built in one place (measure.run_spec: the hook for timeouts and early stopping).
 
-May import: the core modules (records, verdict, decision, guard, crash, integrity, gitrepo,
+May import: the core modules (records, verdict, decision, gains, guard, crash, integrity, gitrepo,
 store, ledger, agents.base, executor, runner's kill helpers, live). Never `analysis` at import
 time (measure loads the curve capture lazily, once a run has run).
 """

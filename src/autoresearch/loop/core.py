@@ -117,7 +117,13 @@ class Loop:
                 raise AutoresearchError(
                     f"the baseline run crashed ({baseline.reason}); fix the task so `{self.task.run}` works "
                     f"unmodified, see {self.store.run_dir(baseline.iteration) / 'log.txt'}")
-        while integrity.repeats_done(self.store.ledger.records) < self.task.metrics.noise_runs - 1:
+        wanted = self.task.metrics.noise_runs - 1
+        if not done and integrity.repeats_done(self.store.ledger.records) < wanted:
+            # A tag begun when one baseline was the default: its noise floor is measured now, on
+            # the best code of this moment, before any further keep is judged.
+            self.say(f"resume: measuring the noise floor first ([metrics] noise_runs = {wanted + 1}; "
+                     "deterministic = true or noise_runs = 1 skips it)")
+        while integrity.repeats_done(self.store.ledger.records) < wanted:
             done.append(self.iteration(Kind.REPEAT, repeat=integrity.repeats_done(self.store.ledger.records) + 1))
 
     def _agent_iterations(self, limits: Limits, done: list[Experiment]) -> str:

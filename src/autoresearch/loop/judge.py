@@ -2,18 +2,20 @@
 
     judge    guard after the run, the run's crash, the noise repeat, the baseline, the
              seed-only rule, then the task's rules (decision.decide) against the best
-    confirm  a keep candidate (with `[metrics] confirm`) runs again under another seed as an
-             Attempt of its own; the candidate stays a keep only if that run is one too
+    confirm  a candidate that beats the best (with `[metrics] confirm`) runs again under another
+             seed as an Attempt of its own; it stays a keep if both runs beat the best and their
+             mean clears the noise floor of a two-run mean
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from autoresearch import crash, guard, integrity
 from autoresearch.execution import pristine
-from autoresearch.decision import check_primary, decide, total_code_lines
+from autoresearch.decision import check_primary, decide, rounded, total_code_lines, within_noise
 from autoresearch.loop.attempt import Attempt, Kind
 from autoresearch.loop.measure import measure, run_timeout
 from autoresearch.records import Experiment
@@ -23,9 +25,13 @@ if TYPE_CHECKING:
     from autoresearch.loop.core import Loop
 
 
-def judge(loop: "Loop", attempt: Attempt, best: Experiment | None, run: Attempt | None = None) -> Verdict:
+def judge(loop: "Loop", attempt: Attempt, best: Experiment | None, run: Attempt | None = None,
+          *, single_run: bool = True) -> Verdict:
     """The verdict on `attempt`'s change given the current `best`; `run`: whose run to judge it by
-    (a confirmation's, for the same change), by default its own."""
+    (a confirmation's, for the same change), by default its own.
+
+    `single_run` False: judge one run of a pair that is confirmed together (`settle`): it must
+    beat the best, and the pair's mean clears the noise floor, not each run alone."""
     run = run or attempt
     broken = _run_failed(loop, attempt, run)
     if broken is not None:
@@ -35,11 +41,12 @@ def judge(loop: "Loop", attempt: Attempt, best: Experiment | None, run: Attempt 
     if attempt.kind is Kind.BASELINE:
         return Verdict(Status.KEEP, Reason.BASELINE, flag=run.flag)
     task = loop.task
-    floor = integrity.noise_floor(loop.store.ledger.records, loop.rules.primary, task.metrics.min_delta)
-    if floor > 0 and integrity.seed_only_change(loop.git, attempt.parent, task.dir, task.editable):
-        return Verdict(Status.DISCARD, Reason.SEED_ONLY, f"{floor:.6f}", flag=run.flag)
+    floor = integrity.decision_floor(loop.store.ledger.records, task.metrics)
+    if floor.value > 0 and integrity.seed_only_change(loop.git, attempt.parent, task.dir, task.editable):
+        return Verdict(Status.DISCARD, Reason.SEED_ONLY, f"{floor.value:.6f}", flag=run.flag)
     simpler = total_code_lines(task.dir, task.editable) < attempt.lines_before
-    decision = decide(run.metrics, best.metrics, loop.rules, simpler=simpler, floor=floor)
+    decision = decide(run.metrics, best.metrics, loop.rules, simpler=simpler,
+                      floor=floor.value if single_run else task.metrics.min_delta, floor_source=floor.source())
     return replace(decision.verdict, flag=run.flag)
 
 
@@ -80,10 +87,11 @@ def crash_verdict(loop: "Loop", run: Attempt) -> Verdict:
 
 
 def confirm(loop: "Loop", attempt: Attempt) -> None:
-    """With `[metrics] confirm`: a keep candidate's commit again under another seed, as its own Attempt."""
+    """With `[metrics] confirm`: a candidate that beats the best, even within the noise floor, runs
+    again under another seed as an Attempt of its own (`settle` weighs the two runs together)."""
     if not loop.task.metrics.confirm or attempt.kind is not Kind.AGENT:
         return
-    if judge(loop, attempt, loop.store.ledger.best()).status is not Status.KEEP:
+    if judge(loop, attempt, loop.store.ledger.best(), single_run=False).status is not Status.KEEP:
         return
     m = loop.shared.take_iteration(loop.store.ledger)
     loop.store.set_pending(confirming=m)  # a resume sets its run folder aside too
@@ -100,12 +108,27 @@ def confirm(loop: "Loop", attempt: Attempt) -> None:
 
 
 def settle(loop: "Loop", attempt: Attempt, best: Experiment | None) -> Verdict:
-    """The final verdict, under the workers' lock: judged against the best of this moment, and
-    a keep candidate's confirmation run deciding whether it stands."""
-    verdict = judge(loop, attempt, best)
+    """The final verdict, under the workers' lock: judged against the best of this moment.
+
+    A candidate with a confirmation run stands when both runs beat the best and, where the primary
+    improved, the two runs' mean gain clears the floor of a two-run mean (floor / sqrt(2)): a keep
+    beats the best by more than the measured spread, or passes a confirmation run."""
     check = attempt.confirmation
-    if check is None or verdict.status is not Status.KEEP:
-        return verdict
-    if judge(loop, attempt, best, run=check).status is Status.KEEP:
-        return replace(verdict, confirmed_by=check.n)
-    return Verdict(Status.DISCARD, Reason.NOT_CONFIRMED, of=check.n)
+    if check is None:
+        return judge(loop, attempt, best)
+    first = judge(loop, attempt, best, single_run=False)
+    if first.status is not Status.KEEP:  # a worker's keep moved the best meanwhile
+        return judge(loop, attempt, best)
+    if judge(loop, attempt, best, run=check, single_run=False).status is not Status.KEEP:
+        return Verdict(Status.DISCARD, Reason.NOT_CONFIRMED, of=check.n)
+    if first.reason is Reason.IMPROVED:
+        floor = integrity.decision_floor(loop.store.ledger.records, loop.task.metrics)
+        pair = floor.value / math.sqrt(2)
+        primary = loop.rules.primary
+        sign = 1 if loop.rules.direction == "maximize" else -1
+        mean = sum(sign * (rounded(r.metrics[primary]) - rounded(best.metrics[primary])) for r in (attempt, check)) / 2
+        if floor.value > loop.task.metrics.min_delta and mean <= pair:
+            return Verdict(Status.DISCARD, Reason.WITHIN_NOISE, within_noise(
+                primary, mean, pair, f"the mean gain of iterations {attempt.n} and {check.n}, against "
+                                     f"{floor.source()} / sqrt(2)"), flag=first.flag)
+    return replace(first, confirmed_by=check.n)

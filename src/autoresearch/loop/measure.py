@@ -34,9 +34,18 @@ _FULL_PARSE_BYTES = 8 * 1024 * 1024
 
 
 def measure(loop: "Loop", attempt: Attempt) -> None:
-    """Train the attempt's commit, then read what it reports (and what the trusted eval says)."""
+    """Train the attempt's commit, then read what it reports (and what the trusted eval says).
+
+    Git's hooks, config and info/exclude must not change meanwhile (git_guard.py): what did is
+    put back and noted in `run_tampered`."""
+    who = f"{loop.worker.name}'s " if loop.worker is not None else "the "
+    with loop.shared.git_guard.window(loop.git, f"{who}run (iteration {attempt.n})") as git_changed:
+        _measure(loop, attempt)
+    attempt.run_tampered = [f"git's {p}" for p in git_changed]
+
+
+def _measure(loop: "Loop", attempt: Attempt) -> None:
     env = run_env(loop, attempt.n, attempt.seed)
-    git_state = loop.git.guarded_state()  # hooks, info/exclude: the run (or eval) must not change them
     watcher = _watcher(loop, attempt)
     curve_before = file_stamp(loop.task.dir / CURVE_NAME)  # an earlier run's curve, if it is still there
     before = pristine.before_run(loop)  # what the tree held: what the run creates there is removed after it
@@ -53,7 +62,6 @@ def measure(loop: "Loop", attempt: Attempt) -> None:
         _early_stop_outcome(loop, attempt, watcher)
     if loop.task.config.task.eval and attempt.trained:
         _trusted_eval(loop, attempt, env)
-    attempt.run_tampered = [f"git's {p}" for p in loop.git.restore_guarded(git_state)]
     write_json(attempt.run_dir / "metrics.json", attempt.metrics, durable=False)
 
 

@@ -43,13 +43,14 @@ def propose(loop: "Loop", attempt: Attempt) -> None:
         # The agent repairs the crashed change itself, so the work tree holds that code.
         git("checkout", "-q", attempt.repair.commit, "--", *task.editable)
     before_agent = git.snapshot()
-    git_state, outside_before = git.guarded_state(), git.outside_changes()
-    attempt.proposal = _ask(loop, attempt)
+    outside_before = git.outside_changes()
+    with loop.shared.git_guard.window(git, f"{_who(loop)}agent (iteration {attempt.n})") as git_changed:
+        attempt.proposal = _ask(loop, attempt)
     loop.emit("stage", attempt.n, "screen", description=attempt.proposal.description)
     healed = git.heal(before_agent, loop.branch)  # a rewritten HEAD or config, a lock it left
     if healed:
         loop.say(f"note: iteration {attempt.n}: the agent broke git's {', '.join(healed)}; put back")
-    _put_back_tampering(git, attempt, git_state, outside_before)
+    _put_back_tampering(git, attempt, git_changed, outside_before)
     loop.checkpoint()
     if git.put_back(loop.branch, attempt.parent):  # the agent moved HEAD, the branch or the index
         loop.say(f"note: iteration {attempt.n}: the agent changed git state; the branch is back at {attempt.parent[:7]}")
@@ -59,11 +60,16 @@ def propose(loop: "Loop", attempt: Attempt) -> None:
     attempt.created = [p for code, p in entries if code == "??"]
 
 
-def _put_back_tampering(git, attempt: Attempt, git_state: dict, outside_before: set[str]) -> None:
-    """Hooks and info/exclude (a hook our commit would run, a file hidden from status), files
-    outside the task folder (a shared helper the run imports): put back; commit_and_guard then
-    makes the attempt a guard crash that names them."""
-    attempt.tampered = [f"git's {p}" for p in git.restore_guarded(git_state)]
+def _who(loop: "Loop") -> str:
+    return f"{loop.worker.name}'s " if loop.worker is not None else "the "
+
+
+def _put_back_tampering(git, attempt: Attempt, git_changed: list[str], outside_before: set[str]) -> None:
+    """Hooks, config and info/exclude (a hook our commit would run, an fsmonitor, a file hidden
+    from status: already put back by the guard's window), files outside the task folder (a shared
+    helper the run imports): put back; commit_and_guard then makes the attempt a guard crash that
+    names them."""
+    attempt.tampered = [f"git's {p}" for p in git_changed]
     outside_new = git.outside_changes() - outside_before
     if outside_new:
         git.revert_outside(outside_new)
@@ -107,7 +113,7 @@ def _agent_sandbox(loop: "Loop") -> AgentSandbox | None:
     task = loop.task
     return AgentSandbox(task_dir=task.dir, repo_root=loop.repo_root, store_root=loop.store.root,
                         editable=task.editable, readonly=task.readonly,
-                        writable=task.config.sandbox.agent_writable)
+                        writable=task.config.sandbox.agent_writable, git_dir=loop.git.common_dir())
 
 
 def propose_new(loop: "Loop", attempt: Attempt) -> None:

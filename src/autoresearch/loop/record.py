@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from autoresearch import guard
+from autoresearch.gains import gain_of
 from autoresearch.loop.attempt import Attempt
 from autoresearch.records import Experiment, Proposal
 from autoresearch.verdict import Status
@@ -120,6 +121,9 @@ def line(loop: "Loop", r: Experiment) -> str:
     value = r.metrics.get(primary)
     shown = f"{value:.6f}" if isinstance(value, float) and r.status is not Status.CRASH else "-"
     extra = f"  ({r.reason})" if r.status is Status.CRASH else ""
+    gain = gain_of(loop.store.ledger.records, loop.task.metrics, r.iteration) if r.status is not Status.CRASH else None
+    if gain is not None:  # the noise floor next to the gain, as status and the report show it
+        extra = f"  {gain}"
     who = f"[{loop.worker.name}] " if loop.worker else ""
     return f"{who}#{r.iteration:<4} {r.commit[:7]}  {primary}={shown}  {r.status.value:<7} {r.description}{extra}"
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable
 from autoresearch import crash_policy, outer, results_tsv, tag_config
 from autoresearch.config import Task
 from autoresearch.errors import AutoresearchError
+from autoresearch.git_guard import GitGuard
 from autoresearch.execution import Executor, executor_for_task
 from autoresearch.ledger import Ledger
 from autoresearch.records import Experiment
@@ -54,6 +55,8 @@ class Shared:
     next_iteration: int = 0
     tickets: int | None = None  # agent iterations left for all workers together
     in_flight: dict[int, str] = field(default_factory=dict)  # iteration -> content hash
+    # git's hooks, config and info/exclude, shared by every worker's worktree: who changed them (git_guard.py)
+    git_guard: GitGuard = field(default_factory=GitGuard)
 
     def take_iteration(self, ledger) -> int:
         with self.lock:

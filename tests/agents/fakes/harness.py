@@ -35,8 +35,13 @@ MODELS = {"claude": "sonnet", "codex": "gpt-5-codex", "gemini": "gemini-2.5-pro"
 
 
 def config(kind: str, timeout: float = 20, extra: str = "") -> str:
-    """The tiny task's config with the fake backend `kind` as its agent."""
-    return TINY_CONFIG + textwrap.dedent(f'''
+    """The tiny task's config with the fake backend `kind` as its agent.
+
+    The fakes' state folder (under tmp_path, which the sandbox's private /tmp covers) is opened
+    up to the agent's sandbox, as a user opens up a CLI's own folder; fake_cli sets it first."""
+    state = os.environ.get("FAKE_STATE_DIR")
+    sandbox = f'\n[sandbox]\nagent_writable = ["{state}"]\n' if state else ""  # before [agent]: callers append to it
+    return TINY_CONFIG + sandbox + textwrap.dedent(f'''
         [agent]
         kind = "{kind}"
         timeout = {timeout}

@@ -65,6 +65,12 @@ def load_data():
         return d["x_train"], d["y_train"], d["x_val"], d["y_val"]
 
 
+def val_size():
+    """How many examples evaluate() scores. train.py prints it in its footer, so the report can
+    say how uncertain the accuracy is (a binomial standard error on this many examples)."""
+    return len(load_data()[3])
+
+
 _val = None
 
 

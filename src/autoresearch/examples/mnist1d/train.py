@@ -135,6 +135,7 @@ def main():
     print(f"train_seconds: {train_seconds:.1f}")
     print(f"peak_vram_mb: {peak_mb:.1f}")
     print(f"num_params: {num_params}")
+    print(f"val_size: {prepare.val_size()}")
 
 
 if __name__ == "__main__":
