@@ -24,7 +24,8 @@ FOOTERISH = st.lists(st.one_of(
 @given(st.one_of(st.text(), FOOTERISH, st.binary()))
 def test_footer_parser_never_raises(text):
     report = parse_footer_report(text)
-    assert parse_footer(text) == report.metrics
+    # repr, not ==: a footer may say `nan`, and nan != nan (two parses give two nan objects).
+    assert repr(parse_footer(text)) == repr(report.metrics)
     for key, value in report.metrics.items():
         assert isinstance(key, str) and key and " " not in key
         assert isinstance(value, (float, str))
