@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 import textwrap
@@ -58,10 +59,16 @@ class FakeCli:
         self.state = root / "fake-state"
         self.bin.mkdir()
         self.state.mkdir()
+        # The fakes' code is copied beside their wrappers: a checkout under /tmp (a CI clone) is
+        # hidden by the agent sandbox's private /tmp, and only the program's own folder is bound back.
+        lib = self.bin / "lib"
+        lib.mkdir()
+        for source in (*NAMES, "fakecli"):
+            shutil.copyfile(FAKES / f"{source}.py", lib / f"{source}.py")
         for name in NAMES:
             wrapper = self.bin / name
-            wrapper.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.path.insert(0, {str(FAKES)!r})\n"
-                               f"runpy.run_path({str(FAKES / (name + '.py'))!r}, run_name='__main__')\n")
+            wrapper.write_text(f"#!{sys.executable}\nimport runpy, sys\nsys.path.insert(0, {str(lib)!r})\n"
+                               f"runpy.run_path({str(lib / (name + '.py'))!r}, run_name='__main__')\n")
             wrapper.chmod(0o755)
         self._monkeypatch = monkeypatch
         # Only system directories besides ours: a real claude or aider on the developer's PATH must not answer.
