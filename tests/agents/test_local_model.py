@@ -32,7 +32,8 @@ def test_a_short_night_with_llama_cpp_applies_structured_knob_changes(tmp_path):
     with llama_server(python, model, tmp_path / "llama.log") as url:
         task = local_task(copy_example, tmp_path / "night", url)
         records = run_loop(task, "local", iterations=2, say=lambda s: None)
-    proposals = records[1:]
+    # After the baseline and its noise repeat (the example trains for a time budget): the model's two.
+    proposals = [r for r in records[1:] if not r.verdict.noise_repeat]
     assert len(proposals) == 2
     applied = [r for r in proposals if r.agent_data.get("edit_format") == "knobs"]
     assert len(applied) == 2, [r.reason for r in proposals]  # the schema admits only legal changes
