@@ -187,6 +187,9 @@ def dashboard(
 
     board = dashboard_for(task_dir, tag, host=host, port=port, token=token)
     console.print(f"dashboard of {board.store.branch}: {board.url}   (Ctrl-C to quit; the run is not affected)")
+    # Started in the background by a shell (`autoresearch dashboard ... &`), SIGINT comes in ignored
+    # and Python leaves it so: the printed Ctrl-C / kill -INT would not stop the page. It always does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         board.serve_forever()
     except KeyboardInterrupt:

@@ -145,8 +145,10 @@ def test_the_command_prints_its_url_and_serves_until_interrupted(night):
     import subprocess
     import sys
 
+    # SIGINT ignored at the start, as for a command a shell put in the background: Ctrl-C still stops it.
     proc = subprocess.Popen([sys.executable, "-m", "autoresearch", "dashboard", str(night), "--tag", "t1", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         line = proc.stdout.readline()
         url = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
