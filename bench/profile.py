@@ -236,7 +236,7 @@ def child(task_dir: Path, tag: str, iterations: int, spawned: float) -> None:
     wall = time.perf_counter() - t0 + (started - spawned)
     share = re.search(r"wall time spent training: ([0-9.]+)%", out.getvalue())
     print(json.dumps({"wall": wall, "totals": dict(clock.totals), "runs": 1 + iterations,
-                      "unsplit": sum(m.unsplit for m in made)
+                      "unsplit": sum(m.unsplit for m in made),
                       "summary_training_share": float(share.group(1)) / 100 if share else None,
                       "warm": any(isinstance(getattr(m, "inner", None), warm.WarmExecutor) for m in made)}))
 
