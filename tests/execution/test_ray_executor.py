@@ -449,3 +449,27 @@ def test_same_results_as_the_local_executor_in_a_loop_and_with_two_workers(clust
     pooled, records = scenario(tmp_path, "workers", workers=2, config=ray_config)
     assert rows(pooled) == expected
     assert all(r.node for r in records if r.exit_code is not None) and ray.is_initialized()
+
+
+def test_outputs_of_runs_finishing_at_once_in_one_process_all_land(tmp_path):
+    """Two runs' outputs written back at the same moment by threads of one process (CI saw the
+    second rename miss a temporary file the first had already moved: they shared its name)."""
+    from autoresearch.execution.ray_executor import _write_outputs
+
+    errors = []
+
+    def write(i):
+        try:
+            for _ in range(200):
+                _write_outputs(str(tmp_path), [("metrics.jsonl", f"run {i}\n".encode())])
+        except Exception as e:  # noqa: BLE001 - the test reports whatever a thread hit
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert (tmp_path / "metrics.jsonl").read_text() in {f"run {i}\n" for i in range(4)}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]  # no temporary file left behind

@@ -31,6 +31,7 @@ Ray is imported only when a RayExecutor first runs: autoresearch works without i
 from __future__ import annotations
 
 import os
+import tempfile
 import re
 import socket
 import subprocess
@@ -285,8 +286,11 @@ def _write_outputs(repo_dir: str, outputs) -> list[str]:
             refused.append(rel)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.ray.{os.getpid()}")
-        tmp.write_bytes(data)
+        # A temporary name of its own per call: two runs finishing at once in one process (threads
+        # of the loop's workers) shared a pid-named one, and the second rename found it gone.
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".ray", dir=target.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, target)
     return [f"not copied back (outside the repository or a symlink): {', '.join(refused)}"] if refused else []
 
