@@ -5,18 +5,26 @@ Test modules import these from here, never from one another.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from autoresearch.agents.base import Agent, Context
 from autoresearch.config import load_task
+from autoresearch.execution import sandbox
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Experiment, Proposal, Status
 
 GOLDEN = Path(__file__).parent / "golden"
+
+# For the tests of what the bubblewrap sandbox stops: skipped, saying why, where it cannot work.
+needs_sandbox = pytest.mark.skipif(bool(sandbox.probe()), reason=f"no sandbox here: {sandbox.probe()}")
 
 
 class ScriptedAgent(Agent):
@@ -62,10 +70,15 @@ def tsv(task):
     return [line.split("\t") for line in (task / "results.tsv").read_text().splitlines()]
 
 
-def run(task, agent, n, tag="t1", **kw):
+def run(task, agent, n, tag="t1", say=lambda s: None, **kw):
     """A loop over `task` with `agent`, run for `n` iterations: (loop, its records)."""
-    loop = Loop(load_task(task), tag, agent, say=lambda s: None, **kw)
+    loop = Loop(load_task(task), tag, agent, say=say, **kw)
     return loop, loop.run(Limits(iterations=n))
+
+
+def ledger_lines(task: Path, tag: str) -> list[dict]:
+    """The ledger of `tag`'s night on `task`, line by line as written (hash chain fields included)."""
+    return [json.loads(line) for line in (task / ".autoresearch" / tag / "ledger.jsonl").read_text().splitlines()]
 
 
 def cli(*args, cwd=None):
@@ -121,3 +134,40 @@ def process_named(text: str):
         except (OSError, psutil.Error):
             continue
     return None
+
+
+# -- processes that try to outlive a run ---------------------------------------------------------
+# A daemon a run (or an agent) leaves: two forks and setsid put it out of the run's process group
+# and tree, `env -i` clears the environment a scan could know it by; only `mark`, an argument of
+# its command line, names it. (Code text: `subprocess` and `sys` imported.)
+DAEMON = "import os, time\nif os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\n"
+
+
+def start_daemon(mark: str, hold_mb: int = 0) -> str:
+    """The line of a script that starts such a daemon, holding `hold_mb` MB of memory while it sleeps."""
+    code = DAEMON + (f"b = b'x' * ({hold_mb} * 2**20)\n" if hold_mb else "") + "time.sleep(1000)"
+    return (f'subprocess.Popen(["/usr/bin/env", "-i", sys.executable, "-c", {code!r}, {mark!r}], '
+            "start_new_session=True).wait()")
+
+
+def survivors(mark: str):
+    """The live (not zombie) processes whose command line carries `mark`."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(mark in part for part in p.info["cmdline"] or ()) and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+def wait_no_survivors(mark: str, seconds: float = 3.0):
+    """survivors(mark) once none are left or `seconds` have passed (the kernel takes a moment to reap
+    a killed namespace)."""
+    deadline = time.monotonic() + seconds
+    while (left := survivors(mark)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left

@@ -10,109 +10,38 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
 from autoresearch.config import load_task
 from autoresearch.errors import AutoresearchError
-from autoresearch.execution import sandbox
 from autoresearch.loop import Limits, Loop
-from autoresearch.records import Proposal, Status
+from autoresearch.records import Status
 
 from conftest import git
-
-CONFIG = '''\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 1
-timeout = 20
-
-[metrics]
-primary = "score"
-direction = "maximize"
-deterministic = true
-
-[sandbox]
-mode = "{mode}"
-'''
-PREAMBLE = "import os, sys, time, json, subprocess\nX = 1.0\nBAD = X > 1\n"
-FOOTER = "print('---')\nprint(f'score: {X}')\n"
-needs_sandbox = pytest.mark.skipif(bool(sandbox.probe()), reason=f"no sandbox here: {sandbox.probe()}")
+from helpers import ScriptedAgent, cli, ledger_lines, needs_sandbox, start_daemon, wait_no_survivors
+from hostile_helpers import FOOTER, FORGE_RECORDS, PREAMBLE, assert_no_wrong_keep, hostile_config, night, to
 
 
-class Edits:
-    name = "hostile"
-
-    def __init__(self, *edits):
-        self.edits = list(edits)
-
-    def propose(self, context):
-        return Proposal(self.edits.pop(0)(context.task_dir) or "edit", "Because.")
-
-
-def to_x2(d: Path, extra=None):
-    p = d / "train.py"
-    p.write_text(p.read_text().replace("X = 1.0", "X = 2.0"))
-    if extra:
-        extra(d)
-    return "X -> 2.0"
-
-
-def night(make_task, body: str, *, mode="required", agent=None, subdir="", extra_files=None):
-    task_dir = make_task(train=PREAMBLE + body + FOOTER, config=CONFIG.format(mode=mode), subdir=subdir,
-                         extra=extra_files)
-    loop = Loop(load_task(task_dir), "h", agent or Edits(to_x2), say=lambda s: None)
-    records = loop.run(Limits(iterations=1))
-    assert records[0].status is Status.KEEP, records[0].reason
-    return task_dir, records
-
-
-def ledger_lines(task_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (task_dir / ".autoresearch" / "h" / "ledger.jsonl").read_text().splitlines()]
-
-
-def assert_no_wrong_keep(task_dir, records):
-    assert records[-1].status is not Status.KEEP, records[-1].reason
-    assert [r["iteration"] for r in ledger_lines(task_dir)] == [0, 1]
-    assert [r["status"] for r in ledger_lines(task_dir)][0] == "keep"
-    assert git(task_dir, "rev-parse", "autoresearch/h").strip() == records[0].commit
+def hostile_night(make_task, body: str, *, mode="required", **kw):
+    return night(make_task, body, hostile_config(mode), **kw)
 
 
 # -- the run's attacks (sandboxed) ------------------------------------------------------------
 @needs_sandbox
 def test_1_2_a_run_cannot_fake_or_delete_records(make_task):
-    body = '''
-if BAD:
-    store = os.path.join(".autoresearch", "h")
-    print("store visible:", os.listdir(".autoresearch"))
-    try:
-        fake = {"iteration": 7, "commit": "f" * 40, "parent": "p", "status": "keep", "description": "fake",
-                "metrics": {"score": 99.0}}
-        open(os.path.join(store, "ledger.jsonl"), "a").write(json.dumps(fake) + "\\n")
-    except OSError as exc:
-        print("append refused", exc)
-    import shutil
-    shutil.rmtree(store, ignore_errors=True)
-    X = 99.0
-'''
-    task_dir, records = night(make_task, body)
-    lines = ledger_lines(task_dir)
+    task_dir, records = hostile_night(make_task, FORGE_RECORDS)
+    lines = ledger_lines(task_dir, "h")
     assert [r["iteration"] for r in lines] == [0, 1] and all(r["commit"] != "f" * 40 for r in lines)
     assert (task_dir / ".autoresearch" / "h" / "runs" / "0000").is_dir()  # the baseline's folder is there
     log = (task_dir / ".autoresearch" / "h" / "runs" / "0001" / "log.txt").read_text()
     assert "store visible: []" in log
     assert records[-1].metrics.get("score") == 99.0 and records[-1].status is Status.KEEP  # its own score, fairly printed
-    Loop(load_task(task_dir), "h", Edits(), say=lambda s: None).prepare()  # the chain still holds on resume
+    Loop(load_task(task_dir), "h", ScriptedAgent(), say=lambda s: None).prepare()  # the chain still holds on resume
     assert [r["sandboxed"] for r in lines] == [True, True]  # recorded, and shown by status:
-    shown = subprocess.run([sys.executable, "-m", "autoresearch", "status", str(task_dir), "--tag", "h"],
-                           capture_output=True, text=True)
+    shown = cli("status", str(task_dir), "--tag", "h")
     assert "sandbox: 2 of 2 runs ran sandboxed" in shown.stdout, shown.stdout + shown.stderr
 
 
@@ -128,7 +57,7 @@ if BAD:
     except OSError as exc:
         print("refused", exc.errno)
 '''
-    task_dir, records = night(make_task, body)
+    task_dir, records = hostile_night(make_task, body)
     log = (task_dir / ".autoresearch" / "h" / "runs" / "0001" / "log.txt").read_text()
     assert "refused 30" in log and "rewrote" not in log  # EROFS
     assert (task_dir / "prepare.py").read_text() == "DATA = 'fixed'\n"
@@ -143,7 +72,7 @@ if BAD:
                        "git update-index --assume-unchanged prepare.py", shell=True, capture_output=True, text=True)
     print("git exit", r.returncode, r.stderr.strip()[-200:])
 '''
-    task_dir, records = night(make_task, body)
+    task_dir, records = hostile_night(make_task, body)
     log = (task_dir / ".autoresearch" / "h" / "runs" / "0001" / "log.txt").read_text()
     assert "git exit 0" not in log
     head = git(task_dir, "rev-parse", "autoresearch/h").strip()
@@ -156,18 +85,10 @@ def test_9_a_double_forked_daemon_without_environment_dies_with_the_run(make_tas
     mark = f"hostile-{uuid.uuid4().hex}"
     body = f'''
 if BAD:
-    subprocess.Popen(["/usr/bin/env", "-i", sys.executable, "-c",
-                      "import os, time\\nif os.fork(): os._exit(0)\\nos.setsid()\\nif os.fork(): os._exit(0)\\ntime.sleep(1000)",
-                      {mark!r}], start_new_session=True).wait()
+    {start_daemon(mark)}
 '''
-    night(make_task, body)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:
-        alive = [p for p in psutil.process_iter(["cmdline"]) if mark in " ".join(p.info["cmdline"] or ())]
-        if not alive:
-            break
-        time.sleep(0.05)
-    assert not alive, "the daemon survived the run"
+    hostile_night(make_task, body)
+    assert wait_no_survivors(mark) == [], "the daemon survived the run"
 
 
 # -- the agent's attacks (no sandbox needed) ----------------------------------------------------
@@ -177,24 +98,24 @@ def test_6_an_agent_hiding_a_file_through_info_exclude_is_a_guard_crash(make_tas
         with open(root / ".git" / "info" / "exclude", "a") as fh:
             fh.write("helper_planted.py\n")
         (d / "helper_planted.py").write_text("X = 99.0\n")
-    task_dir, records = night(make_task, "", mode="off", agent=Edits(lambda d: to_x2(d, hide)))
+    task_dir, records = hostile_night(make_task, "", mode="off", agent=ScriptedAgent(to(2.0, hide)))
     assert records[-1].status is Status.CRASH and records[-1].reason.startswith("guard:")
     assert "info/exclude" in records[-1].reason
     root = Path(git(task_dir, "rev-parse", "--show-toplevel").strip())
     assert "helper_planted" not in (root / ".git" / "info" / "exclude").read_text()
-    assert_no_wrong_keep(task_dir, records)
+    assert_no_wrong_keep(task_dir, records, "h")
 
 
 def test_6_an_agent_editing_a_file_outside_its_task_folder_is_a_guard_crash(make_task):
     def outside(d: Path):
         (d.parent / "shared" / "helper.py").write_text("BONUS = 97.0\n")
     body = "sys.path.insert(0, '../shared')\nfrom helper import BONUS\nX = X + BONUS\n"
-    task_dir = make_task(train=PREAMBLE + body + FOOTER, config=CONFIG.format(mode="off"), subdir="task")
+    task_dir = make_task(train=PREAMBLE + body + FOOTER, config=hostile_config("off"), subdir="task")
     (task_dir.parent / "shared").mkdir()
     (task_dir.parent / "shared" / "helper.py").write_text("BONUS = 0.0\n")
     git(task_dir.parent, "add", "-A")
     git(task_dir.parent, "commit", "-qm", "shared helper")
-    records = Loop(load_task(task_dir), "h", Edits(lambda d: to_x2(d, outside)), say=lambda s: None).run(Limits(iterations=1))
+    records = Loop(load_task(task_dir), "h", ScriptedAgent(to(2.0, outside)), say=lambda s: None).run(Limits(iterations=1))
     assert records[-1].status is Status.CRASH and "outside the task directory" in records[-1].reason
     assert "shared/helper.py" in records[-1].reason
     assert (task_dir.parent / "shared" / "helper.py").read_text() == "BONUS = 0.0\n"
@@ -212,7 +133,7 @@ def test_7_a_planted_hook_and_fsmonitor_never_run(make_task, tmp_path):
         monitor.write_text(f"#!/bin/sh\nenv > {planted}\n")
         monitor.chmod(0o755)
         subprocess.run(["git", "config", "core.fsmonitor", str(monitor)], cwd=d, check=True)
-    task_dir, records = night(make_task, "", mode="off", agent=Edits(lambda d: to_x2(d, plant)))
+    task_dir, records = hostile_night(make_task, "", mode="off", agent=ScriptedAgent(to(2.0, plant)))
     assert not planted.exists(), "a planted hook or fsmonitor ran with the orchestrator's environment"
     assert records[-1].status is Status.CRASH and "hooks/post-commit" in records[-1].reason
     root = Path(git(task_dir, "rev-parse", "--show-toplevel").strip())
@@ -223,7 +144,7 @@ def test_7_a_planted_hook_and_fsmonitor_never_run(make_task, tmp_path):
 
 
 def test_a_hand_edited_ledger_is_refused_on_resume_naming_the_line(make_task):
-    task_dir, records = night(make_task, "", mode="off")
+    task_dir, records = hostile_night(make_task, "", mode="off")
     path = task_dir / ".autoresearch" / "h" / "ledger.jsonl"
     lines = path.read_text().splitlines()
     fake = json.loads(lines[1])  # the last record: no later line's hash covers it, the head file does
@@ -232,7 +153,7 @@ def test_a_hand_edited_ledger_is_refused_on_resume_naming_the_line(make_task):
     path.write_text("\n".join(lines) + "\n")
     before = path.read_bytes()
     with pytest.raises(AutoresearchError, match="line 2 does not match the hash"):
-        Loop(load_task(task_dir), "h", Edits(), say=lambda s: None).run(Limits(iterations=1))
+        Loop(load_task(task_dir), "h", ScriptedAgent(), say=lambda s: None).run(Limits(iterations=1))
     assert path.read_bytes() == before  # nothing recorded is lost or rewritten
 
 
@@ -245,7 +166,7 @@ def test_8_proxy_userinfo_never_reaches_a_file_we_write(make_task, monkeypatch):
     assert redact(f"via {proxy}", found) == f"via http://{MASK}@proxy.example:3128"
     monkeypatch.setenv("HTTPS_PROXY", proxy)
     body = "if BAD:\n    print('proxy is', os.environ.get('HTTPS_PROXY'), os.environ.get('HTTPS_PROXY', '').split(':')[2][:14])\n"
-    task_dir, records = night(make_task, body, mode="off")
+    task_dir, records = hostile_night(make_task, body, mode="off")
     store = task_dir / ".autoresearch" / "h"
     log = (store / "runs" / "0001" / "log.txt").read_text()
     assert "proxy is" in log

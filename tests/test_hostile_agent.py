@@ -11,50 +11,32 @@ must be hidden by the sandbox itself, not by where they happen to be.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
 from autoresearch.agents.command import CommandAgent
 from autoresearch.config import load_task
-from autoresearch.execution import sandbox
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
 from conftest import git
+from helpers import ledger_lines, needs_sandbox, start_daemon, wait_no_survivors
+from hostile_helpers import hostile_config
 
-needs_sandbox = pytest.mark.skipif(bool(sandbox.probe()), reason=f"no sandbox here: {sandbox.probe()}")
 pytestmark = needs_sandbox
 
-CONFIG = '''\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 1
-timeout = 20
-
-[metrics]
-primary = "score"
-direction = "maximize"
-deterministic = true
-
+AGENT_SECTION = """\
 [agent]
 kind = "command"
-command = "python {agent}"
+command = "python agent.py"
 timeout = 30
 
-[sandbox]
-mode = "{mode}"
-'''
+"""
 TRAIN = '''\
 import os, sys
 X = 1.0
@@ -102,7 +84,7 @@ def fake_home(monkeypatch):
 def make(make_task, attack: str, *, mode: str = "required", subdir: str = "", extra=None):
     agent = AGENT + textwrap.dedent(attack)
     files = {"agent.py": agent, **(extra or {})}
-    task_dir = make_task(train=TRAIN, config=CONFIG.format(agent="agent.py", mode=mode), subdir=subdir, extra=files)
+    task_dir = make_task(train=TRAIN, config=hostile_config(mode, sections=AGENT_SECTION), subdir=subdir, extra=files)
     return task_dir
 
 
@@ -120,15 +102,11 @@ def agent_log(task_dir: Path, n: int = 1) -> str:
     return (store(task_dir) / "runs" / f"{n:04d}" / "agent.log").read_text()
 
 
-def ledger(task_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (store(task_dir) / "ledger.jsonl").read_text().splitlines()]
-
-
 def assert_fair(task_dir: Path, records, *, attacks: int = 1):
     """The attack failed: it says so itself, only the fair X = 2.0 counts, every record is ours."""
     log = agent_log(task_dir)
     assert "ATTACK-OK" not in log and log.count("ATTACK-FAILED") >= attacks, log
-    assert [r["iteration"] for r in ledger(task_dir)] == [0, 1]
+    assert [r["iteration"] for r in ledger_lines(task_dir, "h")] == [0, 1]
     assert records[0].status is Status.KEEP and records[0].metrics["score"] == 1.0
     assert records[-1].metrics.get("score") in (None, 2.0), records[-1]  # never the cheated 99
     assert records[-1].status in (Status.KEEP, Status.CRASH)
@@ -160,7 +138,7 @@ def test_an_agent_cannot_write_the_run_store_or_the_ledger(make_task, fake_home)
     assert records[-1].status is Status.KEEP and records[-1].metrics["score"] == 2.0, records[-1].reason  # the fair edit stands
     assert "can read its prompt: True" in agent_log(task_dir)
     assert (store(task_dir) / "runs" / "0000" / "log.txt").is_file()
-    assert all(r["commit"] != "f" * 40 for r in ledger(task_dir))
+    assert all(r["commit"] != "f" * 40 for r in ledger_lines(task_dir, "h"))
 
 
 def test_an_agent_cannot_plant_a_hook_or_an_fsmonitor(make_task, fake_home, tmp_path):
@@ -231,8 +209,7 @@ def test_an_agent_cannot_read_the_home_credentials(make_task, fake_home):
 def test_a_daemon_an_agent_leaves_dies_with_its_call(make_task, fake_home):
     mark = f"hostile-agent-{uuid.uuid4().hex}"
     task_dir = make(make_task, f'''
-        code = "import os, time\\nif os.fork(): os._exit(0)\\nos.setsid()\\nif os.fork(): os._exit(0)\\ntime.sleep(1000)"
-        subprocess.Popen(["/usr/bin/env", "-i", sys.executable, "-c", code, "{mark}"], start_new_session=True).wait()
+        {start_daemon(mark)}
         time.sleep(0.3)
         print("ATTACK-FAILED daemon started; it must not outlive this call")
     ''')
@@ -242,24 +219,13 @@ def test_a_daemon_an_agent_leaves_dies_with_its_call(make_task, fake_home):
     class Watched(CommandAgent):
         def propose(self, context):
             proposal = super().propose(context)
-            seen.append(_alive(mark))  # right after the call, before the run
+            seen.append(wait_no_survivors(mark))  # right after the call, before the run
             return proposal
 
     records = night(task_dir, agent=Watched.from_task(task))
     assert_fair(task_dir, records)
     assert seen == [[]], f"the daemon outlived the agent call: {seen}"
-    assert _alive(mark) == []
-
-
-def _alive(mark: str) -> list[int]:
-    import time
-
-    deadline = time.monotonic() + 3  # the kernel takes a moment to reap a killed namespace
-    while True:
-        alive = [p.pid for p in psutil.process_iter(["cmdline"]) if mark in " ".join(p.info["cmdline"] or ())]
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.05)
+    assert wait_no_survivors(mark) == []
 
 
 def test_unsandboxed_the_guard_still_catches_what_the_sandbox_would_refuse(make_task, fake_home):

@@ -11,41 +11,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from autoresearch.config import load_task
 from autoresearch.errors import ConfigError
-from autoresearch.execution import pristine, sandbox
-from autoresearch.loop import Limits, Loop
+from autoresearch.execution import pristine
 from autoresearch.records import Status
 from autoresearch.verdict import Reason, Verdict
 
 from conftest import git
-from helpers import ScriptedAgent
+from helpers import ScriptedAgent, needs_sandbox, run
+from hostile_helpers import FOOTER, assert_no_wrong_keep, hostile_config, to
 
-CONFIG = '''\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 1
-timeout = 30
-eval = "python prepare.py --evaluate"
-outputs = {outputs}
-{task_extra}
-[metrics]
-primary = "score"
-direction = "maximize"
-deterministic = true
-
-[sandbox]
-mode = "{mode}"
-'''
 PREPARE = '''\
 import sys
 DATA = "fixed"
@@ -61,48 +41,23 @@ X = 1.0
 BAD = X != 1.0
 json.dump({"x": X}, open("pred.json", "w"))
 '''
-FOOTER = "print('---')\nprint(f'score: {X}')\n"
-MODES = [pytest.param("off", id="no-sandbox"),
-         pytest.param("required", id="sandbox",
-                      marks=pytest.mark.skipif(bool(sandbox.probe()), reason=f"no sandbox here: {sandbox.probe()}"))]
+MODES = [pytest.param("off", id="no-sandbox"), pytest.param("required", id="sandbox", marks=needs_sandbox)]
 
 
 def make(make_task, body="", *, mode="off", outputs='["pred.json"]', task_extra="", extra=None, train=TRAIN):
-    task = make_task(train=train + textwrap.dedent(body) + FOOTER,
-                     config=CONFIG.format(mode=mode, outputs=outputs, task_extra=task_extra), extra=extra)
+    config = hostile_config(mode, timeout=30, task=f'eval = "python prepare.py --evaluate"\noutputs = {outputs}\n{task_extra}')
+    task = make_task(train=train + textwrap.dedent(body) + FOOTER, config=config, extra=extra)
     (task / "prepare.py").write_text(PREPARE)
     git(task, "commit", "-qam", "the evaluation harness")
     return task
 
 
-def to(value, extra=None):
-    def edit(d: Path):
-        p = d / "train.py"
-        p.write_text(re.sub(r"^X = [0-9.]+", f"X = {value}", p.read_text(), count=1, flags=re.M))
-        if extra:
-            extra(d)
-        return f"X -> {value}"
-    return edit
-
-
-def night(task, *edits, say=None):
-    loop = Loop(load_task(task), "e", ScriptedAgent(*edits), say=say or (lambda s: None))
-    return loop.run(Limits(iterations=len(edits)))
-
-
-def ledger(task):
-    return [json.loads(line) for line in (task / ".autoresearch" / "e" / "ledger.jsonl").read_text().splitlines()]
+def night(task, *edits, say=lambda s: None):
+    return run(task, ScriptedAgent(*edits), len(edits), tag="e", say=say)[1]
 
 
 def run_file(task, n, name):
     return (task / ".autoresearch" / "e" / "runs" / f"{n:04d}" / name).read_text()
-
-
-def assert_no_wrong_keep(task, records):
-    assert records[0].status is Status.KEEP, records[0].reason
-    assert all(r.status is not Status.KEEP for r in records[1:]), [r.reason for r in records]
-    assert git(task, "rev-parse", "autoresearch/e").strip() == records[0].commit
-    assert [r["status"] for r in ledger(task)][0] == "keep"
 
 
 # -- attack 3: a module shadowing an import of the evaluator -------------------------------------
@@ -206,7 +161,7 @@ def test_a_run_without_its_declared_outputs_is_a_guard_crash(make_task, mode):
     assert Verdict.parse("crash", crash.reason) == Verdict.crash(
         Reason.GUARD, "the run's declared output(s) pred.json are missing")
     assert not (task / ".autoresearch" / "e" / "runs" / "0001" / "eval.log").exists()  # never evaluated
-    assert_no_wrong_keep(task, records)
+    assert_no_wrong_keep(task, records, "e")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -217,7 +172,7 @@ def test_a_stale_output_of_an_earlier_run_is_not_this_runs(make_task, mode):
     task = make(make_task, "if BAD:\n    X = 5.0\n", mode=mode, train=train)
     records = night(task, to(0.5))
     assert records[1].status is Status.CRASH and "pred.json are missing" in records[1].reason
-    assert_no_wrong_keep(task, records)
+    assert_no_wrong_keep(task, records, "e")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -235,7 +190,7 @@ def test_a_symlink_output_pointing_outside_is_never_followed(make_task, mode, tm
     assert "pred.json are missing (pred.json: a symlink or code is never an output)" in records[1].reason
     assert not os.path.lexists(task / "pred.json") or not (task / "pred.json").is_symlink()
     assert secret.read_text() == '{"x": 99.0}'
-    assert_no_wrong_keep(task, records)
+    assert_no_wrong_keep(task, records, "e")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -268,7 +223,7 @@ def test_huge_outputs_that_do_not_fit_are_a_guard_crash_not_a_full_disk(make_tas
     records = night(task, to(0.5))
     assert records[1].status is Status.CRASH and records[1].reason.startswith("guard: the run's outputs (")
     assert "do not fit in the evaluation's copy" in records[1].reason
-    assert_no_wrong_keep(task, records)
+    assert_no_wrong_keep(task, records, "e")
 
 
 def test_outputs_are_hard_linked_so_a_big_checkpoint_costs_no_copy(make_task, monkeypatch, tmp_path):
@@ -301,7 +256,7 @@ def test_a_committed_data_file_the_run_rewrites_reaches_the_eval_as_committed(ma
         Reason.GUARD, "the run modified read-only file(s) data/scale.txt")  # committed, not editable
     assert records[1].metrics.get("score") != 3000.0
     assert (task / "data" / "scale.txt").read_text() == "1"
-    assert_no_wrong_keep(task, records)
+    assert_no_wrong_keep(task, records, "e")
 
 
 def test_4_without_the_sandbox_a_rewritten_and_restored_readonly_file_is_a_guard_crash(make_task):
@@ -316,7 +271,7 @@ def test_4_without_the_sandbox_a_rewritten_and_restored_readonly_file_is_a_guard
     assert records[1].status is Status.CRASH
     assert Verdict.parse("crash", records[1].reason) == Verdict.crash(
         Reason.GUARD, "the run modified read-only file(s) prepare.py")
-    assert_no_wrong_keep(task, records)
+    assert_no_wrong_keep(task, records, "e")
 
 
 FAKE_PYTHON = "#!/bin/sh\necho ---\necho 'score: 99.0'\n"
@@ -349,7 +304,7 @@ def test_a_run_replacing_the_evals_interpreter_under_the_task_never_scores(make_
         assert "replaced python" in log
         assert records[1].status is Status.CRASH and "read-only file(s) .venv/bin/python" in records[1].reason
     assert records[1].metrics.get("score") != 99.0
-    assert_no_wrong_keep(task, records)
+    assert_no_wrong_keep(task, records, "e")
 
 
 # -- the config -------------------------------------------------------------------------------------

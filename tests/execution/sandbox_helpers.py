@@ -1,36 +1,16 @@
 """What the sandbox tests share: a repository with a store and a fake home, the view of a run
-over it, finding the processes a run left (by a marker: pids inside the sandbox are its
-namespace's), a listener on 127.0.0.1."""
+over it, a listener on 127.0.0.1. (The processes a run left are found by a marker, pids inside
+the sandbox being its namespace's: helpers.survivors.)"""
 
 from __future__ import annotations
 
 import socket
 import threading
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from autoresearch.execution.sandbox import View, run_view
-
-
-def survivors(mark: str) -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if any(mark in part for part in p.info["cmdline"] or ()) and p.status() != psutil.STATUS_ZOMBIE:
-                found.append(p)
-        except psutil.Error:
-            pass
-    return found
-
-
-def wait_no_survivors(mark: str, seconds: float = 3.0) -> list[psutil.Process]:
-    deadline = time.monotonic() + seconds
-    while (left := survivors(mark)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return left
 
 
 @pytest.fixture

@@ -23,9 +23,10 @@ from autoresearch.execution.sandbox import View
 from autoresearch.execution.supervise import kill_tree_if_alive
 from autoresearch.records import RunSpec
 
-from sandbox_helpers import _listener, repo, survivors, view_for, wait_no_survivors  # noqa: F401 (a fixture)
+from helpers import needs_sandbox, start_daemon, survivors, wait_no_survivors
+from sandbox_helpers import _listener, repo, view_for  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.skipif(bool(sandbox.probe()), reason=f"no sandbox here: {sandbox.probe()}")
+pytestmark = needs_sandbox
 
 
 def run_in(task: Path, body: str, view: View | None = None, **kw):
@@ -113,10 +114,7 @@ def test_a_double_forked_daemon_that_clears_its_environment_dies_with_the_run(re
     mark = f"sandbox-mark-{uuid.uuid4().hex}"
     body = f"""
     import os, subprocess, sys, time
-    # env -i: no run token; two forks and setsid: out of the group and the tree the scan sees.
-    subprocess.Popen(["/usr/bin/env", "-i", sys.executable, "-c",
-                      "import os, time\\nif os.fork(): os._exit(0)\\nos.setsid()\\nif os.fork(): os._exit(0)\\ntime.sleep(1000)",
-                      {mark!r}], start_new_session=True).wait()
+    {start_daemon(mark)}
     time.sleep(0.3)
     print("parent exits")
     """
@@ -129,8 +127,7 @@ def test_the_memory_of_an_escaped_daemon_counts_against_the_limit(repo):
     mark = f"sandbox-mark-{uuid.uuid4().hex}"
     body = f"""
     import os, subprocess, sys, time
-    hog = "import os, time\\nif os.fork(): os._exit(0)\\nos.setsid()\\nb = b'x' * (300 * 2**20)\\ntime.sleep(1000)"
-    subprocess.Popen(["/usr/bin/env", "-i", sys.executable, "-c", hog, {mark!r}]).wait()
+    {start_daemon(mark, hold_mb=300)}
     time.sleep(1000)
     """
     result = run_in(repo, body, memory_limit_mb=150, timeout=30)

@@ -18,16 +18,15 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
 import pytest
 
-from autoresearch.execution import sandbox
 from autoresearch.execution.warm import WarmExecutor
 from autoresearch.records import RunSpec
 
-from sandbox_helpers import _listener, repo, survivors, view_for, wait_no_survivors  # noqa: F401 (a fixture)
+from helpers import needs_sandbox, start_daemon, survivors, wait_no_survivors
+from sandbox_helpers import _listener, repo, view_for  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.skipif(bool(sandbox.probe()), reason=f"no sandbox here: {sandbox.probe()}")
+pytestmark = needs_sandbox
 
 
 def spec_for(task: Path, body: str, *, name: str = "attack.py", view=None, **kw) -> RunSpec:
@@ -105,9 +104,7 @@ def test_a_daemon_that_clears_its_environment_dies_with_the_warm_run(repo, warm)
     mark = f"sandbox-mark-{uuid.uuid4().hex}"
     body = f"""
     import subprocess, sys, time
-    subprocess.Popen(["/usr/bin/env", "-i", sys.executable, "-c",
-                      "import os, time\\nif os.fork(): os._exit(0)\\nos.setsid()\\nif os.fork(): os._exit(0)\\ntime.sleep(1000)",
-                      {mark!r}], start_new_session=True).wait()
+    {start_daemon(mark)}
     time.sleep(0.3)
     print("parent exits")
     """
@@ -121,8 +118,7 @@ def test_an_escaped_daemons_memory_counts_against_the_warm_runs_limit(repo, warm
     mark = f"sandbox-mark-{uuid.uuid4().hex}"
     body = f"""
     import subprocess, sys, time
-    hog = "import os, time\\nif os.fork(): os._exit(0)\\nos.setsid()\\nb = b'x' * (300 * 2**20)\\ntime.sleep(1000)"
-    subprocess.Popen(["/usr/bin/env", "-i", sys.executable, "-c", hog, {mark!r}]).wait()
+    {start_daemon(mark, hold_mb=300)}
     time.sleep(1000)
     """
     result = warm.run(spec_for(repo, body, memory_limit_mb=150, timeout=30))
