@@ -38,11 +38,26 @@ class ScriptedAgent(Agent):
 
     def propose(self, context):
         self.contexts.append(context)
-        edit = self.edits.pop(0)
-        result = edit(context.task_dir)
+        result = self.next_edit()(context.task_dir)
         if isinstance(result, Proposal):
             return result
         return Proposal(description=result or "edit", explanation=f"{result}. Because.")
+
+    def next_edit(self):
+        return self.edits.pop(0)
+
+
+class SharedScript(ScriptedAgent):
+    """One of several workers' agents: the next edit comes off a list all of them share (under
+    their lock), so each edit is proposed once, by whichever worker asks first."""
+
+    def __init__(self, edits: list, lock):
+        super().__init__()
+        self.edits, self.lock = edits, lock
+
+    def next_edit(self):
+        with self.lock:
+            return self.edits.pop(0)
 
 
 def set_x(value):

@@ -9,6 +9,7 @@ from autoresearch.records import Proposal, Status
 from autoresearch.workers import parse_slots, run_workers
 
 from conftest import git
+from helpers import SharedScript, set_consts
 
 TRAIN = '''\
 import os, time
@@ -20,27 +21,16 @@ print(f"device: {os.environ.get('CUDA_VISIBLE_DEVICES', '-1')}")
 '''
 
 
-class ValueAgent:
-    """Sets X to the next value of a list shared by all workers."""
-
-    name = "values"
-
-    def __init__(self, values, lock):
-        self.values, self.lock = values, lock
-
-    def propose(self, context):
-        with self.lock:
-            v = self.values.pop(0)
-        p = context.task_dir / "train.py"
-        p.write_text(re.sub(r"X = [0-9.]+", f"X = {v}", p.read_text()))
-        return Proposal(f"X -> {v}", f"Try X = {v}.")
+def x_is(*values):
+    """One edit per value: X becomes it."""
+    return [set_consts(f"X -> {v}", X=v) for v in values]
 
 
 def test_two_gpu_workers_share_one_ledger(make_task):
     task_dir = make_task(train=TRAIN)
     task = load_task(task_dir)
-    values, lock = [2.0, 2.0, 2.5, 3.0, 5.0, 4.0, 6.0, 0.5, 0.25], threading.Lock()
-    records = run_workers(task, "g", lambda i: ValueAgent(values, lock), parse_slots("0,1", None),
+    values, lock = x_is(2.0, 2.0, 2.5, 3.0, 5.0, 4.0, 6.0, 0.5, 0.25), threading.Lock()
+    records = run_workers(task, "g", lambda i: SharedScript(values, lock), parse_slots("0,1", None),
                           Limits(iterations=8), say=lambda s: None)
     ledger = [r for r in records]
     assert len(ledger) == 9 and sorted(r.iteration for r in ledger) == list(range(9))
@@ -72,8 +62,8 @@ def test_two_gpu_workers_share_one_ledger(make_task):
 
 def test_cpu_workers_resume(make_task):
     task_dir = make_task(train=TRAIN)
-    values, lock = [2.0, 3.0, 4.0, 5.0, 6.0, 7.0], threading.Lock()
-    make = lambda i: ValueAgent(values, lock)  # noqa: E731
+    values, lock = x_is(2.0, 3.0, 4.0, 5.0, 6.0, 7.0), threading.Lock()
+    make = lambda i: SharedScript(values, lock)  # noqa: E731
     run_workers(load_task(task_dir), "c", make, parse_slots(None, 2), Limits(iterations=2), say=lambda s: None)
     run_workers(load_task(task_dir), "c", make, parse_slots(None, 2), Limits(iterations=3), say=lambda s: None)
     rows = (task_dir / "results.tsv").read_text().splitlines()
@@ -102,8 +92,8 @@ def test_a_ray_pool_joins_the_cluster_once_from_this_thread(make_task, monkeypat
     monkeypatch.setattr(workers, "default_executor", lambda task, say: Recording())
     task_dir = make_task(train=TRAIN)
     task = load_task(task_dir).with_executor("ray")
-    values, lock = [2.0, 3.0, 4.0], threading.Lock()
-    run_workers(task, "r", lambda i: ValueAgent(values, lock), parse_slots(None, 2), Limits(iterations=3),
+    values, lock = x_is(2.0, 3.0, 4.0), threading.Lock()
+    run_workers(task, "r", lambda i: SharedScript(values, lock), parse_slots(None, 2), Limits(iterations=3),
                 say=lambda s: None)
     main = threading.current_thread().name
     assert Recording.made == 1  # the pool's loops share it: Ray stays connected between baseline and workers
@@ -164,9 +154,9 @@ def test_each_worker_sees_every_workers_experiments_and_starts_from_the_global_b
 
 def test_stopping_workers_rolls_back_what_was_in_flight_and_resumes(make_task):
     task_dir = make_task(train=TRAIN)
-    stop, values, lock = threading.Event(), [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], threading.Lock()
+    stop, values, lock = threading.Event(), x_is(2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0), threading.Lock()
 
-    class StoppingAgent(ValueAgent):
+    class StoppingAgent(SharedScript):
         calls = 0
 
         def propose(self, context):
@@ -187,7 +177,7 @@ def test_stopping_workers_rolls_back_what_was_in_flight_and_resumes(make_task):
         assert git(worktree, "status", "--porcelain", "--untracked-files=all").strip() == ""
     rows = lambda: (task_dir / "results.tsv").read_text().splitlines()  # noqa: E731
     assert len(rows()) == 1 + len(first)
-    more = run_workers(load_task(task_dir), "s", lambda i: ValueAgent(values, lock), parse_slots(None, 2),
+    more = run_workers(load_task(task_dir), "s", lambda i: SharedScript(values, lock), parse_slots(None, 2),
                        Limits(iterations=2), say=lambda s: None)
     assert len(more) == 2 and len(rows()) == 1 + len(first) + 2
     # numbered after every recorded one, though workers record out of order: no run folder is reused
@@ -237,8 +227,8 @@ def test_a_workers_tree_keeps_the_cache_the_baseline_made_once_it_made_it_too(ma
                           "    open('cache/data.bin', 'w').write('data')\n"
                           "    print('generated the cache')\n")
     task_dir = make_task(train=train)
-    values, lock = [2.0, 3.0, 4.0, 5.0, 6.0, 7.0], threading.Lock()
-    records = run_workers(load_task(task_dir), "c", lambda i: ValueAgent(values, lock), parse_slots(None, 2),
+    values, lock = x_is(2.0, 3.0, 4.0, 5.0, 6.0, 7.0), threading.Lock()
+    records = run_workers(load_task(task_dir), "c", lambda i: SharedScript(values, lock), parse_slots(None, 2),
                           Limits(iterations=6), say=lambda s: None)
     runs = task_dir / ".autoresearch" / "c" / "runs"
     made = [r.iteration for r in records if "generated the cache" in (runs / f"{r.iteration:04d}" / "log.txt").read_text()]

@@ -27,10 +27,11 @@ from autoresearch.config import load_task  # noqa: E402
 from autoresearch.errors import AutoresearchError  # noqa: E402
 from autoresearch.loop import Limits, Loop  # noqa: E402
 from autoresearch.execution.ray_executor import RayExecutor  # noqa: E402
-from autoresearch.records import Proposal, RunSpec  # noqa: E402
+from autoresearch.records import RunSpec  # noqa: E402
 from autoresearch.workers import parse_slots, run_workers  # noqa: E402
 
 from conftest import tiny_config  # noqa: E402
+from helpers import SharedScript  # noqa: E402
 from process_helpers import wait_dead  # noqa: E402
 
 slow = pytest.mark.slow  # the tests on the cluster; the module's first one pays for starting it
@@ -395,18 +396,6 @@ def edits():
     return [x(2.0), x(0.5), crash, hang, guard]
 
 
-class ListAgent:
-    name = "scripted"
-
-    def __init__(self, todo, lock):
-        self.todo, self.lock = todo, lock
-
-    def propose(self, context):
-        with self.lock:
-            edit = self.todo.pop(0)
-        return Proposal(edit(context.task_dir), "scripted")
-
-
 def rows(task_dir: Path) -> list[tuple[str, str, str]]:
     """(description, status, score) per row of results.tsv; commit hashes and order differ."""
     lines = [line.split("\t") for line in (task_dir / "results.tsv").read_text().splitlines()]
@@ -425,11 +414,11 @@ def scenario(tmp_path, name, executor=None, workers=0, config=CONFIG):
     agent_lock, todo = threading.Lock(), edits()
     task = load_task(task_dir)
     if workers:
-        records = run_workers(task, "s", lambda i: ListAgent(todo, agent_lock), parse_slots(None, workers),
+        records = run_workers(task, "s", lambda i: SharedScript(todo, agent_lock), parse_slots(None, workers),
                               Limits(iterations=5), say=lambda s: None,
                               **({"make_executor": lambda i: executor} if executor else {}))
     else:
-        records = Loop(task, "s", ListAgent(todo, agent_lock), executor=executor, say=lambda s: None).run(
+        records = Loop(task, "s", SharedScript(todo, agent_lock), executor=executor, say=lambda s: None).run(
             Limits(iterations=5))
     return task_dir, records
 

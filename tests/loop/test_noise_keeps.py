@@ -21,7 +21,7 @@ from autoresearch.records import Status
 from autoresearch.store import RunStore
 from autoresearch.verdict import Reason
 
-from helpers import ScriptedAgent
+from helpers import ScriptedAgent, SharedScript
 
 # Seed 0 (the baseline, and every agent run) gives X; AUTORESEARCH_SEED=1 (the repeat) X + SIGN * 0.01,
 # so two baselines 0.01 apart: spread 0.01 / sqrt(2), floor sqrt(2) x 0.01 = 0.014142.
@@ -173,24 +173,11 @@ def test_a_tag_begun_with_one_baseline_measures_its_floor_on_resume(make_task):
 def test_workers_share_one_floor_measured_before_they_start(make_task):
     import threading
 
-    from autoresearch.records import Proposal
     from autoresearch.workers import parse_slots, run_workers
 
-    class Values:
-        name = "values"
-
-        def __init__(self, values, lock):
-            self.values, self.lock = values, lock
-
-        def propose(self, context):
-            with self.lock:
-                v = self.values.pop(0)
-            set_x(v)(context.task_dir)
-            return Proposal(f"X -> {v}", f"Try X = {v}.")
-
     task = make_task(train=TRAIN.format(sign=1), config=CONFIG.format(direction="maximize", extra=""))
-    values, lock = [1.005, 1.006, 1.5, 1.501], threading.Lock()
-    records = run_workers(load_task(task), "w", lambda i: Values(values, lock), parse_slots(None, 2),
+    edits, lock = [set_x(v) for v in (1.005, 1.006, 1.5, 1.501)], threading.Lock()
+    records = run_workers(load_task(task), "w", lambda i: SharedScript(edits, lock), parse_slots(None, 2),
                           Limits(iterations=4), say=lambda s: None)
     ledger = list(RunStore(task, "w").ledger.records)
     assert ledger[0].reason == "baseline" and ledger[1].verdict.noise_repeat  # by the pool, before any worker
