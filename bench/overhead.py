@@ -22,17 +22,9 @@ from autoresearch.config import load_task
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Experiment, Proposal, RunResult, Status
 
-CONFIG = """\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 300
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from conftest import KARPATHY_CONFIG  # noqa: E402 (the tests' karpathy-sized task config)
 
-[metrics]
-primary = "val_bpb"
-direction = "minimize"
-"""
 
 
 class InstantAgent:
@@ -70,7 +62,7 @@ def make_task(root: Path) -> Path:
     (root / "train.py").write_text("LR = 1e-4\nprint('---')\n" + "x = 1\n" * 300)
     (root / "prepare.py").write_text("DATA = 1\n")
     (root / "program.md").write_text("# bench\n")
-    (root / "autoresearch.toml").write_text(CONFIG)
+    (root / "autoresearch.toml").write_text(KARPATHY_CONFIG)
     git = ["git", "-c", "user.name=b", "-c", "user.email=b@b"]
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
     subprocess.run(git + ["add", "-A"], cwd=root, check=True)

@@ -11,31 +11,35 @@ def git(cwd, *args):
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-def tiny_config(time_budget: float = 5, timeout: float = 20, primary: str = "score", metrics: str = "",
-                task: str = "", deterministic: bool = True) -> str:
-    """The tiny task's config: another budget, timeout or primary where a test needs one; `task` and
-    `metrics` add lines to those sections ([metrics] comes last, so a test may add sections after it).
+def tiny_config(time_budget: float = 5, timeout: float | None = 20, primary: str = "score", metrics: str = "",
+                task: str = "", deterministic: bool = True, direction: str = "maximize") -> str:
+    """The tiny task's config: another budget, timeout (None: the default), primary or direction
+    where a test needs one; `task` and `metrics` add lines to those sections ([metrics] comes last,
+    so a test may add sections after it).
 
     The tiny train.py prints the same score for the same code, so it says so (`deterministic`): one
     baseline, as the tests count rows; `metrics` that set noise_runs or deterministic decide themselves."""
     declared = deterministic and "noise_runs" not in metrics and "deterministic" not in metrics
     det = "deterministic = true\n" if declared else ""
+    timeout_line = "" if timeout is None else f"timeout = {timeout:g}\n"
     return f"""\
 [task]
 run = "python train.py"
 editable = ["train.py"]
 readonly = ["prepare.py"]
 time_budget = {time_budget:g}
-timeout = {timeout:g}
-{task}
+{timeout_line}{task}
 [metrics]
 primary = "{primary}"
-direction = "maximize"
+direction = "{direction}"
 {det}{metrics}"""
 
 
 # The tiny task's config; tests add an [agent] section (or more) after it.
 TINY_CONFIG = tiny_config()
+# The config a karpathy-style repository needs: a five-minute budget, val_bpb to minimise.
+KARPATHY_CONFIG = tiny_config(time_budget=300, timeout=None, primary="val_bpb", direction="minimize",
+                              deterministic=False)
 
 
 @pytest.fixture

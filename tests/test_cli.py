@@ -2,11 +2,10 @@
 
 import json
 import subprocess
-import textwrap
 
 import pytest
 
-from conftest import git
+from conftest import KARPATHY_CONFIG, git
 from helpers import cli
 
 KARPATHY_TRAIN = '''\
@@ -43,22 +42,8 @@ def karpathy_repo(tmp_path):
     (repo / "program.md").write_text("# autoresearch\nLOOP FOREVER.\n")
     (repo / "agent.py").write_text(AGENT)
     # the whole config a karpathy-style repository needs
-    (repo / "autoresearch.toml").write_text(textwrap.dedent('''\
-        [task]
-        run = "python train.py"
-        editable = ["train.py"]
-        readonly = ["prepare.py"]
-        time_budget = 300
-
-        [metrics]
-        primary = "val_bpb"
-        direction = "minimize"
-        deterministic = true
-
-        [agent]
-        kind = "command"
-        command = "python agent.py"
-    '''))
+    (repo / "autoresearch.toml").write_text(KARPATHY_CONFIG + 'deterministic = true\n\n[agent]\nkind = "command"\n'
+                                            'command = "python agent.py"\n')
     subprocess.run(["git", "init", "-q", "-b", "master"], cwd=repo, check=True)
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "karpathy layout")

@@ -5,17 +5,9 @@ import pytest
 from autoresearch.config import load_task
 from autoresearch.errors import ConfigError
 
-GOOD = """\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 300
+from conftest import KARPATHY_CONFIG
 
-[metrics]
-primary = "val_bpb"
-direction = "minimize"
-"""
+GOOD = KARPATHY_CONFIG
 
 
 def write(tmp_path, text, files=("train.py", "prepare.py")):

@@ -293,19 +293,8 @@ def test_seed_004_layout_with_tie_break(make_task):
         print("peak_vram_mb: 1234.5")
         print("arch: baseline")
     '''
-    config = '''\
-        [task]
-        run = "python train.py"
-        editable = ["train.py"]
-        readonly = ["prepare.py"]
-        time_budget = 300
-        [metrics]
-        primary = "bin_acc"
-        direction = "maximize"
-        deterministic = true
-        tie_break = ["mc_acc"]
-        columns = ["mc_acc", "bin_acc"]
-    '''
+    config = tiny_config(time_budget=300, timeout=None, primary="bin_acc",
+                         metrics='tie_break = ["mc_acc"]\ncolumns = ["mc_acc", "bin_acc"]\n')
     task = make_task(train=train, config=config)
 
     _, records = run(task, ScriptedAgent(set_consts("mc 0.6", MC=0.6), set_consts("mc 0.4", MC=0.4)), 2)

@@ -21,7 +21,7 @@ from autoresearch.agents.base import Context
 from autoresearch.config import load_task
 from autoresearch.records import Proposal
 
-from conftest import git
+from conftest import TINY_CONFIG, git
 from helpers import agent_context as context
 from fake_openai_server import FakeOpenAI, Reply
 from fakes.harness import fake_cli  # noqa: F401 (fixture)
@@ -74,18 +74,7 @@ def setup(request, make_task, fake_cli, tmp_path):
     editor.write_text(EDITOR)
     server = FakeOpenAI(responder=model_reply).__enter__()
     request.addfinalizer(lambda: server.__exit__(None, None, None))
-    task_dir = make_task(config=textwrap.dedent(f'''\
-        [task]
-        run = "python train.py"
-        editable = ["train.py"]
-        readonly = ["prepare.py"]
-        time_budget = 5
-
-        [metrics]
-        primary = "score"
-        direction = "maximize"
-        deterministic = true
-
+    task_dir = make_task(config=TINY_CONFIG + textwrap.dedent(f'''
         [agent]
         kind = "{backend.kind}"
         command = "{sys.executable} {editor}"

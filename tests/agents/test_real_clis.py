@@ -39,7 +39,7 @@ from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
 from fake_openai_server import FakeOpenAI, Reply
-from conftest import tiny_config
+from conftest import TINY_CONFIG, tiny_config
 from fakes.servers import AnthropicServer, Error, GeminiServer, ResponsesServer
 
 pytestmark = pytest.mark.slow
@@ -174,15 +174,7 @@ def test_claude_writes_the_strategy_memo_read_only(make_task, monkeypatch):
     with AnthropicServer([[{"type": "text", "text": "## What works\nRaising X."}]]) as server:
         monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
         monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0123456789")
-        task = load_task(make_task(config=textwrap.dedent(f'''\
-            [task]
-            run = "python train.py"
-            editable = ["train.py"]
-            time_budget = 5
-            [metrics]
-            primary = "score"
-            direction = "maximize"
-            deterministic = true
+        task = load_task(make_task(config=TINY_CONFIG + textwrap.dedent(f'''
             [agent]
             kind = "claude"
             binary = "{real("claude")}"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 from autoresearch.analysis.plot import plot_progress, value_scale
@@ -12,20 +10,14 @@ from autoresearch.config import load_task
 from autoresearch.records import Experiment, Status
 from autoresearch.store import RunStore
 
+from conftest import tiny_config
+
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_a_kept_1_7e308_plots_and_reports(tmp_path, direction):
     (tmp_path / "train.py").write_text("X = 1.0\n")
-    (tmp_path / "autoresearch.toml").write_text(textwrap.dedent(f'''\
-        [task]
-        run = "python train.py"
-        editable = ["train.py"]
-        time_budget = 5
-        [metrics]
-        primary = "score"
-        direction = "{direction}"
-        deterministic = true
-    '''))
+    (tmp_path / "prepare.py").write_text("DATA = 'fixed'\n")
+    (tmp_path / "autoresearch.toml").write_text(tiny_config(direction=direction))
     task, store = load_task(tmp_path), RunStore(tmp_path, "t")
     store.create()
     rows = [(Status.KEEP, 1.0), (Status.KEEP, 1.7e308 if direction == "maximize" else -1.7e308),

@@ -9,19 +9,10 @@ from autoresearch.config import load_task
 from autoresearch.records import Experiment, Status
 from autoresearch.store import RunStore
 
-K, D, C = Status.KEEP, Status.DISCARD, Status.CRASH
-CONFIG = """\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-time_budget = 5
+from conftest import tiny_config
 
-[metrics]
-primary = "score"
-direction = "maximize"
-deterministic = true
-tie_break = ["aux"]
-"""
+K, D, C = Status.KEEP, Status.DISCARD, Status.CRASH
+CONFIG = tiny_config(metrics='tie_break = ["aux"]\n')
 
 
 @pytest.fixture
@@ -31,6 +22,7 @@ def plain_task(tmp_path):
         d = tmp_path / "task"
         d.mkdir(exist_ok=True)
         (d / "train.py").write_text("X = 1.0\n")
+        (d / "prepare.py").write_text("DATA = 'fixed'\n")
         (d / "autoresearch.toml").write_text(config)
         return d
     return make
@@ -169,7 +161,7 @@ def test_noise_floor_from_repeated_code_and_seed_only_runs(plain_task):
 
 
 def test_minimize_orients_gains(plain_task):
-    config = CONFIG.replace('direction = "maximize"', 'direction = "minimize"').replace('tie_break = ["aux"]', "")
+    config = tiny_config(direction="minimize")
     task, store = build(plain_task, [(K, 1.0, 0, "baseline"), (K, 0.8, 0, "LR down"), (D, 0.9, 0, "LR down")], config)
     s = summarize(task, store)
     assert [f["gain"] for f in s["frontier"]] == [None, 0.2]
