@@ -10,6 +10,8 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -81,6 +83,16 @@ def set_consts(description: str, **values):
     return edit
 
 
+def committed_repo(tmp_path: Path, files: dict[str, str], name: str = "repo") -> tuple[Path, str]:
+    """A git repository `tmp_path/name` holding `files` (name: text, dedented), committed: (it, the commit)."""
+    repo = tmp_path / name
+    for path, text in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(textwrap.dedent(text))
+    subprocess.run("git init -q -b main && git add -A && git commit -qm init", shell=True, cwd=repo, check=True)
+    return repo, subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+
+
 def tsv(task):
     return [line.split("\t") for line in (task / "results.tsv").read_text().splitlines()]
 
@@ -94,6 +106,24 @@ def run(task, agent, n, tag="t1", say=lambda s: None, **kw):
 def ledger_lines(task: Path, tag: str) -> list[dict]:
     """The ledger of `tag`'s night on `task`, line by line as written (hash chain fields included)."""
     return [json.loads(line) for line in (task / ".autoresearch" / tag / "ledger.jsonl").read_text().splitlines()]
+
+
+def errors_in_threads(work, n: int = 4) -> list[Exception]:
+    """What `work(i)` raised in any of `n` threads running it at once (i = 0 .. n-1)."""
+    errors: list[Exception] = []
+
+    def guarded(i):
+        try:
+            work(i)
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever a thread hit
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def cli(*args, cwd=None):

@@ -2,7 +2,6 @@
 process (the workers) never trip over each other's temporary."""
 
 import os
-import threading
 
 import pytest
 
@@ -11,24 +10,18 @@ from autoresearch import atomic
 from autoresearch.atomic import mirror, write_text
 from autoresearch.results_tsv import remove_stale_temporaries
 
+from helpers import errors_in_threads
+
 
 def test_threads_writing_one_file_at_once(tmp_path):
-    target, errors = tmp_path / "strategy.md", []
+    target = tmp_path / "strategy.md"
 
     def write(i):
-        try:
-            for k in range(200):
-                write_text(target, f"{i}-{k}\n" * 500, durable=False)
-                mirror(target, tmp_path / "copy.md")
-        except Exception as exc:  # the workers' bench died of this: FileNotFoundError on rename
-            errors.append(exc)
+        for k in range(200):
+            write_text(target, f"{i}-{k}\n" * 500, durable=False)
+            mirror(target, tmp_path / "copy.md")
 
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert errors_in_threads(write) == []  # the workers' bench died of one: FileNotFoundError on rename
     lines = target.read_text().splitlines()
     assert len(lines) == 500 and len(set(lines)) == 1  # one writer's whole text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.md", "strategy.md"]  # no temporary left

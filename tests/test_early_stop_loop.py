@@ -5,12 +5,10 @@ import os
 import re
 import time
 
-from autoresearch.config import load_task
-from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
 from conftest import tiny_config
-from helpers import ScriptedAgent, set_x
+from helpers import ScriptedAgent, run, set_x, tsv
 
 # The curve climbs to X / 10 over the budget; a log line every 0.2 s of "training".
 TRAIN = '''\
@@ -24,6 +22,8 @@ while (t := time.monotonic() - start) < budget:
 print("---")
 print(f"score: {X / 10:.6f}")
 '''
+# The same, its footer's primary the curve's `val`.
+TRAIN_VAL = TRAIN.replace('print(f"score: {X / 10:.6f}")', 'print(f"val: {X / 10:.6f}")')
 
 CONFIG = tiny_config(time_budget=4, timeout=30, primary="val", metrics="noise_runs = 1\n") + """
 [early_stop]
@@ -36,16 +36,13 @@ interval = 0.2
 def test_a_run_behind_every_earlier_curve_is_stopped_and_recorded_as_a_discard(make_task):
     task = make_task(TRAIN, CONFIG.replace('primary = "val"', 'primary = "score"'))
     # The footer's primary is `score`; the curve's lines carry `val`, not the primary: never stopped.
-    agent = ScriptedAgent(set_x(8.9), set_x(1.0))
-    records = Loop(load_task(task), "t", agent, say=lambda s: None).run(Limits(iterations=2))
+    _, records = run(task, ScriptedAgent(set_x(8.9), set_x(1.0)), 2, tag="t")
     assert [r.stopped_at for r in records] == [None, None, None]
 
 
 def test_early_stop_end_to_end(make_task):
-    task = make_task(TRAIN.replace('print(f"score: {X / 10:.6f}")', 'print(f"val: {X / 10:.6f}")'), CONFIG)
-    agent = ScriptedAgent(set_x(8.9), set_x(1.0), set_x(9.5))
-    loop = Loop(load_task(task), "t", agent, say=lambda s: None)
-    records = loop.run(Limits(iterations=3))
+    task = make_task(TRAIN_VAL, CONFIG)
+    loop, records = run(task, ScriptedAgent(set_x(8.9), set_x(1.0), set_x(9.5)), 3, tag="t")
     base, close, bad, better = records
     assert base.stopped_at is None and close.stopped_at is None  # fewer than 2 earlier curves for #1
     assert bad.status is Status.DISCARD and bad.stopped_at is not None and bad.stopped_at < 0.9
@@ -57,16 +54,14 @@ def test_early_stop_end_to_end(make_task):
     assert trace["stopped"]["reason"] == bad.reason and trace["trace"]
     # Never the baseline; a run ahead of the curves trains to the end and is kept.
     assert better.status is Status.KEEP and better.stopped_at is None
-    row = [line.split("\t") for line in (task / "results.tsv").read_text().splitlines()][3]
+    row = tsv(task)[3]
     assert row[3] == "discard" and row[1] == f"{bad.metrics['val']:.6f}"
 
 
 def test_early_stop_off_in_the_config_trains_every_run_to_the_end(make_task):
     config = CONFIG + "enabled = false\n"
-    task = make_task(TRAIN.replace('print(f"score: {X / 10:.6f}")', 'print(f"val: {X / 10:.6f}")'), config)
-    agent = ScriptedAgent(set_x(8.9), set_x(1.0))
-    loop = Loop(load_task(task), "t", agent, say=lambda s: None)
-    records = loop.run(Limits(iterations=2))
+    task = make_task(TRAIN_VAL, config)
+    loop, records = run(task, ScriptedAgent(set_x(8.9), set_x(1.0)), 2, tag="t")
     assert [r.stopped_at for r in records] == [None, None, None]
     assert records[-1].metrics["val"] == 0.1 and not (loop.store.run_dir(2) / "early_stop.json").exists()
 
@@ -102,9 +97,7 @@ def test_the_curve_a_stopped_run_left_does_not_stop_the_next_run(make_task):
         os.utime(d / "metrics.jsonl", (soon, soon))
         return described
 
-    agent = ScriptedAgent(set_x(8.9), set_x(1.0), better_at_once)
-    loop = Loop(load_task(task), "t", agent, say=lambda s: None)
-    base, close, bad, better = loop.run(Limits(iterations=3))
+    loop, (base, close, bad, better) = run(task, ScriptedAgent(set_x(8.9), set_x(1.0), better_at_once), 3, tag="t")
     assert bad.stopped_at is not None and bad.status is Status.DISCARD
     # Judged on its own curve, the better run trains its whole budget and is kept.
     assert better.stopped_at is None and better.status is Status.KEEP

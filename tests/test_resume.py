@@ -114,15 +114,8 @@ def test_sigkill_mid_iteration_then_resume(make_task, stage, tmp_path):
     assert list((task / ".autoresearch/k/runs").glob("0002.interrupted-*"))
 
 
-BASELINE_HOLD = '''\
-import os, pathlib, time
-X = 1.0
-if pathlib.Path("hold_baseline").exists():
-    pathlib.Path("run_started").write_text(str(os.getpid()) + " " + os.readlink("/proc/self/ns/pid"))
-    time.sleep(60)
-print("---")
-print(f"score: {X:.6f}")
-'''
+# TRAIN, holding in the baseline's run too.
+BASELINE_HOLD = TRAIN.replace('pathlib.Path("hold_run").exists() and X > 1', 'pathlib.Path("hold_baseline").exists()')
 
 
 def test_sigkill_during_the_baseline_then_resume(make_task):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,7 +14,8 @@ BIN = os.path.dirname(sys.executable)
 
 # A prelude for test scripts. `spawn(name, **popen_kwargs)` starts a sleeping Python that ignores
 # SIGTERM and writes its pid to PID_DIR/name (PID_DIR: an absolute folder from the environment,
-# so that it works wherever the run's tree is, a Ray node's scratch folder included).
+# so that it works wherever the run's tree is, a Ray node's scratch folder included);
+# `wait_pid(name)` waits until a process has written PID_DIR/name.
 SPAWN = """
 import os, signal, subprocess, sys, time
 SLEEPER = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)"
@@ -26,6 +28,9 @@ def spawn(name, **kw):
     child = subprocess.Popen([sys.executable, "-c", SLEEPER], **kw)
     write_pid(name, child.pid)
     return child.pid
+def wait_pid(name):
+    while not os.path.exists(os.path.join(os.environ.get("PID_DIR", "."), name)):
+        time.sleep(0.01)
 """
 
 
@@ -63,3 +68,15 @@ def read_pid(folder: Path, name: str, timeout: float = 10.0) -> int:
 
 def log_of(result) -> str:
     return Path(result.log_path).read_text(errors="replace")
+
+
+def run_at_once(run, specs, timeout: float) -> list:
+    """run(spec) for every spec, each in a thread of its own, all at once: the results in order
+    (None for one that had not returned after `timeout` seconds)."""
+    results = [None] * len(specs)
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, run(specs[i]))) for i in range(len(specs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return results

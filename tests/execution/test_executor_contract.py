@@ -30,7 +30,7 @@ from autoresearch.execution.supervise import LOG_TAIL_BYTES, RUN_TOKEN_ENV, kill
 from autoresearch.execution.warm import WarmExecutor
 from autoresearch.records import RunSpec
 
-from process_helpers import SPAWN, dead, log_of, read_pid, run_env, wait_dead
+from process_helpers import SPAWN, dead, log_of, read_pid, run_at_once, run_env, wait_dead
 
 GRACE = 0.5
 
@@ -57,6 +57,12 @@ class ExecutorContract:
         return RunSpec(command=command, cwd=str(task), env=run_env(PID_DIR=str(pids), **env), timeout=timeout,
                        log_path=str(tmp_path / name / "log.txt"), max_log_bytes=max_log_bytes,
                        memory_limit_mb=memory_limit_mb)
+
+    def left_dead(self, executor, tmp_path: Path, pids: Path, body: str, name: str) -> bool:
+        """Runs `body` to a clean exit: whether the process that wrote pid file `name` is dead soon after."""
+        result = executor.run(self.make_spec(tmp_path, pids, body))
+        assert result.exit_code == 0, log_of(result)
+        return wait_dead(read_pid(pids, name), 2.0)
 
     # -- exits ------------------------------------------------------------------------------
     def test_is_an_executor_with_a_name(self, executor):
@@ -189,9 +195,7 @@ class ExecutorContract:
         spawn("child.pid", start_new_session=True)
         time.sleep(0.5)
         """
-        result = executor.run(self.make_spec(tmp_path, pids, body))
-        assert result.exit_code == 0
-        assert wait_dead(read_pid(pids, "child.pid"), 2.0)
+        assert self.left_dead(executor, tmp_path, pids, body, "child.pid")
 
     def test_escaped_child_without_the_token_is_killed_by_the_tree_scan(self, executor, tmp_path, pids):
         # A child that leaves the session and drops the environment is only known from the scans.
@@ -200,17 +204,13 @@ class ExecutorContract:
         spawn("child.pid", start_new_session=True, env=env)
         time.sleep(0.5)
         """
-        result = executor.run(self.make_spec(tmp_path, pids, body))
-        assert result.exit_code == 0
-        assert wait_dead(read_pid(pids, "child.pid"), 2.0)
+        assert self.left_dead(executor, tmp_path, pids, body, "child.pid")
 
     @pytest.mark.parametrize("escape", [False, True], ids=["in-group", "setsid"])
     def test_immediate_exit_leaving_a_background_grandchild(self, executor, tmp_path, pids, escape):
         # The main script exits at once, before any poll can see the grandchild: the process group
         # catches the plain case, the environment token the escaped one.
-        result = executor.run(self.make_spec(tmp_path, pids, f'spawn("child.pid", start_new_session={escape})\n'))
-        assert result.exit_code == 0
-        assert wait_dead(read_pid(pids, "child.pid"), 2.0)
+        assert self.left_dead(executor, tmp_path, pids, f'spawn("child.pid", start_new_session={escape})\n', "child.pid")
 
     def test_a_double_forked_daemon_that_outlives_its_parent_is_killed(self, executor, tmp_path, pids):
         body = """
@@ -220,12 +220,9 @@ class ExecutorContract:
                 write_pid("daemon.pid", os.getpid())
                 time.sleep(1000)
             os._exit(0)
-        while not os.path.exists(os.path.join(os.environ["PID_DIR"], "daemon.pid")):
-            time.sleep(0.01)
+        wait_pid("daemon.pid")
         """
-        result = executor.run(self.make_spec(tmp_path, pids, body))
-        assert result.exit_code == 0
-        assert wait_dead(read_pid(pids, "daemon.pid"), 2.0)
+        assert self.left_dead(executor, tmp_path, pids, body, "daemon.pid")
 
     # -- memory ---------------------------------------------------------------------------------
     def test_peak_memory_counts_descendants(self, executor, tmp_path, pids):
@@ -322,12 +319,7 @@ class ExecutorContract:
             d = tmp_path / f"w{i}"
             d.mkdir()
             specs.append(self.make_spec(d, pids, f"time.sleep(0.3)\nprint('worker {i}')\n"))
-        results = [None] * 3
-        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, executor.run(specs[i]))) for i in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+        results = run_at_once(executor.run, specs, 120)
         assert all(r is not None and r.exit_code == 0 and r.warm == self.warm for r in results)
         assert [log_of(r).strip() for r in results] == ["worker 0", "worker 1", "worker 2"]
 
@@ -380,12 +372,9 @@ class LocalPidContract:
             write_pid("forked.pid", os.getpid())
             time.sleep(1000)
             os._exit(0)
-        while not os.path.exists(os.path.join(os.environ["PID_DIR"], "forked.pid")):
-            time.sleep(0.01)
+        wait_pid("forked.pid")
         """
-        result = executor.run(self.make_spec(tmp_path, pids, body))
-        assert result.exit_code == 0
-        assert wait_dead(read_pid(pids, "forked.pid"), 2.0)
+        assert self.left_dead(executor, tmp_path, pids, body, "forked.pid")
 
     def test_an_unkillable_pipe_holder_does_not_hang_the_run(self, executor, tmp_path, pids, monkeypatch):
         # Blind both ways of finding escapees, so the child survives and keeps the pipe open.

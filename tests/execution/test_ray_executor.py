@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from dataclasses import replace
@@ -31,7 +30,7 @@ from autoresearch.records import RunSpec  # noqa: E402
 from autoresearch.workers import parse_slots, run_workers  # noqa: E402
 
 from conftest import tiny_config  # noqa: E402
-from helpers import SharedScript  # noqa: E402
+from helpers import SharedScript, committed_repo, errors_in_threads  # noqa: E402
 from process_helpers import wait_dead  # noqa: E402
 
 slow = pytest.mark.slow  # the tests on the cluster; the module's first one pays for starting it
@@ -56,16 +55,6 @@ def cluster():
 
 def short(node) -> str:
     return node.node_id[:8]
-
-
-def repo_with(tmp_path, files: dict[str, str]) -> tuple[Path, str]:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    for name, text in files.items():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(textwrap.dedent(text))
-    subprocess.run("git init -q -b main && git add -A && git commit -qm init", shell=True, cwd=repo, check=True)
-    return repo, subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
 
 
 def spec_for(repo, commit, tmp_path, name="run", timeout=60.0, **env) -> RunSpec:
@@ -119,7 +108,7 @@ with open(os.environ["SETUP_COUNT"], "a") as fh:
 
 @slow
 def test_runs_spread_over_both_nodes_with_setup_once_per_machine(cluster, tmp_path):
-    repo, commit = repo_with(tmp_path, {"train.py": SPREAD_TRAIN, "prepare.py": PREPARE, ".gitignore": "data/\n"})
+    repo, commit = committed_repo(tmp_path, {"train.py": SPREAD_TRAIN, "prepare.py": PREPARE, ".gitignore": "data/\n"})
     count = tmp_path / "setups.txt"
     ex = RayExecutor(None, SLOT, "python prepare.py", cache_dir=str(tmp_path / "cache"))
     runs = [in_thread(ex.run, spec_for(repo, commit, tmp_path, f"r{i}", SETUP_COUNT=str(count))) for i in range(2)]
@@ -146,7 +135,7 @@ def test_runs_spread_over_both_nodes_with_setup_once_per_machine(cluster, tmp_pa
 @slow
 def test_the_run_gets_the_committed_tree_not_the_work_tree(cluster, tmp_path):
     committed = "import os\nprint(sorted(os.listdir('.')))\nprint('---')\nprint('score: 1')\n"
-    repo, commit = repo_with(tmp_path, {"train.py": committed})
+    repo, commit = committed_repo(tmp_path, {"train.py": committed})
     (repo / "train.py").write_text("print('---')\nprint('score: 2')\n")  # uncommitted: must not travel
     (repo / "untracked.py").write_text("")
     r = RayExecutor(None, SLOT).run(spec_for(repo, commit, tmp_path))
@@ -156,7 +145,7 @@ def test_the_run_gets_the_committed_tree_not_the_work_tree(cluster, tmp_path):
 
 @slow
 def test_a_failed_setup_is_a_failed_run_and_runs_again_next_time(cluster, tmp_path):
-    repo, commit = repo_with(tmp_path, {"train.py": "print('---')\nprint('score: 1')\n"})
+    repo, commit = committed_repo(tmp_path, {"train.py": "print('---')\nprint('score: 1')\n"})
     ex = RayExecutor(None, SLOT, "echo no data; exit 4", cache_dir=str(tmp_path / "cache"))
     for name in ("a", "b"):
         r = ex.run(spec_for(repo, commit, tmp_path, name))
@@ -168,7 +157,7 @@ def test_a_failed_setup_is_a_failed_run_and_runs_again_next_time(cluster, tmp_pa
 
 @slow
 def test_a_remote_failure_and_warm_start(cluster, tmp_path):
-    repo, commit = repo_with(tmp_path, {"train.py": "import json, sys\nprint('half', flush=True)\nsys.exit(3)\n"})
+    repo, commit = committed_repo(tmp_path, {"train.py": "import json, sys\nprint('half', flush=True)\nsys.exit(3)\n"})
     r = RayExecutor(None, SLOT, preload=("json",)).run(spec_for(repo, commit, tmp_path))
     assert r.exit_code == 3 and not r.timed_out and r.warm and r.node
     assert "half" in (tmp_path / "run" / "log.txt").read_text()
@@ -176,7 +165,7 @@ def test_a_remote_failure_and_warm_start(cluster, tmp_path):
 
 @slow
 def test_a_failure_of_ours_on_the_node_is_a_crash_with_its_traceback(cluster, tmp_path):
-    repo, commit = repo_with(tmp_path, {"train.py": "print('---')\nprint('score: 1')\n"})
+    repo, commit = committed_repo(tmp_path, {"train.py": "print('---')\nprint('score: 1')\n"})
     spec = replace(spec_for(repo, commit, tmp_path), task_subdir="no/such/dir")  # no cwd to run in on the node
     r = RayExecutor(None, SLOT).run(spec)
     assert r.exit_code == 1 and not r.node_lost
@@ -186,7 +175,7 @@ def test_a_failure_of_ours_on_the_node_is_a_crash_with_its_traceback(cluster, tm
 
 @slow
 def test_resources_no_node_offers_fail_at_once_with_the_fix(cluster, tmp_path):
-    repo, commit = repo_with(tmp_path, {"train.py": "print('---')\nprint('score: 1')\n"})
+    repo, commit = committed_repo(tmp_path, {"train.py": "print('---')\nprint('score: 1')\n"})
     with pytest.raises(AutoresearchError, match="num_gpus = 0"):
         RayExecutor(None).run(spec_for(repo, commit, tmp_path))  # one GPU by default; this cluster has none
 
@@ -234,7 +223,7 @@ time.sleep(120)
 
 @slow
 def test_timeout_on_a_remote_node_kills_the_process_group(cluster, tmp_path):
-    repo, commit = repo_with(tmp_path, {"train.py": FORKS})
+    repo, commit = committed_repo(tmp_path, {"train.py": FORKS})
     pidfile = tmp_path / "pid"
     r = RayExecutor(None, SLOT).run(spec_for(repo, commit, tmp_path, timeout=3.0, PIDFILE=str(pidfile)))
     assert r.timed_out and r.exit_code is None and r.node
@@ -243,7 +232,7 @@ def test_timeout_on_a_remote_node_kills_the_process_group(cluster, tmp_path):
 
 @slow
 def test_stop_cancels_the_task_and_the_reaper_kills_the_run(cluster, tmp_path):
-    repo, commit = repo_with(tmp_path, {"train.py": FORKS})
+    repo, commit = committed_repo(tmp_path, {"train.py": FORKS})
     pidfile, stop = tmp_path / "pid", threading.Event()
     t, box = in_thread(RayExecutor(None, SLOT).run, spec_for(repo, commit, tmp_path, PIDFILE=str(pidfile)),
                        stop_event=stop)
@@ -269,7 +258,7 @@ RayExecutor(None, {"num_cpus": 0, "resources": {"slot": 1}}).run(
 
 @slow
 def test_a_dead_driver_takes_its_remote_runs_with_it(cluster, tmp_path):
-    repo, commit = repo_with(tmp_path, {"train.py": FORKS})
+    repo, commit = committed_repo(tmp_path, {"train.py": FORKS})
     pidfile = tmp_path / "pid"
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, cluster.address, str(repo), commit, str(tmp_path / "log")],
                               env={**os.environ, "PIDFILE": str(pidfile)})
@@ -326,7 +315,7 @@ def held(node, tmp_path: Path, name: str) -> Path:
 
 @slow
 def test_a_run_whose_node_dies_is_retried_on_another_then_recorded_as_node_lost(cluster, tmp_path):
-    repo, commit = repo_with(tmp_path, {"train.py": LOSSY})
+    repo, commit = committed_repo(tmp_path, {"train.py": LOSSY})
     ex = RayExecutor(None, {"num_cpus": 0, "resources": {"lossy": 1}})
     x, y, z = (cluster.add_node(wait=False, **LOOPBACK, resources={"lossy": 1}) for _ in range(3))
     cluster.wait_for_nodes()
@@ -405,12 +394,8 @@ def rows(task_dir: Path) -> list[tuple[str, str, str]]:
 
 
 def scenario(tmp_path, name, executor=None, workers=0, config=CONFIG):
-    task_dir = tmp_path / name
-    task_dir.mkdir()
-    (task_dir / "train.py").write_text(TRAIN)
-    (task_dir / "prepare.py").write_text("DATA = 1\n")
-    (task_dir / "autoresearch.toml").write_text(config)
-    subprocess.run("git init -q -b main && git add -A && git commit -qm init", shell=True, cwd=task_dir, check=True)
+    task_dir, _ = committed_repo(tmp_path, {"train.py": TRAIN, "prepare.py": "DATA = 1\n", "autoresearch.toml": config},
+                                 name=name)
     agent_lock, todo = threading.Lock(), edits()
     task = load_task(task_dir)
     if workers:
@@ -445,20 +430,10 @@ def test_outputs_of_runs_finishing_at_once_in_one_process_all_land(tmp_path):
     second rename miss a temporary file the first had already moved: they shared its name)."""
     from autoresearch.execution.ray_executor import _write_outputs
 
-    errors = []
-
     def write(i):
-        try:
-            for _ in range(200):
-                _write_outputs(str(tmp_path), [("metrics.jsonl", f"run {i}\n".encode())])
-        except Exception as e:  # noqa: BLE001 - the test reports whatever a thread hit
-            errors.append(e)
+        for _ in range(200):
+            _write_outputs(str(tmp_path), [("metrics.jsonl", f"run {i}\n".encode())])
 
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert errors_in_threads(write) == []
     assert (tmp_path / "metrics.jsonl").read_text() in {f"run {i}\n" for i in range(4)}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]  # no temporary file left behind

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -15,16 +14,12 @@ from autoresearch.execution.ray_node import NodeJob, Reaper, changed_files, extr
 from autoresearch.records import RunSpec
 from autoresearch.execution.supervise import RUN_TOKEN_ENV
 
+from helpers import committed_repo
 from process_helpers import wait_dead
 
 
 def archive(tmp_path, files: dict[str, str]) -> tuple[bytes, str, str]:
-    repo = tmp_path / "repo"
-    for name, text in files.items():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(textwrap.dedent(text))
-    subprocess.run("git init -q -b main && git add -A && git commit -qm init", shell=True, cwd=repo, check=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    repo, commit = committed_repo(tmp_path, files)
     tree = subprocess.run(["git", "archive", "--format=tar", commit], cwd=repo, capture_output=True, check=True).stdout
     return tree, commit, str(repo)
 

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import psutil
@@ -24,7 +23,7 @@ from autoresearch.execution.supervise import processes_with_token
 from autoresearch.execution.warm import WarmExecutor, parse_command
 from autoresearch.records import RunSpec
 
-from process_helpers import SPAWN, dead, log_of, run_env, wait_dead
+from process_helpers import SPAWN, dead, log_of, run_at_once, run_env, wait_dead
 
 PY = shlex.quote(sys.executable)
 
@@ -146,13 +145,8 @@ def test_concurrent_runs_share_one_server(tmp_path, warm):
         d = tmp_path / f"w{i}"
         d.mkdir()
         specs.append(make_spec(d, f"time.sleep(0.3)\nprint('worker {i}')\n"))
-    results = [None] * 3
-    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, warm.run(specs[i]))) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert all(r.warm and r.exit_code == 0 for r in results)
+    results = run_at_once(warm.run, specs, 30)
+    assert all(r is not None and r.warm and r.exit_code == 0 for r in results)
     assert [log_of(r).strip() for r in results] == ["worker 0", "worker 1", "worker 2"]
     assert len(warm.server_pids) == 1
 
