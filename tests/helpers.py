@@ -89,8 +89,15 @@ def committed_repo(tmp_path: Path, files: dict[str, str], name: str = "repo") ->
     for path, text in files.items():
         (repo / path).parent.mkdir(parents=True, exist_ok=True)
         (repo / path).write_text(textwrap.dedent(text))
-    subprocess.run("git init -q -b main && git add -A && git commit -qm init", shell=True, cwd=repo, check=True)
+    # Its own identity: a module-scoped fixture runs before conftest's _git_identity sets one.
+    subprocess.run("git init -q -b main && git add -A && git -c user.name=test -c user.email=test@example.com "
+                   "commit -qm init", shell=True, cwd=repo, check=True)
     return repo, subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+
+
+def x_is(*values) -> list:
+    """One edit per value: the `X = <number>` line of train.py, wherever it stands, becomes `X = value`."""
+    return [set_consts(f"X -> {v}", X=v) for v in values]
 
 
 def tsv(task):
@@ -106,6 +113,17 @@ def run(task, agent, n, tag="t1", say=lambda s: None, **kw):
 def ledger_lines(task: Path, tag: str) -> list[dict]:
     """The ledger of `tag`'s night on `task`, line by line as written (hash chain fields included)."""
     return [json.loads(line) for line in (task / ".autoresearch" / tag / "ledger.jsonl").read_text().splitlines()]
+
+
+def wait_for(predicate, seconds: float = 20.0, step: float = 0.05):
+    """predicate()'s first true value within `seconds` (polled every `step`), else its last value."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
 
 
 def errors_in_threads(work, n: int = 4) -> list[Exception]:

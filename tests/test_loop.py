@@ -42,15 +42,18 @@ def test_agent_sees_history_and_prompt(make_task):
     assert second.prompt_file.read_text() == second.prompt
 
 
+def writing_too(description: str, name: str, text: str):
+    """An edit: X -> 9.0, and the file `name` of the task written with `text`."""
+    def edit(d):
+        (d / name).write_text(text)
+        set_x(9.0)(d)
+        return description
+    return edit
+
+
 def test_guard_reverts_readonly_edit_and_records_crash(make_task):
     task = make_task()
-
-    def cheat(d):
-        (d / "prepare.py").write_text("DATA = 'leaked'\n")
-        set_x(9.0)(d)
-        return "cheat"
-
-    loop, records = run(task, ScriptedAgent(cheat), 1)
+    loop, records = run(task, ScriptedAgent(writing_too("cheat", "prepare.py", "DATA = 'leaked'\n")), 1)
     r = records[-1]
     assert r.status is Status.CRASH and r.reason.startswith("guard") and "prepare.py" in r.reason
     assert (task / "prepare.py").read_text() == "DATA = 'fixed'\n"
@@ -62,13 +65,7 @@ def test_guard_reverts_readonly_edit_and_records_crash(make_task):
 
 def test_new_file_outside_scope_is_removed(make_task):
     task = make_task()
-
-    def sneak(d):
-        (d / "helper.py").write_text("print('hi')\n")
-        set_x(9.0)(d)
-        return "sneak"
-
-    _, records = run(task, ScriptedAgent(sneak), 1)
+    _, records = run(task, ScriptedAgent(writing_too("sneak", "helper.py", "print('hi')\n")), 1)
     assert records[-1].status is Status.CRASH and "helper.py" in records[-1].reason
     assert not (task / "helper.py").exists()
 

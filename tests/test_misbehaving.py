@@ -5,7 +5,6 @@ import os
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from autoresearch import crash
@@ -16,24 +15,13 @@ from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 from autoresearch.runner import run_process
 
+from conftest import tiny_config
 from helpers import PID_EXPR, ScriptedAgent, pid_expr, process_named
 
-QUICK = '''\
-[task]
-run = "python train.py"
-editable = ["train.py"]
-readonly = ["prepare.py"]
-time_budget = 1
-timeout = {timeout}
+def quick_config(timeout: float) -> str:
+    return tiny_config(time_budget=1, timeout=timeout) + '\n[sandbox]\nwritable = ["../pids"]\n'
 
-[metrics]
-primary = "score"
-direction = "maximize"
-deterministic = true
 
-[sandbox]
-writable = ["../pids"]
-'''
 # The baseline (X = 1.0) behaves; the agent's version (X = 2.0) misbehaves.
 PREAMBLE = "import os, sys, time\nX = 1.0\nBAD = X > 1\n"
 FOOTER = "print('---')\nprint(f'score: {X}')\n"
@@ -57,7 +45,7 @@ class RecordingExecutor:
 
 def misbehave(make_task, body: str, *, timeout: float = 20, memory_limit_mb=None):
     """Baseline, then one iteration whose train.py runs `body` (with BAD true); returns (record, result, task)."""
-    task_dir = make_task(train=PREAMBLE + body, config=QUICK.format(timeout=timeout))
+    task_dir = make_task(train=PREAMBLE + body, config=quick_config(timeout))
     (task_dir.parent / "pids").mkdir()
 
     def edit(d: Path):
@@ -92,7 +80,7 @@ def assert_crash(record, result, task, kind: CrashKind):
 def assert_gone(pid_file: Path, wait: float = 5.0):
     """The process whose pid the run wrote is dead (a zombie that init has not reaped counts as dead).
 
-    The pid files go beside the repository, in ../pids (opened to the sandbox by QUICK): what a
+    The pid files go beside the repository, in ../pids (opened to the sandbox by quick_config): what a
     run creates in the task directory is removed after it."""
     assert pid_file.exists(), f"{pid_file} was never written"
     text = pid_file.read_text()
@@ -134,20 +122,18 @@ def test_grandchildren_are_killed_and_the_run_still_judged(make_task):
     assert_gone(task.dir.parent / "pids" / "grandchild")
 
 
-def test_a_process_in_its_own_session_is_found_by_the_run_token(make_task):
-    body = ('if BAD:\n    import subprocess\n'
-            '    subprocess.Popen([sys.executable, "-c", "import os, time; '
-            f"open('../pids/daemon', 'w').write({PID_EXPR}); time.sleep(600)\"], start_new_session=True)\n"
-            "    while not os.path.exists('../pids/daemon'):\n        time.sleep(0.02)\n" + FOOTER)
-    record, result, task = misbehave(make_task, body)
-    assert record.status is Status.KEEP
-    assert_gone(task.dir.parent / "pids" / "daemon")
-
-
-def test_double_forked_daemon_that_outlives_its_parent(make_task):
-    body = ("if BAD:\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n"
-            f"            open('../pids/daemon', 'w').write({PID_EXPR})\n            time.sleep(600)\n"
-            "        os._exit(0)\n    while not os.path.exists('../pids/daemon'):\n        time.sleep(0.02)\n" + FOOTER)
+@pytest.mark.parametrize("leave", [
+    pytest.param('    import subprocess\n'
+                 '    subprocess.Popen([sys.executable, "-c", "import os, time; '
+                 f"open('../pids/daemon', 'w').write({PID_EXPR}); time.sleep(600)\"], start_new_session=True)\n",
+                 id="a-process-in-its-own-session-found-by-the-run-token"),
+    pytest.param("    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n"
+                 f"            open('../pids/daemon', 'w').write({PID_EXPR})\n            time.sleep(600)\n"
+                 "        os._exit(0)\n",
+                 id="a-double-forked-daemon-that-outlives-its-parent"),
+])
+def test_a_process_a_run_leaves_is_killed_with_it(make_task, leave):
+    body = "if BAD:\n" + leave + "    while not os.path.exists('../pids/daemon'):\n        time.sleep(0.02)\n" + FOOTER
     record, result, task = misbehave(make_task, body)
     assert record.status is Status.KEEP
     assert_gone(task.dir.parent / "pids" / "daemon")
@@ -224,7 +210,7 @@ def set_x(d: Path, value: str = "2.0"):
 
 
 def run_agent(make_task, *edits, iterations=None):
-    task_dir = make_task(train=PREAMBLE + FOOTER, config=QUICK.format(timeout=20))
+    task_dir = make_task(train=PREAMBLE + FOOTER, config=quick_config(20))
     loop = Loop(load_task(task_dir), "a", ScriptedAgent(*edits), say=lambda s: None)
     records = loop.run(Limits(iterations=iterations or len(edits)))
     return task_dir, records

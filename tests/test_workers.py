@@ -9,7 +9,7 @@ from autoresearch.records import Proposal, Status
 from autoresearch.workers import parse_slots, run_workers
 
 from conftest import git
-from helpers import SharedScript, set_consts
+from helpers import SharedScript, x_is
 
 TRAIN = '''\
 import os, time
@@ -19,11 +19,6 @@ print("---")
 print(f"score: {X:.6f}")
 print(f"device: {os.environ.get('CUDA_VISIBLE_DEVICES', '-1')}")
 '''
-
-
-def x_is(*values):
-    """One edit per value: X becomes it."""
-    return [set_consts(f"X -> {v}", X=v) for v in values]
 
 
 def test_two_gpu_workers_share_one_ledger(make_task):

@@ -1,6 +1,5 @@
 import math
 import random
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,6 +11,9 @@ from autoresearch.agents.tuner import Observation, TunerAgent, TunerPolicy
 from autoresearch.constants import Space, find_constants
 from autoresearch.errors import ConfigError
 from autoresearch.records import Experiment, Status
+
+from conftest import git
+from helpers import committed_repo
 
 TRAIN = '''"""Toy training script."""
 import prepare
@@ -29,19 +31,12 @@ def main():
 AXES = ["ARCH", "LR", "WIDTH", "DROPOUT"]
 
 
-def git(cwd, *args) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
-                          check=True, capture_output=True, text=True).stdout.strip()
+PREPARE = "TIME_BUDGET = 1\n"
 
 
 @pytest.fixture
 def task(tmp_path) -> tuple[Path, str]:
-    (tmp_path / "train.py").write_text(TRAIN)
-    (tmp_path / "prepare.py").write_text("TIME_BUDGET = 1\n")
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", ".")
-    git(tmp_path, "commit", "-qm", "baseline")
-    return tmp_path, git(tmp_path, "rev-parse", "HEAD")
+    return committed_repo(tmp_path, {"train.py": TRAIN, "prepare.py": PREPARE})
 
 
 def params_of(path: Path) -> dict:
@@ -123,13 +118,8 @@ def test_never_repeats_a_configuration(task):
 
 def test_deterministic_for_the_same_seed(task, tmp_path_factory):
     first, _ = simulate(*task, iterations=12, seed=3)
-    other_dir = tmp_path_factory.mktemp("again")
-    (other_dir / "train.py").write_text(TRAIN)
-    (other_dir / "prepare.py").write_text("TIME_BUDGET = 1\n")
-    git(other_dir, "init", "-q")
-    git(other_dir, "add", ".")
-    git(other_dir, "commit", "-qm", "baseline")
-    second, _ = simulate(other_dir, git(other_dir, "rev-parse", "HEAD"), iterations=12, seed=3)
+    again = committed_repo(tmp_path_factory.mktemp("again"), {"train.py": TRAIN, "prepare.py": PREPARE})
+    second, _ = simulate(*again, iterations=12, seed=3)
     assert [e.agent_data["params"] for e in first[1:]] == [e.agent_data["params"] for e in second[1:]]
 
 
@@ -144,7 +134,7 @@ def test_baseline_params_come_from_git_when_not_recorded(task):
     # The work tree has moved on (a kept LR change committed), the baseline recorded no params.
     (task_dir / "train.py").write_text(TRAIN.replace("LR = 1e-3", "LR = 3e-3"))
     git(task_dir, "commit", "-qam", "lr")
-    head = git(task_dir, "rev-parse", "HEAD")
+    head = git(task_dir, "rev-parse", "HEAD").strip()
     base = Experiment(0, commit, "", Status.KEEP, "baseline", metrics={"val_acc": 0.5})
     kept = Experiment(1, head, commit, Status.KEEP, "LR", metrics={"val_acc": 0.6})  # by another agent
     agent = TunerAgent()
@@ -359,12 +349,7 @@ def karpathy_loop(task_dir, base_commit, iterations, objective):
 
 @pytest.fixture
 def karpathy_task(tmp_path):
-    (tmp_path / "train.py").write_text(KARPATHY_TRAIN)
-    (tmp_path / "prepare.py").write_text("TIME_BUDGET = 1\n")
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "add", ".")
-    git(tmp_path, "commit", "-qm", "baseline")
-    return tmp_path, git(tmp_path, "rev-parse", "HEAD")
+    return committed_repo(tmp_path, {"train.py": KARPATHY_TRAIN, "prepare.py": PREPARE})
 
 
 def test_tuner_moves_only_knobs_that_fit_the_code(karpathy_task):

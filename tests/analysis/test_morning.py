@@ -13,6 +13,8 @@ from autoresearch.loop import Limits, Loop
 from autoresearch.records import Proposal
 from autoresearch.store import RunStore
 
+from helpers import committed_repo
+
 TRAIN = '''\
 import os
 LOSS = 0.5  # search: float(0.0, 10.0)
@@ -54,16 +56,7 @@ class Moves:
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory):
-    import subprocess
-    import textwrap
-    root = tmp_path_factory.mktemp("min") / "task"
-    root.mkdir()
-    (root / "train.py").write_text(TRAIN)
-    (root / "autoresearch.toml").write_text(textwrap.dedent(CONFIG))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
-    subprocess.run(git + ["add", "-A"], cwd=root, check=True)
-    subprocess.run(git + ["commit", "-qm", "init"], cwd=root, check=True)
+    root, _ = committed_repo(tmp_path_factory.mktemp("min"), {"train.py": TRAIN, "autoresearch.toml": CONFIG}, name="task")
     # baseline 0.5 and two repeats (0.501, 0.502), then 0.3 (keep), 0.4 (discard), 0.1 (keep)
     Loop(load_task(root), "n1", Moves(0.3, 0.4, 0.1), say=lambda s: None).run(Limits(iterations=3))
     task = load_task(root)

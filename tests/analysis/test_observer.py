@@ -2,8 +2,6 @@
 
 import json
 import os
-import re
-import tomllib
 import time
 from types import SimpleNamespace
 
@@ -12,8 +10,11 @@ from typer.testing import CliRunner
 from autoresearch.analysis.observer import analyze_record, backfill, capture_curve, refresh
 from autoresearch.config import load_task
 from autoresearch.loop import Limits, Loop
-from autoresearch.records import Experiment, Proposal, Status
+from autoresearch.records import Experiment, Status
 from autoresearch.store import RunStore
+
+from conftest import tiny_config
+from helpers import ScriptedAgent, x_is
 
 TRAIN = '''\
 import json
@@ -54,21 +55,32 @@ def test_capture_curve_skips_a_curve_the_run_left_untouched_however_fresh(tmp_pa
     assert (run_dir / "metrics.jsonl").read_text() == '{"epoch": 1, "val_acc": 0.65}\n'
 
 
-def test_refresh_analyses_the_run_and_rewrites_the_summary(tmp_path):
+def plain_task(tmp_path, metrics: str = ""):
+    """A task folder without git (val_acc to maximise, not declared deterministic) and its run store, created."""
     task_dir = tmp_path / "task"
     task_dir.mkdir()
     (task_dir / "train.py").write_text("X = 1\n")
-    (task_dir / "autoresearch.toml").write_text(
-        '[task]\nrun = "python train.py"\neditable = ["train.py"]\ntime_budget = 5\n'
-        '[metrics]\nprimary = "val_acc"\ndirection = "maximize"\n')
+    (task_dir / "prepare.py").write_text("DATA = 'fixed'\n")
+    (task_dir / "autoresearch.toml").write_text(tiny_config(primary="val_acc", deterministic=False, metrics=metrics))
     task = load_task(task_dir)
     store = RunStore(task.dir, "t")
     store.create()
-    started = time.time() - 5
-    record = Experiment(0, "c0", "c0", Status.KEEP, "baseline", metrics={"val_acc": 0.5}, started_at=started)
+    return task, store
+
+
+def record_baseline(store, metrics: dict, **kw) -> Experiment:
+    """The baseline with `metrics` in the ledger and its metrics.json, as the loop leaves them."""
+    record = Experiment(0, "c0", "c0", Status.KEEP, "baseline", metrics=metrics, **kw)
     store.ledger.records  # load first: appending to an unread ledger would count the record twice
     store.ledger.append(record)
-    (store.run_dir(0) / "metrics.json").write_text(json.dumps({"val_acc": 0.5}))
+    (store.run_dir(0) / "metrics.json").write_text(json.dumps(metrics))
+    return record
+
+
+def test_refresh_analyses_the_run_and_rewrites_the_summary(tmp_path):
+    task, store = plain_task(tmp_path)
+    task_dir = task.dir
+    record = record_baseline(store, {"val_acc": 0.5}, started_at=time.time() - 5)
     (task_dir / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "val_acc": 0.1 * e}) + "\n" for e in range(1, 6)))
     refresh(SimpleNamespace(task=task, store=store), record)
     assert (store.run_dir(0) / "metrics.jsonl").exists()
@@ -80,41 +92,15 @@ def test_refresh_analyses_the_run_and_rewrites_the_summary(tmp_path):
 
 
 def test_majority_rate_from_the_config_flags_a_constant_predictor(tmp_path):
-    task_dir = tmp_path / "task"
-    task_dir.mkdir()
-    (task_dir / "train.py").write_text("X = 1\n")
-    (task_dir / "autoresearch.toml").write_text(
-        '[task]\nrun = "python train.py"\neditable = ["train.py"]\ntime_budget = 5\n'
-        '[metrics]\nprimary = "val_acc"\ndirection = "maximize"\nmajority_rate = 0.3484\n')
-    task = load_task(task_dir)
-    store = RunStore(task.dir, "t")
-    store.create()
-    record = Experiment(0, "c0", "c0", Status.KEEP, "baseline", metrics={"val_acc": 34.84})
-    store.ledger.records  # load first: appending to an unread ledger would count the record twice
-    store.ledger.append(record)
-    (store.run_dir(0) / "metrics.json").write_text(json.dumps({"val_acc": 34.84}))  # in percent: still caught
+    task, store = plain_task(tmp_path, metrics="majority_rate = 0.3484\n")
+    record = record_baseline(store, {"val_acc": 34.84})  # in percent: still caught
     meta = analyze_record(task, store, record)
     assert "degenerate" in meta["flags"] and "majority-class rate 0.3484" in meta["warnings"][0]
 
 
-class SetX:
-    name = "scripted"
-
-    def __init__(self, *values):
-        self.values = list(values)
-        self.prompts = []
-
-    def propose(self, context):
-        self.prompts.append(context.prompt)
-        value = self.values.pop(0)
-        p = context.task_dir / "train.py"
-        p.write_text(re.sub(r"(?m)^X = [0-9.]+", f"X = {value}", p.read_text()))
-        return Proposal(f"X -> {value}", "Because.")
-
-
 def test_as_a_loop_observer(make_task):
     task_dir = make_task(train=TRAIN)
-    agent = SetX(2.0, 0.5)
+    agent = ScriptedAgent(*x_is(2.0, 0.5))
     loop = Loop(load_task(task_dir), "t", agent, say=lambda s: None, observers=[refresh])
     loop.run(Limits(iterations=2))
     summary = json.loads((task_dir / "analysis_summary.json").read_text())
@@ -128,15 +114,15 @@ def test_as_a_loop_observer(make_task):
         assert "meta_analysis" in json.loads((run / "metrics.json").read_text())
     assert "overfitting" in summary["meta"]["latest"]["flags"]
     # The next agent reads it all: the summary's frontier and the last run's meta-analysis.
-    assert "Frontier: #0 1 (baseline) -> #1 2 (X up, +1)" in agent.prompts[1]
-    assert "run #1: val loss rose from epoch" in agent.prompts[1]
+    assert "Frontier: #0 1 (baseline) -> #1 2 (X up, +1)" in agent.contexts[1].prompt
+    assert "run #1: val loss rose from epoch" in agent.contexts[1].prompt
 
 
 def test_cli_summarize_and_suggest(make_task):
     from autoresearch.cli import app
 
     task_dir = make_task(train=TRAIN)
-    Loop(load_task(task_dir), "t", SetX(2.0), say=lambda s: None).run(Limits(iterations=1))  # no observer
+    Loop(load_task(task_dir), "t", ScriptedAgent(*x_is(2.0)), say=lambda s: None).run(Limits(iterations=1))  # no observer
     runner = CliRunner()
     result = runner.invoke(app, ["summarize", str(task_dir)])
     assert result.exit_code == 0, result.output

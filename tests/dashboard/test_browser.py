@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -18,6 +17,7 @@ from autoresearch.records import Proposal
 from autoresearch.store import RunStore
 
 from cdp import Browser, chromium
+import helpers
 
 BINARY = chromium()
 pytestmark = pytest.mark.skipif(BINARY is None, reason="needs chromium (apt-get install -y chromium)")
@@ -53,13 +53,7 @@ class Edit:
 
 
 def wait_for(predicate, seconds=30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
+    return helpers.wait_for(predicate, seconds, step=0.1)  # a browser's page takes its time
 
 
 def _rows(browser):

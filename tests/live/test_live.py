@@ -13,7 +13,9 @@ from autoresearch.live.publisher import Publisher
 from autoresearch.live.state import eta_seconds, live_path, read_states, request_stop, write_state
 from autoresearch.live.terminal import TerminalView, status_line
 from autoresearch.loop import Limits, Loop
-from autoresearch.records import Proposal, Status
+from autoresearch.records import Status
+
+from helpers import ScriptedAgent, SharedScript, wait_for, x_is
 
 # A run that prints a line, then waits (up to 20 s) for the test to say it saw the line.
 WAITING_TRAIN = '''\
@@ -35,29 +37,6 @@ print(f"score: {X:.6f}")
 '''
 
 
-def wait_for(predicate, seconds=20.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return predicate()
-
-
-class OneEdit:
-    name = "scripted"
-
-    def __init__(self, values):
-        self.values = list(values)
-
-    def propose(self, context):
-        p = context.task_dir / "train.py"
-        value = self.values.pop(0)
-        p.write_text(p.read_text().replace("X = 1.0", f"X = {value}"))
-        return Proposal(f"X -> {value}", "Because.")
-
-
 def _state(task):
     try:
         return json.loads(live_path(task / ".autoresearch" / "t1").read_text())
@@ -76,7 +55,7 @@ def test_the_run_in_flight_is_published_and_its_log_can_be_followed(make_task, t
     (task / "autoresearch.toml").write_text(config)
     import subprocess
     subprocess.run(["git", "commit", "-qam", "env"], cwd=task, check=True)
-    loop = Loop(load_task(task), "t1", OneEdit([2.0]), say=lambda s: None)
+    loop = Loop(load_task(task), "t1", ScriptedAgent(*x_is(2.0)), say=lambda s: None)
     out = {}
     thread = threading.Thread(target=lambda: out.setdefault("records", loop.run(Limits(iterations=1))))
     thread.start()
@@ -110,12 +89,12 @@ def test_a_stop_request_ends_the_night_after_the_iteration_and_is_then_cleared(m
     task = make_task()
     root = task / ".autoresearch" / "t1"
 
-    class StopAfterFirst(OneEdit):
+    class StopAfterFirst(ScriptedAgent):
         def propose(self, context):
             request_stop(root)  # as the dashboard's button does, during iteration 1
             return super().propose(context)
 
-    loop = Loop(load_task(task), "t1", StopAfterFirst([2.0, 3.0, 4.0]), say=lambda s: None)
+    loop = Loop(load_task(task), "t1", StopAfterFirst(*x_is(2.0, 3.0, 4.0)), say=lambda s: None)
     records = loop.run(Limits(iterations=3))
     assert [r.iteration for r in records] == [0, 1]  # iteration 1 finished; 2 and 3 never began
     assert records[1].status is Status.KEEP
@@ -123,7 +102,7 @@ def test_a_stop_request_ends_the_night_after_the_iteration_and_is_then_cleared(m
     assert _state(task)["finished_reason"] == "stop requested"
     # The next run is not stopped by a request made before it began.
     request_stop(root)
-    again = Loop(load_task(task), "t1", OneEdit([5.0]), say=lambda s: None).run(Limits(iterations=1))
+    again = Loop(load_task(task), "t1", ScriptedAgent(*x_is(5.0)), say=lambda s: None).run(Limits(iterations=1))
     assert [r.iteration for r in again] == [2]
 
 
@@ -226,28 +205,16 @@ def test_on_a_terminal_the_panel_shows_the_bar_the_curve_and_the_log(tmp_path):
 
 
 def test_several_workers_each_publish_and_all_honour_a_stop_request(make_task):
-    import re as _re
-
     from autoresearch.workers import parse_slots, run_workers
 
     train = "import time\nX = 1.0\ntime.sleep(1.0)\nprint('---')\nprint(f'score: {X:.6f}')\n"
     task = make_task(train=train)
     root = task / ".autoresearch" / "w"
-    lock, values = threading.Lock(), [float(v) for v in range(2, 40)]
-
-    class Next:
-        name = "values"
-
-        def propose(self, context):
-            with lock:
-                v = values.pop(0)
-            p = context.task_dir / "train.py"
-            p.write_text(_re.sub(r"X = [0-9.]+", f"X = {v}", p.read_text()))
-            return Proposal(f"X -> {v}", "More.")
+    lock, edits = threading.Lock(), x_is(*(float(v) for v in range(2, 40)))
 
     out = {}
     runner = threading.Thread(target=lambda: out.setdefault("records", run_workers(
-        load_task(task), "w", lambda i: Next(), parse_slots(None, 2), Limits(iterations=30), say=lambda s: None)))
+        load_task(task), "w", lambda i: SharedScript(edits, lock), parse_slots(None, 2), Limits(iterations=30), say=lambda s: None)))
     runner.start()
     try:
         both = wait_for(lambda: len([s for s in read_states(root) if s.get("alive") and s.get("worker") is not None

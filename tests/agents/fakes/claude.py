@@ -77,11 +77,7 @@ def main() -> int:
     parser.add_argument("--append-system-prompt")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
-    if args.help:
-        print(HELP)
-        return 0
-    if args.version:
-        print("2.1.330 (Claude Code)")
+    if fakecli.about_itself(args, HELP, "2.1.330 (Claude Code)"):
         return 0
     prompt = args.prompt if args.prompt is not None else sys.stdin.read()
     if args.print and not prompt.strip():

@@ -63,8 +63,7 @@ def main() -> int:
     parser.add_argument("--skip-git-repo-check", action="store_true")
     parser.add_argument("-o", "--output-last-message")
     args = parser.parse_args(sys.argv[2:])
-    if args.help:
-        print(HELP)
+    if fakecli.about_itself(args, HELP):
         return 0
     prompt = sys.stdin.read() if args.prompt in (None, "-") else args.prompt
     if not prompt.strip():

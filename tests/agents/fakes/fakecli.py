@@ -33,6 +33,18 @@ def state_dir() -> Path:
     return Path(os.environ["FAKE_STATE_DIR"])
 
 
+def about_itself(args, help_text: str, version: str | None = None) -> bool:
+    """`--help` or `--version` (where the CLI has one): prints what the real one prints for it.
+    Whether it did, the call then exiting 0 without a prompt."""
+    if args.help:
+        print(help_text)
+        return True
+    if version is not None and args.version:
+        print(version)
+        return True
+    return False
+
+
 def call_number() -> int:
     log = state_dir() / "calls.jsonl"
     return sum(1 for _ in open(log)) + 1 if log.exists() else 1

@@ -64,11 +64,7 @@ def main() -> int:
     parser.add_argument("-h", "--help", action="store_true")
     parser.add_argument("-v", "--version", action="store_true")
     args = parser.parse_args()
-    if args.help:
-        print(HELP)
-        return 0
-    if args.version:
-        print("0.61.0")
+    if fakecli.about_itself(args, HELP, "0.61.0"):
         return 0
     stdin = "" if sys.stdin.isatty() else sys.stdin.read()
     prompt = f"{stdin}\n\n{args.prompt}" if stdin and args.prompt else stdin or args.prompt or ""
