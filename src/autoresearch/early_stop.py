@@ -130,9 +130,14 @@ def optimistic_final(trace: Trace, earlier: Sequence[Trace], direction: str) -> 
     The larger of: the largest gain an earlier run made from this time to its end; and the
     run's own gain over the last half of its elapsed time, times the largest ratio of an
     earlier run's later gain to its gain over that same stretch (a run climbing faster than
-    the others is credited in proportion). Not a straight line: carried on linearly, the
-    steep start of a saturating curve promised val_acc 6.5 at 15% of the example's budget,
-    so no run could be stopped before its curve had flattened (bench/early_stop.py)."""
+    the others is credited in proportion), that ratio at most a straight line's: the run's
+    recent pace carried on to the end of the budget. Not the straight line itself: carried on
+    linearly, the steep start of a saturating curve promised val_acc 6.5 at 15% of the
+    example's budget, so no run could be stopped before its curve had flattened. Nor more than
+    it: an earlier curve flat over that stretch (a plateau is common, the best-so-far is flat
+    whenever the metric dips) made the ratio a division by ~0, and on a night of the example
+    half the looks at a run gave it a bound of 10^4 to 10^8, so whether a run was stopped was
+    chance (bench/early_stop.py)."""
     t, sign = trace[-1][0], 1 if direction == "maximize" else -1
     now = best_until(trace, t, direction)
     then = best_until(trace, t / 2, direction)
@@ -146,9 +151,9 @@ def optimistic_final(trace: Trace, earlier: Sequence[Trace], direction: str) -> 
         late = max(late, gain)
         before = best_until(other, t / 2, direction)
         if before is not None and gain > 0:
-            # An earlier run flat over that stretch that still gained later: any pace may go far.
             ratio = max(ratio, gain / max(sign * (at_t - before), 1e-9))
-    return now + sign * max(late, recent * ratio)
+    linear = (1.0 - t) / (t / 2) if t > 0 else math.inf  # the rest of the budget over the stretch
+    return now + sign * max(late, recent * min(ratio, linear))
 
 
 def judge(trace: Trace, earlier: Sequence[Trace], best_value: float | None, rules: Rules,
