@@ -42,6 +42,14 @@ def run(make_task, kind, iterations=1, extra="", **kw):
     return task_dir, loop, records[-1]
 
 
+def crash_of(make_task, fake_cli, kind, scenario, **kw):
+    """The record of one iteration whose agent call plays `scenario`: a crash."""
+    fake_cli.scenario(scenario)
+    _, _, record = run(make_task, kind, **kw)
+    assert record.status is Status.CRASH, record.reason
+    return record
+
+
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_edit_is_trained_kept_and_costed(make_task, fake_cli, kind):
     task_dir, loop, record = run(make_task, kind)
@@ -98,9 +106,7 @@ def test_flags_of_the_other_clis(make_task, fake_cli, kind, expected):
 
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_not_logged_in_is_a_crash_and_not_retried(make_task, fake_cli, kind):
-    fake_cli.scenario("not_logged_in")
-    _, _, record = run(make_task, kind)
-    assert record.status is Status.CRASH
+    record = crash_of(make_task, fake_cli, kind, "not_logged_in")
     assert record.reason.startswith(f"agent: {kind}: ")
     assert len(fake_cli.calls()) == 1, "an auth failure is not retried"
     assert record.agent_data["failures"][0].startswith("auth: ")
@@ -119,18 +125,15 @@ def test_rate_limit_then_success_retries(make_task, fake_cli, kind):
 
 @pytest.mark.parametrize("kind", OUR_RETRIES)
 def test_rate_limit_retries_are_bounded(make_task, fake_cli, kind):
-    fake_cli.scenario("overloaded")
-    _, _, record = run(make_task, kind)
-    assert record.status is Status.CRASH
+    record = crash_of(make_task, fake_cli, kind, "overloaded")
     assert "gave up after 3 attempts" in record.reason
     assert len(fake_cli.calls()) == 3  # retries = 2
 
 
 @pytest.mark.parametrize("kind", sorted(set(BACKENDS) - set(OUR_RETRIES)))
 def test_a_cli_that_retries_by_itself_is_not_retried_by_us(make_task, fake_cli, kind):
-    fake_cli.scenario("rate_limit,success")
-    _, _, record = run(make_task, kind)
-    assert record.status is Status.CRASH and len(fake_cli.calls()) == 1  # its own retries were the policy
+    record = crash_of(make_task, fake_cli, kind, "rate_limit,success")
+    assert len(fake_cli.calls()) == 1  # its own retries were the policy
     assert record.agent_data["failures"][0].startswith("transient: ")
     with pytest.raises(AutoresearchError, match=rf"agent.retries: {kind} retries transient errors by itself"):
         create_agent(kind, load_task(make_task(config=config(kind, extra="retries = 2\n"))))
@@ -143,9 +146,7 @@ def test_claude_runs_with_its_own_retries_off(make_task, fake_cli):
 
 @pytest.mark.parametrize("kind", ["claude", "gemini"])  # codex and aider have no turn limit to hit
 def test_max_turns_without_edit(make_task, fake_cli, kind):
-    fake_cli.scenario("max_turns")
-    _, _, record = run(make_task, kind)
-    assert record.status is Status.CRASH
+    record = crash_of(make_task, fake_cli, kind, "max_turns")
     assert "turn" in record.reason and record.reason.startswith(f"agent: {kind}: ")
     assert record.agent_data["failures"][0].startswith("max_turns: ")  # claude's subtype, gemini's exit code 53
     assert len(fake_cli.calls()) == 1
@@ -153,28 +154,22 @@ def test_max_turns_without_edit(make_task, fake_cli, kind):
 
 @pytest.mark.parametrize("kind", ["claude", "aider"])  # the same runner path for all; test_contract stops each
 def test_hang_is_killed_at_the_agent_timeout(make_task, fake_cli, kind):
-    fake_cli.scenario("hang")
     started = time.monotonic()
-    _, _, record = run(make_task, kind, timeout=1.5)
-    assert record.status is Status.CRASH
+    record = crash_of(make_task, fake_cli, kind, "hang", timeout=1.5)
     assert "no answer within the [agent] timeout of 1.5 s" in record.reason
     assert time.monotonic() - started < 20  # the fake ignores SIGTERM: the group was killed
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_a_question_and_no_edit_is_a_crash(make_task, fake_cli, kind):
-    fake_cli.scenario("question")
-    _, _, record = run(make_task, kind)
-    assert record.status is Status.CRASH
+    record = crash_of(make_task, fake_cli, kind, "question")
     assert record.reason == "agent: no change to the editable files"
     assert "Which would you prefer?" in record.explanation  # what it said is kept for the next prompt
 
 
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_truncated_output_is_a_crash(make_task, fake_cli, kind):
-    fake_cli.scenario("truncated")
-    _, _, record = run(make_task, kind)
-    assert record.status is Status.CRASH
+    record = crash_of(make_task, fake_cli, kind, "truncated")
     assert record.reason.startswith(f"agent: {kind}: ")
     assert record.agent_data["failures"][0].startswith("output: ")
 
@@ -188,9 +183,7 @@ def test_edit_then_truncated_output_is_judged_by_the_diff(make_task, fake_cli, k
 
 
 def test_aider_edit_blocks_that_do_not_match(make_task, fake_cli):
-    fake_cli.scenario("nomatch")
-    _, _, record = run(make_task, "aider")
-    assert record.status is Status.CRASH
+    record = crash_of(make_task, fake_cli, "aider", "nomatch")
     assert record.reason == "agent: aider: its edit blocks did not match the files"
     assert record.cost_usd == pytest.approx(3 * 0.0135)  # three reflections were paid for
 
