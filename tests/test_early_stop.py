@@ -203,3 +203,18 @@ def test_the_reason_is_a_verdict_that_round_trips():
     v = Verdict.parse(Status.DISCARD, text)
     assert v.reason is Reason.STOPPED_EARLY and v.stopped_early and v.render() == text
     assert not Verdict.parse(Status.DISCARD, "val_acc worse").stopped_early
+
+
+def test_the_watcher_compares_with_the_best_an_adopted_config_rejudged(make_task, tmp_path):
+    from autoresearch.config import load_task
+    from autoresearch.early_stop import watcher_for
+    from autoresearch.store import RunStore
+
+    from helpers import adopted_ledger
+
+    task = load_task(make_task())
+    store = RunStore(task.dir, "t1")
+    store = RunStore(task.dir, "t1", ledger=adopted_ledger(store.ledger.path))
+    history = list(store.ledger.records)  # what the loop hands it: a copy of the ledger's records
+    watcher = watcher_for(task, store, history, tmp_path / "run", may_stop=True)
+    assert watcher.best_value == 0.5  # iteration 3, not the last keep's 3.0 judged under the old direction

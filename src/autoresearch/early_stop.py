@@ -304,6 +304,7 @@ def watcher_for(task, store, history, run_dir: Path, *, may_stop: bool,
 
     Every run is watched, so that its curve is on record with the watcher's clock; only those
     with `may_stop` (never a baseline, a noise repeat or a confirmation) are judged."""
+    from autoresearch.ledger import best_of
     from autoresearch.verdict import Status
 
     rules = Rules.from_config(getattr(task.config, "early_stop", None))
@@ -318,7 +319,7 @@ def watcher_for(task, store, history, run_dir: Path, *, may_stop: bool,
         if record.iteration not in cache:
             cache[record.iteration] = load_trace(store.run_dir(record.iteration), primary, budget)
         earlier.append(cache[record.iteration])
-    best = next((r for r in reversed(history) if r.status is Status.KEEP), None)
+    best = best_of(history, store.ledger)  # re-judged where the run adopted new rules
     best_value = best.metrics.get(primary) if best is not None else None
     if not isinstance(best_value, (int, float)) or isinstance(best_value, bool) or not math.isfinite(best_value):
         best_value = None
