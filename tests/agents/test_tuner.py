@@ -439,3 +439,26 @@ def test_an_early_stopped_run_is_a_pruned_trial_for_tpe_and_a_lost_move_for_its_
         optuna.study.Study.add_trial = real
     assert [t.state for t in seen] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
     assert seen[1].intermediate_values == {0: 0.1}
+
+
+def adopted_context(tmp_path, *extra) -> Context:
+    """Minimize now: iteration 3 (0.5, discarded under maximize) is the best; the last keep, 2, scored 3.0."""
+    from helpers import adopted_ledger
+
+    ledger = adopted_ledger(tmp_path / "store" / "ledger.jsonl")
+    (tmp_path / "train.py").write_text("X = 0.5  # search: float(0.0, 10.0)\n")  # the best's code
+    return Context(task_dir=tmp_path, iteration=6, editable=("train.py",), readonly=(),
+                   history=(*ledger.records, *extra), best=ledger.best(), primary="score", direction="minimize")
+
+
+def test_after_an_adopted_config_a_run_from_the_rejudged_best_has_it_as_its_parent(tmp_path):
+    agent = TunerAgent()
+    observed = agent._observations(adopted_context(tmp_path), agent._constants(tmp_path, ["train.py"]))
+    assert observed[4].parent_params == {"X": 0.5} and observed[4].parent_value == 0.5  # iteration 4's
+
+
+def test_after_an_adopted_config_an_imported_run_must_beat_the_rejudged_best(tmp_path):
+    imported = Experiment(5, "", "", Status.IMPORTED, "imported", metrics={"score": 1.0},
+                          agent_data={"params": {"X": 6.0}})  # beats the last keep's 3.0, not the best's 0.5
+    proposal = TunerAgent().propose(adopted_context(tmp_path, imported))
+    assert proposal.data["params"] != {"X": 6.0} and "imported run" not in proposal.explanation, proposal.explanation

@@ -130,11 +130,13 @@ class TunerPolicy:
 
     def suggest(
         self, best_params: Mapping[str, Any], history: Sequence[Observation], iteration: int | None = None,
-        pending: Sequence[Mapping[str, Any]] = (),
+        pending: Sequence[Mapping[str, Any]] = (), best_value: float | None = None,
     ) -> Suggestion:
         """The next configuration: `best_params` with one (sometimes two) axes moved.
 
-        `pending` are configurations other workers are running now: proposed as if tried."""
+        `pending` are configurations other workers are running now: proposed as if tried.
+        `best_value`: the best's primary (the loop's best, which an adopted config may have
+        re-judged); None: that of the last keep in `history`."""
         iteration = len(history) if iteration is None else iteration
         rng = random.Random(f"tuner:{self.seed}:{iteration}")
         best = {a: best_params[a] for a in self.axes}
@@ -142,7 +144,7 @@ class TunerPolicy:
         tried |= {self._key({**best, **{a: p[a] for a in self.axes if a in p}}) for p in pending}
         records = self._axis_records(history)
 
-        adopted = self._adopt_imported(best, history, pending) if self.adopt_imported else None
+        adopted = self._adopt_imported(best, history, pending, best_value) if self.adopt_imported else None
         if adopted is not None:
             return adopted
         for axis in self.axes:  # the best sits on an eliminated value: move off it first
@@ -177,15 +179,16 @@ class TunerPolicy:
             return self._suggestion(best, moves)
         return self._random_fresh(best, tried, rng)
 
-    def _adopt_imported(self, best, history, pending) -> Suggestion | None:
+    def _adopt_imported(self, best, history, pending, best_value: float | None) -> Suggestion | None:
         """An imported run that beat the current best: its configuration, run here, comes first.
 
         An imported run cannot be kept (there is no commit of it), so its configuration has to
         be run in this branch before the branch can advance to it."""
-        own_keeps = [o for o in history if o.status == Status.KEEP.value and not o.imported and o.value is not None]
-        if not own_keeps:
-            return None
-        best_value = own_keeps[-1].value
+        if best_value is None:
+            own_keeps = [o for o in history if o.status == Status.KEEP.value and not o.imported and o.value is not None]
+            if not own_keeps:
+                return None
+            best_value = own_keeps[-1].value
         native = {self._key(o.params) for o in history if not o.imported} | {self._key(best)}
         native |= {self._key({**best, **{a: p[a] for a in self.axes if a in p}}) for p in pending}
         better = sorted((o for o in history if o.imported and o.value is not None and self.is_better(o.value, best_value)),
@@ -499,6 +502,11 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _primary_of(exp, primary: str) -> float | None:
+    value = exp.metrics.get(primary) if exp is not None else None
+    return float(value) if _is_number(value) and math.isfinite(value) else None
+
+
 def _hashable(value):
     # 1 == 1.0 == True in Python; the type keeps `True` and `1` apart as choices.
     kind = "bool" if isinstance(value, bool) else "num" if isinstance(value, (int, float)) else "other"
@@ -567,7 +575,8 @@ class TunerAgent(Agent):
         # What this iteration proposed already and the loop handed back as a repeat of earlier code.
         pending += [r.data["params"] for r in context.repeats if isinstance(r.data.get("params"), dict)]
         try:
-            suggestion = policy.suggest(best, history, context.iteration, pending=pending)
+            suggestion = policy.suggest(best, history, context.iteration, pending=pending,
+                                        best_value=_primary_of(context.best, context.primary))
         except AutoresearchError as e:
             return Proposal("tuner exhausted", "", ok=False, error=str(e))
         with self._proposed_lock:
@@ -601,6 +610,7 @@ class TunerAgent(Agent):
     def _observations(self, context: Context, located) -> list[Observation]:
         params_by_commit: dict[str, dict[str, Any]] = {}
         value_by_commit: dict[str, float] = {}
+        best_iteration = context.best.iteration if context.best is not None else None
         rows = []
         for exp in context.history:
             if exp.verdict.crashed and exp.verdict.untrained:
@@ -611,10 +621,10 @@ class TunerAgent(Agent):
             if params is None:
                 continue
             params = {k: v for k, v in params.items() if k in located}
-            value = exp.metrics.get(context.primary) if exp.status != Status.CRASH else None
-            value = float(value) if _is_number(value) and math.isfinite(value) else None
+            value = _primary_of(exp, context.primary) if exp.status != Status.CRASH else None
             status = exp.status.value if value is not None else Status.CRASH.value
-            if exp.status == Status.KEEP and exp.commit:
+            # The loop's best is a parent too: after an adopted config it may be a run once discarded.
+            if (exp.status == Status.KEEP or exp.iteration == best_iteration) and exp.commit:
                 params_by_commit[exp.commit] = params
                 if value is not None:
                     value_by_commit[exp.commit] = value
