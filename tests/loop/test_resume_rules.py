@@ -146,14 +146,15 @@ def test_changing_columns_is_refused_and_adopted_only_with_the_flag(make_task):
     task = make_task()
     run(task, ScriptedAgent(set_x(2.0)), 1)
     before = (task / "results.tsv").read_text()
-    commit_on_main(task, 'direction = "maximize"', 'direction = "maximize"\ncolumns = ["score", "peak_vram_mb"]')
-    with pytest.raises(AutoresearchError, match=r'metrics.columns: \(unset\) -> \["score", "peak_vram_mb"\]'):
+    commit_on_main(task, 'direction = "maximize"', 'direction = "maximize"\ncolumns = ["score", "peak_vram_mb", "val_loss"]')
+    with pytest.raises(AutoresearchError, match=r'metrics.columns: \(unset\) -> \["score", "peak_vram_mb", "val_loss"\]'):
         resume(task, ScriptedAgent(set_x(3.0)), 1)
     assert (task / "results.tsv").read_text() == before  # refused: the header did not change
     _, said = resume(task, ScriptedAgent(set_x(3.0)), 1, adopt=True)
     rows = tsv(task)
-    assert rows[0][:3] == ["commit", "score", "peak_vram_mb"] and len(rows) == 4
+    assert rows[0][:4] == ["commit", "score", "peak_vram_mb", "val_loss"] and len(rows) == 4
     assert rows[1][2] == "512.000000"  # recorded values, not "filled with 0.000000"
+    assert [r[3] for r in rows[1:]] == ["", "", ""]  # a value no run recorded: empty, not 0.000000
     assert not any("did not match the ledger" in s for s in said), said
     assert not list((task / ".autoresearch/t1").glob("results.tsv.bak*"))
 
