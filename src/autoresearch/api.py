@@ -19,6 +19,7 @@ from autoresearch.config import CONFIG_NAME, Task, load_task, stored_config
 from autoresearch.cost import spend
 from autoresearch.errors import AgentPaused, AutoresearchError
 from autoresearch.gains import current_floor, gains as judged_gains
+from autoresearch.ledger import baseline_of
 from autoresearch.budget import budget_watch
 from autoresearch.gpu import training_share
 from autoresearch.loop import Limits, Loop
@@ -128,7 +129,7 @@ class RunStatus:
     def totals(self) -> dict:
         primary = self.task.metrics.primary  # under the rules in force (status_of), adopted ones included
         best = self.store.ledger.best() if self.records else None
-        base = next((r for r in self.records if r.status is Status.KEEP), None)
+        base = baseline_of(self.records, self.store.ledger)  # a new one where an adopted config needed it
 
         def brief(r: Experiment | None):
             if r is None:
@@ -155,15 +156,15 @@ class RunStatus:
             "warm_saved_seconds": round(sum(r.startup_saved_seconds or 0.0 for r in self.records if r.warm), 2),
             "cost_usd": spent.cost_usd, "tokens": spent.tokens,
             "memo_cost_usd": spent.memo_usd, "memo_tokens": spent.memo_tokens,  # included in the two above
-            "noise": noise_totals(self.task.metrics, self.records),
+            "noise": noise_totals(self.task.metrics, self.records, self.store.ledger),
         }
 
     def gains(self) -> dict:
         """Iteration -> its gain over the best it was judged against, with the floor then (gains.py)."""
-        return judged_gains(self.records, self.task.metrics)
+        return judged_gains(self.records, self.task.metrics, self.store.ledger)
 
 
-def noise_totals(metrics, records) -> dict:
+def noise_totals(metrics, records, ledger) -> dict:
     """The noise floor the next keep must clear, where it comes from, and each judged gain beside
     the floor it was held to (+ is better)."""
     floor = current_floor(records, metrics)
@@ -172,7 +173,7 @@ def noise_totals(metrics, records) -> dict:
             "source": floor.source(), "std": round(m.std, 6) if m else None, "runs": m.runs if m else 0,
             "min_delta": metrics.min_delta, "deterministic": metrics.deterministic,
             "gains": {str(n): {"gain": g.value, "floor": round(g.floor.value, 6) if g.floor.known else None}
-                      for n, g in judged_gains(records, metrics).items()}}
+                      for n, g in judged_gains(records, metrics, ledger).items()}}
 
 
 def _final_reports(task: Task, tag: str, say: Callable[[str], None], prewarm=None) -> None:

@@ -40,7 +40,7 @@ def backfill(task, store, limit: int = BACKFILL) -> int:
     """Meta-analyse recent runs (and the best) that have none yet: runs recorded before the
     observer was attached, or by another tool. Returns how many were analysed."""
     records = store.ledger.records
-    best = next((r for r in reversed(records) if r.status is Status.KEEP), None)
+    best = store.ledger.best()
     todo = list(records[-limit:]) + ([best] if best is not None and best not in records[-limit:] else [])
     done = 0
     for record in todo:

@@ -81,7 +81,7 @@ def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
     extras = replace(outer.prompt_extras(task, store, attempt.history, attempt.repair),
                      repeats=tuple(r.text(loop.rules.primary) for r in attempt.repeats), max_repeats=task.agent.max_repeats)
     prompt = render_prompt(task, store.tag, n, attempt.history, attempt.best, runs_dir=store.root / "runs",
-                           extras=extras, budget=task.agent.prompt_budget, recent=task.agent.recent)
+                           extras=extras, budget=task.agent.prompt_budget, recent=task.agent.recent, ledger=store.ledger)
     prompt_file = attempt.run_dir / "prompt.md"
     write_text(prompt_file, prompt, durable=False)
     context = Context(
