@@ -233,6 +233,7 @@ def status_of(task_dir, tag: str | None = None) -> RunStatus:
 def next_steps(task_dir, tag: str) -> list[str]:
     """What to do after a run: the branch it left checked out, and the commands that follow."""
     s = status_of(task_dir, tag)
+    # The first keep, whatever was adopted since: the code the run started from, on the user's branch.
     base = next((r for r in s.records if r.status is Status.KEEP), None)
     origin = _origin_branch(s.task.dir, base.commit) if base else None
     here = shlex.quote(str(task_dir))
