@@ -86,6 +86,8 @@ class _AxisRecord:
     last_tried_at: dict = field(default_factory=dict)  # value -> history index of its last run
     crash_values: list = field(default_factory=list)
     invalid_values: list = field(default_factory=list)  # values an assertion refused
+    # value -> (by how much it lost, the winner's value then): its last duel alone on the axis
+    lost_by: dict = field(default_factory=dict)
 
     @property
     def moves(self) -> int:
@@ -246,6 +248,9 @@ class TunerPolicy:
                         delta = self._unit(axis, obs.params[axis]) - self._unit(axis, parent[axis])
                         rec.last_kept_direction = 1 if delta > 0 else -1
                         rec.last_kept_step = abs(delta)
+                if len(changed) == 1 and gain is not None:  # the loser, by how much, to which value
+                    loser = parent.get(axis) if kept else obs.params[axis]
+                    rec.lost_by[_hashable(loser)] = (abs(gain), obs.value if kept else obs.parent_value)
                 if obs.status == Status.CRASH.value and len(changed) == 1:
                     if obs.invalid:
                         rec.invalid_values.append(obs.params[axis])
@@ -311,9 +316,21 @@ class TunerPolicy:
             # A choice that lost is worth another run only in a changed context.
             keep_indices = [i for i, o in enumerate(history) if o.status == Status.KEEP.value]
 
+            best_value = next((o.value for o in reversed(history) if o.status == Status.KEEP.value
+                               and not o.imported and o.value is not None), None)
+
             def stale(choice) -> bool:
                 at = record.last_tried_at.get(_hashable(choice))
-                return at is not None and sum(1 for i in keep_indices if i > at) < RETRY_AFTER_KEEPS
+                if at is not None and sum(1 for i in keep_indices if i > at) < RETRY_AFTER_KEEPS:
+                    return True
+                # It lost by more than the best has gained since: a changed context is unlikely to
+                # turn that around (mlp after cnn won by 0.4 was run twice more on the example).
+                lost = record.lost_by.get(_hashable(choice))
+                if lost is None or best_value is None:
+                    return False
+                margin, parent_value = lost
+                gained = best_value - parent_value if self.direction == "maximize" else parent_value - best_value
+                return gained < margin
 
             value = self._tpe_value(axis, best, history, iteration)
             if value is not None and fresh(value) and not stale(value):
