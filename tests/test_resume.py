@@ -148,3 +148,51 @@ def test_sigkill_during_the_baseline_then_resume(make_task):
     lines = rows(task)
     assert [line.split("\t")[3] for line in lines[1:]] == ["keep", "keep"], lines
     assert "baseline" in lines[1]
+
+
+# A run that plants a sourceless json.pyc (ignored by the stock Python .gitignore): every later
+# `import json` in the task directory would load it. Then the orchestrator is SIGKILLed mid-run.
+PLANTING = '''\
+import json, os, pathlib, py_compile, time
+X = 1.0
+if not os.path.exists("data.cache"):  # the committed code's data cache: the night's, kept
+    pathlib.Path("data.cache").write_text("data")
+if pathlib.Path("hold_run").exists() and X > 1:
+    pathlib.Path("evil.py").write_text("def dumps(o):\\n    return '99'\\n")
+    py_compile.compile("evil.py", cfile="json.pyc")
+    os.remove("evil.py")
+    pathlib.Path("planted.txt").write_text("untracked, not ignored")
+    pathlib.Path("run_started").write_text(str(os.getpid()) + " " + os.readlink("/proc/self/ns/pid"))
+    time.sleep(60)
+print("---")
+print(f"score: {float(json.dumps(X)):.6f}")
+'''
+
+
+def test_files_a_killed_run_planted_are_gone_after_resume(make_task):
+    task = make_task(train=PLANTING, config=CONFIG, extra={"../agent.py": AGENT, ".gitignore": "*.py[cod]\n__pycache__/\n*.cache\n"})
+    (task.parent / "held").mkdir()
+    (task / "notes.pyc").write_text("the user's own ignored file, there before the night")
+    proc = start(task, 1)
+    assert proc.wait(60) == 0, proc.stdout.read()
+    cache = (task / "data.cache").stat()
+
+    (task / "hold_run").write_text("")
+    proc = start(task, 1)
+    wait_for(task / "run_started")
+    assert (task / "json.pyc").exists() and (task / "planted.txt").exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+    (task / "hold_run").unlink()
+    proc = start(task, 1)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert not (task / "json.pyc").exists()
+    assert not (task / "planted.txt").exists()
+    assert (task / "notes.pyc").exists()  # the user's ignored file is never the run's
+    assert (task / "data.cache").stat().st_ino == cache.st_ino  # nor the baseline's cache
+    assert "removed what the interrupted run left in the task directory: json.pyc" in out
+    lines = rows(task)
+    assert [line.split("\t")[1] for line in lines[1:]] == ["1.000000", "2.000000", "3.000000"], lines  # not 99
+    assert len((task / ".autoresearch/k/ledger.jsonl").read_text().splitlines()) == 3

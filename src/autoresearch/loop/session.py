@@ -3,7 +3,8 @@
     start    a new tag: a clean tree, a new branch, an empty store
     resume   a tag that exists: its branch checked out, then `recover`
     recover  roll back an iteration interrupted before its record, finish one after it,
-             the branch on the best commit, results.tsv in step with the ledger
+             the branch on the best commit, what a killed run left in the tree removed,
+             results.tsv in step with the ledger
     stop     the rules between two iterations: time, cost, crash streaks, the stop button
 """
 
@@ -19,7 +20,7 @@ from autoresearch import crash_policy, outer, results_tsv, tag_config
 from autoresearch.config import Task
 from autoresearch.errors import AutoresearchError
 from autoresearch.git_guard import GitGuard
-from autoresearch.execution import Executor, executor_for_task
+from autoresearch.execution import Executor, executor_for_task, pristine
 from autoresearch.ledger import Ledger
 from autoresearch.records import Experiment
 from autoresearch.store import Pending
@@ -170,6 +171,9 @@ def recover(loop: "Loop") -> None:
     best = ledger.best()
     if best is not None and loop.git.head() != best.commit:
         loop.git.reset_hard(best.commit)
+    left = pristine.after_kill(loop)  # ignored files too, which restore_tree's git status never lists
+    if left:
+        loop.say(f"resume: removed what the interrupted run left in the task directory: {pristine.shown(left)}")
     store.clear_pending()
     if loop.worker is None:
         repaired = loop.table.reset(ledger.records)
