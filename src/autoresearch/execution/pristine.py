@@ -48,6 +48,7 @@ from typing import Iterable
 
 from autoresearch.atomic import write_json
 from autoresearch.errors import AutoresearchError
+from autoresearch.execution.scratch import make as make_scratch
 
 STORE_DIR = ".autoresearch"
 CURVES = ("metrics.jsonl",)  # the curve files the loop reads from the task directory (store.CURVE_NAME)
@@ -450,7 +451,7 @@ class _Cache:
 
 
 def _new_cache(loop, base: str) -> _Cache:
-    scratch = Path(tempfile.mkdtemp(prefix="autoresearch-eval-"))
+    scratch = make_scratch("autoresearch-eval-")  # a killed night's is swept at the next start (scratch.py)
     weakref.finalize(loop, shutil.rmtree, str(scratch), True)  # at the loop's end, or the process's
     root = scratch / "repo"
     root.mkdir()

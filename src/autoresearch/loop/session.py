@@ -20,7 +20,7 @@ from autoresearch import crash_policy, outer, results_tsv, tag_config
 from autoresearch.config import Task
 from autoresearch.errors import AutoresearchError
 from autoresearch.git_guard import GitGuard
-from autoresearch.execution import Executor, executor_for_task, pristine
+from autoresearch.execution import Executor, executor_for_task, pristine, scratch
 from autoresearch.ledger import Ledger
 from autoresearch.records import Experiment
 from autoresearch.store import Pending
@@ -103,6 +103,8 @@ def prepare(loop: "Loop") -> None:
     if loop.worker is not None:
         recover(loop)  # the pool made the branch and the worktree; finish what this worker left
         return
+    for folder in scratch.sweep():
+        loop.say(f"start: removed {folder}, left behind by an autoresearch that was killed")
     git, store = loop.git, loop.store
     if not git.is_repo():
         raise AutoresearchError(f"{loop.task.dir}: not inside a git repository; run `git init && git add -A && git commit -m init` there first")
