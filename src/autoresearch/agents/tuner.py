@@ -538,7 +538,7 @@ class TunerAgent(Agent):
         """The registry's constructor: the tuner needs nothing from the task but the seed."""
         return cls(seed=seed, task=task)
 
-    def check(self) -> None:
+    def check(self, sandbox=None) -> None:
         """A task with nothing to tune fails now, not after the baseline has trained."""
         if self.task is None:
             return

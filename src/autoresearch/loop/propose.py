@@ -88,7 +88,7 @@ def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
         repeats=tuple(attempt.repeats), task_dir=task.dir, iteration=n, editable=task.editable, readonly=task.readonly,
         history=attempt.history, best=attempt.best, primary=loop.rules.primary, direction=loop.rules.direction,
         prompt=prompt, prompt_file=prompt_file, seed=0, stop_event=loop.stop_event,
-        on_process_start=lambda pid: loop.track(pid, "agent"), sandbox=_agent_sandbox(loop),
+        on_process_start=lambda pid: loop.track(pid, "agent"), sandbox=agent_sandbox(loop),
     )
     try:
         proposal = loop.agent.propose(context)
@@ -106,7 +106,7 @@ def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
     return replace(proposal, data={**proposal.data, "repair_of": root})
 
 
-def _agent_sandbox(loop: "Loop") -> AgentSandbox | None:
+def agent_sandbox(loop: "Loop") -> AgentSandbox | None:
     """What the agent's processes may change when they are sandboxed (as the runs are), else None."""
     if not loop.sandbox.on:
         return None
