@@ -203,3 +203,17 @@ def test_the_reason_is_a_verdict_that_round_trips():
     v = Verdict.parse(Status.DISCARD, text)
     assert v.reason is Reason.STOPPED_EARLY and v.stopped_early and v.render() == text
     assert not Verdict.parse(Status.DISCARD, "val_acc worse").stopped_early
+
+
+def test_the_late_gains_that_forecast_a_run_are_those_of_curves_near_it_that_trained_to_the_end():
+    # Three curves at the run's level that gained little later, one far above that gained a lot.
+    low = [[(0.25, 0.30 + d), (0.5, 0.31 + d), (1.0, 0.33 + d)] for d in (-0.01, 0.0, 0.01)]
+    high = [(0.25, 0.50), (0.5, 0.55), (1.0, 0.80)]
+    run = [(0.25, 0.30), (0.5, 0.31)]
+    bound = optimistic_final(run, [*low, high], "maximize")
+    assert bound == pytest.approx(0.31 + 0.02)  # the near curves' late gain (and its own pace, 0.01 x 2), not 0.25
+    stop = judge(run, [*low, high], 0.6, Rules(), "val_acc", "maximize")
+    assert stop is not None and stop.at == 0.5
+    # A curve stopped early (it ends at 60% of the budget) is no analog: its gain was cut short.
+    cut = [(0.25, 0.30), (0.5, 0.31), (0.6, 0.311)]
+    assert optimistic_final(run, [cut, cut, cut, high], "maximize") == pytest.approx(0.31 + 0.25)
