@@ -191,6 +191,7 @@ def child(task_dir: Path, tag: str, iterations: int, spawned: float) -> None:
     from autoresearch.execution import warm
     from autoresearch.gitrepo import Git
     from autoresearch.loop import core, session
+    from autoresearch.loop import propose as propose_stage
 
     started = time.time()
     clock = Clock()
@@ -216,7 +217,7 @@ def child(task_dir: Path, tag: str, iterations: int, spawned: float) -> None:
 
     warm._Server.__init__ = timed_server
     clock.wrap(Git, "__call__", "git")
-    clock.wrap(core, "propose", "agent")
+    clock.wrap(propose_stage, "propose", "agent")  # the agent's edit; its git calls count under git
     clock.wrap(core.Loop, "emit", "live view")
     clock.wrap(session, "prepare", "loop start")
     clock.wrap(observer, "refresh", "analysis refresh")
