@@ -13,7 +13,6 @@ import typer
 from typer.core import TyperOption
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from autoresearch.errors import AutoresearchError
 
@@ -254,6 +253,8 @@ def _print_status(s, last: int) -> None:
         console.print(f"noise floor unknown: a keep needs only min_delta {noise['min_delta']:g}; "
                       "[metrics] noise_runs = 2 measures it")
     if last:
+        from rich.table import Table
+
         table = Table(show_edge=False, pad_edge=False)
         shown_nodes = any(r.node for r in s.records[-last:])
         gains = s.gains()
