@@ -17,7 +17,7 @@ from autoresearch.config import CONFIG_NAME, Task, load_task, stored_config
 from autoresearch.cost import spend
 from autoresearch.errors import AgentPaused, AutoresearchError
 from autoresearch.gains import current_floor, gains as judged_gains
-from autoresearch.gpu import training_share
+from autoresearch.gpu import training_share, warm_saved
 from autoresearch.records import Experiment, Status
 from autoresearch.store import STORE_DIR, RunStore, check_tag
 
@@ -151,7 +151,7 @@ class RunStatus:
             "sandboxed_runs": sum(1 for r in self.records if r.sandboxed),
             "sandbox_mode": self.task.config.sandbox.mode,
             "runs": sum(1 for r in self.records if r.wall_seconds > 0),
-            "warm_saved_seconds": round(sum(r.startup_saved_seconds or 0.0 for r in self.records if r.warm), 2),
+            "warm_saved_seconds": round(warm_saved(self.records), 2),
             "cost_usd": spent.cost_usd, "tokens": spent.tokens,
             "memo_cost_usd": spent.memo_usd, "memo_tokens": spent.memo_tokens,  # included in the two above
             "noise": noise_totals(self.task.metrics, self.records),

@@ -233,7 +233,7 @@ def _print_status(s, last: int) -> None:
     if t["nodes"]:
         console.print("nodes: " + ", ".join(f"{n} {k} runs" for n, k in t["nodes"].items()))
     if t["training_share"] is not None:
-        warm = f", {t['warm_runs']} warm starts saved {t['warm_saved_seconds']:.1f} s of imports" if t["warm_runs"] else ""
+        warm = f", {t['warm_runs']} warm starts saved {t['warm_saved_seconds']:.1f} s of start-up" if t["warm_runs"] else ""
         console.print(f"wall time spent training: {t['training_share']:.1%}{warm}")
     if t["runs"]:
         from autoresearch.execution.sandbox import runs_line
