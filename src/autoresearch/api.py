@@ -37,7 +37,7 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     # Imported here, not at the top: `status`, `report` and the dashboard never run the loop.
     from autoresearch import crash_policy, integrity, outer
     from autoresearch.agents import KINDS, create_agent
-    from autoresearch.analysis.observer import refresh as refresh_analysis  # not needed to fail fast
+    from autoresearch.analysis.observer import BackgroundRefresh  # not needed to fail fast
     from autoresearch.analysis.prewarm import ReportPrewarm
     from autoresearch.budget import budget_watch
     from autoresearch.loop import Limits, Loop
@@ -54,6 +54,7 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     limits = Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,
                     max_cost_usd=max_cost_usd)
     prewarm = ReportPrewarm()  # the final report's imports, loaded beside the second run
+    refresh_analysis = BackgroundRefresh()  # beside the next run; the loop drains it before a prompt and at its end
     if gpus or (workers or 1) > 1:
         slots = parse_slots(gpus, workers)
         make_agent = lambda i: create_agent(kind, task, seed=seed + i)  # noqa: E731
