@@ -57,7 +57,11 @@ def test_capture_curve_skips_a_curve_the_run_left_untouched_however_fresh(tmp_pa
     assert (run_dir / "metrics.jsonl").read_text() == '{"epoch": 1, "val_acc": 0.65}\n'
 
 
-def test_refresh_analyses_the_run_and_rewrites_the_summary(tmp_path):
+CURVE = "".join(json.dumps({"epoch": e, "val_acc": 0.1 * e}) + "\n" for e in range(1, 6))  # still improving
+
+
+def one_run(tmp_path):
+    """A task whose store holds one recorded baseline, its curve (CURVE) left in the task folder."""
     task_dir = tmp_path / "task"
     task_dir.mkdir()
     (task_dir / "train.py").write_text("X = 1\n")
@@ -72,7 +76,12 @@ def test_refresh_analyses_the_run_and_rewrites_the_summary(tmp_path):
     store.ledger.records  # load first: appending to an unread ledger would count the record twice
     store.ledger.append(record)
     (store.run_dir(0) / "metrics.json").write_text(json.dumps({"val_acc": 0.5}))
-    (task_dir / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "val_acc": 0.1 * e}) + "\n" for e in range(1, 6)))
+    (task_dir / "metrics.jsonl").write_text(CURVE)
+    return task_dir, task, store, record
+
+
+def test_refresh_analyses_the_run_and_rewrites_the_summary(tmp_path):
+    task_dir, task, store, record = one_run(tmp_path)
     refresh(SimpleNamespace(task=task, store=store), record)
     assert (store.run_dir(0) / "metrics.jsonl").exists()
     meta = json.loads((store.run_dir(0) / "meta.json").read_text())
@@ -188,21 +197,7 @@ def test_the_report_after_a_night_is_complete_and_names_every_experiment(make_ta
 
 
 def test_the_curve_is_taken_at_hand_over_and_a_refresh_in_flight_is_waited_for(tmp_path, monkeypatch):
-    task_dir = tmp_path / "task"
-    task_dir.mkdir()
-    (task_dir / "train.py").write_text("X = 1\n")
-    (task_dir / "autoresearch.toml").write_text(
-        '[task]\nrun = "python train.py"\neditable = ["train.py"]\ntime_budget = 5\n'
-        '[metrics]\nprimary = "val_acc"\ndirection = "maximize"\n')
-    task = load_task(task_dir)
-    store = RunStore(task.dir, "t")
-    store.create()
-    record = Experiment(0, "c0", "c0", Status.KEEP, "baseline", metrics={"val_acc": 0.5}, started_at=time.time() - 5)
-    store.ledger.records
-    store.ledger.append(record)
-    (store.run_dir(0) / "metrics.json").write_text(json.dumps({"val_acc": 0.5}))
-    ours = "".join(json.dumps({"epoch": e, "val_acc": 0.1 * e}) + "\n" for e in range(1, 6))
-    (task_dir / "metrics.jsonl").write_text(ours)
+    task_dir, task, store, record = one_run(tmp_path)
     go = threading.Event()
     real = observer.analyze_record
     monkeypatch.setattr(observer, "analyze_record", lambda *a, **k: go.wait(10) and real(*a, **k))
@@ -213,7 +208,7 @@ def test_the_curve_is_taken_at_hand_over_and_a_refresh_in_flight_is_waited_for(t
     assert not refresh_in_background.drain(timeout=0.2)  # still at work
     go.set()
     assert refresh_in_background.drain(timeout=10)
-    assert (store.run_dir(0) / "metrics.jsonl").read_text() == ours
+    assert (store.run_dir(0) / "metrics.jsonl").read_text() == CURVE
     assert json.loads((store.run_dir(0) / "meta.json").read_text())["flags"] == ["still_improving"]
     assert json.loads((task_dir / "analysis_summary.json").read_text())["counts"]["experiments"] == 1
     assert said == []
