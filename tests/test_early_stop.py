@@ -82,11 +82,24 @@ def test_a_saturating_curve_behind_the_others_is_stopped_before_it_flattens():
     assert judge(saturating, EARLIER, 0.47, Rules(), "val_acc", "maximize") is None
 
 
-def test_an_earlier_curve_that_was_flat_and_then_gained_keeps_any_climbing_run_alive():
+def test_an_earlier_curve_that_was_flat_and_then_gained_credits_a_climbing_run_up_to_its_straight_line():
     flat_then_late = [(0.15, 0.3), (0.3, 0.3), (1.0, 0.45)]  # its late gain alone: 0.36 + 0.15 < 0.553
     saturating = [(0.1, 0.25), (0.2, 0.33), (0.3, 0.36)]
-    assert 0.36 + 0.15 < 0.553 < optimistic_final(saturating, [*EARLIER, flat_then_late], "maximize")
+    # Its pace, 0.11 over the last 0.15 of the budget, carried on to the end: 0.36 + 0.11 * 0.7 / 0.15.
+    bound = optimistic_final(saturating, [*EARLIER, flat_then_late], "maximize")
+    assert bound == pytest.approx(0.36 + 0.11 * 0.7 / 0.15)
     assert judge(saturating, [*EARLIER, flat_then_late], 0.553, Rules(), "val_acc", "maximize") is None
+
+
+def test_a_run_that_barely_climbs_is_stopped_even_beside_a_curve_that_was_flat_and_then_gained():
+    # The flat stretch made the ratio of later gain to gain over it a division by ~0: the bound
+    # was 10^4 and more, and a run this far behind trained its whole budget (seen on the example).
+    flat_then_late = [(0.25, 0.3), (0.5, 0.3), (1.0, 0.45)]
+    crawling = [(0.1, 0.28), (0.25, 0.30), (0.5, 0.31)]  # +0.01 over the last quarter of the budget
+    bound = optimistic_final(crawling, [*EARLIER, flat_then_late], "maximize")
+    assert bound == pytest.approx(0.31 + 0.15)  # the largest late gain of an earlier run wins
+    stop = judge(crawling, [*EARLIER, flat_then_late], 0.553, Rules(), "val_acc", "maximize")
+    assert stop is not None and stop.at == 0.5
 
 
 def test_minimize_is_the_mirror_image():
@@ -190,3 +203,17 @@ def test_the_reason_is_a_verdict_that_round_trips():
     v = Verdict.parse(Status.DISCARD, text)
     assert v.reason is Reason.STOPPED_EARLY and v.stopped_early and v.render() == text
     assert not Verdict.parse(Status.DISCARD, "val_acc worse").stopped_early
+
+
+def test_the_late_gains_that_forecast_a_run_are_those_of_curves_near_it_that_trained_to_the_end():
+    # Three curves at the run's level that gained little later, one far above that gained a lot.
+    low = [[(0.25, 0.30 + d), (0.5, 0.31 + d), (1.0, 0.33 + d)] for d in (-0.01, 0.0, 0.01)]
+    high = [(0.25, 0.50), (0.5, 0.55), (1.0, 0.80)]
+    run = [(0.25, 0.30), (0.5, 0.31)]
+    bound = optimistic_final(run, [*low, high], "maximize")
+    assert bound == pytest.approx(0.31 + 0.02)  # the near curves' late gain (and its own pace, 0.01 x 2), not 0.25
+    stop = judge(run, [*low, high], 0.6, Rules(), "val_acc", "maximize")
+    assert stop is not None and stop.at == 0.5
+    # A curve stopped early (it ends at 60% of the budget) is no analog: its gain was cut short.
+    cut = [(0.25, 0.30), (0.5, 0.31), (0.6, 0.311)]
+    assert optimistic_final(run, [cut, cut, cut, high], "maximize") == pytest.approx(0.31 + 0.25)

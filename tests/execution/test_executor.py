@@ -13,16 +13,22 @@ from autoresearch.loop import Limits, Loop
 from conftest import git
 
 
-def test_the_hooks_do_nothing_by_default_and_run_must_be_written():
+def test_the_hooks_do_nothing_by_default_and_an_executor_without_run_cannot_be_made():
     class Bare(Executor):
         pass
 
-    ex = Bare()
+    with pytest.raises(TypeError, match="run"):
+        Bare()  # no run: refused when made, not when the first experiment starts
+
+    class Minimal(Executor):
+        def run(self, spec, *, on_start=None, stop_event=None):
+            return ("ran", spec)
+
+    ex = Minimal()
     assert ex.check() is None and ex.connect() is None and ex.close() is None
     assert ex.off_reason == "" and ex.name == "executor"
-    with pytest.raises(NotImplementedError):
-        ex.run(None)
-    with Bare() as inside:  # a context manager that closes
+    assert ex.run("spec") == ("ran", "spec")
+    with Minimal() as inside:  # a context manager that closes
         assert isinstance(inside, Executor)
 
 

@@ -447,7 +447,8 @@ class TestRay(ExecutorContract):
     stop_within = 12.0  # ray.cancel(force=True), then up to STOP_WAIT for the task to end
 
     @pytest.fixture(scope="class")
-    def executor(self):
+    @classmethod
+    def executor(cls):
         pytest.importorskip("ray")
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         from autoresearch.execution.ray_executor import RayExecutor

@@ -8,6 +8,7 @@ the loop made the executor. The hooks do nothing by default; a subclass override
 
 from __future__ import annotations
 
+import abc
 import threading
 from typing import Callable
 
@@ -15,14 +16,16 @@ from autoresearch.execution.runner import run_process
 from autoresearch.records import RunResult, RunSpec
 
 
-class Executor:
-    """Base class of every executor; `run` is the only method a subclass must write."""
+class Executor(abc.ABC):
+    """Base class of every executor; `run` is the only method a subclass must write (an
+    executor without it cannot be made: TypeError at construction, not at the first run)."""
 
     name = "executor"  # a word for messages and records: "local", "warm", "ray"
     # Set once the executor gave up on what it was asked for (warm starts off, and why); its runs
     # still happen, the fallback way. Read by whoever reports on it (ray_node, status).
     off_reason = ""
 
+    @abc.abstractmethod
     def run(self, spec: RunSpec, *, on_start: Callable[[int], None] | None = None,
             stop_event: threading.Event | None = None) -> RunResult:
         """Run `spec` to its exit, timeout or `stop_event`, leaving no process behind.
@@ -31,7 +34,6 @@ class Executor:
         whose runs live elsewhere never call it); an exception from it kills the run and
         propagates. Raises only when the command cannot be started at all.
         """
-        raise NotImplementedError
 
     def check(self) -> None:
         """Fail in a second, with the fix, when this executor cannot work at all (nothing started)."""
