@@ -78,6 +78,7 @@ def _put_back_tampering(git, attempt: Attempt, git_changed: list[str], outside_b
 
 def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
     task, store, n = loop.task, loop.store, attempt.n
+    loop.drain_observers()  # the hints below are the analysis of every experiment so far
     extras = replace(outer.prompt_extras(task, store, attempt.history, attempt.repair),
                      repeats=tuple(r.text(loop.rules.primary) for r in attempt.repeats), max_repeats=task.agent.max_repeats)
     prompt = render_prompt(task, store.tag, n, attempt.history, attempt.best, runs_dir=store.root / "runs",
