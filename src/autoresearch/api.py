@@ -12,19 +12,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from autoresearch import crash_policy, integrity, outer
-from autoresearch.agents import create_agent
 from autoresearch.atomic import write_text
 from autoresearch.config import CONFIG_NAME, Task, load_task, stored_config
 from autoresearch.cost import spend
 from autoresearch.errors import AgentPaused, AutoresearchError
 from autoresearch.gains import current_floor, gains as judged_gains
-from autoresearch.budget import budget_watch
-from autoresearch.gpu import training_share
-from autoresearch.loop import Limits, Loop
+from autoresearch.gpu import training_share, warm_saved
 from autoresearch.records import Experiment, Status
 from autoresearch.store import STORE_DIR, RunStore, check_tag
-from autoresearch.workers import parse_slots, run_workers
 
 
 def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, max_seconds: float | None = None,
@@ -39,10 +34,14 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     `adopt_config` (tag_config.py).
     `gpus="0,1"` or `workers=N` (N > 1) runs one worker per slot, sharing one ledger.
     `executor="ray"` (and `ray_address`) overrides the config's [executor]: runs become Ray tasks."""
-    from autoresearch.analysis.observer import refresh as refresh_analysis  # not needed to fail fast
+    # Imported here, not at the top: `status`, `report` and the dashboard never run the loop.
+    from autoresearch import crash_policy, integrity, outer
+    from autoresearch.agents import KINDS, create_agent
+    from autoresearch.analysis.observer import BackgroundRefresh  # not needed to fail fast
     from autoresearch.analysis.prewarm import ReportPrewarm
-
-    from autoresearch.agents import KINDS
+    from autoresearch.budget import budget_watch
+    from autoresearch.loop import Limits, Loop
+    from autoresearch.workers import parse_slots, run_workers
 
     if agent is not None and agent not in KINDS:  # the flag's fault, not autoresearch.toml's
         raise AutoresearchError(f"--agent {agent!r}: unknown agent; use one of {', '.join(KINDS)}")
@@ -55,6 +54,7 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     limits = Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,
                     max_cost_usd=max_cost_usd)
     prewarm = ReportPrewarm()  # the final report's imports, loaded beside the second run
+    refresh_analysis = BackgroundRefresh()  # beside the next run; the loop drains it before a prompt and at its end
     if gpus or (workers or 1) > 1:
         slots = parse_slots(gpus, workers)
         make_agent = lambda i: create_agent(kind, task, seed=seed + i)  # noqa: E731
@@ -152,7 +152,7 @@ class RunStatus:
             "sandboxed_runs": sum(1 for r in self.records if r.sandboxed),
             "sandbox_mode": self.task.config.sandbox.mode,
             "runs": sum(1 for r in self.records if r.wall_seconds > 0),
-            "warm_saved_seconds": round(sum(r.startup_saved_seconds or 0.0 for r in self.records if r.warm), 2),
+            "warm_saved_seconds": round(warm_saved(self.records), 2),
             "cost_usd": spent.cost_usd, "tokens": spent.tokens,
             "memo_cost_usd": spent.memo_usd, "memo_tokens": spent.memo_tokens,  # included in the two above
             "noise": noise_totals(self.task.metrics, self.records),
@@ -194,6 +194,8 @@ def _final_reports(task: Task, tag: str, say: Callable[[str], None], prewarm=Non
 
 def confirm(task_dir, tag: str | None = None, top: int = 3, say: Callable[[str], None] = print) -> list[dict]:
     """Run `[task] final_eval` on the best `top` keeps of a run and report the gaps."""
+    from autoresearch import integrity
+
     s = status_of(task_dir, tag)
     if not s.task.config.task.final_eval:
         raise AutoresearchError(f"{s.task.path}: [task] final_eval is not set; e.g. final_eval = \"python prepare.py --test\"")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -27,6 +26,7 @@ from autoresearch.footer import parse_footer
 from autoresearch.gitrepo import Git
 from autoresearch.records import Experiment, RunSpec, Status
 from autoresearch.execution.runner import run_process
+from autoresearch.execution.scratch import make as make_scratch
 from autoresearch.secrets import redact_file, secret_values
 from autoresearch.verdict import CONFIRM_TEXT, NOISE_TEXT, Reason, Verdict
 
@@ -142,7 +142,7 @@ def final_eval(task, store, *, top: int = 3, say=print) -> list[dict]:
     prefix = git.prefix()
     rows = []
     for exp in keeps:
-        scratch = Path(tempfile.mkdtemp(prefix="autoresearch-final-"))
+        scratch = make_scratch("autoresearch-final-")
         tree = scratch / "tree"
         try:
             git("worktree", "add", "-q", "--detach", str(tree), exp.commit)

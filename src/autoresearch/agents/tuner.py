@@ -27,6 +27,7 @@ from `git show` for experiments that did not record params), and rewrites the li
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -35,9 +36,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-import optuna
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from autoresearch.agents.base import Agent, Context
 from autoresearch.constants import Constant, Space, find_constants, render, rewrite, round_value, searchable
@@ -46,7 +45,8 @@ from autoresearch.errors import AutoresearchError, ConfigError
 from autoresearch.records import Proposal, Status
 from autoresearch.verdict import UNTRAINED, Reason
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+if TYPE_CHECKING:
+    import optuna
 
 RECENCY_DECAY = 0.6  # weight of an axis's move per later move on the same axis
 RETRY_AFTER_KEEPS = 2  # a choice that lost is tried again only once the best has moved this often
@@ -389,6 +389,7 @@ class TunerPolicy:
         return False
 
     def _tpe_value(self, axis: str, best: Mapping[str, Any], history: Sequence[Observation], iteration: int):
+        optuna = _optuna()
         distributions = self.distributions(best, history)
         fixed = {a: v for a, v in best.items() if a != axis}
         with warnings.catch_warnings():
@@ -416,6 +417,7 @@ class TunerPolicy:
 
     def distributions(self, best, history=()) -> dict[str, optuna.distributions.BaseDistribution]:
         """The annotated spaces, widened to hold every value seen (the baseline may sit outside)."""
+        optuna = _optuna()
         distributions = {}
         for axis, space in self.spaces.items():
             seen = [best[axis]] + [o.params[axis] for o in history if axis in o.params]
@@ -500,7 +502,18 @@ class TunerPolicy:
         return Suggestion(params, tuple(m[0] for m in moves), reasons)
 
 
+@functools.cache
+def _optuna():
+    """Optuna, imported the first time TPE proposes or a space is built: a quarter of a second
+    (numpy, sqlite, its samplers) that a night whose axes never reach TPE does not pay."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
 def _suggest(trial: optuna.Trial, name: str, distribution):
+    optuna = _optuna()
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return trial.suggest_categorical(name, distribution.choices)
     if isinstance(distribution, optuna.distributions.IntDistribution):
@@ -509,6 +522,7 @@ def _suggest(trial: optuna.Trial, name: str, distribution):
 
 
 def _fits(distribution, value) -> bool:
+    optuna = _optuna()
     if isinstance(distribution, optuna.distributions.CategoricalDistribution):
         return _hashable(value) in {_hashable(c) for c in distribution.choices}
     if not _is_number(value) or isinstance(distribution, optuna.distributions.IntDistribution) and value != int(value):
@@ -559,7 +573,7 @@ class TunerAgent(Agent):
         """The registry's constructor: the tuner needs nothing from the task but the seed."""
         return cls(seed=seed, task=task)
 
-    def check(self) -> None:
+    def check(self, sandbox=None) -> None:
         """A task with nothing to tune fails now, not after the baseline has trained."""
         if self.task is None:
             return

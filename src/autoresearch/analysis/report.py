@@ -27,7 +27,7 @@ from autoresearch.analysis.references import load_references
 from autoresearch.atomic import write_text
 from autoresearch.cost import Spend, spend
 from autoresearch.gains import gains as judged_gains
-from autoresearch.gpu import TRAIN_KEYS, time_split, training_share
+from autoresearch.gpu import TRAIN_KEYS, time_split, training_share, warm_saved
 from autoresearch.ledger import best_of
 from autoresearch.records import Experiment, Status
 
@@ -167,7 +167,7 @@ def _summary(records: list[Experiment], primary: str, maximize: bool, best: Expe
         "train_hours": sum(r.wall_seconds for r in records) / 3600,
         # Where the runs' wall time went: the share training, and what warm starts saved of the rest.
         "training_share": training_share(records), "warm_runs": sum(1 for r in records if r.warm),
-        "warm_saved": sum(r.startup_saved_seconds or 0.0 for r in records if r.warm),
+        "warm_saved": warm_saved(records),
         "startup_median": statistics.median(startups) if (startups := [r.startup_seconds for r in records
                                                                        if r.startup_seconds is not None]) else None,
     }

@@ -59,7 +59,9 @@ class Loop:
         self.rules = Rules.from_metrics(task.metrics)
         self.shared = shared or Shared(self.store.results_table(task.columns), self.store.ledger)
         self.table = self.shared.table
-        # Called after every recorded experiment (analysis refresh, strategy memo, ...).
+        # Called after every recorded experiment (analysis refresh, strategy memo, ...). One that
+        # finishes its work in the background has `drain()`, called before a prompt reads what
+        # observers write (the hints) and when the loop ends (drain_observers).
         self.observers = list(observers or [])
         # Told of every stage (live/events.py); the publisher keeps the store's live.json current.
         self.events = [Publisher(self.store.root, worker=worker.index if worker else None, tag=tag,
@@ -78,6 +80,7 @@ class Loop:
 
     def recover(self) -> None:
         """Undo an iteration that was interrupted before its record, finish one after it."""
+        self.drain_observers()  # it reloads the ledger: nothing may be reading it meanwhile
         session.recover(self)
 
     def run(self, limits: Limits) -> list[Experiment]:
@@ -100,6 +103,7 @@ class Loop:
             ended = f"error: {type(exc).__name__}"
             raise
         finally:
+            self.drain_observers()  # what they write is complete once the loop returns
             self.emit("finished", ended)
             if self.worker is None and ended == "stop requested":
                 clear_stop(self.store.root)  # honoured: a resume runs normally
@@ -201,6 +205,13 @@ class Loop:
     def _finish(self, record: Experiment, last: bool = True, created: list[str] | None = None) -> Experiment:
         """The record stage's commit point (a seam tests use to kill the loop between two records)."""
         return finish(self, record, last, created)
+
+    def drain_observers(self) -> None:
+        """Wait for the observers that work in the background to finish what they were handed."""
+        for observer in self.observers:
+            drain = getattr(observer, "drain", None)
+            if drain is not None:
+                drain()
 
     def checkpoint(self) -> None:
         if self.stop_event.is_set():
