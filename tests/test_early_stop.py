@@ -1,4 +1,5 @@
 import json
+import math
 import threading
 import time
 
@@ -232,3 +233,38 @@ def test_the_watcher_compares_with_the_best_an_adopted_config_rejudged(make_task
     history = list(store.ledger.records)  # what the loop hands it: a copy of the ledger's records
     watcher = watcher_for(task, store, history, tmp_path / "run", may_stop=True)
     assert watcher.best_value == 0.5  # iteration 3, not the last keep's 3.0 judged under the old direction
+
+
+def _experiment(n, commit, status, reason, score):
+    from autoresearch.records import Experiment, Status
+
+    return Experiment(n, commit, "p", Status(status), "d", metrics={"val_acc": score}, reason=reason)
+
+
+class _Store:
+    def __init__(self, root):
+        self.root = root
+
+    def run_dir(self, iteration):
+        return self.root / f"{iteration:04d}"
+
+
+@pytest.mark.parametrize("confirm, bar", [(False, 0.90 + math.sqrt(2) * 0.02), (True, 0.90)])
+def test_a_run_is_judged_against_what_a_keep_must_reach_the_best_plus_the_noise_floor(tmp_path, confirm, bar):
+    from autoresearch.config import load_task
+    from autoresearch.early_stop import watcher_for
+
+    from conftest import tiny_config
+
+    (tmp_path / "train.py").write_text("print(1)\n")
+    (tmp_path / "prepare.py").write_text("")
+    metrics = f"noise_runs = 2\nconfirm = {'true' if confirm else 'false'}\n"
+    (tmp_path / "autoresearch.toml").write_text(tiny_config(primary="val_acc", metrics=metrics))
+    task = load_task(tmp_path)
+    history = [_experiment(0, "base", "keep", "baseline", 0.90),
+               _experiment(1, "base", "discard", "noise: baseline repeat 1", 0.88)]  # floor sqrt(2) x 0.02
+    watcher = watcher_for(task, _Store(tmp_path / "runs"), history, tmp_path / "runs" / "0002", may_stop=True)
+    # The value a run's optimistic final is held to: without confirm, a run that can end at most
+    # inside the floor over the best can never be kept; with confirm, one just above the best is
+    # confirmed (and may be kept), so the best alone is the bar.
+    assert watcher.best_value == pytest.approx(bar)

@@ -329,6 +329,14 @@ def watcher_for(task, store, history, run_dir: Path, *, may_stop: bool,
     best_value = best.metrics.get(primary) if best is not None else None
     if not isinstance(best_value, (int, float)) or isinstance(best_value, bool) or not math.isfinite(best_value):
         best_value = None
+    if best_value is not None and not task.metrics.confirm:
+        # What a run must end above to be kept: the best and the noise floor over it. A run
+        # whose optimistic final stays inside the floor would be a discard at its end anyway.
+        # (With confirm, a run just above the best is confirmed: the best alone is the bar.)
+        from autoresearch.integrity import decision_floor
+
+        floor = decision_floor(history, task.metrics).value
+        best_value += floor if task.metrics.direction == "maximize" else -floor
     from autoresearch.store import file_stamp
 
     sources = [Path(task.dir) / "metrics.jsonl", Path(run_dir) / "log.txt"]

@@ -215,7 +215,7 @@ def interpreter_root(task) -> str | None:
 
 
 def night_of(loop) -> Night:
-    return loop.__dict__.setdefault("_pristine_night", Night())
+    return loop.pristine_night
 
 
 def before_run(loop) -> Before:
@@ -339,7 +339,7 @@ def _shared_baseline(loop) -> tuple[dict, set]:
     shared = getattr(loop, "shared", None)
     if shared is None:
         return {}, set()
-    return shared.__dict__.setdefault("_pristine_baseline", ({}, set()))
+    return shared.pristine_baseline
 
 
 def _is_output(path: str, stamp: tuple, globs) -> bool:

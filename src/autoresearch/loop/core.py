@@ -19,7 +19,7 @@ from autoresearch.atomic import mirror, write_text
 from autoresearch.config import Task
 from autoresearch.decision import Rules
 from autoresearch.errors import AutoresearchError
-from autoresearch.execution import Executor, as_executor, sandbox
+from autoresearch.execution import Executor, as_executor, pristine, sandbox
 from autoresearch.gitrepo import Git
 from autoresearch.live.publisher import Publisher
 from autoresearch.live.state import clear_stop, stop_requested
@@ -68,6 +68,10 @@ class Loop:
                                  primary=self.rules.primary, direction=self.rules.direction,
                                  budget=self.task.time_budget, timeout=self.task.timeout, task_dir=self.task.dir),
                        *(events or [])]
+        # What the loop learns across its runs: the tree before the night and what the baseline
+        # left (pristine.py), and the curves earlier runs drew (early_stop.py, read once each).
+        self.pristine_night = pristine.Night()
+        self.early_stop_traces: dict = {}
 
     # -- the session ---------------------------------------------------------------------
     def prepare(self) -> None:

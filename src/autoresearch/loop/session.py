@@ -59,6 +59,8 @@ class Shared:
     in_flight: dict[int, str] = field(default_factory=dict)  # iteration -> content hash
     # git's hooks, config and info/exclude, shared by every worker's worktree: who changed them (git_guard.py)
     git_guard: GitGuard = field(default_factory=GitGuard)
+    # What the baseline created (files, folders), told to the workers' loops (pristine.py)
+    pristine_baseline: tuple = field(default_factory=lambda: ({}, set()))
 
     def take_iteration(self, ledger) -> int:
         with self.lock:
