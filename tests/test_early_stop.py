@@ -242,6 +242,8 @@ def _experiment(n, commit, status, reason, score):
 
 
 class _Store:
+    ledger = None  # no ledger of its own: the best is the history's last keep
+
     def __init__(self, root):
         self.root = root
 
