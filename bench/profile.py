@@ -12,7 +12,8 @@ short budget: the baseline and `--iterations` tuner iterations, through the real
      the training seconds that line reports), training (the footer's train_seconds),
      evaluation + exit (the rest of the run's wall time: evaluations outside the budget,
      the final one, teardown), warm server start (once a night, with warm starts),
-   - analysis refresh (the observer after every experiment), live view (stage events),
+   - analysis refresh (the observer after every experiment, and the loop's waits for it), live
+     view (stage events),
    - plot + report (at the end), summary (the end-of-run lines), other bookkeeping (the rest:
      ledger, results.tsv, guards, pending.json, ...).
    Only the main thread is timed: what runs beside the training (the early-stop watcher, the
@@ -191,6 +192,7 @@ def child(task_dir: Path, tag: str, iterations: int, spawned: float) -> None:
     from autoresearch.execution import warm
     from autoresearch.gitrepo import Git
     from autoresearch.loop import core, session
+    from autoresearch.loop import propose as propose_stage
 
     started = time.time()
     clock = Clock()
@@ -216,10 +218,13 @@ def child(task_dir: Path, tag: str, iterations: int, spawned: float) -> None:
 
     warm._Server.__init__ = timed_server
     clock.wrap(Git, "__call__", "git")
-    clock.wrap(core, "propose", "agent")
+    clock.wrap(propose_stage, "propose", "agent")  # the agent's edit; its git calls count under git
     clock.wrap(core.Loop, "emit", "live view")
     clock.wrap(session, "prepare", "loop start")
-    clock.wrap(observer, "refresh", "analysis refresh")
+    # The refresh runs beside the next run: on the main thread it is the hand-over and the waits
+    # for it to finish (before a prompt reads the hints, at the loop's end).
+    clock.wrap(observer.BackgroundRefresh, "__call__", "analysis refresh")
+    clock.wrap(observer.BackgroundRefresh, "drain", "analysis refresh")
     clock.wrap(api, "_final_reports", "plot + report")
     clock.wrap(cli, "_print_summary", "summary")
     clock.wrap(cli, "_print_next_steps", "summary")

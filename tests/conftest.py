@@ -1,5 +1,8 @@
+import os
+import shutil
 import subprocess
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,22 @@ def karpathy_repo(tmp_path):
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "tinybpb")
     return repo
+
+
+SECRET_SSH = "ssh-secret-" + "7f3a9c"
+SECRET_NETRC = "netrc-password-" + "51b2e8"
+
+
+@pytest.fixture
+def fake_home(monkeypatch):
+    """A HOME with credentials (SECRET_SSH, SECRET_NETRC), outside /tmp, whose private copy in a
+    sandbox would hide them anyway; the real home's are never touched."""
+    home = Path(os.path.expanduser("~/.cache/autoresearch-test-home")) / uuid.uuid4().hex
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_text(f"-----BEGIN KEY-----\n{SECRET_SSH}\n")
+    (home / ".netrc").write_text(f"machine example.com login bob password {SECRET_NETRC}\n")
+    (home / ".aws").mkdir()
+    (home / ".aws" / "credentials").write_text(f"[default]\naws_secret_access_key = {SECRET_NETRC}\n")
+    monkeypatch.setenv("HOME", str(home))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)

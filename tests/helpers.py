@@ -234,3 +234,27 @@ def wait_no_survivors(mark: str, seconds: float = 3.0):
     while (left := survivors(mark)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
+# -- a tag that adopted changed rules ----------------------------------------------------------
+def adopted_ledger(path: Path, commits: dict[int, str] | None = None):
+    """The ledger a resume that flipped `direction` to minimize leaves: under maximize the baseline
+    1.0 and keeps 2.0, 3.0, then 0.5 discarded (iterations 0-3); the adopt_config event that re-judged
+    iteration 3 the best; then iteration 4, 0.7, discarded under minimize. The last keep is iteration 2,
+    the best iteration 3. `commits`: iteration -> commit (default: made-up hashes)."""
+    from autoresearch.ledger import Ledger
+
+    commit = {i: (commits or {}).get(i, f"{i:x}" * 40) for i in range(5)}
+    rows = [(0, 0, "keep", "baseline", 1.0), (1, 0, "keep", "score improved", 2.0),
+            (2, 1, "keep", "score improved", 3.0), (3, 2, "discard", "no improvement", 0.5)]
+    ledger = Ledger(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for i, parent, status, reason, score in rows:
+        ledger.append(Experiment(iteration=i, commit=commit[i], parent=commit[parent], status=Status(status),
+                                 description=f"X = {score}", reason=reason, metrics={"score": score},
+                                 agent_data={"params": {"X": score}}))
+    ledger.append_event("adopt_config", at=0.0, rules={},
+                        changes=[{"key": "metrics.direction", "old": "maximize", "new": "minimize"}],
+                        best=3, previous_best=2)
+    ledger.append(Experiment(iteration=4, commit=commit[4], parent=commit[3], status=Status.DISCARD,
+                             description="X = 0.7", reason="no improvement", metrics={"score": 0.7},
+                             agent_data={"params": {"X": 0.7}}))
+    return ledger

@@ -323,3 +323,17 @@ def test_pow2_annotation():
 def test_range_annotation_on_a_tuple_applies_to_each_element():
     c = by_name("BETAS = (0.9, 0.99)  # search: float(0.5, 0.999)\n")
     assert c["BETAS[0]"].space == c["BETAS[1]"].space == Space("float", 0.5, 0.999)
+
+
+def test_the_knobs_of_one_source_are_read_once_and_each_caller_gets_its_own_list(monkeypatch):
+    import ast
+
+    source = "LR = 0.1  # search: log(1e-4, 1.0)\nDEPTH = 2\n"
+    parsed = []
+    real = ast.parse
+    monkeypatch.setattr(ast, "parse", lambda text, *a, **k: parsed.append(text) or real(text, *a, **k))
+    first = find_constants(source, "knobs_read_once.py")
+    first.clear()  # a caller's own list: the next one still gets every knob
+    again = find_constants(source, "knobs_read_once.py")
+    assert [c.name for c in again] == ["LR", "DEPTH"] and again[0].space.is_log
+    assert parsed.count(source) == 1  # (the annotation has a parse of its own)

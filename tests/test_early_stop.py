@@ -1,4 +1,5 @@
 import json
+import math
 import threading
 import time
 
@@ -203,3 +204,69 @@ def test_the_reason_is_a_verdict_that_round_trips():
     v = Verdict.parse(Status.DISCARD, text)
     assert v.reason is Reason.STOPPED_EARLY and v.stopped_early and v.render() == text
     assert not Verdict.parse(Status.DISCARD, "val_acc worse").stopped_early
+
+
+def test_the_late_gains_that_forecast_a_run_are_those_of_curves_near_it_that_trained_to_the_end():
+    # Three curves at the run's level that gained little later, one far above that gained a lot.
+    low = [[(0.25, 0.30 + d), (0.5, 0.31 + d), (1.0, 0.33 + d)] for d in (-0.01, 0.0, 0.01)]
+    high = [(0.25, 0.50), (0.5, 0.55), (1.0, 0.80)]
+    run = [(0.25, 0.30), (0.5, 0.31)]
+    bound = optimistic_final(run, [*low, high], "maximize")
+    assert bound == pytest.approx(0.31 + 0.02)  # the near curves' late gain (and its own pace, 0.01 x 2), not 0.25
+    stop = judge(run, [*low, high], 0.6, Rules(), "val_acc", "maximize")
+    assert stop is not None and stop.at == 0.5
+    # A curve stopped early (it ends at 60% of the budget) is no analog: its gain was cut short.
+    cut = [(0.25, 0.30), (0.5, 0.31), (0.6, 0.311)]
+    assert optimistic_final(run, [cut, cut, cut, high], "maximize") == pytest.approx(0.31 + 0.25)
+
+
+def test_the_watcher_compares_with_the_best_an_adopted_config_rejudged(make_task, tmp_path):
+    from autoresearch.config import load_task
+    from autoresearch.early_stop import watcher_for
+    from autoresearch.store import RunStore
+
+    from helpers import adopted_ledger
+
+    task = load_task(make_task())
+    store = RunStore(task.dir, "t1")
+    store = RunStore(task.dir, "t1", ledger=adopted_ledger(store.ledger.path))
+    history = list(store.ledger.records)  # what the loop hands it: a copy of the ledger's records
+    watcher = watcher_for(task, store, history, tmp_path / "run", may_stop=True)
+    assert watcher.best_value == 0.5  # iteration 3, not the last keep's 3.0 judged under the old direction
+
+
+def _experiment(n, commit, status, reason, score):
+    from autoresearch.records import Experiment, Status
+
+    return Experiment(n, commit, "p", Status(status), "d", metrics={"val_acc": score}, reason=reason)
+
+
+class _Store:
+    ledger = None  # no ledger of its own: the best is the history's last keep
+
+    def __init__(self, root):
+        self.root = root
+
+    def run_dir(self, iteration):
+        return self.root / f"{iteration:04d}"
+
+
+@pytest.mark.parametrize("confirm, bar", [(False, 0.90 + math.sqrt(2) * 0.02), (True, 0.90)])
+def test_a_run_is_judged_against_what_a_keep_must_reach_the_best_plus_the_noise_floor(tmp_path, confirm, bar):
+    from autoresearch.config import load_task
+    from autoresearch.early_stop import watcher_for
+
+    from conftest import tiny_config
+
+    (tmp_path / "train.py").write_text("print(1)\n")
+    (tmp_path / "prepare.py").write_text("")
+    metrics = f"noise_runs = 2\nconfirm = {'true' if confirm else 'false'}\n"
+    (tmp_path / "autoresearch.toml").write_text(tiny_config(primary="val_acc", metrics=metrics))
+    task = load_task(tmp_path)
+    history = [_experiment(0, "base", "keep", "baseline", 0.90),
+               _experiment(1, "base", "discard", "noise: baseline repeat 1", 0.88)]  # floor sqrt(2) x 0.02
+    watcher = watcher_for(task, _Store(tmp_path / "runs"), history, tmp_path / "runs" / "0002", may_stop=True)
+    # The value a run's optimistic final is held to: without confirm, a run that can end at most
+    # inside the floor over the best can never be kept; with confirm, one just above the best is
+    # confirmed (and may be kept), so the best alone is the bar.
+    assert watcher.best_value == pytest.approx(bar)

@@ -74,7 +74,8 @@ def test_records_status_and_report_show_gpu_facts_and_the_time_split(make_task, 
     loop, records = run(task, ScriptedAgent(set_x(2.0)), 1)
     for r in records:
         assert r.warm and r.startup_seconds is not None and r.startup_seconds < r.wall_seconds
-        assert r.startup_saved_seconds is not None and r.startup_saved_seconds > 0  # the preload, timed once
+        # A fresh start (timed once by the server) less this run's fork: json costs nothing to import.
+        assert r.startup_saved_seconds is not None and r.startup_saved_seconds < 1.0
         assert r.gpu_util == 50.0 and r.gpu_peak_mb == 4024.0  # both GPUs: no CUDA_VISIBLE_DEVICES set
     totals = status_of(task, "t1").totals()
     assert 0.5 < totals["training_share"] <= 1.0 and totals["warm_runs"] == 2
@@ -82,7 +83,7 @@ def test_records_status_and_report_show_gpu_facts_and_the_time_split(make_task, 
     assert totals["warm_saved_seconds"] == round(saved, 2)
     shown = cli("status", str(task), "--tag", "t1")
     assert (f"wall time spent training: {totals['training_share']:.1%}, 2 warm starts saved "
-            f"{totals['warm_saved_seconds']:.1f} s of imports") in shown.stdout, shown.stdout
+            f"{totals['warm_saved_seconds']:.1f} s of start-up") in shown.stdout, shown.stdout
     html = render_report(loop.task, loop.store)
-    assert f"{100 * totals['training_share']:.1f} % of the runs' wall time was spent training; 2 of 2 runs were warm starts, which skipped {saved:.1f} s of imports" in html
+    assert f"{100 * totals['training_share']:.1f} % of the runs' wall time was spent training; 2 of 2 runs were warm starts, which saved {saved:.1f} s of start-up" in html
     assert "warm, training 0.7" in html and "GPU 50 % busy" in html and "4024 MB GPU peak" in html

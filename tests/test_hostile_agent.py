@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -24,7 +26,7 @@ from autoresearch.config import load_task
 from autoresearch.loop import Limits, Loop
 from autoresearch.records import Status
 
-from conftest import git
+from conftest import SECRET_NETRC, SECRET_SSH, git
 from helpers import ledger_lines, needs_sandbox, start_daemon, wait_no_survivors
 from hostile_helpers import hostile_config
 
@@ -63,23 +65,6 @@ def attempt(what, fn):
     except Exception as exc:
         print("ATTACK-FAILED", what, type(exc).__name__, exc)
 '''
-SECRET_SSH = "ssh-secret-" + "7f3a9c"
-SECRET_NETRC = "netrc-password-" + "51b2e8"
-
-
-@pytest.fixture
-def fake_home(monkeypatch):
-    """A HOME with credentials, outside /tmp; the real one's are never touched."""
-    home = Path(os.path.expanduser("~/.cache/autoresearch-test-home")) / uuid.uuid4().hex
-    (home / ".ssh").mkdir(parents=True)
-    (home / ".ssh" / "id_rsa").write_text(f"-----BEGIN KEY-----\n{SECRET_SSH}\n")
-    (home / ".netrc").write_text(f"machine example.com login bob password {SECRET_NETRC}\n")
-    (home / ".aws").mkdir()
-    (home / ".aws" / "credentials").write_text(f"[default]\naws_secret_access_key = {SECRET_NETRC}\n")
-    monkeypatch.setenv("HOME", str(home))
-    yield home
-    shutil.rmtree(home, ignore_errors=True)
-
 
 def make(make_task, attack: str, *, mode: str = "required", subdir: str = "", extra=None):
     agent = AGENT + textwrap.dedent(attack)

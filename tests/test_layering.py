@@ -96,3 +96,41 @@ def test_the_scan_sees_each_way_of_importing_a_test_module(tmp_path):
         assert imported_test_modules(probe), line
     probe.write_text("from helpers import ScriptedAgent\nimport conftest\nfrom autoresearch import loop\n")
     assert imported_test_modules(probe) == []
+
+
+# Loaded only by the step that uses them: the tuner's TPE (optuna, and numpy under it), the
+# final report (matplotlib), the Ray executor, the MLflow export.
+HEAVY = ("optuna", "numpy", "matplotlib", "ray", "mlflow")
+
+
+def _loaded(code: str, cwd: Path | None = None) -> dict:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def test_the_cli_and_the_api_import_nothing_heavy():
+    seen = _loaded("import json, sys\nimport autoresearch.cli, autoresearch.api\n"
+                   f"print(json.dumps({{'heavy': [m for m in {HEAVY!r} if m in sys.modules],\n"
+                   "                  'loop': 'autoresearch.loop' in sys.modules}))\n")
+    assert seen == {"heavy": [], "loop": False}  # status, report, the dashboard never run the loop
+
+
+def test_a_tuner_night_reaches_its_first_run_without_anything_heavy(make_task):
+    """`autoresearch run` as far as the baseline's run: the tuner is made, the loop prepared."""
+    task = make_task()
+    code = f"""
+import json, os, sys
+from autoresearch.loop import core
+
+def first_run(loop, attempt):  # the loop's measure stage: the run would start here
+    from autoresearch.agents.tuner import TunerAgent
+    print(json.dumps({{"heavy": [m for m in {HEAVY!r} if m in sys.modules],
+                      "tuner": isinstance(loop.agent, TunerAgent)}}), flush=True)
+    os._exit(0)
+
+core.measure = first_run
+import autoresearch.cli
+autoresearch.cli.app(["run", {str(task)!r}, "--tag", "t", "--agent", "tuner", "--iterations", "3"])
+"""
+    assert _loaded(code) == {"heavy": [], "tuner": True}

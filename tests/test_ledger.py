@@ -6,6 +6,8 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.ledger import Ledger
 from autoresearch.records import Experiment, Status
 
+from helpers import adopted_ledger
+
 
 def rec(i, status=Status.KEEP, value=0.5):
     return Experiment(iteration=i, commit=f"c{i}", parent="p", status=status, description=f"d{i}",
@@ -88,3 +90,30 @@ def test_next_iteration_follows_the_highest_number_not_the_last_line(tmp_path):
     for i in (0, 2, 1):  # two workers: iteration 2's run finished before iteration 1's
         ledger.append(rec(i))
     assert Ledger(tmp_path / "ledger.jsonl").next_iteration() == 3
+
+
+def test_after_an_adopted_config_the_best_is_the_rejudged_one_until_a_new_keep(tmp_path):
+    from autoresearch.ledger import baseline_of, best_of, bests_of
+
+    ledger = adopted_ledger(tmp_path / "ledger.jsonl")
+    records = ledger.records
+    assert [r.iteration for r in ledger.bests()] == [3]  # the keeps before were judged by other rules
+    assert ledger.best(3).iteration == 2 and ledger.best(4).iteration == 3  # as each record was judged
+    assert best_of(records[:4], ledger).iteration == 3 and best_of(records[:3], ledger).iteration == 2
+    assert best_of(list(records), ledger).iteration == 3  # a copy of the ledger's records
+    assert best_of([*records[:3], records[3]], None).iteration == 2  # records of no ledger: their last keep
+    assert ledger.baseline().iteration == 0 and baseline_of(list(records), ledger).iteration == 0
+    ledger.append(Experiment(iteration=5, commit="5" * 40, parent="3" * 40, status=Status.KEEP, description="X = 0.2",
+                             metrics={"score": 0.2}))
+    assert [r.iteration for r in bests_of(records, ledger)] == [5, 3] and ledger.best().iteration == 5
+
+
+def test_after_an_adopt_that_found_no_best_the_new_baseline_is_the_baseline(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    ledger.append(Experiment(iteration=0, commit="a" * 40, parent="a" * 40, status=Status.KEEP, description="baseline",
+                             metrics={"score": 1.0}))
+    ledger.append_event("adopt_config", changes=[], rules={}, best=None, previous_best=0)
+    assert ledger.best() is None and ledger.bests() == [] and ledger.baseline() is None
+    ledger.append(Experiment(iteration=1, commit="a" * 40, parent="a" * 40, status=Status.KEEP, description="baseline",
+                             reason="baseline", metrics={"loss": 9.0}))
+    assert ledger.baseline().iteration == 1 and ledger.best().iteration == 1

@@ -20,9 +20,19 @@ def test_seed_004_table():
     assert all(len(line.split("\t")) == 6 for line in lines)
 
 
-def test_missing_or_nan_metric_shows_zero():
-    text = results_tsv.render([exp(0, Status.DISCARD, {"a": float("nan")})], ["a", "b"])
-    assert text.splitlines()[1].split("\t")[1:3] == ["0.000000", "0.000000"]
+def test_a_missing_or_nan_metric_is_an_empty_cell_and_a_crash_keeps_its_zeros():
+    text = results_tsv.render([exp(0, Status.DISCARD, {"a": float("nan")}), exp(1, Status.CRASH, {})], ["a", "b"])
+    assert [line.split("\t")[1:3] for line in text.splitlines()[1:]] == [["", ""], ["0.000000", "0.000000"]]
+
+
+def test_a_table_an_earlier_version_wrote_with_zeros_for_missing_values_is_no_damage(tmp_path):
+    path = tmp_path / "results.tsv"
+    rows = [exp(0, Status.KEEP, {"a": 1.0}), exp(1, Status.DISCARD, {"a": float("nan")})]
+    path.write_text("commit\ta\tb\tmemory_gb\tstatus\tdescription\n"
+                    "0000000\t1.000000\t0.000000\t1.3\tkeep\tx\n"
+                    "0000001\t0.000000\t0.000000\t1.3\tdiscard\tx\n")
+    assert results_tsv.check_and_repair(path, rows, ["a", "b"], backup_dir=tmp_path / "store") is None
+    assert path.read_text().splitlines()[1:] == ["0000000\t1.000000\t\t1.3\tkeep\tx", "0000001\t\t\t1.3\tdiscard\tx"]
 
 
 def _ledger():

@@ -1,12 +1,17 @@
 """SIGKILL of the orchestrator mid-iteration, then resume: nothing lost, nothing half-written."""
 
+import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+import psutil
 
 from autoresearch.execution import sandbox
 from conftest import git, tiny_config
@@ -38,7 +43,7 @@ print(f"score: {X:.6f}")
 
 # The agent script, and the folder it says it started in, live outside the repository under
 # tmp_path: the agent's sandbox (its /tmp is private) sees them only where opened up.
-CONFIG = tiny_config(timeout=90) + '''
+AGENT_CONFIG = '''
 [agent]
 kind = "command"
 command = "python ../agent.py"
@@ -46,11 +51,13 @@ command = "python ../agent.py"
 [sandbox]
 agent_writable = ["../agent.py", "../held"]
 '''
+CONFIG = tiny_config(timeout=90) + AGENT_CONFIG
 
 
-def start(task, n):
+def start(task, n, env=None):
     return subprocess.Popen([sys.executable, "-m", "autoresearch", "run", str(task), "--tag", "k", "--iterations", str(n)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True,
+                            env=env)
 
 
 def wait_for(path: Path, timeout=30):
@@ -141,3 +148,87 @@ def test_sigkill_during_the_baseline_then_resume(make_task):
     lines = rows(task)
     assert [line.split("\t")[3] for line in lines[1:]] == ["keep", "keep"], lines
     assert "baseline" in lines[1]
+
+
+# A run that plants a sourceless json.pyc (ignored by the stock Python .gitignore): every later
+# `import json` in the task directory would load it. Then the orchestrator is SIGKILLed mid-run.
+PLANTING = '''\
+import json, os, pathlib, py_compile, time
+X = 1.0
+if not os.path.exists("data.cache"):  # the committed code's data cache: the night's, kept
+    pathlib.Path("data.cache").write_text("data")
+if pathlib.Path("hold_run").exists() and X > 1:
+    pathlib.Path("evil.py").write_text("def dumps(o):\\n    return '99'\\n")
+    py_compile.compile("evil.py", cfile="json.pyc")
+    os.remove("evil.py")
+    pathlib.Path("planted.txt").write_text("untracked, not ignored")
+    pathlib.Path("run_started").write_text(str(os.getpid()) + " " + os.readlink("/proc/self/ns/pid"))
+    time.sleep(60)
+print("---")
+print(f"score: {float(json.dumps(X)):.6f}")
+'''
+
+
+def test_files_a_killed_run_planted_are_gone_after_resume(make_task):
+    task = make_task(train=PLANTING, config=CONFIG, extra={"../agent.py": AGENT, ".gitignore": "*.py[cod]\n__pycache__/\n*.cache\n"})
+    (task.parent / "held").mkdir()
+    (task / "notes.pyc").write_text("the user's own ignored file, there before the night")
+    proc = start(task, 1)
+    assert proc.wait(60) == 0, proc.stdout.read()
+    cache = (task / "data.cache").stat()
+
+    (task / "hold_run").write_text("")
+    proc = start(task, 1)
+    wait_for(task / "run_started")
+    assert (task / "json.pyc").exists() and (task / "planted.txt").exists()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+
+    (task / "hold_run").unlink()
+    proc = start(task, 1)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert not (task / "json.pyc").exists()
+    assert not (task / "planted.txt").exists()
+    assert (task / "notes.pyc").exists()  # the user's ignored file is never the run's
+    assert (task / "data.cache").stat().st_ino == cache.st_ino  # nor the baseline's cache
+    assert "removed what the interrupted run left in the task directory: json.pyc" in out
+    lines = rows(task)
+    assert [line.split("\t")[1] for line in lines[1:]] == ["1.000000", "2.000000", "3.000000"], lines  # not 99
+    assert len((task / ".autoresearch/k/ledger.jsonl").read_text().splitlines()) == 3
+
+
+def test_the_evaluation_checkout_a_killed_night_left_goes_at_the_next_start(make_task, tmp_path):
+    """The pristine copy the trusted eval runs on lives in the temporary directory all night; a
+    SIGKILL runs no finalizer, so the next start removes it: only it, never another's folder."""
+    task = make_task(train=TRAIN, config=tiny_config(timeout=90, task='eval = "python train.py"') + AGENT_CONFIG,
+                     extra={"../agent.py": AGENT})
+    (task.parent / "held").mkdir()
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    me = psutil.Process()
+    others = {"autoresearch-eval-unmarked": None,  # another program's, or an older version's: no mark
+              "autoresearch-eval-live": {"pid": me.pid, "create_time": me.create_time(), "host": socket.gethostname()},
+              "autoresearch-eval-elsewhere": {"pid": 1 << 22, "create_time": 0.0, "host": "another-host"}}
+    for name, owner in others.items():
+        (tmp / name).mkdir()
+        if owner:
+            (tmp / name / ".owner").write_text(json.dumps(owner))
+    env = {**os.environ, "TMPDIR": str(tmp)}
+
+    (task / "hold_run").write_text("")
+    proc = start(task, 1, env)
+    wait_for(task / "run_started")  # iteration 1: the baseline's eval made the checkout
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    left = sorted(p.name for p in tmp.iterdir() if p.name not in others)
+    assert len(left) == 1 and left[0].startswith("autoresearch-eval-"), left
+    assert (tmp / left[0] / "repo" / "train.py").exists()
+
+    (task / "hold_run").unlink()
+    proc = start(task, 1, env)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert f"removed {tmp / left[0]}" in out
+    assert sorted(p.name for p in tmp.iterdir()) == sorted(others)  # and this night's own went at its end
+    assert [line.split("\t")[3] for line in rows(task)[1:]] == ["keep", "keep"]

@@ -12,19 +12,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from autoresearch import crash_policy, integrity, outer
-from autoresearch.agents import create_agent
 from autoresearch.atomic import write_text
 from autoresearch.config import CONFIG_NAME, Task, load_task, stored_config
 from autoresearch.cost import spend
 from autoresearch.errors import AgentPaused, AutoresearchError
 from autoresearch.gains import current_floor, gains as judged_gains
-from autoresearch.budget import budget_watch
-from autoresearch.gpu import training_share
-from autoresearch.loop import Limits, Loop
+from autoresearch.gpu import training_share, warm_saved
+from autoresearch.ledger import baseline_of
 from autoresearch.records import Experiment, Status
 from autoresearch.store import STORE_DIR, RunStore, check_tag
-from autoresearch.workers import parse_slots, run_workers
 
 
 def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, max_seconds: float | None = None,
@@ -39,10 +35,14 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     `adopt_config` (tag_config.py).
     `gpus="0,1"` or `workers=N` (N > 1) runs one worker per slot, sharing one ledger.
     `executor="ray"` (and `ray_address`) overrides the config's [executor]: runs become Ray tasks."""
-    from autoresearch.analysis.observer import refresh as refresh_analysis  # not needed to fail fast
+    # Imported here, not at the top: `status`, `report` and the dashboard never run the loop.
+    from autoresearch import crash_policy, integrity, outer
+    from autoresearch.agents import KINDS, create_agent
+    from autoresearch.analysis.observer import BackgroundRefresh  # not needed to fail fast
     from autoresearch.analysis.prewarm import ReportPrewarm
-
-    from autoresearch.agents import KINDS
+    from autoresearch.budget import budget_watch
+    from autoresearch.loop import Limits, Loop
+    from autoresearch.workers import parse_slots, run_workers
 
     if agent is not None and agent not in KINDS:  # the flag's fault, not autoresearch.toml's
         raise AutoresearchError(f"--agent {agent!r}: unknown agent; use one of {', '.join(KINDS)}")
@@ -55,6 +55,7 @@ def run_loop(task_dir, tag: str, *, iterations: int, agent: str | None = None, m
     limits = Limits(iterations=iterations, max_seconds=max_seconds, max_consecutive_crashes=max_crashes,
                     max_cost_usd=max_cost_usd)
     prewarm = ReportPrewarm()  # the final report's imports, loaded beside the second run
+    refresh_analysis = BackgroundRefresh()  # beside the next run; the loop drains it before a prompt and at its end
     if gpus or (workers or 1) > 1:
         slots = parse_slots(gpus, workers)
         make_agent = lambda i: create_agent(kind, task, seed=seed + i)  # noqa: E731
@@ -128,7 +129,7 @@ class RunStatus:
     def totals(self) -> dict:
         primary = self.task.metrics.primary  # under the rules in force (status_of), adopted ones included
         best = self.store.ledger.best() if self.records else None
-        base = next((r for r in self.records if r.status is Status.KEEP), None)
+        base = baseline_of(self.records, self.store.ledger)  # a new one where an adopted config needed it
 
         def brief(r: Experiment | None):
             if r is None:
@@ -152,18 +153,18 @@ class RunStatus:
             "sandboxed_runs": sum(1 for r in self.records if r.sandboxed),
             "sandbox_mode": self.task.config.sandbox.mode,
             "runs": sum(1 for r in self.records if r.wall_seconds > 0),
-            "warm_saved_seconds": round(sum(r.startup_saved_seconds or 0.0 for r in self.records if r.warm), 2),
+            "warm_saved_seconds": round(warm_saved(self.records), 2),
             "cost_usd": spent.cost_usd, "tokens": spent.tokens,
             "memo_cost_usd": spent.memo_usd, "memo_tokens": spent.memo_tokens,  # included in the two above
-            "noise": noise_totals(self.task.metrics, self.records),
+            "noise": noise_totals(self.task.metrics, self.records, self.store.ledger),
         }
 
     def gains(self) -> dict:
         """Iteration -> its gain over the best it was judged against, with the floor then (gains.py)."""
-        return judged_gains(self.records, self.task.metrics)
+        return judged_gains(self.records, self.task.metrics, self.store.ledger)
 
 
-def noise_totals(metrics, records) -> dict:
+def noise_totals(metrics, records, ledger) -> dict:
     """The noise floor the next keep must clear, where it comes from, and each judged gain beside
     the floor it was held to (+ is better)."""
     floor = current_floor(records, metrics)
@@ -172,7 +173,7 @@ def noise_totals(metrics, records) -> dict:
             "source": floor.source(), "std": round(m.std, 6) if m else None, "runs": m.runs if m else 0,
             "min_delta": metrics.min_delta, "deterministic": metrics.deterministic,
             "gains": {str(n): {"gain": g.value, "floor": round(g.floor.value, 6) if g.floor.known else None}
-                      for n, g in judged_gains(records, metrics).items()}}
+                      for n, g in judged_gains(records, metrics, ledger).items()}}
 
 
 def _final_reports(task: Task, tag: str, say: Callable[[str], None], prewarm=None) -> None:
@@ -194,6 +195,8 @@ def _final_reports(task: Task, tag: str, say: Callable[[str], None], prewarm=Non
 
 def confirm(task_dir, tag: str | None = None, top: int = 3, say: Callable[[str], None] = print) -> list[dict]:
     """Run `[task] final_eval` on the best `top` keeps of a run and report the gaps."""
+    from autoresearch import integrity
+
     s = status_of(task_dir, tag)
     if not s.task.config.task.final_eval:
         raise AutoresearchError(f"{s.task.path}: [task] final_eval is not set; e.g. final_eval = \"python prepare.py --test\"")
@@ -232,6 +235,7 @@ def status_of(task_dir, tag: str | None = None) -> RunStatus:
 def next_steps(task_dir, tag: str) -> list[str]:
     """What to do after a run: the branch it left checked out, and the commands that follow."""
     s = status_of(task_dir, tag)
+    # The first keep, whatever was adopted since: the code the run started from, on the user's branch.
     base = next((r for r in s.records if r.status is Status.KEEP), None)
     origin = _origin_branch(s.task.dir, base.commit) if base else None
     here = shlex.quote(str(task_dir))

@@ -13,7 +13,6 @@ import typer
 from typer.core import TyperOption
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from autoresearch.errors import AutoresearchError
 
@@ -234,7 +233,7 @@ def _print_status(s, last: int) -> None:
     if t["nodes"]:
         console.print("nodes: " + ", ".join(f"{n} {k} runs" for n, k in t["nodes"].items()))
     if t["training_share"] is not None:
-        warm = f", {t['warm_runs']} warm starts saved {t['warm_saved_seconds']:.1f} s of imports" if t["warm_runs"] else ""
+        warm = f", {t['warm_runs']} warm starts saved {t['warm_saved_seconds']:.1f} s of start-up" if t["warm_runs"] else ""
         console.print(f"wall time spent training: {t['training_share']:.1%}{warm}")
     if t["runs"]:
         from autoresearch.execution.sandbox import runs_line
@@ -254,6 +253,8 @@ def _print_status(s, last: int) -> None:
         console.print(f"noise floor unknown: a keep needs only min_delta {noise['min_delta']:g}; "
                       "[metrics] noise_runs = 2 measures it")
     if last:
+        from rich.table import Table
+
         table = Table(show_edge=False, pad_edge=False)
         shown_nodes = any(r.node for r in s.records[-last:])
         gains = s.gains()

@@ -37,6 +37,7 @@ where it is written, its `Space`, and whether the author annotated it.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import math
 import re
@@ -124,6 +125,14 @@ def find_constants(source: str, path: str | None = None) -> list[Constant]:
     of numbers gives one knob per element. Raises ConfigError for a malformed `# search:`
     annotation or unparsable source.
     """
+    return list(_find_constants(source, path))  # a list of its own: the cached tuple stays as it was
+
+
+# One iteration reads the same file's knobs four times or more (the tuner, its rewrite, the
+# seed-only check, the analysis), each a parse and several walks of its syntax tree: once is
+# enough. Constants are frozen and their values immutable literals, so sharing them is safe.
+@functools.lru_cache(maxsize=32)
+def _find_constants(source: str, path: str | None) -> tuple[Constant, ...]:
     from autoresearch import knob_use
 
     where = path or "<source>"
@@ -171,7 +180,7 @@ def find_constants(source: str, path: str | None = None) -> list[Constant]:
                 k = replace(k, space=Space("choice", choices=usage.choices[k.name]))
             skip = usage.skip.get(k.base_name, "")
             out.append(replace(k, skip=skip) if skip else k)
-    return sorted(out, key=lambda c: (c.line, c.col_start))
+    return tuple(sorted(out, key=lambda c: (c.line, c.col_start)))
 
 
 def searchable(constants: Iterable[Constant]) -> list[Constant]:

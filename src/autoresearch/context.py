@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from autoresearch.decision import rounded
+from autoresearch.ledger import Ledger, bests_of
 from autoresearch.records import Experiment, Status
 
 RECENT = 10
@@ -56,7 +57,8 @@ def first_line(text: str) -> str:
 
 
 def view_history(history: Sequence[Experiment], best: Experiment, primary: str, direction: str,
-                 runs_dir: Path, recent: int = RECENT) -> HistoryView:
+                 runs_dir: Path, recent: int = RECENT, ledger: Ledger | None = None) -> HistoryView:
+    """`ledger`: the one `history` is from, whose adopted configs re-judged the bests (ledger.py)."""
     view = HistoryView()
     newest, older = list(history[-recent:]), list(history[:-recent] if len(history) > recent else [])
     for e in newest:
@@ -76,15 +78,15 @@ def view_history(history: Sequence[Experiment], best: Experiment, primary: str, 
     for e in older:
         value = fmt(e.metrics.get(primary)) if e.status is not Status.CRASH else "crash"
         view.older.append(f"#{e.iteration} {e.status.value} {value} {first_line(e.description)[:80]}")
-    view.stats = aggregate(history, primary, direction)
+    view.stats = aggregate(history, primary, direction, ledger)
     return view
 
 
-def aggregate(history: Sequence[Experiment], primary: str, direction: str) -> dict:
+def aggregate(history: Sequence[Experiment], primary: str, direction: str, ledger: Ledger | None = None) -> dict:
     counts = {s.value: sum(1 for e in history if e.status is s) for s in Status}
     agent_runs = [e for e in history if e.iteration > 0]
     keeps = sum(1 for e in agent_runs if e.status is Status.KEEP)
-    best_over_time = [f"#{e.iteration}: {fmt(e.metrics.get(primary))}" for e in history if e.status is Status.KEEP]
+    best_over_time = [f"#{e.iteration}: {fmt(e.metrics.get(primary))}" for e in reversed(bests_of(history, ledger))]
     if len(best_over_time) > 9:  # the start and the recent climb tell the story; keep the line short
         best_over_time = [best_over_time[0], "...", *best_over_time[-8:]]
     last_keep = max((e.iteration for e in history if e.status is Status.KEEP), default=0)

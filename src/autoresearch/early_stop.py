@@ -34,6 +34,8 @@ from typing import Iterator, Sequence
 
 TRACE_NAME = "early_stop.json"
 CLOCK_KEYS = ("seconds", "train_seconds", "time", "elapsed", "elapsed_seconds")
+ANALOGS = 3  # earlier curves nearest a run's value whose later gains forecast its own (optimistic_final)
+FINISHED = 0.9  # a curve that reached this fraction of the budget trained to its end
 READ_LIMIT = 8 * 1024 * 1024  # bytes of a curve file read per look; a curve sits at its start
 
 Trace = list[tuple[float, float]]  # (fraction of the budget, value of the primary), in time order
@@ -127,31 +129,35 @@ def _better(a: float, b: float, direction: str) -> bool:
 def optimistic_final(trace: Trace, earlier: Sequence[Trace], direction: str) -> float:
     """Where the run could still end, judged by how earlier curves went on from this time.
 
-    The larger of: the largest gain an earlier run made from this time to its end; and the
-    run's own gain over the last half of its elapsed time, times the largest ratio of an
-    earlier run's later gain to its gain over that same stretch (a run climbing faster than
-    the others is credited in proportion), that ratio at most a straight line's: the run's
-    recent pace carried on to the end of the budget. Not the straight line itself: carried on
-    linearly, the steep start of a saturating curve promised val_acc 6.5 at 15% of the
-    example's budget, so no run could be stopped before its curve had flattened. Nor more than
-    it: an earlier curve flat over that stretch (a plateau is common, the best-so-far is flat
-    whenever the metric dips) made the ratio a division by ~0, and on a night of the example
-    half the looks at a run gave it a bound of 10^4 to 10^8, so whether a run was stopped was
+    The larger of two extrapolations. By analogy: the largest gain from this time to the end
+    among the ANALOGS earlier curves that were nearest the run's value at this time and trained
+    to the end (a curve stopped early says nothing of what follows). The largest over every
+    earlier curve held back runs that could never catch up: a curve far above, or one far below
+    with all its climb ahead of it, is no forecast of this one (on nights of the example it
+    cost a fifth of the time early stopping saved). By pace: the run's own gain over the last
+    half of its elapsed time, times the largest ratio of an earlier curve's later gain to its
+    gain over that same stretch, that ratio at most a straight line's (the recent pace carried
+    on to the end of the budget). Not the straight line itself: the steep start of a saturating
+    curve, carried on linearly, promised val_acc 6.5 at 15% of the example's budget, so no run
+    could be stopped before its curve had flattened. Nor more than it: an earlier curve flat over
+    that stretch (the best-so-far is flat whenever the metric dips) made the ratio a division by
+    ~0, bounds of 10^4 to 10^8 came up at half the looks, and whether a run was stopped was
     chance (bench/early_stop.py)."""
     t, sign = trace[-1][0], 1 if direction == "maximize" else -1
     now = best_until(trace, t, direction)
     then = best_until(trace, t / 2, direction)
     recent = max(0.0, sign * (now - then)) if then is not None else 0.0
-    late = ratio = 0.0
+    analogs, ratio = [], 0.0
     for other in earlier:
         at_t, final = best_until(other, t, direction), best_until(other, math.inf, direction)
-        if at_t is None or final is None:
+        if at_t is None or final is None or other[-1][0] < FINISHED:
             continue
         gain = max(0.0, sign * (final - at_t))
-        late = max(late, gain)
+        analogs.append((abs(at_t - now), gain))
         before = best_until(other, t / 2, direction)
         if before is not None and gain > 0:
             ratio = max(ratio, gain / max(sign * (at_t - before), 1e-9))
+    late = max((gain for _, gain in sorted(analogs)[:ANALOGS]), default=0.0)
     linear = (1.0 - t) / (t / 2) if t > 0 else math.inf  # the rest of the budget over the stretch
     return now + sign * max(late, recent * min(ratio, linear))
 
@@ -304,6 +310,7 @@ def watcher_for(task, store, history, run_dir: Path, *, may_stop: bool,
 
     Every run is watched, so that its curve is on record with the watcher's clock; only those
     with `may_stop` (never a baseline, a noise repeat or a confirmation) are judged."""
+    from autoresearch.ledger import best_of
     from autoresearch.verdict import Status
 
     rules = Rules.from_config(getattr(task.config, "early_stop", None))
@@ -318,10 +325,18 @@ def watcher_for(task, store, history, run_dir: Path, *, may_stop: bool,
         if record.iteration not in cache:
             cache[record.iteration] = load_trace(store.run_dir(record.iteration), primary, budget)
         earlier.append(cache[record.iteration])
-    best = next((r for r in reversed(history) if r.status is Status.KEEP), None)
+    best = best_of(history, store.ledger)  # re-judged where the run adopted new rules
     best_value = best.metrics.get(primary) if best is not None else None
     if not isinstance(best_value, (int, float)) or isinstance(best_value, bool) or not math.isfinite(best_value):
         best_value = None
+    if best_value is not None and not task.metrics.confirm:
+        # What a run must end above to be kept: the best and the noise floor over it. A run
+        # whose optimistic final stays inside the floor would be a discard at its end anyway.
+        # (With confirm, a run just above the best is confirmed: the best alone is the bar.)
+        from autoresearch.integrity import decision_floor
+
+        floor = decision_floor(history, task.metrics).value
+        best_value += floor if task.metrics.direction == "maximize" else -floor
     from autoresearch.store import file_stamp
 
     sources = [Path(task.dir) / "metrics.jsonl", Path(run_dir) / "log.txt"]

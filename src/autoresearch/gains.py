@@ -16,6 +16,7 @@ from typing import Sequence
 
 from autoresearch import integrity, noise
 from autoresearch.decision import rounded
+from autoresearch.ledger import Ledger, best_of
 from autoresearch.records import Experiment, Status
 from autoresearch.verdict import Reason
 
@@ -40,14 +41,18 @@ def _shapes_floor(e: Experiment) -> bool:
     return v.reason is Reason.BASELINE or v.noise_repeat or v.confirmation
 
 
-def gains(records: Sequence[Experiment], metrics) -> dict[int, Gain]:
+def gains(records: Sequence[Experiment], metrics, ledger: Ledger | None = None) -> dict[int, Gain]:
     """Iteration -> its Gain, for every agent experiment judged on its primary (not crashes,
-    duplicates, early stops, the baseline, its repeats or confirmation runs)."""
+    duplicates, early stops, the baseline, its repeats or confirmation runs). With the `ledger`
+    they are from, a record after an adopted config is held to the best re-judged then."""
     primary, sign = metrics.primary, 1 if metrics.direction == "maximize" else -1
     out: dict[int, Gain] = {}
     best: Experiment | None = None
+    rejudged = dict(ledger.adoptions()) if ledger is not None and ledger.holds(records) else {}
     floor = integrity.decision_floor((), metrics)
     for i, e in enumerate(records):
+        if i in rejudged:
+            best = rejudged[i]
         v = e.verdict
         judged = not (_shapes_floor(e) or v.duplicate or v.stopped_early or v.crashed or v.imported)
         if judged and best is not None:
@@ -61,7 +66,7 @@ def gains(records: Sequence[Experiment], metrics) -> dict[int, Gain]:
     return out
 
 
-def gain_of(records: Sequence[Experiment], metrics, iteration: int) -> Gain | None:
+def gain_of(records: Sequence[Experiment], metrics, iteration: int, ledger: Ledger | None = None) -> Gain | None:
     """One record's Gain (what `gains` gives it) without walking the floor through the whole ledger."""
     i = next((k for k in range(len(records) - 1, -1, -1) if records[k].iteration == iteration), None)
     if i is None:
@@ -69,7 +74,7 @@ def gain_of(records: Sequence[Experiment], metrics, iteration: int) -> Gain | No
     e, v = records[i], records[i].verdict
     if _shapes_floor(e) or v.duplicate or v.stopped_early or v.crashed or v.imported:
         return None
-    best = next((r for r in reversed(records[:i]) if r.status is Status.KEEP), None)
+    best = best_of(records[:i], ledger)
     c = rounded(e.metrics.get(metrics.primary))
     b = rounded(best.metrics.get(metrics.primary)) if best is not None else None
     if c is None or b is None:

@@ -80,6 +80,11 @@ def time_split(wall: float, startup: float | None, metrics: dict) -> dict:
             "other": round(max(wall - start - train, 0.0), 3)}
 
 
+def warm_saved(records) -> float:
+    """Seconds the warm starts saved: each warm run's own saving (a fresh start less its fork's), summed."""
+    return sum(r.startup_saved_seconds for r in records if r.warm and r.startup_saved_seconds is not None)
+
+
 def training_share(records) -> float | None:
     """Share of the runs' wall time spent training, over every run that reported it."""
     train = wall = 0.0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -27,6 +26,7 @@ from autoresearch.footer import parse_footer
 from autoresearch.gitrepo import Git
 from autoresearch.records import Experiment, RunSpec, Status
 from autoresearch.execution.runner import run_process
+from autoresearch.execution.scratch import make as make_scratch
 from autoresearch.secrets import redact_file, secret_values
 from autoresearch.verdict import CONFIRM_TEXT, NOISE_TEXT, Reason, Verdict
 
@@ -61,15 +61,6 @@ def merge_trusted(run_metrics: dict, eval_metrics: dict, primary: str) -> tuple[
 
 
 # -- noise ---------------------------------------------------------------------------------
-def noise_values(history: Sequence[Experiment], primary: str) -> list[float]:
-    """The primary of the baseline and of its repeats."""
-    base = next((e for e in history if e.status is Status.KEEP), None)
-    if base is None:
-        return []
-    runs = [base] + [e for e in history if e.verdict.noise_repeat]
-    return [v for v in (rounded(e.metrics.get(primary)) for e in runs) if v is not None]
-
-
 def noise_groups(history: Sequence[Experiment], primary: str) -> list[list[float]]:
     """The primary of runs of the same code, commit by commit: the baseline with its repeats, a
     confirmed candidate with its confirmation run. (A repeat made on resume of a tag begun before
@@ -131,18 +122,19 @@ def seed_only_change(git: Git, parent: str, task_dir: Path, editable: Sequence[s
 
 # -- held-out check ------------------------------------------------------------------------
 def final_eval(task, store, *, top: int = 3, say=print) -> list[dict]:
-    """Run `[task] final_eval` on the best `top` keeps, each in a fresh detached worktree of
-    its commit; write final_eval.json in the run store and return its rows."""
+    """Run `[task] final_eval` on the best `top` keeps (the ledger's `bests`: after an adopted
+    config, those judged by the rules in force), each in a fresh detached worktree of its commit;
+    write final_eval.json in the run store and return its rows."""
     command = task.config.task.final_eval
     if not command:
         return []
     primary = task.metrics.primary
-    keeps = [e for e in store.ledger.records if e.status is Status.KEEP][-top:][::-1]
+    keeps = store.ledger.bests()[:top]
     git = Git(task.dir)
     prefix = git.prefix()
     rows = []
     for exp in keeps:
-        scratch = Path(tempfile.mkdtemp(prefix="autoresearch-final-"))
+        scratch = make_scratch("autoresearch-final-")
         tree = scratch / "tree"
         try:
             git("worktree", "add", "-q", "--detach", str(tree), exp.commit)

@@ -10,10 +10,11 @@ from autoresearch.agents.base import Memo, MemoFailed, as_agent
 from autoresearch.cost import memo_calls_path, memo_spend, spend  # noqa: F401  (earlier import paths)
 from autoresearch.atomic import append_line, write_text
 from autoresearch.context import RECENT, view_history
+from autoresearch.ledger import best_of
 from autoresearch.memo import DEFAULT_PLATEAU, plateau_length, plateau_reached, rules_memo, should_refresh
 from autoresearch.prompt import Extras, render
 from autoresearch import verdict
-from autoresearch.records import Experiment, Status
+from autoresearch.records import Experiment
 
 # What makes a crash repairable is Verdict.repairable; the names stay for earlier import paths.
 REPAIRABLE = verdict.REPAIRABLE
@@ -92,8 +93,8 @@ def refresh_memo_if_due(task, store, agent, say: Callable[[str], None]) -> bool:
 def _memo_request(task, store, history: Sequence[Experiment], rules: str) -> str:
     """The prompt an LLM agent writes the memo from."""
     primary, direction = task.metrics.primary, task.metrics.direction
-    best = next(e for e in reversed(history) if e.status is Status.KEEP)
-    view = view_history(history, best, primary, direction, store.root / "runs", recent=RECENT)
+    best = best_of(history, store.ledger)  # re-judged where the run adopted new rules
+    view = view_history(history, best, primary, direction, store.root / "runs", recent=RECENT, ledger=store.ledger)
     old = memo_path(store).read_text() if memo_path(store).is_file() else ""
     program = (task.dir / "program.md").read_text() if (task.dir / "program.md").is_file() else ""
     return render("memo.md.j2", editable=task.editable, direction=direction, primary=primary,

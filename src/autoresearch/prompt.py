@@ -15,6 +15,7 @@ from typing import Sequence
 import jinja2
 
 from autoresearch.context import RECENT, fmt, view_history
+from autoresearch.ledger import Ledger
 from autoresearch.program_md import mark_handled
 from autoresearch.records import Experiment
 
@@ -82,13 +83,15 @@ class Extras:
 
 def render_prompt(task, tag: str, iteration: int, history: Sequence[Experiment], best: Experiment,
                   runs_dir: Path | None = None, extras: Extras = Extras(), budget: int = DEFAULT_BUDGET,
-                  recent: int = RECENT, interpreter: str | None = None) -> str:
+                  recent: int = RECENT, interpreter: str | None = None, ledger: Ledger | None = None) -> str:
     """The worker prompt. Over `budget` characters, the oldest one-line entries go first,
-    then long explanations, log tails, memo and hints are cut, in that order."""
+    then long explanations, log tails, memo and hints are cut, in that order. `ledger`: the
+    one `history` is from (its adopted configs re-judged the bests the prompt lists)."""
     program_path = task.dir / "program.md"
     program = program_path.read_text(encoding="utf-8") if program_path.is_file() else f"# Task in {task.dir.name}"
     primary = task.metrics.primary
-    view = view_history(history, best, primary, task.metrics.direction, runs_dir or task.dir, recent=recent)
+    view = view_history(history, best, primary, task.metrics.direction, runs_dir or task.dir, recent=recent,
+                        ledger=ledger)
     data = dict(
         program=mark_handled(program.rstrip()), iteration=iteration, branch=f"autoresearch/{tag}",
         editable=task.editable, readonly=task.readonly, run_command=task.run, task_dir=str(task.dir),

@@ -46,7 +46,8 @@ class RunResult:
     output_tail: str = ""  # last part of the output, for footer parsing when the log is capped
     startup_seconds: float | None = None  # request to the script's first line; known for warm runs
     warm: bool = False  # forked from a preloaded server (warm.py) rather than a fresh process
-    startup_saved_seconds: float | None = None  # warm: the preload imports it skipped (timed once, in the server)
+    # warm: a fresh process's start (interpreter + preload imports, timed once by the server) less this fork's
+    startup_saved_seconds: float | None = None
     node: str = ""  # where it ran, for executors that run elsewhere (Ray: "host:nodeid8"); "" here
     node_lost: bool = False  # every attempt's node died mid-run: nothing is known about the code
     sandboxed: bool = False  # it ran inside the bubblewrap sandbox (execution/sandbox.py)
@@ -97,7 +98,7 @@ class Experiment:
     repair_of: int | None = None  # the crashed iteration this one repairs
     startup_seconds: float | None = None  # until the script's first line (warm starts make it short)
     warm: bool = False  # the run was forked from a preloaded server
-    startup_saved_seconds: float | None = None  # warm: the imports it skipped, as the server timed them
+    startup_saved_seconds: float | None = None  # warm: a fresh process's start less this fork's (RunResult)
     node: str = ""  # the machine it ran on, when not this one (Ray)
     gpu_util: float | None = None  # mean GPU utilisation sampled during the run (NVML), percent
     gpu_peak_mb: float | None = None  # peak GPU memory in use (NVML), when no footer says it

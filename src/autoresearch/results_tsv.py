@@ -26,6 +26,8 @@ def _clean(text: str) -> str:
 
 
 NO_COMMIT = "-"  # the commit cell of a crash that committed nothing (an agent failure)
+CRASH_VALUE = "0.000000"  # a crash's metric cells: the seeds' contract ("use 0.000000 for crashes")
+MISSING = ""  # a metric the run did not record (a column added later, a NaN): no number, not a made-up zero
 
 
 def commit_cell(exp: Experiment, legacy: bool = False) -> str:
@@ -37,11 +39,12 @@ def commit_cell(exp: Experiment, legacy: bool = False) -> str:
 
 
 def row(exp: Experiment, columns: Sequence[str], worker_column: bool = False, legacy: bool = False) -> str:
+    """`legacy`: as earlier versions wrote it (see `commit_cell`; a missing value as 0.000000 too)."""
     crashed = exp.status is Status.CRASH
     cells = [commit_cell(exp, legacy)]
     for name in columns:
         value = None if crashed else rounded(exp.metrics.get(name))
-        cells.append(f"{value if value is not None else 0.0:.6f}")
+        cells.append(f"{value:.6f}" if value is not None else CRASH_VALUE if crashed or legacy else MISSING)
     cells.append(f"{0.0 if crashed else exp.memory_gb:.1f}")
     cells.append(exp.status.value)
     cells.append(_clean(exp.description))

@@ -2,6 +2,8 @@
 
     ledger.jsonl       one record per finished experiment (the source of truth)
     pending.json       the iteration in flight; present only between its start and its record
+    run-tree.json      while a run is under way: what the task tree may keep after it (a resume
+                       after a kill removes the rest: execution/pristine.py)
     runs/0007/         log.txt, diff.patch, metrics.json, explanation.md, prompt.md
     results.tsv        this tag's copy of the table (the task directory holds the latest run's)
     strategy.md        the strategy memo (outer.py); memo_calls.jsonl: what its LLM calls cost
@@ -183,6 +185,10 @@ class RunStore:
     def pending_path(self) -> Path:
         # One file per worker: each has its own iteration in flight.
         return self.root / ("pending.json" if self.worker is None else f"pending-w{self.worker}.json")
+
+    @property
+    def run_tree_path(self) -> Path:
+        return self.root / ("run-tree.json" if self.worker is None else f"run-tree-w{self.worker}.json")
 
     def worker_branch(self, index: int) -> str:
         return f"autoresearch/{self.tag}-w{index}"

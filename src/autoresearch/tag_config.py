@@ -220,7 +220,9 @@ def _new_header(loop: "Loop") -> None:
     file = table.path
     if old_columns == table.columns or not file.is_file():
         return
-    if file.read_bytes() == results_tsv.render(records, old_columns, worker_column).encode("utf-8"):
+    current = file.read_bytes()
+    if any(current == results_tsv.render(records, old_columns, worker_column, legacy).encode("utf-8")
+           for legacy in (False, True)):  # as this version or an earlier one wrote it
         write_text(file, results_tsv.render(records, table.columns, worker_column))
 
 

@@ -424,3 +424,66 @@ def test_an_early_stopped_run_is_a_pruned_trial_for_tpe_and_a_lost_move_for_its_
         optuna.study.Study.add_trial = real
     assert [t.state for t in seen] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
     assert seen[1].intermediate_values == {0: 0.1}
+
+
+def test_a_choice_that_lost_by_more_than_the_best_gained_since_is_not_run_again():
+    spaces = {"ARCH": Space("choice", choices=("mlp", "cnn")), "WIDTH": Space("int", 1, 64)}
+    policy = TunerPolicy(spaces, seed=0)
+    base = {"ARCH": "mlp", "WIDTH": 8}
+    cnn, w9, w10 = {**base, "ARCH": "cnn"}, {"ARCH": "cnn", "WIDTH": 9}, {"ARCH": "cnn", "WIDTH": 10}
+    history = [
+        Observation(base, 0.50, "keep"),
+        Observation(cnn, 0.90, "keep", base, 0.50),  # mlp lost by 0.40
+        Observation(w9, 0.92, "keep", cnn, 0.90),
+        Observation(w10, 0.93, "keep", w9, 0.92),  # two keeps since: the old rule let mlp back in
+    ]
+    for iteration in range(30):
+        assert policy.suggest(w10, history, iteration=iteration).params["ARCH"] == "cnn"
+    # Once the best has gained more than mlp lost by, a changed context may turn it around.
+    far = {"ARCH": "cnn", "WIDTH": 20}
+    later = [*history, Observation(far, 1.31, "keep", w10, 0.93)]
+    assert any(policy.suggest(far, later, iteration=i).params["ARCH"] == "mlp" for i in range(30))
+
+
+def test_a_number_that_lost_by_more_than_the_best_gained_since_is_not_run_again():
+    spaces = {"DEPTH": Space("int", 1, 4), "LR": Space("log", 1e-4, 1e-1)}
+    policy = TunerPolicy(spaces, seed=0)
+    base = {"DEPTH": 2, "LR": 1e-3}
+    history = [
+        Observation(base, 0.90, "keep"),
+        Observation({**base, "DEPTH": 3}, 0.60, "discard", base, 0.90),  # 0.30 behind
+        Observation({**base, "DEPTH": 1}, 0.80, "discard", base, 0.90),  # 0.10 behind
+        Observation({**base, "LR": 2e-3}, 0.91, "keep", base, 0.90),
+        Observation({"DEPTH": 2, "LR": 4e-3}, 0.92, "keep", {**base, "LR": 2e-3}, 0.91),
+    ]
+    best = {"DEPTH": 2, "LR": 4e-3}
+    depths = {policy.suggest(best, history, iteration=i).params["DEPTH"] for i in range(40)}
+    assert 3 not in depths and 1 not in depths  # both lost by more than the 0.02 gained since
+    # 0.15 gained since: DEPTH 1 (0.10 behind) may come back in the new context, DEPTH 3 (0.30) not.
+    better = {"DEPTH": 2, "LR": 8e-3}
+    later = [*history, Observation(better, 1.05, "keep", best, 0.92)]
+    depths = {policy.suggest(better, later, iteration=i).params["DEPTH"] for i in range(40)}
+    assert 1 in depths and 3 not in depths
+
+
+def adopted_context(tmp_path, *extra) -> Context:
+    """Minimize now: iteration 3 (0.5, discarded under maximize) is the best; the last keep, 2, scored 3.0."""
+    from helpers import adopted_ledger
+
+    ledger = adopted_ledger(tmp_path / "store" / "ledger.jsonl")
+    (tmp_path / "train.py").write_text("X = 0.5  # search: float(0.0, 10.0)\n")  # the best's code
+    return Context(task_dir=tmp_path, iteration=6, editable=("train.py",), readonly=(),
+                   history=(*ledger.records, *extra), best=ledger.best(), primary="score", direction="minimize")
+
+
+def test_after_an_adopted_config_a_run_from_the_rejudged_best_has_it_as_its_parent(tmp_path):
+    agent = TunerAgent()
+    observed = agent._observations(adopted_context(tmp_path), agent._constants(tmp_path, ["train.py"]))
+    assert observed[4].parent_params == {"X": 0.5} and observed[4].parent_value == 0.5  # iteration 4's
+
+
+def test_after_an_adopted_config_an_imported_run_must_beat_the_rejudged_best(tmp_path):
+    imported = Experiment(5, "", "", Status.IMPORTED, "imported", metrics={"score": 1.0},
+                          agent_data={"params": {"X": 6.0}})  # beats the last keep's 3.0, not the best's 0.5
+    proposal = TunerAgent().propose(adopted_context(tmp_path, imported))
+    assert proposal.data["params"] != {"X": 6.0} and "imported run" not in proposal.explanation, proposal.explanation

@@ -11,7 +11,7 @@ from autoresearch.errors import AutoresearchError
 from autoresearch.ledger import Ledger
 from autoresearch.loop import Limits, Loop
 
-from conftest import git
+from conftest import git, tiny_config
 from helpers import ScriptedAgent, cli, run, set_x, tsv
 
 
@@ -121,6 +121,39 @@ def test_adopting_rejudges_the_best_moves_the_branch_and_status_follows(make_tas
     Ledger(ledger.path).reload()  # the chain holds across the event
 
 
+def adopted_night(make_task):
+    """A tag whose adopted direction re-judged a best that is not its last keep: under maximize 1 (baseline)
+    -> 2 keep -> 3 keep -> 0.5 discard, then resumed under minimize, where 0.5 (iteration 3) is the best
+    and 0.7 (iteration 4) is discarded. Returns the task, the prompt of iteration 4, the resume's records."""
+    task = make_task(config=tiny_config(task='final_eval = "python train.py"'))
+    run(task, ScriptedAgent(set_x(2.0), set_x(3.0), set_x(0.5)), 3)
+    commit_on_main(task, 'direction = "maximize"', 'direction = "minimize"')
+    agent = ScriptedAgent(set_x(0.7))
+    records, _ = resume(task, agent, 1, adopt=True)
+    return task, agent.contexts[0].prompt, records
+
+
+def test_after_an_adopt_the_prompt_tells_the_agent_the_rejudged_best(make_task):
+    _, prompt, _ = adopted_night(make_task)
+    assert "iteration 3" in prompt and "0.500000" in prompt
+    assert "Best over time: #3: 0.500000\n" in prompt  # not the keeps 1, 2, 3 judged under maximize
+
+
+def test_after_an_adopt_confirm_status_and_the_report_hold_the_rejudged_best(make_task):
+    from autoresearch import integrity
+    from autoresearch.api import status_of
+
+    task, _, records = adopted_night(make_task)
+    s = status_of(task, "t1")
+    rows = integrity.final_eval(s.task, s.store, say=lambda line: None)  # `autoresearch confirm`
+    assert [r["iteration"] for r in rows] == [3]  # not the keeps 2, 1, 0: they were judged under maximize
+    assert s.gains()[4].value == pytest.approx(-0.2)  # 0.7 against 0.5, not against the last keep's 3.0
+    assert s.totals()["baseline"]["iteration"] == 0
+    from autoresearch.analysis.report import baseline_and_best
+
+    assert baseline_and_best(s.records, s.store.ledger) == [0, 3]  # the curves `plot` and the report draw
+
+
 def test_adopting_a_new_primary_no_record_has_runs_a_new_baseline(make_task):
     task = make_task(train='''\
         X = 1.0  # search: float(0.0, 10.0)
@@ -140,20 +173,25 @@ def test_adopting_a_new_primary_no_record_has_runs_a_new_baseline(make_task):
     assert records[0].verdict.reason.value == "baseline" and records[0].status.value == "keep"
     assert records[0].commit == records[0].parent and records[0].metrics["loss"] == 9.0
     assert records[1].status.value == "discard", records[1].reason  # loss 8 after 9, under maximize: worse
+    from autoresearch.api import status_of
+
+    totals = status_of(task, "t1").totals()  # the gain is the new baseline's, not the old one's (no loss)
+    assert totals["baseline"]["iteration"] == records[0].iteration and totals["baseline"]["value"] == 9.0
 
 
 def test_changing_columns_is_refused_and_adopted_only_with_the_flag(make_task):
     task = make_task()
     run(task, ScriptedAgent(set_x(2.0)), 1)
     before = (task / "results.tsv").read_text()
-    commit_on_main(task, 'direction = "maximize"', 'direction = "maximize"\ncolumns = ["score", "peak_vram_mb"]')
-    with pytest.raises(AutoresearchError, match=r'metrics.columns: \(unset\) -> \["score", "peak_vram_mb"\]'):
+    commit_on_main(task, 'direction = "maximize"', 'direction = "maximize"\ncolumns = ["score", "peak_vram_mb", "val_loss"]')
+    with pytest.raises(AutoresearchError, match=r'metrics.columns: \(unset\) -> \["score", "peak_vram_mb", "val_loss"\]'):
         resume(task, ScriptedAgent(set_x(3.0)), 1)
     assert (task / "results.tsv").read_text() == before  # refused: the header did not change
     _, said = resume(task, ScriptedAgent(set_x(3.0)), 1, adopt=True)
     rows = tsv(task)
-    assert rows[0][:3] == ["commit", "score", "peak_vram_mb"] and len(rows) == 4
+    assert rows[0][:4] == ["commit", "score", "peak_vram_mb", "val_loss"] and len(rows) == 4
     assert rows[1][2] == "512.000000"  # recorded values, not "filled with 0.000000"
+    assert [r[3] for r in rows[1:]] == ["", "", ""]  # a value no run recorded: empty, not 0.000000
     assert not any("did not match the ledger" in s for s in said), said
     assert not list((task / ".autoresearch/t1").glob("results.tsv.bak*"))
 

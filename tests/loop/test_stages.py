@@ -79,6 +79,17 @@ def test_the_loop_sets_its_attributes_only_in_its_constructor():
                         f"{path.name}:{node.lineno} sets an attribute of the loop"
 
 
+def test_a_night_adds_no_attribute_to_the_loop_or_what_its_workers_share(make_task):
+    # The static check above misses `loop.__dict__.setdefault(...)`, which three modules used.
+    from autoresearch.config import load_task
+    from autoresearch.loop import Limits, Loop
+
+    loop = Loop(load_task(make_task()), "t1", ScriptedAgent(set_x(0.5), set_x(0.7)), say=lambda s: None)
+    before, shared_before = set(vars(loop)), set(vars(loop.shared))
+    loop.run(Limits(iterations=2))
+    assert set(vars(loop)) == before and set(vars(loop.shared)) == shared_before
+
+
 def test_no_prefix_test_on_a_reason_string_outside_the_verdict_module():
     src = Path(loop_package.__file__).parent.parent
     offenders = []

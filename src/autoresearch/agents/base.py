@@ -75,7 +75,8 @@ class Agent(abc.ABC):
 
         name        shown in the ledger's `agent` column
         repairs     False: never asked to repair its own crashed change (the tuner only avoids it)
-        check()     fail in a second, before the baseline trains (a missing binary, a bad key)
+        check()     fail in a second, before the baseline trains (a missing binary, a bad key);
+                    `sandbox` is what its processes run in (Context.sandbox), for any it starts
         write_memo  the strategy memo written by the agent (an LLM); None: the rules write it
         close()     let go of what it holds (a server, a session) when the run ends
     """
@@ -87,7 +88,7 @@ class Agent(abc.ABC):
     def propose(self, context: Context) -> Proposal:
         """Edit the files of `context.task_dir` (editable ones only) and say what and why."""
 
-    def check(self) -> None:
+    def check(self, sandbox=None) -> None:
         """Raise AutoresearchError with a fix when the agent cannot work here."""
 
     def write_memo(self, request: str) -> "Memo | str | None":
@@ -116,7 +117,7 @@ class _Declared(Agent):
     def propose(self, context: Context) -> Proposal:
         return self.inner.propose(context)
 
-    def check(self) -> None:
+    def check(self, sandbox=None) -> None:  # the bare protocol's check takes no sandbox
         hook = getattr(self.inner, "check", None)
         if hook is not None:
             hook()

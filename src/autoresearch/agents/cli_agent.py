@@ -296,14 +296,17 @@ class CliAgent(Agent, abc.ABC):
                 f"or set `binary = \"/path/to/{self.program}\"` under {table} in {self.task.path}")
         return found
 
-    def check(self) -> None:
-        """Fail in a second, with a fix, when the CLI is missing or does not take our flags."""
+    def check(self, sandbox=None) -> None:
+        """Fail in a second, with a fix, when the CLI is missing or does not take our flags.
+
+        `--help` and the status commands start the user's binary: in the agent's `sandbox` (as its
+        calls run, read-only), never with the orchestrator's rights over the home and the task."""
         if self._checked:
             return
+        self._sandbox = sandbox
         path = self.resolve()
         try:
-            done = subprocess.run([path, *self.help_args], capture_output=True, text=True, errors="replace",
-                                  stdin=subprocess.DEVNULL, env=self.env(), timeout=CHECK_TIMEOUT)
+            done = self._probe(path, *self.help_args)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise AutoresearchError(f"agent {self.name!r}: `{path} {' '.join(self.help_args)}` failed ({exc}); "
                                     f"reinstall it with {self.install}") from None
@@ -328,12 +331,22 @@ class CliAgent(Agent, abc.ABC):
         return unreachable(url)
 
     def run_quietly(self, path: str, *args: str) -> subprocess.CompletedProcess | None:
-        """`path args` with the agent's environment, or None when it cannot run in CHECK_TIMEOUT."""
+        """`path args` as `_probe` runs it, or None when it cannot run in CHECK_TIMEOUT."""
         try:
-            return subprocess.run([path, *args], capture_output=True, text=True, errors="replace",
-                                  stdin=subprocess.DEVNULL, env=self.env(), timeout=CHECK_TIMEOUT)
+            return self._probe(path, *args)
         except (OSError, subprocess.TimeoutExpired):
             return None
+
+    def _probe(self, path: str, *args: str) -> subprocess.CompletedProcess:
+        """`path args` with the agent's environment, and in its sandbox when it has one: the
+        credentials of the home hidden, its own state writable, the task read-only (`edits` off)."""
+        env = self.env()
+        sandboxed = (self._sandbox.call(self.name, env, edits=False, programs=[path]) if self._sandbox
+                     else contextlib.nullcontext())
+        with sandboxed as view:
+            argv = view.argv([path, *args], str(self.task.dir), env=env) if view is not None else [path, *args]
+            return subprocess.run(argv, capture_output=True, text=True, errors="replace", stdin=subprocess.DEVNULL,
+                                  env=env, timeout=CHECK_TIMEOUT)
 
     # -- one iteration --------------------------------------------------------------------
     def propose(self, context: Context) -> Proposal:

@@ -210,7 +210,7 @@ class OpenAIAgent(Agent):
         )
 
     # -- start-up check ------------------------------------------------------------------
-    def check(self) -> None:
+    def check(self, sandbox=None) -> None:  # starts no process: nothing to sandbox
         url = urlparse(self.base_url)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise AutoresearchError(f"agent.base_url {self.base_url!r} is not an http(s) URL; "

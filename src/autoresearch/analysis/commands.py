@@ -71,18 +71,14 @@ def _register_report_commands(app) -> None:
     ) -> None:
         """Plot progress (keeps, discards, running best) and learning curves of chosen runs."""
         from autoresearch.analysis.plot import plot_curves, plot_progress
+        from autoresearch.analysis.report import baseline_and_best
         from autoresearch.api import status_of
-        from autoresearch.records import Status
 
         chosen = _iterations(curves) if curves else None
         s = status_of(task_dir, tag)
         path = plot_progress(s.task, s.store, out or s.store.shown("progress.png"), s.records)
         typer.echo(f"wrote {path}")
-        if chosen is not None:
-            iterations = chosen
-        else:
-            keeps = [r.iteration for r in s.records if r.status is Status.KEEP]
-            iterations = list(dict.fromkeys([keeps[0], keeps[-1]])) if keeps else []
+        iterations = chosen if chosen is not None else baseline_and_best(s.records, s.store.ledger)
         curves_path = plot_curves(s.store, iterations, path.with_name("curves.png"), s.records) if iterations else None
         if curves_path:
             typer.echo(f"wrote {curves_path} (runs {', '.join(map(str, iterations))})")

@@ -20,8 +20,8 @@ from pathlib import Path
 from autoresearch import integrity
 from autoresearch.analysis.knobs import knob_table, reproduce_commands
 from autoresearch.memory_cost import MemoryRule
-from autoresearch.ledger import best_of
-from autoresearch.records import Experiment, Status
+from autoresearch.ledger import baseline_of, best_of
+from autoresearch.records import Experiment
 from autoresearch.verdict import Reason, Verdict
 
 # Footer keys that say how many examples the primary was measured on (the uncertainty's other half).
@@ -73,8 +73,7 @@ def binomial_error(primary: str, value: float | None, size) -> float | None:
 
 def answer(task, store, records: list[Experiment]) -> dict:
     primary, maximize = task.metrics.primary, task.metrics.direction == "maximize"
-    keeps = [r for r in records if r.status is Status.KEEP]
-    base, best = (keeps[0], best_of(records, store.ledger)) if keeps else (None, None)  # re-judged after an adopt
+    base, best = baseline_of(records, store.ledger), best_of(records, store.ledger)  # re-judged after an adopt
     base_v, best_v = _value(base, primary), _value(best, primary)
     gain = oriented(best_v, base_v, maximize)
     floor = integrity.decision_floor(records, task.metrics)

@@ -27,8 +27,8 @@ from autoresearch.analysis.references import load_references
 from autoresearch.atomic import write_text
 from autoresearch.cost import Spend, spend
 from autoresearch.gains import gains as judged_gains
-from autoresearch.gpu import TRAIN_KEYS, time_split, training_share
-from autoresearch.ledger import best_of
+from autoresearch.gpu import TRAIN_KEYS, time_split, training_share, warm_saved
+from autoresearch.ledger import Ledger, baseline_of, best_of
 from autoresearch.records import Experiment, Status
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -82,22 +82,23 @@ def render_report(task, store, *, progress_png: Path | None = None) -> str:
     primary, maximize = task.metrics.primary, task.metrics.direction == "maximize"
     with tempfile.TemporaryDirectory() as tmp:
         progress = _data_uri(progress_png or plot_progress(task, store, Path(tmp) / "progress.png", records))
-        chosen = _curve_runs(records)
+        chosen = baseline_and_best(records, store.ledger)
         curves_png = plot_curves(store, chosen, Path(tmp) / "curves.png", records) if chosen else None
         curves = _data_uri(curves_png) if curves_png else None
         knobs_png = plot_knobs(task, store, Path(tmp) / "knobs.png", records)
         knobs_plot = _data_uri(knobs_png) if knobs_png else None
     references = load_references(task.dir, task.path)
     best = best_of(records, store.ledger)  # re-judged where the run adopted new rules
+    base = baseline_of(records, store.ledger)  # a new one where an adopted config needed it
     spent = spend(store, records)  # with the strategy memo's own LLM calls: not in any experiment's row
-    floors = judged_gains(records, task.metrics)  # the floor each gain was held to, shown beside it
+    floors = judged_gains(records, task.metrics, store.ledger)  # the floor each gain was held to, shown beside it
     context = {
         "title": f"{task.dir.name} / {store.tag}",
         "generated": time.strftime("%Y-%m-%d %H:%M"),
         "task": {"dir": str(task.dir), "run": task.run, "editable": ", ".join(task.editable),
                  "time_budget": task.time_budget},
         "branch": store.branch, "primary": primary, "direction": task.metrics.direction,
-        "summary": {**_summary(records, primary, maximize, best), "cost_usd": spent.cost_usd, "tokens": spent.tokens},
+        "summary": {**_summary(records, primary, maximize, best, base), "cost_usd": spent.cost_usd, "tokens": spent.tokens},
         "answer": answer(task, store, records), "patterns": patterns(store, records),
         "progress_png": progress, "curves_png": curves, "curve_runs": chosen, "knobs_png": knobs_plot,
         "frontier": [{**f, "floor": _floor_of(floors, f["iteration"])} for f in frontier(records, primary, maximize)],
@@ -146,10 +147,10 @@ def frontier(records: list[Experiment], primary: str, maximize: bool = True) -> 
     return rows
 
 
-def _summary(records: list[Experiment], primary: str, maximize: bool, best: Experiment | None = None) -> dict:
+def _summary(records: list[Experiment], primary: str, maximize: bool, best: Experiment | None,
+             base: Experiment | None) -> dict:
     keeps = [r for r in records if r.status is Status.KEEP]
     count = {s: sum(1 for r in records if r.status is s) for s in Status}
-    base, best = (keeps[0], best or keeps[-1]) if keeps else (None, None)
     base_v = primary_value(base, primary) if base else None
     best_v = primary_value(best, primary) if best else None
     gain = oriented(best_v, base_v, maximize)
@@ -167,7 +168,7 @@ def _summary(records: list[Experiment], primary: str, maximize: bool, best: Expe
         "train_hours": sum(r.wall_seconds for r in records) / 3600,
         # Where the runs' wall time went: the share training, and what warm starts saved of the rest.
         "training_share": training_share(records), "warm_runs": sum(1 for r in records if r.warm),
-        "warm_saved": sum(r.startup_saved_seconds or 0.0 for r in records if r.warm),
+        "warm_saved": warm_saved(records),
         "startup_median": statistics.median(startups) if (startups := [r.startup_seconds for r in records
                                                                        if r.startup_seconds is not None]) else None,
     }
@@ -250,10 +251,11 @@ def _meta(path: Path) -> dict:
     return out
 
 
-def _curve_runs(records: list[Experiment]) -> list[int]:
-    """Baseline and best: the two curves that tell how training itself changed overnight."""
-    keeps = [r.iteration for r in records if r.status is Status.KEEP]
-    return list(dict.fromkeys([keeps[0], keeps[-1]])) if keeps else []
+def baseline_and_best(records: list[Experiment], ledger: Ledger | None = None) -> list[int]:
+    """Baseline and best (as `ledger` judges them): the two curves that tell how training itself
+    changed overnight."""
+    ends = [r.iteration for r in (baseline_of(records, ledger), best_of(records, ledger)) if r is not None]
+    return list(dict.fromkeys(ends))
 
 
 def _references_view(references, metrics: dict) -> dict | None:

@@ -37,7 +37,6 @@ from autoresearch.analysis.axes import INDEX_NAME, load_index, move_of, read_blo
 from autoresearch.analysis.summary import summarize
 from autoresearch.atomic import write_text
 from autoresearch.constants import Constant, find_constants, round_value
-from autoresearch.records import Status
 
 AUTO_DIR = Path("config") / "auto"
 MAX_CONFIGS = 4
@@ -152,7 +151,7 @@ def _as_constant(name: str) -> str:
 
 def propose(task, store, summary: dict | None = None, max_configs: int = MAX_CONFIGS) -> list[ConfigSuggestion]:
     records = store.ledger.records
-    best = next((r for r in reversed(records) if r.status is Status.KEEP), None)
+    best = store.ledger.best()  # re-judged where the run adopted new rules
     constants = best_constants(task, store, best)
     if not constants:
         return []
@@ -325,7 +324,7 @@ def _render(stem: str, s: ConfigSuggestion, header: list[str], sources: dict | N
 def suggest(task, store, max_configs: int = MAX_CONFIGS) -> list[tuple[Path, ConfigSuggestion]]:
     """Propose and write the next configurations; returns (file, suggestion) pairs."""
     suggestions = propose(task, store, max_configs=max_configs)
-    best = next((r for r in reversed(store.ledger.records) if r.status is Status.KEEP), None)
+    best = store.ledger.best()
     based_on = f"iteration {best.iteration} (commit {best.commit[:7]})" if best else ""
     sources: dict = {}
     best_constants(task, store, best, sources)

@@ -35,7 +35,7 @@ from autoresearch.atomic import mirror, write_text
 from autoresearch.decision import rounded
 from autoresearch.memo import DEFAULT_PLATEAU, plateau_reached
 from autoresearch.noise import spread as noise_spread
-from autoresearch.ledger import best_of
+from autoresearch.ledger import baseline_of, best_of
 from autoresearch.records import Experiment, Status
 
 SCHEMA_VERSION = 1
@@ -201,7 +201,7 @@ def _summarize(task, store, records: Sequence[Experiment] | None) -> dict:
     best = best_of(every, store.ledger) or best  # re-judged where the run adopted new rules (tag_config.py)
     snapshot = entries[best.iteration].get("snapshot", {}) if best else {}
     untried = [name for name in snapshot if name not in moved and not SEED.search(name)]
-    baseline = next((r for r in records if r.status is Status.KEEP), None)
+    baseline = baseline_of(every, store.ledger)  # a new one where an adopted config needed it
     summary = {
         "schema_version": SCHEMA_VERSION,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

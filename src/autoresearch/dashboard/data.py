@@ -14,7 +14,7 @@ from autoresearch.curves import load_curve
 from autoresearch.analysis.knobs import knob_table, reproduce_commands
 from autoresearch.gains import current_floor, gains as judged_gains
 from autoresearch.gpu import TRAIN_KEYS
-from autoresearch.ledger import Ledger, best_of
+from autoresearch.ledger import Ledger, baseline_of, best_of
 from autoresearch.live.state import eta_seconds, read_states, stop_requested
 from autoresearch.records import Experiment, Status
 
@@ -60,7 +60,7 @@ class Snapshot:
     def _from_records(self, records, primary, direction) -> dict:
         maximize = direction == "maximize"
         rows, best_value = [], None
-        gains = judged_gains(records, self.task.metrics)  # each gain beside the noise floor it was held to
+        gains = judged_gains(records, self.task.metrics, self._ledger)  # each gain beside the noise floor it was held to
         for r in records:
             value = _num(r.metrics.get(primary)) if r.status is not Status.CRASH else None
             if r.status is Status.KEEP and value is not None:
@@ -73,9 +73,8 @@ class Snapshot:
                          "gain": gains[r.iteration].value if r.iteration in gains else None,
                          "floor": _floor(gains[r.iteration].floor) if r.iteration in gains else None,
                          "columns": {c: _num(r.metrics.get(c)) for c in self.task.columns}})
-        keeps = [r for r in records if r.status is Status.KEEP]
-        baseline = keeps[0] if keeps else None
-        best = best_of(records, self._ledger) if keeps else None  # re-judged after an adopted config
+        baseline = baseline_of(records, self._ledger)
+        best = best_of(records, self._ledger)  # re-judged after an adopted config
         out = {"tag": self.store.tag, "branch": self.store.branch, "primary": primary, "direction": direction,
                "columns": list(self.task.columns), "budget": self.task.time_budget, "experiments": rows,
                "counts": {s.value: sum(1 for r in records if r.status is s) for s in Status},

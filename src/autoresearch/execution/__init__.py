@@ -15,6 +15,9 @@ What lives here (each module's docstring says more):
 - `sandbox`: bubblewrap around a run (`View`, `run_view`, `Policy` for `[sandbox] mode`); a
   RunSpec with `sandbox=View(...)` is run inside it by runner.py (warm starts fall back to
   fresh processes for it; Ray nodes move the view onto their scratch tree).
+- `pristine`: what a run leaves in the task tree, and the copy the trusted evaluation runs on.
+- `scratch`: folders in the temporary directory marked with their owner, so that the next
+  start removes those a killed orchestrator left (`make`, `sweep`).
 
 The supervision API (supervise.py), for whoever starts processes for a run:
 

@@ -7,8 +7,8 @@ the calling thread, and a lock held by any other thread at that moment stays hel
 the child. It never touches CUDA, so every child can initialise it for itself.
 
 Protocol (warm.py is the other side):
-- ctrl (SOCK_SEQPACKET): one JSON message after preloading, {"ready": seconds} or {"error": text,
-  "module": name}; then one b"run" message per run carrying three fds: `srv`, `kid` (stream
+- ctrl (SOCK_SEQPACKET): one JSON message after preloading, {"ready": seconds, "imports": seconds,
+  "born": monotonic clock at this script's first line} or {"error": text, "module": name}; then one b"run" message per run carrying three fds: `srv`, `kid` (stream
   sockets) and `log` (the write end of the run's output pipe). EOF on ctrl: the orchestrator is
   gone or done, so the server exits (a pipe-EOF watch, not PR_SET_PDEATHSIG: that one fires when
   the *thread* that started us ends, and the orchestrator starts us from whichever thread runs).
@@ -41,13 +41,16 @@ import sys
 # (secrets.py, ...) would shadow the standard library's for the preloads and for every script.
 del sys.path[0]
 
+import time  # noqa: E402  (built into the interpreter: nothing on sys.path can shadow it)
+
+_BORN = time.monotonic()  # the interpreter is up: warm.py times a fresh process's start from this
+
 import io  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import select  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
-import time  # noqa: E402
 
 TOKEN_VAR = b"AUTORESEARCH_RUN_TOKEN="  # runner.RUN_TOKEN_ENV; this file imports nothing of ours
 POLL_MS = 50  # how often exits are polled where pidfd_open is missing
@@ -77,6 +80,7 @@ def main() -> None:
         except BaseException as exc:  # SystemExit and KeyboardInterrupt from an import count too
             _send_msg(ctrl, {"error": f"{type(exc).__name__}: {exc}", "module": name})
             os._exit(1)
+    imported = time.monotonic() - started  # what a fresh run pays again; the data below it does not
     if data_specs:
         try:
             _load_data(data_dir, data_specs)
@@ -87,7 +91,7 @@ def main() -> None:
     if problem:
         _send_msg(ctrl, {"error": problem, "module": ""})
         os._exit(1)
-    _send_msg(ctrl, {"ready": time.monotonic() - started})
+    _send_msg(ctrl, {"ready": time.monotonic() - started, "imports": imported, "born": _BORN})
     _serve(ctrl)
 
 

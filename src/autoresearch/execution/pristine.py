@@ -15,6 +15,10 @@ After every run (issue 11):
 - each output glob must match a regular file the run wrote (new or changed); symlinks, and code
   (.py, .pth, .so, ...), are never outputs.
 
+What the tree may keep is written to the run store (run-tree.json) before each run starts, since
+the orchestrator may be killed before the run ends: a resume then removes the rest (`after_kill`),
+ignored files included, before anything runs again.
+
 The trusted evaluation (`[task] eval`) then runs on a copy of the repository made by git, never
 from the work tree: every file as committed at the tag's base (the baseline's commit, so the
 read-only files are the ones the night began with), the editable files as committed in the
@@ -30,6 +34,7 @@ import contextlib
 import errno
 import fnmatch
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -41,7 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from autoresearch.atomic import write_json
 from autoresearch.errors import AutoresearchError
+from autoresearch.execution.scratch import make as make_scratch
 
 STORE_DIR = ".autoresearch"
 CURVES = ("metrics.jsonl",)  # the curve files the loop reads from the task directory (store.CURVE_NAME)
@@ -208,7 +215,7 @@ def interpreter_root(task) -> str | None:
 
 
 def night_of(loop) -> Night:
-    return loop.__dict__.setdefault("_pristine_night", Night())
+    return loop.pristine_night
 
 
 def before_run(loop) -> Before:
@@ -216,6 +223,10 @@ def before_run(loop) -> Before:
     night = night_of(loop)
     if night.began is None:
         night.began = tree
+    write_json(loop.store.run_tree_path, {  # in the store, which no run can see or reach
+        "began": sorted(night.began.files), "began_dirs": sorted(night.began.dirs),
+        "baseline": {p: list(s) for p, s in night.baseline.items()}, "baseline_dirs": sorted(night.baseline_dirs)},
+        durable=False)  # a killed orchestrator leaves the page cache intact
     return Before(tree, _stamps(loop.task.dir, loop.task.readonly))
 
 
@@ -224,6 +235,12 @@ def after_run(loop, before: Before, *, users_code: bool) -> Left:
 
     `users_code`: the run was the baseline's or a noise repeat's (the committed code): what it
     creates stays, as the night's files."""
+    left = _left(loop, before, users_code)
+    loop.store.run_tree_path.unlink(missing_ok=True)  # done: nothing for a resume to remove
+    return left
+
+
+def _left(loop, before: Before, users_code: bool) -> Left:
     task, night = loop.task, night_of(loop)
     task_dir = Path(task.dir)
     after = scan(task_dir)
@@ -254,25 +271,67 @@ def after_run(loop, before: Before, *, users_code: bool) -> Left:
         shared[0].update(night.baseline)
         shared[1].update(night.baseline_dirs)
         return Left(sorted(outputs), missing, not_outputs, sorted(touched), [], created)
-    removed = []
+    doomed = []
     for p, s in sorted(after.files.items()):
-        if p in night.began.files or p in CURVES or _derived(p) or _is_output(p, s, globs):
-            continue
-        if night.baseline.get(p) == s:
+        if _kept(p, s, night.began.files, globs) or night.baseline.get(p) == s:
             continue
         if p in shared[0] and p not in night.baseline and p not in before.tree.files:
             night.baseline[p] = s  # a worker's tree: the file the baseline made in the main one, made here once
             night.baseline_dirs |= {d for d in shared[1] if d in after.dirs}
             continue
-        if _remove_file(task_dir / p):
-            removed.append(p)
-    kept_dirs = night.began.dirs | night.baseline_dirs
-    for d in sorted(after.dirs - kept_dirs, key=lambda d: d.count("/"), reverse=True):
+        doomed.append(p)
+    removed = _remove(task_dir, doomed, after.dirs - night.began.dirs - night.baseline_dirs)
+    return Left(sorted(outputs), missing, not_outputs, sorted(set(touched)), removed, created)
+
+
+def after_kill(loop) -> list[str]:
+    """What a run left when the orchestrator died under it (run-tree.json still there), removed as
+    `after_run` would have: files that were not there when the night began, nor the baseline's
+    unchanged, nor outputs, curves or the loop's own; git's files (after the resume's reset) stay.
+
+    A run killed with the orchestrator had no `after_run`: without this, what it planted (an
+    ignored json.pyc every later `import json` loads) would be part of the tree the next night began with."""
+    path = loop.store.run_tree_path
+    kept = _read_run_tree(path)
+    if kept is None:
+        path.unlink(missing_ok=True)
+        return []
+    began, baseline, kept_dirs = kept
+    task_dir, globs = Path(loop.task.dir), tuple(loop.task.config.task.outputs)
+    tracked = set(filter(None, loop.git("ls-files", "-z", "--", ".").split("\0")))
+    now = scan(task_dir)
+    doomed = [p for p, s in sorted(now.files.items())
+              if not _kept(p, s, began | tracked, globs) and baseline.get(p) != s]
+    removed = _remove(task_dir, doomed, now.dirs - kept_dirs)
+    path.unlink(missing_ok=True)
+    return removed
+
+
+def _read_run_tree(path: Path) -> tuple[set[str], dict[str, tuple], set[str]] | None:
+    """run-tree.json as `before_run` wrote it: (began, baseline stamps, kept folders); None when
+    there is none, or it is not one (written atomically: only a hand edit tears it)."""
+    try:
+        kept = json.loads(path.read_text())
+        return (set(kept["began"]), {p: tuple(s) for p, s in kept["baseline"].items()},
+                {*kept["began_dirs"], *kept["baseline_dirs"]})
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _kept(path: str, stamp: tuple, began, globs) -> bool:
+    """Never a run's to lose: there when the night began, an output, a curve, the loop's own."""
+    return path in began or path in CURVES or _derived(path) or _is_output(path, stamp, globs)
+
+
+def _remove(task_dir: Path, files: Iterable[str], dirs: Iterable[str]) -> list[str]:
+    """`files` removed (those that were), then the `dirs` left empty, deepest first."""
+    removed = [p for p in files if _remove_file(task_dir / p)]
+    for d in sorted(dirs, key=lambda d: d.count("/"), reverse=True):
         try:
             os.rmdir(task_dir / d)  # only when empty: a kept output keeps its folder
         except OSError:
             pass
-    return Left(sorted(outputs), missing, not_outputs, sorted(set(touched)), removed, created)
+    return removed
 
 
 def _shared_baseline(loop) -> tuple[dict, set]:
@@ -280,7 +339,7 @@ def _shared_baseline(loop) -> tuple[dict, set]:
     shared = getattr(loop, "shared", None)
     if shared is None:
         return {}, set()
-    return shared.__dict__.setdefault("_pristine_baseline", ({}, set()))
+    return shared.pristine_baseline
 
 
 def _is_output(path: str, stamp: tuple, globs) -> bool:
@@ -392,7 +451,7 @@ class _Cache:
 
 
 def _new_cache(loop, base: str) -> _Cache:
-    scratch = Path(tempfile.mkdtemp(prefix="autoresearch-eval-"))
+    scratch = make_scratch("autoresearch-eval-")  # a killed night's is swept at the next start (scratch.py)
     weakref.finalize(loop, shutil.rmtree, str(scratch), True)  # at the loop's end, or the process's
     root = scratch / "repo"
     root.mkdir()
@@ -521,8 +580,12 @@ def eval_hint(left: Left | None) -> str:
     """Said with a failed eval: the files the run wrote that the eval's copy did not get."""
     if left is None or not left.created:
         return ""
-    shown = ", ".join(left.created[:3]) + (f" and {len(left.created) - 3} more" if len(left.created) > 3 else "")
-    return f" (it runs on a pristine copy with only [task] outputs; the run also wrote {shown})"
+    return f" (it runs on a pristine copy with only [task] outputs; the run also wrote {shown(left.created)})"
+
+
+def shown(paths: list[str]) -> str:
+    """The first three paths, and how many more."""
+    return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
 def touched(attempt) -> list[str]:

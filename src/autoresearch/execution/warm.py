@@ -162,6 +162,7 @@ class _Server:
             # script stays visible even where the private /tmp covers it (a CI clone).
             inside = replace(view, readonly=(*view.readonly, str(SERVER_SCRIPT)))
             argv = inside.argv([argv[0], argv[1], argv[2], "--sandboxed", *modules], "/", as_init=True, env=env)
+        launched = time.monotonic()
         try:
             self.proc = subprocess.Popen(
                 argv,
@@ -177,6 +178,10 @@ class _Server:
             reply = {}
         if "ready" in reply:
             self.seconds = float(reply["ready"])
+            # What a fresh `python script.py` pays before its script has the preloads: the
+            # interpreter's start (with the sandbox's, when the server runs in one) and the
+            # imports. Not the preload data: a fresh run loads that once, in its script.
+            self.fresh_start = float(reply["born"]) - launched + float(reply["imports"])
             ctrl.settimeout(None)
             if view is not None:
                 self._find_sandbox()
@@ -505,11 +510,13 @@ class WarmExecutor(Executor):
             if seen.why == "lost":
                 notes.append(f"\n[autoresearch: {why} during the run; the run's exit status is unknown]\n")
         startup = child.msgs.get("startup")
+        startup = float(startup) if isinstance(startup, (int, float)) else None
         code = child.msgs.get("exit")
         return seen.result(
             spec, int(code) if code is not None else None, notes=notes, memory_limit_mb=spec.memory_limit_mb,
-            startup_seconds=float(startup) if isinstance(startup, (int, float)) else None,
-            warm=True, startup_saved_seconds=server.seconds, sandboxed=server.view is not None)
+            startup_seconds=startup, warm=True, sandboxed=server.view is not None,
+            # This run's own saving: a fresh process's start less this fork's (unknown if it never began).
+            startup_saved_seconds=server.fresh_start - startup if startup is not None else None)
 
 
 class _WarmLeader:

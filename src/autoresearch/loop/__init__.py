@@ -23,8 +23,9 @@ rolled back on the next start; after it, only the git reset and results.tsv rema
 brought in line, and both are derived from the ledger.
 
 Seams for other parts: the live views are `events` sinks (live/events.py) told of each stage;
-the analysis is an observer handed in (`observers=[analysis.observer.refresh]`), never
-imported by the loop's decisions; the executor is `Executor.run(spec, on_start, stop_event)`,
+the analysis is an observer handed in (`observers=[analysis.observer.BackgroundRefresh()]`),
+never imported by the loop's decisions; an observer with `drain()` is waited for before a prompt
+and at the loop's end (Loop.drain_observers); the executor is `Executor.run(spec, on_start, stop_event)`,
 its RunSpec built in one place (measure.run_spec: the hook for timeouts and early stopping).
 
 May import: the core modules (records, verdict, decision, gains, guard, crash, integrity, gitrepo,

@@ -19,7 +19,7 @@ from autoresearch.atomic import mirror, write_text
 from autoresearch.config import Task
 from autoresearch.decision import Rules
 from autoresearch.errors import AutoresearchError
-from autoresearch.execution import Executor, as_executor, sandbox
+from autoresearch.execution import Executor, as_executor, pristine, sandbox
 from autoresearch.gitrepo import Git
 from autoresearch.live.publisher import Publisher
 from autoresearch.live.state import clear_stop, stop_requested
@@ -59,13 +59,19 @@ class Loop:
         self.rules = Rules.from_metrics(task.metrics)
         self.shared = shared or Shared(self.store.results_table(task.columns), self.store.ledger)
         self.table = self.shared.table
-        # Called after every recorded experiment (analysis refresh, strategy memo, ...).
+        # Called after every recorded experiment (analysis refresh, strategy memo, ...). One that
+        # finishes its work in the background has `drain()`, called before a prompt reads what
+        # observers write (the hints) and when the loop ends (drain_observers).
         self.observers = list(observers or [])
         # Told of every stage (live/events.py); the publisher keeps the store's live.json current.
         self.events = [Publisher(self.store.root, worker=worker.index if worker else None, tag=tag,
                                  primary=self.rules.primary, direction=self.rules.direction,
                                  budget=self.task.time_budget, timeout=self.task.timeout, task_dir=self.task.dir),
                        *(events or [])]
+        # What the loop learns across its runs: the tree before the night and what the baseline
+        # left (pristine.py), and the curves earlier runs drew (early_stop.py, read once each).
+        self.pristine_night = pristine.Night()
+        self.early_stop_traces: dict = {}
 
     # -- the session ---------------------------------------------------------------------
     def prepare(self) -> None:
@@ -74,6 +80,7 @@ class Loop:
 
     def recover(self) -> None:
         """Undo an iteration that was interrupted before its record, finish one after it."""
+        self.drain_observers()  # it reloads the ledger: nothing may be reading it meanwhile
         session.recover(self)
 
     def run(self, limits: Limits) -> list[Experiment]:
@@ -96,6 +103,7 @@ class Loop:
             ended = f"error: {type(exc).__name__}"
             raise
         finally:
+            self.drain_observers()  # what they write is complete once the loop returns
             self.emit("finished", ended)
             if self.worker is None and ended == "stop requested":
                 clear_stop(self.store.root)  # honoured: a resume runs normally
@@ -197,6 +205,13 @@ class Loop:
     def _finish(self, record: Experiment, last: bool = True, created: list[str] | None = None) -> Experiment:
         """The record stage's commit point (a seam tests use to kill the loop between two records)."""
         return finish(self, record, last, created)
+
+    def drain_observers(self) -> None:
+        """Wait for the observers that work in the background to finish what they were handed."""
+        for observer in self.observers:
+            drain = getattr(observer, "drain", None)
+            if drain is not None:
+                drain()
 
     def checkpoint(self) -> None:
         if self.stop_event.is_set():

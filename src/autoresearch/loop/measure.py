@@ -141,7 +141,7 @@ def _watcher(loop: "Loop", attempt: Attempt):
         history = list(loop.store.ledger.records)
     return early_stop.watcher_for(loop.task, loop.store, history, attempt.run_dir,
                                   may_stop=attempt.kind is Kind.AGENT,
-                                  cache=loop.__dict__.setdefault("_early_stop_traces", {}))
+                                  cache=loop.early_stop_traces)
 
 
 def _early_stop_outcome(loop: "Loop", attempt: Attempt, watcher) -> None:

@@ -78,17 +78,18 @@ def _put_back_tampering(git, attempt: Attempt, git_changed: list[str], outside_b
 
 def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
     task, store, n = loop.task, loop.store, attempt.n
+    loop.drain_observers()  # the hints below are the analysis of every experiment so far
     extras = replace(outer.prompt_extras(task, store, attempt.history, attempt.repair),
                      repeats=tuple(r.text(loop.rules.primary) for r in attempt.repeats), max_repeats=task.agent.max_repeats)
     prompt = render_prompt(task, store.tag, n, attempt.history, attempt.best, runs_dir=store.root / "runs",
-                           extras=extras, budget=task.agent.prompt_budget, recent=task.agent.recent)
+                           extras=extras, budget=task.agent.prompt_budget, recent=task.agent.recent, ledger=store.ledger)
     prompt_file = attempt.run_dir / "prompt.md"
     write_text(prompt_file, prompt, durable=False)
     context = Context(
         repeats=tuple(attempt.repeats), task_dir=task.dir, iteration=n, editable=task.editable, readonly=task.readonly,
         history=attempt.history, best=attempt.best, primary=loop.rules.primary, direction=loop.rules.direction,
         prompt=prompt, prompt_file=prompt_file, seed=0, stop_event=loop.stop_event,
-        on_process_start=lambda pid: loop.track(pid, "agent"), sandbox=_agent_sandbox(loop),
+        on_process_start=lambda pid: loop.track(pid, "agent"), sandbox=agent_sandbox(loop),
     )
     try:
         proposal = loop.agent.propose(context)
@@ -106,7 +107,7 @@ def _ask(loop: "Loop", attempt: Attempt) -> Proposal:
     return replace(proposal, data={**proposal.data, "repair_of": root})
 
 
-def _agent_sandbox(loop: "Loop") -> AgentSandbox | None:
+def agent_sandbox(loop: "Loop") -> AgentSandbox | None:
     """What the agent's processes may change when they are sandboxed (as the runs are), else None."""
     if not loop.sandbox.on:
         return None

@@ -121,7 +121,7 @@ def line(loop: "Loop", r: Experiment) -> str:
     value = r.metrics.get(primary)
     shown = f"{value:.6f}" if isinstance(value, float) and r.status is not Status.CRASH else "-"
     extra = f"  ({r.reason})" if r.status is Status.CRASH else ""
-    gain = gain_of(loop.store.ledger.records, loop.task.metrics, r.iteration) if r.status is not Status.CRASH else None
+    gain = gain_of(loop.store.ledger.records, loop.task.metrics, r.iteration, loop.store.ledger) if r.status is not Status.CRASH else None
     if gain is not None:  # the noise floor next to the gain, as status and the report show it
         extra = f"  {gain}"
     who = f"[{loop.worker.name}] " if loop.worker else ""

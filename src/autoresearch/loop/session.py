@@ -3,7 +3,8 @@
     start    a new tag: a clean tree, a new branch, an empty store
     resume   a tag that exists: its branch checked out, then `recover`
     recover  roll back an iteration interrupted before its record, finish one after it,
-             the branch on the best commit, results.tsv in step with the ledger
+             the branch on the best commit, what a killed run left in the tree removed,
+             results.tsv in step with the ledger
     stop     the rules between two iterations: time, cost, crash streaks, the stop button
 """
 
@@ -19,8 +20,9 @@ from autoresearch import crash_policy, outer, results_tsv, tag_config
 from autoresearch.config import Task
 from autoresearch.errors import AutoresearchError
 from autoresearch.git_guard import GitGuard
-from autoresearch.execution import Executor, executor_for_task
+from autoresearch.execution import Executor, executor_for_task, pristine, scratch
 from autoresearch.ledger import Ledger
+from autoresearch.loop.propose import agent_sandbox
 from autoresearch.records import Experiment
 from autoresearch.store import Pending
 from autoresearch.execution.supervise import kill_token, kill_tree_if_alive
@@ -57,6 +59,8 @@ class Shared:
     in_flight: dict[int, str] = field(default_factory=dict)  # iteration -> content hash
     # git's hooks, config and info/exclude, shared by every worker's worktree: who changed them (git_guard.py)
     git_guard: GitGuard = field(default_factory=GitGuard)
+    # What the baseline created (files, folders), told to the workers' loops (pristine.py)
+    pristine_baseline: tuple = field(default_factory=lambda: ({}, set()))
 
     def take_iteration(self, ledger) -> int:
         with self.lock:
@@ -95,18 +99,22 @@ def default_executor(task: Task, say: Callable[[str], None]) -> Executor:
 # -- start and resume ----------------------------------------------------------------------
 def prepare(loop: "Loop") -> None:
     """Create the tag's branch and store, or resume them; leave a consistent state."""
-    loop.agent.check()  # fail in a second with a fix, not after the baseline has trained
+    loop.sandbox.start(loop.say)  # one warning (auto) or a refusal (required) where bwrap cannot work
+    git, store = loop.git, loop.store
+    if loop.worker is None and not git.is_repo():
+        raise AutoresearchError(f"{loop.task.dir}: not inside a git repository; run `git init && git add -A && git commit -m init` there first")
+    if loop.worker is None and not git.has_commits():
+        raise AutoresearchError(f"{loop.task.dir}: the repository has no commit yet; commit the task files first")
+    # Fail in a second with a fix, not after the baseline has trained. Its CLI's `--help` runs
+    # in the agent's sandbox: the binary is the user's, but not the orchestrator's rights.
+    loop.agent.check(agent_sandbox(loop))
     loop.executor.check()
     loop.executor.connect()  # a cluster that is not there fails before a branch or a store is made
-    loop.sandbox.start(loop.say)  # one warning (auto) or a refusal (required) where bwrap cannot work
     if loop.worker is not None:
         recover(loop)  # the pool made the branch and the worktree; finish what this worker left
         return
-    git, store = loop.git, loop.store
-    if not git.is_repo():
-        raise AutoresearchError(f"{loop.task.dir}: not inside a git repository; run `git init && git add -A && git commit -m init` there first")
-    if not git.has_commits():
-        raise AutoresearchError(f"{loop.task.dir}: the repository has no commit yet; commit the task files first")
+    for folder in scratch.sweep():
+        loop.say(f"start: removed {folder}, left behind by an autoresearch that was killed")
     if store.ledger.exists() or store.pending_path.exists():  # begun, maybe killed in its baseline
         _resume(loop)
     else:
@@ -170,6 +178,9 @@ def recover(loop: "Loop") -> None:
     best = ledger.best()
     if best is not None and loop.git.head() != best.commit:
         loop.git.reset_hard(best.commit)
+    left = pristine.after_kill(loop)  # ignored files too, which restore_tree's git status never lists
+    if left:
+        loop.say(f"resume: removed what the interrupted run left in the task directory: {pristine.shown(left)}")
     store.clear_pending()
     if loop.worker is None:
         repaired = loop.table.reset(ledger.records)
