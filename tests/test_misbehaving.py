@@ -327,7 +327,7 @@ def test_agent_that_rewrites_git_files(make_task, vandalise):
     if vandalise is _broken_config:  # shared by every worktree, and where fsmonitor hides: a guard crash (issue 11)
         assert records[1].status is Status.CRASH and "git's config" in records[1].reason, records[1].reason
         assert (task_dir / ".git" / "config").read_text() != "[core\n"
-        assert [r.status for r in records[::2]] == [Status.KEEP, Status.KEEP]
+        assert [r.status for r in records[::2]] == [Status.KEEP, Status.KEEP], [r.reason for r in records]
     else:
         assert [r.status for r in records] == [Status.KEEP, Status.KEEP, Status.KEEP]  # its edit was judged
     assert records[-1].metrics.get("score") == 7.0

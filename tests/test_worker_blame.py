@@ -164,3 +164,25 @@ def test_sandboxed_a_hostile_workers_attempt_changes_nothing_and_blames_nobody(m
     common = common_dir(task_dir)
     assert not (common / "hooks" / "post-commit").exists() and "fsmonitor" not in (common / "config").read_text()
     assert all(r.sandboxed for r in records if r.exit_code is not None)
+
+
+def test_a_window_opened_just_after_a_change_was_put_back_is_not_blamed_for_it(tmp_path):
+    """The agent's next call opened within the file-time slack of the change the last call made,
+    and was blamed too: the experiment after a guard crash crashed as well (seen in CI)."""
+    from autoresearch.git_guard import GitGuard
+    from autoresearch.gitrepo import Git
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    git, guard = Git(tmp_path), GitGuard()
+    config = common_dir(tmp_path) / "config"
+    good = config.read_bytes()
+    with guard.window(git, "agent (iteration 1)") as first:
+        config.write_text("[core\n")
+    assert first and config.read_bytes() == good
+    with guard.window(git, "agent (iteration 2)") as second:  # at once: well inside the slack
+        pass
+    assert second == []
+    # A change made while the second window is open is still its own.
+    with guard.window(git, "agent (iteration 3)") as third:
+        config.write_text("[core\n")
+    assert third and config.read_bytes() == good

@@ -41,6 +41,7 @@ class _Window:
 class _Change:
     paths: list[str]
     at: float  # when it was made (the newest modification time among what changed)
+    seen: float  # when a window's check found it (and put it back)
 
 
 @dataclass
@@ -70,7 +71,9 @@ class GitGuard:
                 self._check(git)
                 mine.end = time.time()
                 for change in self.changes:
-                    if mine.start - SLACK <= change.at <= mine.end:
+                    # Found and put back before this window opened: not its doing, however close in
+                    # time (an agent's next call can open within SLACK of the last one's change).
+                    if change.seen >= mine.start and mine.start - SLACK <= change.at <= mine.end:
                         others = sorted({w.who for w in self.windows if w is not mine and _open_at(w, change.at)})
                         note = f" (made while {', '.join(others)} ran too; without the sandbox which one did it cannot be told)" \
                             if others else ""
@@ -86,7 +89,8 @@ class GitGuard:
         common = Path(git.common_dir())
         at = max(_changed_at(common / k.rstrip("/")) for k in keys)
         changed = git.restore_guarded(self.baseline)
-        self.changes.append(_Change(changed, min(at, time.time())))
+        now = time.time()
+        self.changes.append(_Change(changed, min(at, now), now))
 
     def _prune(self) -> None:
         """Forget closed windows and changes older than every window still open."""
