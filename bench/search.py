@@ -23,7 +23,8 @@ seconds. The methods take turns run by run, so a change of machine load hits the
 
 Printed: the best val_acc after k runs (k = 0 is the baseline), mean over seeds; with
 --report-at, for each k listed: mean and spread (sample standard deviation) over seeds per method,
-and for each peer the seeds it ends above / level with / below the tuner.
+and for each peer the paired figure: mean ± sample sd over seeds of the per-seed difference
+tuner - peer, and the seeds the tuner wins / ties / loses.
 With --history N, N random configurations are run first (the runs a user made by hand before
 the night, `autoresearch import`); then the tuner searches twice from the same baseline, once
 knowing them (as imported observations) and once not. Only the night's own runs count toward
@@ -195,11 +196,15 @@ def report(curves: dict[str, list[list[float]]], ks) -> None:
             line = f"{name:>8} {statistics.mean(values):.4f} ± {sd:.4f}"
             if name != "tuner" and "tuner" in curves:
                 tuner = [r[min(k, len(r) - 1)] for r in curves["tuner"]]
-                above = sum(1 for v, t in zip(values, tuner) if v > t)
-                level = sum(1 for v, t in zip(values, tuner) if v == t)
-                diff = statistics.mean(v - t for v, t in zip(values, tuner))
-                line += (f"   vs tuner: {above} above, {level} level, {len(values) - above - level} below;"
-                         f" mean difference {diff:+.4f}")
+                # Paired per seed: the tuner's lead over this peer, and whether it exceeds its spread.
+                leads = [t - v for v, t in zip(values, tuner)]
+                wins = sum(1 for d in leads if d > 0)
+                ties = sum(1 for d in leads if d == 0)
+                lead_sd = statistics.stdev(leads) if len(leads) > 1 else 0.0
+                lead = statistics.mean(leads)
+                line += (f"   tuner - {name}: {lead:+.4f} ± {lead_sd:.4f}"
+                         f" ({'more' if lead > lead_sd else 'not more'} than the spread);"
+                         f" tuner wins/ties/losses {wins}/{ties}/{len(leads) - wins - ties}")
             print(line)
 
 
@@ -227,6 +232,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, help="append each seed's best-after-k curves to this JSON-lines file")
     parser.add_argument("--summarize", type=Path, help="only print the figures of the seeds in this file")
     parser.add_argument("--fresh", action="store_true", help="fresh processes instead of warm starts")
+    parser.add_argument("--trace", type=Path, help="append every run (seed, method, k, params, value) to this JSON-lines file")
     args = parser.parse_args(argv)
     if args.summarize:
         return summarize_file(args.summarize, args.report_at or [args.iterations])
@@ -248,6 +254,10 @@ def main(argv=None) -> None:
         seeds = range(args.first_seed, args.first_seed + args.seeds)
         for seed in seeds:
             baseline_value = example.run(example.baseline)
+            if args.trace:
+                with open(args.trace, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps({"seed": seed, "method": "baseline", "k": 0,
+                                         "params": example.baseline, "value": baseline_value}) + "\n")
             searches = [make_search(m, seed, example.spaces, example.baseline, baseline_value) for m in methods]
             best = {s.name: [baseline_value if baseline_value is not None else -math.inf] for s in searches}
             for _ in range(args.iterations):
@@ -256,6 +266,10 @@ def main(argv=None) -> None:
                     value = example.run(params)
                     s.tell(params, value)
                     best[s.name].append(max(best[s.name][-1], value if value is not None else -math.inf))
+                    if args.trace:
+                        with open(args.trace, "a", encoding="utf-8") as fh:
+                            fh.write(json.dumps({"seed": seed, "method": s.name, "k": len(best[s.name]) - 1,
+                                                 "params": params, "value": value}) + "\n")
             for s in searches:
                 curves[s.name].append(best[s.name])
             if args.out:
