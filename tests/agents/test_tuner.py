@@ -487,3 +487,23 @@ def test_after_an_adopted_config_an_imported_run_must_beat_the_rejudged_best(tmp
                           agent_data={"params": {"X": 6.0}})  # beats the last keep's 3.0, not the best's 0.5
     proposal = TunerAgent().propose(adopted_context(tmp_path, imported))
     assert proposal.data["params"] != {"X": 6.0} and "imported run" not in proposal.explanation, proposal.explanation
+
+
+def test_no_value_past_one_that_lost_for_good_is_proposed():
+    # LR rose 1e-3 -> 4e-3 -> 1.7e-2, and 3e-2 lost too: the best is bracketed. TPE on the one
+    # axis used to propose values far below 1e-3 from so few points.
+    spaces = {"LR": Space("log", 1e-4, 3e-2), "DROPOUT": Space("float", 0.0, 0.5)}
+    policy = TunerPolicy(spaces, seed=0, tpe_min_points=2, tpe_prob=1.0)
+    base = {"LR": 1e-3, "DROPOUT": 0.0}
+    mid, best = {**base, "LR": 4e-3}, {**base, "LR": 1.7e-2}
+    history = [
+        Observation(base, 0.87, "keep"),
+        Observation(mid, 0.94, "keep", base, 0.87),
+        Observation(best, 0.98, "keep", mid, 0.94),
+        Observation({**base, "LR": 3e-2}, 0.95, "discard", best, 0.98),
+        Observation({**best, "DROPOUT": 0.125}, 0.97, "discard", best, 0.98),
+    ]
+    lrs = {policy.suggest(best, history, iteration=i).params["LR"] for i in range(40)}
+    assert lrs - {1.7e-2}  # LR still moves...
+    assert all(4e-3 < lr < 3e-2 for lr in lrs)  # ...but only between the values that lost
+

@@ -14,7 +14,9 @@ search around the current best instead, the way a person tunes:
    toward the side with more room, then the other side, then at half the step, and so on.
    Once an axis has enough points, Optuna's TPE restricted to that axis (the others fixed
    at the best) proposes the value instead, from the whole history.
-4. A crash is a wall: no value at or beyond a crashed one (seen from the best) is
+4. A value that lost for good (by more than the best has gained since) is a wall too: no
+   value past it, seen from the best, is proposed (one axis at a time the metric is taken
+   to be unimodal). A crash is a wall: no value at or beyond a crashed one (seen from the best) is
    proposed on that axis again. A run that stopped at an assertion says that value is
    invalid, not too far: only that value is barred, and an integer axis whose invalid value
    was not a power of two while the best is one moves on powers of two from then on.
@@ -313,7 +315,8 @@ class TunerPolicy:
         elif not fresh_axis and len({_hashable(o.params.get(axis)) for o in history}) >= self.tpe_min_points:
             if rng.random() < self.tpe_prob:
                 value = self._tpe_value(axis, best, history, iteration)
-                if value is not None and fresh(value) and not self._beyond_crash(axis, current, value, record):
+                if value is not None and fresh(value) and not self._beyond_crash(axis, current, value, record) \
+                        and not self._beyond_loser(axis, current, value, record, history):
                     n = sum(1 for o in history if o.value is not None)
                     return axis, value, (f"TPE restricted to {axis} (the other knobs fixed at the best) "
                                          f"proposes it from {n} finished runs")
@@ -337,14 +340,16 @@ class TunerPolicy:
             return None
 
         for value, reason in self._local_candidates(axis, current, record, rng):
-            if self._beyond_crash(axis, current, value, record):
+            if self._beyond_crash(axis, current, value, record) or self._beyond_loser(axis, current, value, record,
+                                                                                        history):
                 continue
             # Values this axis already had (in another context) come last: new information first.
             if fresh(value) and value not in record.values_tried:
                 return axis, value, reason
         for value, reason in self._local_candidates(axis, current, record, rng):
             if fresh(value) and not self._beyond_crash(axis, current, value, record) \
-                    and not self._lost_for_good(record, value, history):
+                    and not self._lost_for_good(record, value, history) \
+                    and not self._beyond_loser(axis, current, value, record, history):
                 return axis, value, reason
         return None
 
@@ -359,6 +364,20 @@ class TunerPolicy:
         margin, winner_value = lost
         gained = best_value - winner_value if self.direction == "maximize" else winner_value - best_value
         return gained < margin
+
+    def _beyond_loser(self, axis, current, value, record: _AxisRecord, history: Sequence[Observation]) -> bool:
+        """`value` lies past a value that lost for good, seen from the best: one axis at a time the
+        metric is taken to be unimodal, so farther out on a losing side is worse still (TPE on one
+        axis proposed LR 1.5e-4 when 1e-3 and 4e-3 had both lost to 1.7e-2: 0.26 and 0.70 against 0.98)."""
+        if not _is_number(value) or not _is_number(current):
+            return False
+        for loser in record.lost_by:
+            kind, loser_value = loser
+            if kind != "num" or not self._lost_for_good(record, loser_value, history):
+                continue
+            if loser_value > current and value > loser_value or loser_value < current and value < loser_value:
+                return True
+        return False
 
     def _local_candidates(self, axis, current, record, rng):
         """Values near `current` in preference order: momentum, then outward, then finer."""
