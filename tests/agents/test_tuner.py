@@ -466,6 +466,24 @@ def test_a_number_that_lost_by_more_than_the_best_gained_since_is_not_run_again(
     assert 1 in depths and 3 not in depths
 
 
+def test_a_value_stopped_early_is_not_taken_to_have_lost_by_its_partial_gap():
+    # DEPTH 3 was stopped at a fifth of its budget at 0.60 while its parent ended at 0.90: what it
+    # would have ended at is unknown, so its 0.30 is no margin that bars it for good.
+    spaces = {"DEPTH": Space("int", 1, 4), "LR": Space("log", 1e-4, 1e-1)}
+    policy = TunerPolicy(spaces, seed=0)
+    base = {"DEPTH": 2, "LR": 1e-3}
+    history = [
+        Observation(base, 0.90, "keep"),
+        Observation({**base, "DEPTH": 3}, 0.60, "discard", base, 0.90, pruned=True),
+        Observation({**base, "DEPTH": 1}, 0.60, "discard", base, 0.90),  # trained to its end: 0.30 behind
+        Observation({**base, "LR": 2e-3}, 0.91, "keep", base, 0.90),
+        Observation({"DEPTH": 2, "LR": 4e-3}, 0.92, "keep", {**base, "LR": 2e-3}, 0.91),
+    ]
+    best = {"DEPTH": 2, "LR": 4e-3}
+    depths = {policy.suggest(best, history, iteration=i).params["DEPTH"] for i in range(40)}
+    assert 3 in depths and 1 not in depths
+
+
 def adopted_context(tmp_path, *extra) -> Context:
     """Minimize now: iteration 3 (0.5, discarded under maximize) is the best; the last keep, 2, scored 3.0."""
     from helpers import adopted_ledger
