@@ -4,8 +4,10 @@ import threading
 import time
 
 import pytest
+from dataclasses import replace
 
 from autoresearch.early_stop import (
+    ANALOGS,
     TRACE_NAME,
     CurveWatcher,
     Rules,
@@ -29,10 +31,12 @@ def shifted(trace, delta):
 
 
 EARLIER = [GOOD, shifted(GOOD, 0.01), shifted(GOOD, -0.01)]
+# Optuna's median pruner after a quarter of the budget: the rule most tests below pin (the defaults are stricter).
+MEDIAN = Rules(percentile=50, warmup=0.25)
 
 
 def test_a_run_far_behind_the_median_at_equal_time_is_stopped_with_a_reason():
-    stop = judge(SLOW, EARLIER, best_value=0.553, rules=Rules(), primary="val_acc", direction="maximize")
+    stop = judge(SLOW, EARLIER, best_value=0.553, rules=MEDIAN, primary="val_acc", direction="maximize")
     assert isinstance(stop, Stop)
     assert stop.at == 0.5 and stop.value == 0.22 and stop.bar == pytest.approx(0.51)
     assert stop.reason == "stopped at 50% of the budget: val_acc 0.22 while earlier runs had 0.51 at that time"
@@ -40,35 +44,35 @@ def test_a_run_far_behind_the_median_at_equal_time_is_stopped_with_a_reason():
 
 def test_nothing_is_stopped_in_the_warm_up_or_without_enough_curves_or_when_disabled():
     early = SLOW[:2]  # 15% of the budget
-    assert judge(early, EARLIER, 0.553, Rules(), "val_acc", "maximize") is None
-    assert judge(SLOW, EARLIER[:2], 0.553, Rules(), "val_acc", "maximize") is None  # 2 < min_curves
-    assert judge(SLOW, EARLIER[:2], 0.553, Rules(min_curves=2), "val_acc", "maximize") is not None
-    assert judge(SLOW, EARLIER, 0.553, Rules(enabled=False), "val_acc", "maximize") is None
-    assert judge(SLOW, EARLIER, 0.553, Rules(warmup=0.6), "val_acc", "maximize") is None
-    assert judge([], EARLIER, 0.553, Rules(), "val_acc", "maximize") is None  # no curve: never stopped
+    assert judge(early, EARLIER, 0.553, MEDIAN, "val_acc", "maximize") is None
+    assert judge(SLOW, EARLIER[:2], 0.553, MEDIAN, "val_acc", "maximize") is None  # 2 < min_curves
+    assert judge(SLOW, EARLIER[:2], 0.553, replace(MEDIAN, min_curves=2), "val_acc", "maximize") is not None
+    assert judge(SLOW, EARLIER, 0.553, replace(MEDIAN, enabled=False), "val_acc", "maximize") is None
+    assert judge(SLOW, EARLIER, 0.553, replace(MEDIAN, warmup=0.6), "val_acc", "maximize") is None
+    assert judge([], EARLIER, 0.553, MEDIAN, "val_acc", "maximize") is None  # no curve: never stopped
 
 
 def test_only_curves_that_reached_the_same_time_are_compared():
     short = [GOOD[:3]] * 5  # they ended at 24% of the budget: nothing known at 50%
-    assert judge(SLOW, short, 0.553, Rules(), "val_acc", "maximize") is None
+    assert judge(SLOW, short, 0.553, MEDIAN, "val_acc", "maximize") is None
 
 
 def test_a_run_ahead_of_the_median_or_level_with_it_continues():
-    assert judge(GOOD[:5], EARLIER, 0.553, Rules(), "val_acc", "maximize") is None
+    assert judge(GOOD[:5], EARLIER, 0.553, MEDIAN, "val_acc", "maximize") is None
     flat_behind = [(0.1, 0.49), (0.25, 0.50), (0.46, 0.505)]  # a little behind the median, and flat
-    assert judge(flat_behind, EARLIER, 0.553, Rules(), "val_acc", "maximize") is not None
+    assert judge(flat_behind, EARLIER, 0.553, MEDIAN, "val_acc", "maximize") is not None
     # percentile 90: stopped only when worse than 90% of earlier runs; ahead of the lowest, it survives
-    assert judge(flat_behind, EARLIER, 0.553, Rules(percentile=90), "val_acc", "maximize") is None
+    assert judge(flat_behind, EARLIER, 0.553, replace(MEDIAN, percentile=90), "val_acc", "maximize") is None
 
 
 def test_a_run_whose_extrapolated_curve_could_still_beat_the_best_is_never_stopped():
     # Behind the median, but climbing fast: at its own rate it ends above the best.
     climbing = [(0.1, 0.1), (0.25, 0.3), (0.5, 0.49)]
     assert optimistic_final(climbing, EARLIER, "maximize") > 0.553
-    assert judge(climbing, EARLIER, 0.553, Rules(), "val_acc", "maximize") is None
+    assert judge(climbing, EARLIER, 0.553, MEDIAN, "val_acc", "maximize") is None
     # An earlier run that gained a lot late makes the same point by analogy.
     late_bloomer = [(0.25, 0.1), (0.5, 0.2), (1.0, 0.9)]
-    assert judge(SLOW, [*EARLIER, late_bloomer], 0.553, Rules(), "val_acc", "maximize") is None
+    assert judge(SLOW, [*EARLIER, late_bloomer], 0.553, MEDIAN, "val_acc", "maximize") is None
 
 
 def test_a_saturating_curve_behind_the_others_is_stopped_before_it_flattens():
@@ -77,10 +81,10 @@ def test_a_saturating_curve_behind_the_others_is_stopped_before_it_flattens():
     # gained about as much again as over the last stretch, which takes it to ~0.47 < 0.553.
     saturating = [(0.1, 0.25), (0.2, 0.33), (0.3, 0.36)]
     assert optimistic_final(saturating, EARLIER, "maximize") == pytest.approx(0.36 + 0.11 * 0.073 / 0.07, abs=0.01)
-    stop = judge(saturating, EARLIER, 0.553, Rules(), "val_acc", "maximize")
+    stop = judge(saturating, EARLIER, 0.553, MEDIAN, "val_acc", "maximize")
     assert stop is not None and stop.at == 0.3
     # The same pace on top of a best that this pace could reach: it trains on.
-    assert judge(saturating, EARLIER, 0.47, Rules(), "val_acc", "maximize") is None
+    assert judge(saturating, EARLIER, 0.47, MEDIAN, "val_acc", "maximize") is None
 
 
 def test_an_earlier_curve_that_was_flat_and_then_gained_credits_a_climbing_run_up_to_its_straight_line():
@@ -89,7 +93,7 @@ def test_an_earlier_curve_that_was_flat_and_then_gained_credits_a_climbing_run_u
     # Its pace, 0.11 over the last 0.15 of the budget, carried on to the end: 0.36 + 0.11 * 0.7 / 0.15.
     bound = optimistic_final(saturating, [*EARLIER, flat_then_late], "maximize")
     assert bound == pytest.approx(0.36 + 0.11 * 0.7 / 0.15)
-    assert judge(saturating, [*EARLIER, flat_then_late], 0.553, Rules(), "val_acc", "maximize") is None
+    assert judge(saturating, [*EARLIER, flat_then_late], 0.553, MEDIAN, "val_acc", "maximize") is None
 
 
 def test_a_run_that_barely_climbs_is_stopped_even_beside_a_curve_that_was_flat_and_then_gained():
@@ -99,15 +103,15 @@ def test_a_run_that_barely_climbs_is_stopped_even_beside_a_curve_that_was_flat_a
     crawling = [(0.1, 0.28), (0.25, 0.30), (0.5, 0.31)]  # +0.01 over the last quarter of the budget
     bound = optimistic_final(crawling, [*EARLIER, flat_then_late], "maximize")
     assert bound == pytest.approx(0.31 + 0.15)  # the largest late gain of an earlier run wins
-    stop = judge(crawling, [*EARLIER, flat_then_late], 0.553, Rules(), "val_acc", "maximize")
+    stop = judge(crawling, [*EARLIER, flat_then_late], 0.553, MEDIAN, "val_acc", "maximize")
     assert stop is not None and stop.at == 0.5
 
 
 def test_minimize_is_the_mirror_image():
     loss = lambda tr: [(t, 2 - v) for t, v in tr]  # noqa: E731
-    stop = judge(loss(SLOW), [loss(t) for t in EARLIER], 2 - 0.553, Rules(), "val_loss", "minimize")
+    stop = judge(loss(SLOW), [loss(t) for t in EARLIER], 2 - 0.553, MEDIAN, "val_loss", "minimize")
     assert stop is not None and stop.value == pytest.approx(1.78) and stop.bar == pytest.approx(1.49)
-    assert judge(loss(GOOD[:5]), [loss(t) for t in EARLIER], 2 - 0.553, Rules(), "val_loss", "minimize") is None
+    assert judge(loss(GOOD[:5]), [loss(t) for t in EARLIER], 2 - 0.553, MEDIAN, "val_loss", "minimize") is None
 
 
 def test_traces_use_the_curves_own_clock_else_when_the_watcher_saw_each_point():
@@ -140,7 +144,7 @@ class FakeClock:
 def test_the_watcher_reads_log_lines_as_they_arrive_and_ignores_a_torn_last_line(tmp_path):
     log = tmp_path / "log.txt"
     clock = FakeClock()
-    w = CurveWatcher(Rules(), "val_acc", "maximize", 10, EARLIER, 0.553,
+    w = CurveWatcher(MEDIAN, "val_acc", "maximize", 10, EARLIER, 0.553,
                      [tmp_path / "metrics.jsonl", log], clock=clock)
     log.write_text("epoch 1 | loss 2.3 | val_acc 0.11\n")
     clock.now = 1.5
@@ -157,7 +161,7 @@ def test_a_curve_file_older_than_the_run_is_not_its_curve(tmp_path):
     stale = tmp_path / "metrics.jsonl"
     stale.write_text(json.dumps({"val_acc": 0.1, "seconds": 5.0}) + "\n")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
-    w = CurveWatcher(Rules(), "val_acc", "maximize", 10, EARLIER, 0.553, [stale])
+    w = CurveWatcher(MEDIAN, "val_acc", "maximize", 10, EARLIER, 0.553, [stale])
     assert w.look() is None and w.trace == []
 
 
@@ -167,7 +171,7 @@ def test_a_curve_file_the_run_has_not_touched_is_not_its_curve_however_fresh(tmp
     # The run before was stopped a moment ago: its curve is still there, younger than any slack.
     left = tmp_path / "metrics.jsonl"
     left.write_text(json.dumps({"val_acc": 0.1, "seconds": 5.0}) + "\n")
-    w = CurveWatcher(Rules(), "val_acc", "maximize", 10, EARLIER, 0.553, [left], before={left: file_stamp(left)})
+    w = CurveWatcher(MEDIAN, "val_acc", "maximize", 10, EARLIER, 0.553, [left], before={left: file_stamp(left)})
     assert w.look() is None and w.trace == []
     left.write_text(json.dumps({"val_acc": 0.2, "seconds": 1.25}) + "\n")  # this run's first line
     assert w.look() is None and w.trace == [(0.125, 0.2)]
@@ -176,13 +180,13 @@ def test_a_curve_file_the_run_has_not_touched_is_not_its_curve_however_fresh(tmp
 def test_watching_sets_the_run_stop_when_judged_and_passes_an_outer_stop_through(tmp_path):
     curve = tmp_path / "metrics.jsonl"
     curve.write_text("".join(json.dumps({"val_acc": v, "seconds": t * 10}) + "\n" for t, v in SLOW))
-    w = CurveWatcher(Rules(interval=0.05), "val_acc", "maximize", 10, EARLIER, 0.553, [curve])
+    w = CurveWatcher(replace(MEDIAN, interval=0.05), "val_acc", "maximize", 10, EARLIER, 0.553, [curve])
     with w.watching(threading.Event()) as run_stop:
         assert run_stop.wait(5)
     assert w.decision is not None and w.decision.at == 0.5
 
     outer = threading.Event()
-    quiet = CurveWatcher(Rules(interval=0.05), "val_acc", "maximize", 10, EARLIER, 0.553, [tmp_path / "none"])
+    quiet = CurveWatcher(replace(MEDIAN, interval=0.05), "val_acc", "maximize", 10, EARLIER, 0.553, [tmp_path / "none"])
     with quiet.watching(outer) as run_stop:
         assert not run_stop.wait(0.3)
         outer.set()
@@ -192,7 +196,7 @@ def test_watching_sets_the_run_stop_when_judged_and_passes_an_outer_stop_through
 
 def test_disabled_watching_hands_back_the_outer_event_untouched(tmp_path):
     outer = threading.Event()
-    w = CurveWatcher(Rules(enabled=False), "val_acc", "maximize", 10, EARLIER, 0.553, [tmp_path / "x"])
+    w = CurveWatcher(replace(MEDIAN, enabled=False), "val_acc", "maximize", 10, EARLIER, 0.553, [tmp_path / "x"])
     with w.watching(outer) as run_stop:
         assert run_stop is outer
 
@@ -200,24 +204,40 @@ def test_disabled_watching_hands_back_the_outer_event_untouched(tmp_path):
 def test_the_reason_is_a_verdict_that_round_trips():
     from autoresearch.verdict import Reason, Status, Verdict
 
-    text = judge(SLOW, EARLIER, 0.553, Rules(), "val_acc", "maximize").reason
+    text = judge(SLOW, EARLIER, 0.553, MEDIAN, "val_acc", "maximize").reason
     v = Verdict.parse(Status.DISCARD, text)
     assert v.reason is Reason.STOPPED_EARLY and v.stopped_early and v.render() == text
     assert not Verdict.parse(Status.DISCARD, "val_acc worse").stopped_early
 
 
 def test_the_late_gains_that_forecast_a_run_are_those_of_curves_near_it_that_trained_to_the_end():
-    # Three curves at the run's level that gained little later, one far above that gained a lot.
-    low = [[(0.25, 0.30 + d), (0.5, 0.31 + d), (1.0, 0.33 + d)] for d in (-0.01, 0.0, 0.01)]
+    # ANALOGS curves at the run's level that gained little later, one far above that gained a lot.
+    low = [[(0.25, 0.30 + d), (0.5, 0.31 + d), (1.0, 0.33 + d)] for d in (-0.01, -0.005, 0.0, 0.005, 0.01)]
+    assert len(low) == ANALOGS
     high = [(0.25, 0.50), (0.5, 0.55), (1.0, 0.80)]
     run = [(0.25, 0.30), (0.5, 0.31)]
     bound = optimistic_final(run, [*low, high], "maximize")
     assert bound == pytest.approx(0.31 + 0.02)  # the near curves' late gain (and its own pace, 0.01 x 2), not 0.25
-    stop = judge(run, [*low, high], 0.6, Rules(), "val_acc", "maximize")
+    stop = judge(run, [*low, high], 0.6, MEDIAN, "val_acc", "maximize")
     assert stop is not None and stop.at == 0.5
     # A curve stopped early (it ends at 60% of the budget) is no analog: its gain was cut short.
     cut = [(0.25, 0.30), (0.5, 0.31), (0.6, 0.311)]
     assert optimistic_final(run, [cut, cut, cut, high], "maximize") == pytest.approx(0.31 + 0.25)
+
+
+def test_the_pace_of_a_curve_far_below_credits_no_run_at_the_top():
+    # Seen on the example: the baselines (val_acc 0.6) were still climbing where the tuned runs
+    # (0.9 and more) had flattened, and their later-to-recent ratio, applied to every run's own
+    # pace, forecast 1.2 to 2.8; runs that ended below what a keep needed trained to the end.
+    near = [[(0.1, 0.85 + d), (0.2, 0.90 + d), (1.0, 0.93 + d)] for d in (-0.02, -0.01, 0.0, 0.01, 0.02)]
+    baseline = [(0.1, 0.55), (0.2, 0.551), (1.0, 0.60)]  # flat over the stretch, then +0.05: ratio 50
+    run = [(0.1, 0.85), (0.2, 0.90)]
+    bound = optimistic_final(run, [*near, baseline], "maximize")
+    # its pace (+0.05) scaled as its analogs went on (their later gain 0.03 over their recent 0.05), not 50 times
+    assert bound == pytest.approx(0.90 + 0.05 * 0.03 / 0.05)
+    assert judge(run, [*near, baseline], 0.95, MEDIAN, "val_acc", "maximize") is None  # in the warm-up
+    assert judge(run, [*near, baseline], 0.95, replace(MEDIAN, warmup=0.2, percentile=10), "val_acc",
+                 "maximize") is not None
 
 
 def test_the_watcher_compares_with_the_best_an_adopted_config_rejudged(make_task, tmp_path):
@@ -270,3 +290,9 @@ def test_a_run_is_judged_against_what_a_keep_must_reach_the_best_plus_the_noise_
     # inside the floor over the best can never be kept; with confirm, one just above the best is
     # confirmed (and may be kept), so the best alone is the bar.
     assert watcher.best_value == pytest.approx(bar)
+
+
+def test_the_rules_without_a_section_are_the_sections_defaults():
+    from autoresearch.config import EarlyStopSection
+
+    assert Rules() == Rules.from_config(None) == Rules.from_config(EarlyStopSection())

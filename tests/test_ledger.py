@@ -24,17 +24,41 @@ def test_append_and_reload_round_trip(tmp_path):
     assert Ledger(tmp_path / "ledger.jsonl").best().iteration == 0
 
 
-def test_torn_last_line_is_dropped_and_truncated(tmp_path):
+def test_torn_last_line_is_dropped_and_cut_off_by_the_next_append_not_by_a_reader(tmp_path):
     path = tmp_path / "ledger.jsonl"
     ledger = Ledger(path)
     ledger.append(rec(0))
     with open(path, "a") as fh:
         fh.write('{"iteration": 1, "comm')
+    torn = path.read_bytes()
     reloaded = Ledger(path)
     assert [r.iteration for r in reloaded.records] == [0]
-    assert path.read_text().endswith("\n") and path.read_text().count("\n") == 1
+    # A reader (status beside a live night) leaves the file alone: that line may be being written.
+    assert path.read_bytes() == torn
     reloaded.append(rec(1))
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and [json.loads(line)["iteration"] for line in lines] == [0, 1]
     assert [r.iteration for r in Ledger(path).records] == [0, 1]
+
+
+def test_a_reader_beside_a_live_append_does_not_take_the_ledger_for_tampered(tmp_path):
+    # The loop appends a line, then moves the head. A reader that read the lines before an
+    # append and the head after it saw a last line and a head that did not match.
+    path = tmp_path / "ledger.jsonl"
+    writer = Ledger(path)
+    writer.append(rec(0))
+    writer.append(rec(1, Status.DISCARD, 0.4))
+
+    class AppendAfterRead(type(path)):
+        def read_bytes(self):
+            data = super().read_bytes()
+            writer.append(rec(2, Status.DISCARD, 0.3))  # the loop, between the reader's two reads
+            return data
+
+    reader = Ledger(path)
+    reader.path = AppendAfterRead(path)
+    assert [r.iteration for r in reader.records] == [0, 1]
+    assert [r.iteration for r in Ledger(path).records] == [0, 1, 2]
 
 
 def test_corrupt_middle_line_is_a_clear_error(tmp_path):

@@ -253,10 +253,10 @@ class EarlyStopSection(_Section):
     # Stop a run whose learning curve is hopelessly behind the earlier runs' at the same elapsed
     # training time (early_stop.py). Needs a curve: metrics.jsonl or `epoch ... <primary> ...` lines.
     enabled: bool = True
-    percentile: float = Field(default=50.0, gt=0, le=100)  # stopped when worse than this % of earlier runs
-    warmup: float = Field(default=0.25, ge=0, lt=1)  # fraction of the budget every run trains first
+    percentile: float = Field(default=10.0, gt=0, le=100)  # stopped when worse than this % of earlier runs
+    warmup: float = Field(default=0.2, ge=0, lt=1)  # fraction of the budget every run trains first
     min_curves: int = Field(default=3, ge=1)  # earlier curves at that time needed to judge a run
-    interval: float = Field(default=1.0, gt=0)  # seconds between two looks at the curve
+    interval: float = Field(default=0.5, gt=0)  # seconds between two looks at the curve
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

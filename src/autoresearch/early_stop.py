@@ -8,11 +8,13 @@
 The rule is Optuna's percentile pruner applied at equal elapsed training time: once `warmup`
 of the budget has passed and at least `min_curves` earlier runs reached the same time, a run
 whose best value so far is worse than `percentile`% of theirs at that time is stopped (50:
-the median pruner) -- unless its extrapolated curve could still beat the best run's final
-value. The extrapolation is optimistic on purpose: the largest late gain any earlier run made
-from that time on, or the run's own recent gain scaled by the largest later-to-recent gain
-ratio of an earlier run, whichever is larger. Stopping a run that would have won costs more
-than training a loser.
+the median pruner; the default 10 leaves only the front-runners alone) -- unless its curve,
+extrapolated optimistically, could still end above what a keep must reach. The forecast is
+the deciding part: from the earlier curves most like the run at that time that trained to the
+end, the largest late gain any of them made, or the run's own recent gain scaled as theirs went
+on, whichever is larger (optimistic_final). Stopping a run that would have won costs more than
+training a loser; a median alone, on a night where most runs end a few hundredths below the
+best, leaves most of the losers training (bench/early_stop.py).
 
 Time is the fraction of the budget: a curve point's own training clock (`seconds`,
 `train_seconds`, `time`, `elapsed`) when it has one, else the wall time since the run started
@@ -34,7 +36,7 @@ from typing import Iterator, Sequence
 
 TRACE_NAME = "early_stop.json"
 CLOCK_KEYS = ("seconds", "train_seconds", "time", "elapsed", "elapsed_seconds")
-ANALOGS = 3  # earlier curves nearest a run's value whose later gains forecast its own (optimistic_final)
+ANALOGS = 5  # earlier curves nearest a run's value whose later gains forecast its own (optimistic_final)
 FINISHED = 0.9  # a curve that reached this fraction of the budget trained to its end
 READ_LIMIT = 8 * 1024 * 1024  # bytes of a curve file read per look; a curve sits at its start
 
@@ -46,10 +48,10 @@ class Rules:
     """The `[early_stop]` section."""
 
     enabled: bool = True
-    percentile: float = 50.0  # stop a run worse than this share (%) of earlier runs at the same time
-    warmup: float = 0.25  # fraction of the budget that every run may train before any stop
+    percentile: float = 10.0  # stop a run worse than this share (%) of earlier runs at the same time
+    warmup: float = 0.2  # fraction of the budget that every run may train before any stop
     min_curves: int = 3  # earlier curves needed at that time before a run is judged
-    interval: float = 1.0  # seconds between two looks at the curve
+    interval: float = 0.5  # seconds between two looks at the curve
 
     @classmethod
     def from_config(cls, section) -> "Rules":
@@ -127,37 +129,40 @@ def _better(a: float, b: float, direction: str) -> bool:
 
 
 def optimistic_final(trace: Trace, earlier: Sequence[Trace], direction: str) -> float:
-    """Where the run could still end, judged by how earlier curves went on from this time.
+    """Where the run could still end, judged by how the earlier curves most like it went on.
 
-    The larger of two extrapolations. By analogy: the largest gain from this time to the end
-    among the ANALOGS earlier curves that were nearest the run's value at this time and trained
-    to the end (a curve stopped early says nothing of what follows). The largest over every
-    earlier curve held back runs that could never catch up: a curve far above, or one far below
-    with all its climb ahead of it, is no forecast of this one (on nights of the example it
-    cost a fifth of the time early stopping saved). By pace: the run's own gain over the last
-    half of its elapsed time, times the largest ratio of an earlier curve's later gain to its
-    gain over that same stretch, that ratio at most a straight line's (the recent pace carried
-    on to the end of the budget). Not the straight line itself: the steep start of a saturating
-    curve, carried on linearly, promised val_acc 6.5 at 15% of the example's budget, so no run
-    could be stopped before its curve had flattened. Nor more than it: an earlier curve flat over
-    that stretch (the best-so-far is flat whenever the metric dips) made the ratio a division by
-    ~0, bounds of 10^4 to 10^8 came up at half the looks, and whether a run was stopped was
-    chance (bench/early_stop.py)."""
+    The analogs are the ANALOGS earlier curves nearest the run's value at this time that
+    trained to the end (a curve stopped early says nothing of what follows). Two forecasts
+    from them, the larger counts. By level: the largest gain any analog made from this time
+    to its end. By pace: the run's own gain over the last half of its elapsed time, times the
+    largest ratio of an analog's later gain to its gain over that same stretch, the ratio at
+    most a straight line's (the recent pace carried on to the end of the budget), so a run
+    climbing faster than its analogs is credited with more than their gains.
+
+    Only analogs, in both. On nights of the example, the largest late gain of any earlier
+    curve, however far above or below, held back a fifth of what stopping saved; the largest
+    pace ratio of any earlier curve (a baseline far below, still climbing where the others had
+    flattened) forecast val_acc 1.2 to 2.8 for runs at 0.9 at a quarter of the budget, so runs
+    that ended two hundredths below what a keep needed trained to the end (bench/early_stop.py).
+    Not the straight line itself: the steep start of a saturating curve, carried on linearly,
+    promised val_acc 6.5 at 15% of the budget. Nor a ratio over a stretch where an analog was
+    flat: that is a division by ~0 (bounds of 10^4 to 10^8 came up at half the looks)."""
     t, sign = trace[-1][0], 1 if direction == "maximize" else -1
     now = best_until(trace, t, direction)
     then = best_until(trace, t / 2, direction)
     recent = max(0.0, sign * (now - then)) if then is not None else 0.0
-    analogs, ratio = [], 0.0
+    analogs = []  # (distance from the run's value now, gain from now to the end, later-to-recent ratio)
     for other in earlier:
         at_t, final = best_until(other, t, direction), best_until(other, math.inf, direction)
         if at_t is None or final is None or other[-1][0] < FINISHED:
             continue
         gain = max(0.0, sign * (final - at_t))
-        analogs.append((abs(at_t - now), gain))
         before = best_until(other, t / 2, direction)
-        if before is not None and gain > 0:
-            ratio = max(ratio, gain / max(sign * (at_t - before), 1e-9))
-    late = max((gain for _, gain in sorted(analogs)[:ANALOGS]), default=0.0)
+        ratio = gain / max(sign * (at_t - before), 1e-9) if before is not None and gain > 0 else 0.0
+        analogs.append((abs(at_t - now), gain, ratio))
+    nearest = sorted(analogs)[:ANALOGS]
+    late = max((gain for _, gain, _ in nearest), default=0.0)
+    ratio = max((ratio for _, _, ratio in nearest), default=0.0)
     linear = (1.0 - t) / (t / 2) if t > 0 else math.inf  # the rest of the budget over the stretch
     return now + sign * max(late, recent * min(ratio, linear))
 

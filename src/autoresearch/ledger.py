@@ -36,6 +36,7 @@ class Ledger:
         self._records: list[Experiment] | None = None
         self._events: list[dict] = []  # each with "_after": how many records came before it
         self._last_line = ""  # the file's last line, which the next record's `prev` hashes
+        self._torn_at: int | None = None  # where a torn last line starts: the next append cuts it off
         self._lock = threading.Lock()  # workers' threads append to one ledger; the head follows in order
 
     def exists(self) -> bool:
@@ -57,13 +58,22 @@ class Ledger:
         self._events = []
         if not self.path.exists():
             return []
+        # The head before the lines: the loop appends a line, then moves the head. Read the
+        # other way round, a reader (status, the dashboard) could get the lines before an append
+        # and the head after it, and take a live night's ledger for one changed by hand.
+        head = self._head_path()
+        try:
+            recorded = head.read_text().strip()
+        except FileNotFoundError:
+            recorded = ""
         raw = self.path.read_bytes()
+        self._torn_at = None
         if raw and not raw.endswith(b"\n"):
-            # A kill mid-append left a torn last line: the experiment never finished, drop it.
+            # A kill mid-append left a torn last line (or the loop is writing it right now): the
+            # experiment never finished, drop it. Only the next append cuts it off the file: a
+            # reader that did, beside a live night, would cut the line being written in two.
             raw = raw[: raw.rfind(b"\n") + 1]
-            with open(self.path, "r+b") as fh:
-                fh.truncate(len(raw))
-                os.fsync(fh.fileno())
+            self._torn_at = len(raw)
         lines = raw.decode("utf-8", errors="replace").splitlines()
         filled = [line for line in lines if line.strip()]
         try:
@@ -72,15 +82,15 @@ class Ledger:
             values = json.loads("[" + ",".join(filled) + "]")
             if len(values) == len(filled) and all(type(d) is dict for d in values):
                 records = self._split(values)
-                self._check_chain(lines)
+                self._check_chain(lines, recorded)
                 return records
         except (ValueError, KeyError, TypeError):
             pass
         records = self._load_lines(lines)
-        self._check_chain(lines)
+        self._check_chain(lines, recorded)
         return records
 
-    def _check_chain(self, lines: list[str]) -> None:
+    def _check_chain(self, lines: list[str], recorded: str) -> None:
         previous, chained = "", False
         for number, line in enumerate(lines, 1):
             if not line.strip():
@@ -97,7 +107,7 @@ class Ledger:
             previous = line
         self._last_line = previous
         head = self._head_path()
-        recorded = head.read_text().strip() if chained and head.exists() else ""
+        recorded = recorded if chained else ""
         filled = [line for line in lines if line.strip()]
         # A kill between the append and the head's update leaves the head one line behind: fine.
         if recorded and recorded != line_hash(previous) and not (len(filled) > 1 and recorded == line_hash(filled[-2])):
@@ -158,6 +168,11 @@ class Ledger:
             return event
 
     def _append_line(self, data: dict) -> None:
+        if self._torn_at is not None:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(self._torn_at)
+                os.fsync(fh.fileno())
+            self._torn_at = None
         line = json.dumps({**data, "prev": line_hash(self._last_line)}, sort_keys=True)
         append_line(self.path, line)
         self._last_line = line

@@ -445,18 +445,22 @@ def test_a_choice_that_lost_by_more_than_the_best_gained_since_is_not_run_again(
     assert any(policy.suggest(far, later, iteration=i).params["ARCH"] == "mlp" for i in range(30))
 
 
-def test_a_number_that_lost_by_more_than_the_best_gained_since_is_not_run_again():
+def depth_history(depth_3_stopped_early: bool = False):
+    """Two DEPTH moves that lost (3 by 0.30, 1 by 0.10), then two LR keeps that gained 0.02."""
     spaces = {"DEPTH": Space("int", 1, 4), "LR": Space("log", 1e-4, 1e-1)}
-    policy = TunerPolicy(spaces, seed=0)
     base = {"DEPTH": 2, "LR": 1e-3}
     history = [
         Observation(base, 0.90, "keep"),
-        Observation({**base, "DEPTH": 3}, 0.60, "discard", base, 0.90),  # 0.30 behind
-        Observation({**base, "DEPTH": 1}, 0.80, "discard", base, 0.90),  # 0.10 behind
+        Observation({**base, "DEPTH": 3}, 0.60, "discard", base, 0.90, pruned=depth_3_stopped_early),
+        Observation({**base, "DEPTH": 1}, 0.80, "discard", base, 0.90),
         Observation({**base, "LR": 2e-3}, 0.91, "keep", base, 0.90),
         Observation({"DEPTH": 2, "LR": 4e-3}, 0.92, "keep", {**base, "LR": 2e-3}, 0.91),
     ]
-    best = {"DEPTH": 2, "LR": 4e-3}
+    return TunerPolicy(spaces, seed=0), history, {"DEPTH": 2, "LR": 4e-3}
+
+
+def test_a_number_that_lost_by_more_than_the_best_gained_since_is_not_run_again():
+    policy, history, best = depth_history()
     depths = {policy.suggest(best, history, iteration=i).params["DEPTH"] for i in range(40)}
     assert 3 not in depths and 1 not in depths  # both lost by more than the 0.02 gained since
     # 0.15 gained since: DEPTH 1 (0.10 behind) may come back in the new context, DEPTH 3 (0.30) not.
@@ -464,6 +468,14 @@ def test_a_number_that_lost_by_more_than_the_best_gained_since_is_not_run_again(
     later = [*history, Observation(better, 1.05, "keep", best, 0.92)]
     depths = {policy.suggest(better, later, iteration=i).params["DEPTH"] for i in range(40)}
     assert 1 in depths and 3 not in depths
+
+
+def test_a_value_stopped_early_is_not_taken_to_have_lost_by_its_partial_gap():
+    # DEPTH 3 was stopped at a fifth of its budget at 0.60 while its parent ended at 0.90: what it
+    # would have ended at is unknown, so its 0.30 is no margin that bars it for good.
+    policy, history, best = depth_history(depth_3_stopped_early=True)
+    depths = {policy.suggest(best, history, iteration=i).params["DEPTH"] for i in range(40)}
+    assert 3 in depths and 1 not in depths
 
 
 def adopted_context(tmp_path, *extra) -> Context:

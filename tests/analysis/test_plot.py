@@ -96,3 +96,26 @@ def test_progress_plot_draws_what_the_issue_asks(night, tmp_path, monkeypatch):
     low, high = ax.get_ylim()
     assert 0.5 < low < 0.70 and 0.93 < high < 1.1  # zoomed to the climb, not to the diverged run
     assert "1 crashed (not shown)" in ax.get_title()
+
+
+@pytest.mark.parametrize("low, high", [(16, 256), (16, 1024), (1.2e-3, 4.5e-3), (1e-4, 3e-2), (2e-3, 3e-3), (2.01e-3, 2.4e-3), (1e-6, 1.0)])
+def test_a_log_knob_axis_has_readable_labels_that_do_not_run_into_each_other(low, high):
+    # Seen in the example's report: BATCH_SIZE's axis over 16 to 256 labelled 2x10^1 ... 6x10^2, overlapping.
+    from autoresearch.analysis.plot import _pyplot, sparse_log_ticks
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.6, 3.4), dpi=100)
+    xs = [low, (low * high) ** 0.5, high]
+    ax.scatter(xs, [0.9, 0.95, 0.93])
+    ax.set_xscale("log")
+    sparse_log_ticks(ax.xaxis, xs)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    lo, hi = ax.get_xlim()
+    shown = [(tick.get_position()[0], tick) for tick in ax.get_xticklabels(which="both")
+             if tick.get_visible() and tick.get_text() and lo <= tick.get_position()[0] <= hi]
+    boxes = sorted((tick.get_window_extent(renderer) for _, tick in shown), key=lambda b: b.x0)
+    plt.close(fig)
+    assert len(boxes) >= 2  # an axis with one label or none says nothing of the scale
+    assert all(b.x0 >= a.x1 for a, b in zip(boxes, boxes[1:]))
+    assert all("times" not in tick.get_text() and "^" not in tick.get_text() for _, tick in shown)

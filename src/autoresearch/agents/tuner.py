@@ -256,7 +256,10 @@ class TunerPolicy:
                         delta = self._unit(axis, obs.params[axis]) - self._unit(axis, parent[axis])
                         rec.last_kept_direction = 1 if delta > 0 else -1
                         rec.last_kept_step = abs(delta)
-                if len(changed) == 1 and gain is not None:  # the loser, by how much, to which value
+                # The loser, by how much, to which value. Not a run stopped early: its partial value
+                # says it could not win, not by how much it lost (at a fifth of the budget it sits
+                # far below what it would have ended at, so a near miss read as a rout).
+                if len(changed) == 1 and gain is not None and not obs.pruned:
                     loser = parent.get(axis) if kept else obs.params[axis]
                     rec.lost_by[_hashable(loser)] = (abs(gain), obs.value if kept else obs.parent_value)
                 if obs.status == Status.CRASH.value and len(changed) == 1:

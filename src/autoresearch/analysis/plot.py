@@ -275,6 +275,7 @@ def plot_knobs(task, store, path: str | Path, records=None) -> Path | None:
                    label="keep")
         if wants_log(xs):
             ax.set_xscale("log")
+            sparse_log_ticks(ax.xaxis, xs)
         if wants_log(ys):
             ax.set_yscale("log")
         else:
@@ -286,6 +287,33 @@ def plot_knobs(task, store, path: str | Path, records=None) -> Path | None:
         ax.grid(True, color="#e5e5e5", linewidth=0.6)
     axes.flat[0].legend(fontsize=7)
     return _save(fig, path)
+
+
+def sparse_log_ticks(axis, values) -> None:
+    """Two to six labels over the span of `values`, at 1, 3 or 2 and 5 times a power of ten,
+    written plainly (0.002, 50).
+
+    Over one or two decades (BATCH_SIZE 16 to 256, say) matplotlib labels the minor ticks as
+    well, 2x10^1 to 9x10^2, and in a report panel they run into each other."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    positive = [v for v in values if v > 0]
+    if not positive:
+        return
+    low, high = min(positive), max(positive)
+    decades = range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+    ticks: list[float] = []
+    for subs in ((1,), (1, 3), (1, 2, 5), tuple(range(1, 10))):
+        ticks = [float(f"{s * 10.0 ** k:.12g}") for k in decades for s in subs if low <= s * 10.0 ** k <= high]
+        if len(ticks) >= 2:  # the coarsest that labels the span twice
+            break
+    if len(ticks) > 6:  # many decades: every second or third
+        ticks = ticks[:: math.ceil(len(ticks) / 6)]
+    if len(ticks) < 2:  # a span narrower than one step of a power of ten: its two ends
+        ticks = [float(f"{low:.3g}"), float(f"{high:.3g}")]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
 
 
 TIME_KEYS = ("seconds", "train_seconds", "elapsed", "time", "wall_seconds")
