@@ -56,6 +56,11 @@ def test_early_stop_end_to_end(make_task):
     assert better.status is Status.KEEP and better.stopped_at is None
     row = tsv(task)[3]
     assert row[3] == "discard" and row[1] == f"{bad.metrics['val']:.6f}"
+    # The terminal's line says it was stopped, and why; a run that trained to its end does not.
+    from autoresearch.loop.record import line
+
+    assert line(loop, bad).endswith(f"discard {bad.description}  ({bad.reason})")
+    assert "stopped at" not in line(loop, better) and "stopped at" not in line(loop, close)
 
 
 def test_early_stop_off_in_the_config_trains_every_run_to_the_end(make_task):

@@ -124,6 +124,8 @@ def line(loop: "Loop", r: Experiment) -> str:
     gain = gain_of(loop.store.ledger.records, loop.task.metrics, r.iteration, loop.store.ledger) if r.status is not Status.CRASH else None
     if gain is not None:  # the noise floor next to the gain, as status and the report show it
         extra = f"  {gain}"
+    if r.stopped_at is not None:  # why it did not train its budget, as the ledger and report say
+        extra = f"  ({r.reason})"
     who = f"[{loop.worker.name}] " if loop.worker else ""
     return f"{who}#{r.iteration:<4} {r.commit[:7]}  {primary}={shown}  {r.status.value:<7} {r.description}{extra}"
 
