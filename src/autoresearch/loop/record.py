@@ -120,12 +120,11 @@ def line(loop: "Loop", r: Experiment) -> str:
     primary = loop.rules.primary
     value = r.metrics.get(primary)
     shown = f"{value:.6f}" if isinstance(value, float) and r.status is not Status.CRASH else "-"
-    extra = f"  ({r.reason})" if r.status is Status.CRASH else ""
-    gain = gain_of(loop.store.ledger.records, loop.task.metrics, r.iteration, loop.store.ledger) if r.status is not Status.CRASH else None
-    if gain is not None:  # the noise floor next to the gain, as status and the report show it
-        extra = f"  {gain}"
-    if r.stopped_at is not None:  # why it did not train its budget, as the ledger and report say
+    if r.status is Status.CRASH or r.stopped_at is not None:  # why it crashed, or did not train its budget
         extra = f"  ({r.reason})"
+    else:  # the noise floor next to the gain, as status and the report show it
+        gain = gain_of(loop.store.ledger.records, loop.task.metrics, r.iteration, loop.store.ledger)
+        extra = f"  {gain}" if gain is not None else ""
     who = f"[{loop.worker.name}] " if loop.worker else ""
     return f"{who}#{r.iteration:<4} {r.commit[:7]}  {primary}={shown}  {r.status.value:<7} {r.description}{extra}"
 
